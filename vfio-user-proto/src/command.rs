@@ -1,0 +1,208 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Command codes.
+
+use std::fmt;
+
+/// A vfio-user command code (the `command` field of every header).
+///
+/// Code 14 was `VFIO_USER_DIRTY_PAGES` in the 2021 protocol and has since been removed; it is
+/// recognised only to be refused ([`CommandError::Removed`]).
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Command {
+    /// `VFIO_USER_VERSION`: version and capability negotiation.
+    Version = 1,
+    /// `VFIO_USER_DMA_MAP`: make one DMA region available to the server.
+    DmaMap = 2,
+    /// `VFIO_USER_DMA_UNMAP`: withdraw one DMA region (or all of them).
+    DmaUnmap = 3,
+    /// `VFIO_USER_DEVICE_GET_INFO`.
+    DeviceGetInfo = 4,
+    /// `VFIO_USER_DEVICE_GET_REGION_INFO`.
+    DeviceGetRegionInfo = 5,
+    /// `VFIO_USER_DEVICE_GET_REGION_IO_FDS`.
+    DeviceGetRegionIoFds = 6,
+    /// `VFIO_USER_DEVICE_GET_IRQ_INFO`.
+    DeviceGetIrqInfo = 7,
+    /// `VFIO_USER_DEVICE_SET_IRQS`.
+    DeviceSetIrqs = 8,
+    /// `VFIO_USER_REGION_READ`.
+    RegionRead = 9,
+    /// `VFIO_USER_REGION_WRITE`.
+    RegionWrite = 10,
+    /// `VFIO_USER_DMA_READ` (server to client).
+    DmaRead = 11,
+    /// `VFIO_USER_DMA_WRITE` (server to client).
+    DmaWrite = 12,
+    /// `VFIO_USER_DEVICE_RESET`.
+    DeviceReset = 13,
+    /// `VFIO_USER_REGION_WRITE_MULTI`.
+    RegionWriteMulti = 15,
+    /// `VFIO_USER_DEVICE_FEATURE`.
+    DeviceFeature = 16,
+    /// `VFIO_USER_MIG_DATA_READ`.
+    MigDataRead = 17,
+    /// `VFIO_USER_MIG_DATA_WRITE`.
+    MigDataWrite = 18,
+}
+
+/// The code of the removed `VFIO_USER_DIRTY_PAGES` command.
+pub const REMOVED_DIRTY_PAGES: u16 = 14;
+
+/// Why a command code could not be turned into a [`Command`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A code no version of the protocol ever defined.
+    #[error("unknown command code {0}")]
+    Unknown(u16),
+    /// A code the protocol defined once and has removed (14, `DIRTY_PAGES`).
+    #[error("removed command code {0}")]
+    Removed(u16),
+}
+
+impl TryFrom<u16> for Command {
+    type Error = CommandError;
+
+    fn try_from(code: u16) -> Result<Self, Self::Error> {
+        Ok(match code {
+            1 => Command::Version,
+            2 => Command::DmaMap,
+            3 => Command::DmaUnmap,
+            4 => Command::DeviceGetInfo,
+            5 => Command::DeviceGetRegionInfo,
+            6 => Command::DeviceGetRegionIoFds,
+            7 => Command::DeviceGetIrqInfo,
+            8 => Command::DeviceSetIrqs,
+            9 => Command::RegionRead,
+            10 => Command::RegionWrite,
+            11 => Command::DmaRead,
+            12 => Command::DmaWrite,
+            13 => Command::DeviceReset,
+            REMOVED_DIRTY_PAGES => return Err(CommandError::Removed(code)),
+            15 => Command::RegionWriteMulti,
+            16 => Command::DeviceFeature,
+            17 => Command::MigDataRead,
+            18 => Command::MigDataWrite,
+            _ => return Err(CommandError::Unknown(code)),
+        })
+    }
+}
+
+impl From<Command> for u16 {
+    fn from(c: Command) -> u16 {
+        c as u16
+    }
+}
+
+impl Command {
+    /// Every command of the current protocol, in code order.
+    pub const ALL: [Command; 17] = [
+        Command::Version,
+        Command::DmaMap,
+        Command::DmaUnmap,
+        Command::DeviceGetInfo,
+        Command::DeviceGetRegionInfo,
+        Command::DeviceGetRegionIoFds,
+        Command::DeviceGetIrqInfo,
+        Command::DeviceSetIrqs,
+        Command::RegionRead,
+        Command::RegionWrite,
+        Command::DmaRead,
+        Command::DmaWrite,
+        Command::DeviceReset,
+        Command::RegionWriteMulti,
+        Command::DeviceFeature,
+        Command::MigDataRead,
+        Command::MigDataWrite,
+    ];
+
+    /// The protocol's name of the command, e.g. `VFIO_USER_DMA_MAP`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Version => "VFIO_USER_VERSION",
+            Command::DmaMap => "VFIO_USER_DMA_MAP",
+            Command::DmaUnmap => "VFIO_USER_DMA_UNMAP",
+            Command::DeviceGetInfo => "VFIO_USER_DEVICE_GET_INFO",
+            Command::DeviceGetRegionInfo => "VFIO_USER_DEVICE_GET_REGION_INFO",
+            Command::DeviceGetRegionIoFds => "VFIO_USER_DEVICE_GET_REGION_IO_FDS",
+            Command::DeviceGetIrqInfo => "VFIO_USER_DEVICE_GET_IRQ_INFO",
+            Command::DeviceSetIrqs => "VFIO_USER_DEVICE_SET_IRQS",
+            Command::RegionRead => "VFIO_USER_REGION_READ",
+            Command::RegionWrite => "VFIO_USER_REGION_WRITE",
+            Command::DmaRead => "VFIO_USER_DMA_READ",
+            Command::DmaWrite => "VFIO_USER_DMA_WRITE",
+            Command::DeviceReset => "VFIO_USER_DEVICE_RESET",
+            Command::RegionWriteMulti => "VFIO_USER_REGION_WRITE_MULTI",
+            Command::DeviceFeature => "VFIO_USER_DEVICE_FEATURE",
+            Command::MigDataRead => "VFIO_USER_MIG_DATA_READ",
+            Command::MigDataWrite => "VFIO_USER_MIG_DATA_WRITE",
+        }
+    }
+
+    /// Whether the server sends this command to the client (DMA_READ, DMA_WRITE) rather than
+    /// the other way round.
+    pub fn is_server_to_client(self) -> bool {
+        matches!(self, Command::DmaRead | Command::DmaWrite)
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips() {
+        for c in Command::ALL {
+            assert_eq!(Command::try_from(u16::from(c)), Ok(c));
+        }
+    }
+
+    #[test]
+    fn codes_match_the_spec_table() {
+        let expect: [(u16, Command); 17] = [
+            (1, Command::Version),
+            (2, Command::DmaMap),
+            (3, Command::DmaUnmap),
+            (4, Command::DeviceGetInfo),
+            (5, Command::DeviceGetRegionInfo),
+            (6, Command::DeviceGetRegionIoFds),
+            (7, Command::DeviceGetIrqInfo),
+            (8, Command::DeviceSetIrqs),
+            (9, Command::RegionRead),
+            (10, Command::RegionWrite),
+            (11, Command::DmaRead),
+            (12, Command::DmaWrite),
+            (13, Command::DeviceReset),
+            (15, Command::RegionWriteMulti),
+            (16, Command::DeviceFeature),
+            (17, Command::MigDataRead),
+            (18, Command::MigDataWrite),
+        ];
+        for (code, c) in expect {
+            assert_eq!(c as u16, code);
+        }
+    }
+
+    #[test]
+    fn unknown_and_removed_codes_are_errors() {
+        assert_eq!(Command::try_from(0), Err(CommandError::Unknown(0)));
+        assert_eq!(Command::try_from(14), Err(CommandError::Removed(14)));
+        assert_eq!(Command::try_from(19), Err(CommandError::Unknown(19)));
+        assert_eq!(Command::try_from(u16::MAX), Err(CommandError::Unknown(u16::MAX)));
+    }
+
+    #[test]
+    fn names_are_the_spec_names() {
+        assert_eq!(Command::DmaMap.to_string(), "VFIO_USER_DMA_MAP");
+        assert!(Command::DmaWrite.is_server_to_client());
+        assert!(!Command::RegionWrite.is_server_to_client());
+    }
+}

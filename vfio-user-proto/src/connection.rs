@@ -1,0 +1,364 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Framing: whole messages with their SCM_RIGHTS file descriptors over a UNIX stream socket.
+//!
+//! The receive side reads into a buffer, so that several pipelined small messages cost one
+//! system call, and bounds every message by `max_msg_size` before allocating for it. File
+//! descriptors travel with the first bytes of the `sendmsg` that carried them, and Linux
+//! ends a `recvmsg` right after the segment that carried descriptors; so the descriptors of
+//! one `recvmsg` belong to the message that contains the last byte it returned. Received
+//! descriptors are `OwnedFd`s opened close-on-exec (`MSG_CMSG_CLOEXEC`): dropping a message
+//! closes any the receiver did not take.
+//!
+//! The send side writes a message with one `sendmsg` (header, body parts and descriptors),
+//! continuing after short writes; a mutex keeps concurrent senders from interleaving.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+use vm_memory::ByteValued;
+
+use crate::error::FrameError;
+use crate::header::{Header, HEADER_SIZE};
+use crate::version::SCM_MAX_FD;
+
+/// The most file descriptors one message may carry before the connection is considered
+/// broken (Linux's per-`sendmsg` maximum). The negotiated `max_msg_fds` is enforced by the
+/// decoder, with an error reply; this is the hard bound of the framing layer.
+pub const MAX_FDS_PER_MESSAGE: usize = SCM_MAX_FD as usize;
+
+/// Default bound on `msg_size`: a 1 MiB transfer plus headers.
+pub const DEFAULT_MAX_MSG_SIZE: usize = HEADER_SIZE + 16 + (1 << 20);
+
+const INITIAL_BUFFER: usize = 64 * 1024;
+const MAX_SEND_PARTS: usize = 7;
+
+/// One whole message as received.
+#[derive(Debug)]
+pub struct Message {
+    /// The header.
+    pub header: Header,
+    /// The `msg_size - 16` bytes after the header.
+    pub payload: Vec<u8>,
+    /// The descriptors that came with the message.
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Message {
+    /// Returns the message if it is a command, [`FrameError::UnexpectedType`] otherwise.
+    pub fn expect_command(self) -> Result<Message, FrameError> {
+        if self.header.is_command() {
+            Ok(self)
+        } else {
+            Err(FrameError::UnexpectedType { flags: self.header.flags, command: self.header.command })
+        }
+    }
+}
+
+/// The sending half of a connection; `Sync`, so many threads may send through one.
+#[derive(Debug)]
+pub struct Sender {
+    sock: Arc<UnixStream>,
+    lock: Mutex<()>,
+}
+
+impl Sender {
+    /// Sends one message: `header` (its `msg_size` is computed here) followed by `parts`,
+    /// with `fds` attached. Blocks until the whole message is written.
+    pub fn send(&self, mut header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        if parts.len() > MAX_SEND_PARTS || fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput)));
+        }
+        let total = parts.iter().try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()));
+        header.msg_size = total
+            .and_then(|t| u32::try_from(t).ok())
+            .ok_or_else(|| FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let mut iov_store = [IoSlice::new(&[]); MAX_SEND_PARTS + 1];
+        iov_store[0] = IoSlice::new(header.as_slice());
+        for (slot, p) in iov_store[1..].iter_mut().zip(parts) {
+            *slot = IoSlice::new(p);
+        }
+        let mut iov = &mut iov_store[..=parts.len()];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = true;
+        let mut remaining = header.msg_size as usize;
+        while remaining > 0 {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if first && !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput)));
+            }
+            match sendmsg(self.sock.as_fd(), iov, &mut control, SendFlags::NOSIGNAL) {
+                Ok(n) => {
+                    first = false;
+                    remaining -= n.min(remaining);
+                    IoSlice::advance_slices(&mut iov, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT)?,
+                Err(e) => return Err(FrameError::Io(e.into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket's descriptor.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Shuts the socket down in both directions, waking a receiver blocked on it.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Both)
+    }
+}
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub struct Receiver {
+    sock: Arc<UnixStream>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    consumed: u64,
+    /// Descriptors received, tagged with the stream offset of the last byte of their recvmsg.
+    fds: VecDeque<(u64, Vec<OwnedFd>)>,
+    pending_fds: usize,
+    max_msg_size: usize,
+}
+
+impl Receiver {
+    /// Bounds `msg_size`; a larger message is a framing error ([`FrameError::Oversize`]).
+    pub fn set_max_msg_size(&mut self, max: usize) {
+        self.max_msg_size = max.max(HEADER_SIZE);
+    }
+
+    /// The current bound on `msg_size`.
+    pub fn max_msg_size(&self) -> usize {
+        self.max_msg_size
+    }
+
+    /// The socket's descriptor, for an event loop to poll.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Whether a whole message is already buffered (a poll on the fd would not show it).
+    pub fn has_buffered_message(&self) -> bool {
+        let avail = self.end - self.start;
+        match crate::wire::read_at::<Header>(&self.buf[self.start..self.end], 0) {
+            Some(h) => avail >= h.msg_size as usize,
+            None => false,
+        }
+    }
+
+    /// Receives one whole message, blocking until it has arrived.
+    pub fn recv(&mut self) -> Result<Message, FrameError> {
+        loop {
+            if let Some(m) = self.take()? {
+                return Ok(m);
+            }
+            self.fill(true)?;
+        }
+    }
+
+    /// Receives one whole message if it can be done without blocking; a partial message
+    /// stays buffered and [`FrameError::WouldBlock`] is returned.
+    pub fn try_recv(&mut self) -> Result<Message, FrameError> {
+        loop {
+            if let Some(m) = self.take()? {
+                return Ok(m);
+            }
+            self.fill(false)?;
+        }
+    }
+
+    /// Takes one buffered message, if a whole one is there.
+    fn take(&mut self) -> Result<Option<Message>, FrameError> {
+        let avail = self.end - self.start;
+        let Some(header) = crate::wire::read_at::<Header>(&self.buf[self.start..self.end], 0) else {
+            return Ok(None);
+        };
+        let size = header.msg_size as usize;
+        if size < HEADER_SIZE {
+            return Err(FrameError::Undersize(header.msg_size));
+        }
+        if size > self.max_msg_size {
+            return Err(FrameError::Oversize { size: header.msg_size, max: self.max_msg_size });
+        }
+        if avail < size {
+            // Make room for the whole message (bounded by max_msg_size above).
+            if self.buf.len() - self.start < size {
+                self.compact();
+                if self.buf.len() < size {
+                    self.buf.resize(size, 0);
+                }
+            }
+            return Ok(None);
+        }
+        let payload = self.buf[self.start + HEADER_SIZE..self.start + size].to_vec();
+        let msg_end = self.consumed + size as u64;
+        let mut fds = Vec::new();
+        while self.fds.front().is_some_and(|(tag, _)| *tag < msg_end) {
+            if let Some((_, batch)) = self.fds.pop_front() {
+                self.pending_fds -= batch.len();
+                fds.extend(batch);
+            }
+        }
+        self.consumed = msg_end;
+        self.start += size;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(Some(Message { header, payload, fds }))
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    fn fill(&mut self, blocking: bool) -> Result<(), FrameError> {
+        if self.buf.len() - self.end < 4096 {
+            self.compact();
+        }
+        if self.end == self.buf.len() {
+            // Only reachable with a tiny max_msg_size; grow a little within the bound.
+            let grow = (self.buf.len() + HEADER_SIZE).min(self.max_msg_size.max(self.buf.len() + 1));
+            self.buf.resize(grow, 0);
+        }
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+        loop {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
+            let mut flags = RecvFlags::CMSG_CLOEXEC;
+            if !blocking {
+                flags |= RecvFlags::DONTWAIT;
+            }
+            match recvmsg(self.sock.as_fd(), &mut iov, &mut control, flags) {
+                Ok(r) => {
+                    let mut batch = Vec::new();
+                    for m in control.drain() {
+                        if let RecvAncillaryMessage::ScmRights(fds) = m {
+                            batch.extend(fds);
+                        }
+                    }
+                    if r.flags.contains(ReturnFlags::CTRUNC) {
+                        return Err(FrameError::FdsTruncated);
+                    }
+                    if r.bytes == 0 {
+                        return Err(self.eof());
+                    }
+                    self.end += r.bytes;
+                    if !batch.is_empty() {
+                        self.pending_fds += batch.len();
+                        if self.pending_fds > MAX_FDS_PER_MESSAGE {
+                            return Err(FrameError::TooManyFds { got: self.pending_fds, max: MAX_FDS_PER_MESSAGE });
+                        }
+                        let last = self.consumed + (self.end - self.start) as u64 - 1;
+                        self.fds.push_back((last, batch));
+                    }
+                    return Ok(());
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) if blocking => wait_for(self.sock.as_fd(), PollFlags::IN)?,
+                Err(rustix::io::Errno::AGAIN) => return Err(FrameError::WouldBlock),
+                Err(e) => return Err(FrameError::Io(e.into())),
+            }
+        }
+    }
+
+    fn eof(&self) -> FrameError {
+        let got = self.end - self.start;
+        if got == 0 {
+            return FrameError::Closed;
+        }
+        let need = crate::wire::read_at::<Header>(&self.buf[self.start..self.end], 0)
+            .map_or(HEADER_SIZE, |h| h.msg_size as usize);
+        FrameError::EofMidMessage { got, need }
+    }
+}
+
+fn wait_for(fd: BorrowedFd<'_>, what: PollFlags) -> Result<(), FrameError> {
+    let mut fds = [PollFd::new(&fd, what)];
+    match poll(&mut fds, None) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(FrameError::Io(e.into())),
+    }
+}
+
+/// Both halves of a connection over one UNIX stream socket.
+#[derive(Debug)]
+pub struct Connection {
+    /// The sending half.
+    pub sender: Sender,
+    /// The receiving half.
+    pub receiver: Receiver,
+}
+
+impl Connection {
+    /// Wraps a connected UNIX stream socket. The socket's blocking mode is left as it is;
+    /// both halves cope with either.
+    pub fn new(sock: UnixStream) -> Self {
+        let sock = Arc::new(sock);
+        Connection {
+            sender: Sender { sock: sock.clone(), lock: Mutex::new(()) },
+            receiver: Receiver {
+                sock,
+                buf: vec![0; INITIAL_BUFFER],
+                start: 0,
+                end: 0,
+                consumed: 0,
+                fds: VecDeque::new(),
+                pending_fds: 0,
+                max_msg_size: DEFAULT_MAX_MSG_SIZE,
+            },
+        }
+    }
+
+    /// Wraps a connected socket given as an owned descriptor.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Connection::new(UnixStream::from(fd))
+    }
+
+    /// Sends one message; see [`Sender::send`].
+    pub fn send(&self, header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        self.sender.send(header, parts, fds)
+    }
+
+    /// Receives one message, blocking; see [`Receiver::recv`].
+    pub fn recv(&mut self) -> Result<Message, FrameError> {
+        self.receiver.recv()
+    }
+
+    /// Receives one message without blocking; see [`Receiver::try_recv`].
+    pub fn try_recv(&mut self) -> Result<Message, FrameError> {
+        self.receiver.try_recv()
+    }
+
+    /// Splits into the two halves, e.g. to receive on one thread and send from others.
+    pub fn split(self) -> (Sender, Receiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.receiver.as_raw_fd()
+    }
+}
