@@ -74,13 +74,18 @@ fn check_page_size(page_size: u64) -> Result<()> {
     }
 }
 
-/// Reports the dirty pages of `region` inside `[lo, hi)` into `out`, whose
-/// bit `p` is the page `[base + p * psize, base + (p + 1) * psize)`.
+/// Reports the dirty pages of `region` inside the logged window `[lo, hi)`
+/// into `out`, whose bit `p` is the page `[base + p * psize, base + (p + 1) * psize)`
+/// of the report `[base, end)`.
+///
+/// With `clear`, tracked pages that lie entirely inside the report range are
+/// taken out; a page straddling the edge of the report stays dirty, because
+/// its other part has not been reported. (Straddling the edge of a logged
+/// window does not matter: that page was reported.)
 fn report_region(
     region: &Region,
-    lo: u64,
-    hi: u64,
-    base: u64,
+    (lo, hi): (u64, u64),
+    (base, end): (u64, u64),
     psize: u64,
     clear: bool,
     out: &mut ReportBitmap,
@@ -90,13 +95,19 @@ fn report_region(
         return;
     }
     let g = TRACK_PAGE_SIZE;
-    let (rlo, rhi) = (lo - region.iova, hi - region.iova);
-    let t0 = rlo / g;
-    let t1 = rhi.div_ceil(g);
-    // Tracked pages entirely inside [lo, hi) may be cleared; the (at most
-    // two) edge pages are reported but left set.
-    let full0 = rlo.div_ceil(g);
-    let full1 = if hi == region.end() { t1 } else { rhi / g };
+    let t0 = (lo - region.iova) / g;
+    let t1 = (hi - region.iova).div_ceil(g);
+    // Tracked pages entirely inside the report range (clipped to the region).
+    let (clo, chi) = (
+        base.max(region.iova) - region.iova,
+        end.min(region.end()) - region.iova,
+    );
+    let full0 = clo.div_ceil(g).max(t0);
+    let full1 = if end >= region.end() {
+        t1
+    } else {
+        (chi / g).min(t1)
+    };
     let dirty = region.dirty();
     let aligned = psize == g && (region.iova.wrapping_sub(base)) % g == 0;
     let mut emit = |wi: u64, bits: u64| {
@@ -149,7 +160,7 @@ fn report_map(
     for (a, b) in log.windows(iova, end) {
         let from = map.range(..=a).next_back().map_or(a, |(k, _)| *k);
         for region in map.range(from..b).map(|(_, r)| r) {
-            report_region(region, a, b, iova, psize, clear, out);
+            report_region(region, (a, b), (iova, end), psize, clear, out);
         }
     }
 }
