@@ -126,8 +126,12 @@ fn report_region(
         while b != 0 {
             let t = wi * 64 + u64::from(b.trailing_zeros());
             b &= b - 1;
+            // t < pages, so t * g < size and region.iova + t * g < end.
             let ps = (region.iova + t * g).max(lo);
-            let pe = (region.iova + (t + 1).saturating_mul(g)).min(hi);
+            let pe = region
+                .iova
+                .saturating_add((t + 1).saturating_mul(g))
+                .min(hi);
             if ps < pe {
                 out.set_range((ps - base) / psize, (pe - 1 - base) / psize + 1);
             }

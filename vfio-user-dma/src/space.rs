@@ -293,13 +293,14 @@ impl DmaSpace {
     /// Waits, within one [`DmaConfig::unmap_timeout`], until every `Arc` in
     /// `regions` is the last reference to its region.
     pub(crate) fn wait_unique(&self, regions: &[Arc<Region>]) -> Result<()> {
-        let deadline = Instant::now() + self.config.unmap_timeout;
+        // `None` (a timeout too large to represent) waits without limit.
+        let deadline = Instant::now().checked_add(self.config.unmap_timeout);
         let mut result = Ok(());
         let mut pause = Duration::from_micros(10);
         let mut spins = 0u32;
         for region in regions {
             while Arc::strong_count(region) > 1 {
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
                     log::warn!(
                         "DMA region [{:#x}, +{:#x}) still referenced by the device after {:?}",
                         region.iova,

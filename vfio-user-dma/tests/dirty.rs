@@ -436,3 +436,29 @@ fn sixty_four_gib_sparse() {
         .collect();
     assert_eq!(bits_of(&bm), want);
 }
+
+#[test]
+fn sub_4k_pgsizes_at_the_top_of_the_address_space() {
+    // 512-byte DMA pages: a region whose size is not a multiple of the 4 KiB
+    // tracking granularity, ending just below 2^64.
+    let s = DmaSpace::new(DmaConfig {
+        pgsizes: 512,
+        ..Default::default()
+    });
+    let iova = u64::MAX - 8191;
+    let size = 4096 + 1536;
+    s.map(msg_req(iova, size, Prot::READ_WRITE)).unwrap();
+    s.set_transport(Some(FakeClient::new(iova, size as usize, 4096)));
+    s.start_logging(PAGE, &[]).unwrap();
+    s.write(iova + size - 1, &[1]).unwrap();
+    // Tracked page 1 is [iova + 4096, iova + 5632): 512-byte report bits 8, 9, 10.
+    assert_eq!(bits_of(&s.report(iova, size, 512).unwrap()), vec![8, 9, 10]);
+    s.write(iova + size - 1, &[1]).unwrap();
+    assert_eq!(bits_of(&s.report(iova, size, PAGE).unwrap()), vec![1]);
+    s.write(iova + size - 1, &[1]).unwrap();
+    // A report reaching the very top of the address space.
+    assert_eq!(
+        bits_of(&s.report(iova, u64::MAX - iova, 1 << 12).unwrap()),
+        vec![1]
+    );
+}
