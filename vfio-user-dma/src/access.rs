@@ -220,3 +220,53 @@ impl Drop for DmaGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{MapRequest, Prot};
+
+    #[test]
+    fn segments_split_at_region_boundaries() {
+        let s = DmaSpace::default();
+        for (iova, prot) in [
+            (0x1000u64, Prot::READ_WRITE),
+            (0x2000, Prot::READ_ONLY),
+            (0x4000, Prot::READ_WRITE),
+        ] {
+            s.map(MapRequest {
+                iova,
+                size: 0x1000,
+                prot,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let snap = s.snapshot.load();
+        let segs = segments(&snap, 0x1800, 0x1000, false).unwrap();
+        let got: Vec<_> = segs
+            .iter()
+            .map(|s| (s.region.iova, s.off, s.buf_off, s.len))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0x1000, 0x800, 0, 0x800), (0x2000, 0, 0x800, 0x800)]
+        );
+        assert!(matches!(
+            segments(&snap, 0x1800, 0x1000, true),
+            Err(Error::PermissionDenied {
+                iova: 0x2000,
+                write: true
+            })
+        ));
+        assert!(matches!(
+            segments(&snap, 0x2800, 0x1000, false),
+            Err(Error::Unmapped { iova: 0x3000 })
+        ));
+        assert!(segments(&snap, 0x9999, 0, true).unwrap().is_empty());
+        assert!(matches!(
+            segments(&snap, u64::MAX, 2, false),
+            Err(Error::Unmapped { .. })
+        ));
+    }
+}

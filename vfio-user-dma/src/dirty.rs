@@ -305,3 +305,108 @@ impl DmaSpace {
         Ok(out.into_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{MapRequest, Prot};
+
+    fn region(iova: u64, size: u64) -> Region {
+        let r = Region::new(MapRequest {
+            iova,
+            size,
+            prot: Prot::READ_WRITE,
+            ..Default::default()
+        })
+        .unwrap();
+        r.dirty().enable().unwrap();
+        r
+    }
+
+    fn set_bits(out: &ReportBitmap) -> Vec<u64> {
+        (0..out.bits)
+            .filter(|&p| out.words[(p / 64) as usize] & (1 << (p % 64)) != 0)
+            .collect()
+    }
+
+    #[test]
+    fn windows_clip_to_logged_ranges() {
+        let all = LogState {
+            page_size: 4096,
+            ranges: vec![],
+            tracking_bytes: 0,
+        };
+        assert_eq!(all.windows(5, 10), vec![(5, 10)]);
+        let some = LogState {
+            ranges: vec![(0, 10), (20, 30), (40, 50)],
+            ..all
+        };
+        assert_eq!(some.windows(5, 45), vec![(5, 10), (20, 30), (40, 45)]);
+        assert_eq!(some.windows(10, 20), vec![]);
+        assert_eq!(some.windows(29, 41), vec![(29, 30), (40, 41)]);
+        assert_eq!(some.windows(60, 70), vec![]);
+    }
+
+    #[test]
+    fn edge_pages_are_reported_but_kept() {
+        let r = region(0x10000, 0x10000); // 16 tracked pages
+        r.dirty().mark(0, 0x10000);
+        // Report [0x10800, 0x13800): pages 0 and 3 straddle the edges.
+        let mut out = ReportBitmap::new(3, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (0x10800, 0x13800),
+            (0x10800, 0x13800),
+            4096,
+            true,
+            &mut out,
+        );
+        assert_eq!(set_bits(&out), vec![0, 1, 2]);
+        for (page, dirty) in [(0, true), (1, false), (2, false), (3, true), (4, true)] {
+            assert_eq!(r.dirty().is_dirty(page * 4096), dirty, "page {page}");
+        }
+        // Without `clear` nothing changes.
+        let mut out = ReportBitmap::new(16, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (0x10000, 0x20000),
+            (0x10000, 0x20000),
+            4096,
+            false,
+            &mut out,
+        );
+        assert_eq!(
+            set_bits(&out),
+            [0].into_iter().chain(3..16).collect::<Vec<_>>()
+        );
+        assert!(r.dirty().is_dirty(0));
+    }
+
+    #[test]
+    fn region_before_report_start_shifts_words() {
+        let r = region(0, 0x100000); // 256 pages
+        r.dirty().mark(70 * 4096, 1);
+        r.dirty().mark(130 * 4096, 1);
+        // Report starts at page 66 of the region: aligned word path with a
+        // negative shift.
+        let mut out = ReportBitmap::new(128, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (66 * 4096, 194 * 4096),
+            (66 * 4096, 194 * 4096),
+            4096,
+            true,
+            &mut out,
+        );
+        assert_eq!(set_bits(&out), vec![4, 64]);
+    }
+
+    #[test]
+    fn small_report_pages_expand_tracked_pages() {
+        let r = region(0, 0x4000);
+        r.dirty().mark(0x1000, 1);
+        let mut out = ReportBitmap::new(32, 1 << 20).unwrap();
+        report_region(&r, (0, 0x4000), (0, 0x4000), 512, true, &mut out);
+        assert_eq!(set_bits(&out), (8..16).collect::<Vec<_>>());
+    }
+}

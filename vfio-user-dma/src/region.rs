@@ -284,3 +284,46 @@ fn mmap_region(
     GuestRegionMmap::new(mmap, GuestAddress(iova))
         .ok_or(Error::InvalidArgument("iova + size overflows"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prot_to_mmap() {
+        assert_eq!(Prot::READ_ONLY.mmap_prot(), libc::PROT_READ);
+        assert_eq!(Prot::WRITE_ONLY.mmap_prot(), libc::PROT_WRITE);
+        assert_eq!(
+            Prot::READ_WRITE.mmap_prot(),
+            libc::PROT_READ | libc::PROT_WRITE
+        );
+    }
+
+    #[test]
+    fn message_region_checks() {
+        let r = Region::new(MapRequest {
+            iova: 0x1000,
+            size: 0x2000,
+            prot: Prot::READ_ONLY,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(r.end(), 0x3000);
+        assert_eq!(r.info().kind, RegionKind::Message);
+        assert!(r.check(0x1000, false).is_ok());
+        assert!(matches!(
+            r.check(0x1004, true),
+            Err(Error::PermissionDenied {
+                iova: 0x1004,
+                write: true
+            })
+        ));
+        assert!(matches!(
+            r.slice(0, 1),
+            Err(Error::NotMappable { iova: 0x1000 })
+        ));
+        assert!(!r.read_local(0, &mut [0; 4]).unwrap());
+        assert!(!r.write_local(0, &[0; 4]).unwrap());
+        assert!(!r.dirty().is_enabled());
+    }
+}

@@ -332,3 +332,73 @@ impl DmaSpace {
 pub(crate) fn find(snap: &Snapshot, iova: u64) -> Option<&Arc<Region>> {
     snap.floor(iova).map(|(_, r)| r).filter(|r| iova < r.end())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::Prot;
+
+    #[test]
+    fn min_page_size() {
+        let c = |pgsizes| DmaConfig {
+            pgsizes,
+            ..Default::default()
+        };
+        assert_eq!(DmaConfig::default().min_page_size(), 4096);
+        assert_eq!(c(0).min_page_size(), 4096);
+        assert_eq!(
+            c((1 << 12) | (1 << 21) | (1 << 30)).min_page_size(),
+            1 << 12
+        );
+        assert_eq!(c(1 << 63).min_page_size(), 1 << 63);
+        assert_eq!(c(u64::MAX).min_page_size(), 1);
+    }
+
+    #[test]
+    fn find_respects_region_ends() {
+        let s = DmaSpace::default();
+        for iova in [0x1000u64, 0x3000, 0x4000] {
+            s.map(MapRequest {
+                iova,
+                size: 0x1000,
+                prot: Prot::READ_WRITE,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let snap = s.snapshot.load();
+        let at = |a| find(&snap, a).map(|r| r.iova);
+        assert_eq!(at(0), None);
+        assert_eq!(at(0x1fff), Some(0x1000));
+        assert_eq!(at(0x2000), None);
+        assert_eq!(at(0x3fff), Some(0x3000));
+        assert_eq!(at(0x4000), Some(0x4000));
+        assert_eq!(at(u64::MAX), None);
+        assert!(format!("{s:?}").contains("mappings: 3"));
+    }
+
+    #[test]
+    fn wait_unique_times_out_and_reports_first_busy_region() {
+        let s = DmaSpace::new(DmaConfig {
+            unmap_timeout: Duration::from_millis(1),
+            ..Default::default()
+        });
+        let mk = |iova| {
+            Arc::new(
+                Region::new(MapRequest {
+                    iova,
+                    size: 0x1000,
+                    prot: Prot::READ_ONLY,
+                    ..Default::default()
+                })
+                .unwrap(),
+            )
+        };
+        let (a, b) = (mk(0), mk(0x1000));
+        assert!(s.wait_unique(&[a.clone(), b.clone()]).is_err());
+        let held = b.clone();
+        let e = s.wait_unique(&[a, b]).unwrap_err();
+        assert!(matches!(e, Error::RegionBusy { iova: 0x1000, .. }));
+        drop(held);
+    }
+}
