@@ -409,4 +409,45 @@ mod tests {
         report_region(&r, (0, 0x4000), (0, 0x4000), 512, true, &mut out);
         assert_eq!(set_bits(&out), (8..16).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn report_inside_one_tracked_page_clears_nothing() {
+        let r = region(0x10000, 0x2000);
+        r.dirty().mark(0, 1);
+        let mut out = ReportBitmap::new(2, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (0x10100, 0x10300),
+            (0x10100, 0x10300),
+            256,
+            true,
+            &mut out,
+        );
+        assert_eq!(set_bits(&out), vec![0, 1]);
+        assert!(r.dirty().is_dirty(0), "the page extends beyond the report");
+        assert!(format!("{:?}", r.dirty()).contains("enabled: true"));
+    }
+
+    #[test]
+    fn tracking_budget_follows_unmaps() {
+        let s = DmaSpace::new(crate::DmaConfig {
+            max_bitmap_bytes: 16,
+            ..Default::default()
+        });
+        let req = |iova| MapRequest {
+            iova,
+            size: 64 * 4096, // 8 bytes of tracking
+            prot: Prot::READ_WRITE,
+            ..Default::default()
+        };
+        s.start_logging(4096, &[]).unwrap();
+        s.map(req(0)).unwrap();
+        s.map(req(1 << 30)).unwrap();
+        assert_eq!(s.map(req(2 << 30)).unwrap_err().errno(), libc::E2BIG);
+        s.unmap(0, 64 * 4096).unwrap();
+        s.map(req(2 << 30)).unwrap();
+        s.unmap_all().unwrap();
+        s.map(req(0)).unwrap();
+        s.map(req(1 << 30)).unwrap();
+    }
 }
