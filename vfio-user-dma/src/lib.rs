@@ -56,3 +56,17 @@ pub use space::{
     DEFAULT_UNMAP_TIMEOUT,
 };
 pub use vm_memory::ByteValued;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<DmaSpace>();
+        check::<DmaGuard>();
+        check::<Error>();
+        check::<std::sync::Arc<dyn DmaTransport>>();
+    }
+}
