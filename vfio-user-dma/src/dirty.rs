@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Dirty page logging for live migration: DEVICE_FEATURE DMA_LOGGING_START /
+//! STOP / REPORT and the legacy DMA_UNMAP `GET_DIRTY_BITMAP` flag.
+//!
+//! Regions track writes at [`TRACK_PAGE_SIZE`] granularity while logging is
+//! active; reports convert to any power-of-two page size for any address
+//! range. Only bits of tracked pages that lie entirely inside the reported
+//! range (and inside a logged range) are cleared, so nothing written is ever
+//! lost: a page straddling the edge of a report is reported and stays dirty.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::bitmap::{ReportBitmap, TRACK_PAGE_SIZE};
+use crate::error::{Error, Result};
+use crate::region::Region;
+use crate::space::DmaSpace;
+
+/// State of an active logging session.
+#[derive(Debug)]
+pub(crate) struct LogState {
+    page_size: u64,
+    /// Sorted, disjoint `[start, end)` windows; empty means everything.
+    ranges: Vec<(u64, u64)>,
+    /// Bytes allocated for tracking bitmaps of all regions.
+    tracking_bytes: u64,
+}
+
+impl LogState {
+    /// Enables tracking for a region mapped while logging is active.
+    pub(crate) fn track_new_region(&mut self, region: &Region, limit: usize) -> Result<()> {
+        let bytes = region.dirty().tracking_bytes();
+        let total = self.tracking_bytes.saturating_add(bytes);
+        if total > limit as u64 {
+            return Err(Error::BitmapTooLarge {
+                bytes: total,
+                limit,
+            });
+        }
+        region.dirty().enable()?;
+        self.tracking_bytes = total;
+        Ok(())
+    }
+
+    /// Accounts for a removed region.
+    pub(crate) fn untrack_region(&mut self, region: &Region) {
+        if region.dirty().is_enabled() {
+            self.tracking_bytes = self
+                .tracking_bytes
+                .saturating_sub(region.dirty().tracking_bytes());
+        }
+    }
+
+    /// The parts of `[lo, hi)` that are logged.
+    fn windows(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        if self.ranges.is_empty() {
+            return vec![(lo, hi)];
+        }
+        let first = self.ranges.partition_point(|&(_, e)| e <= lo);
+        self.ranges[first..]
+            .iter()
+            .take_while(|&&(s, _)| s < hi)
+            .map(|&(s, e)| (s.max(lo), e.min(hi)))
+            .collect()
+    }
+}
+
+fn check_page_size(page_size: u64) -> Result<()> {
+    if page_size.is_power_of_two() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument("page size is not a power of two"))
+    }
+}
+
+/// Reports the dirty pages of `region` inside the logged window `[lo, hi)`
+/// into `out`, whose bit `p` is the page `[base + p * psize, base + (p + 1) * psize)`
+/// of the report `[base, end)`.
+///
+/// With `clear`, tracked pages that lie entirely inside the report range are
+/// taken out; a page straddling the edge of the report stays dirty, because
+/// its other part has not been reported. (Straddling the edge of a logged
+/// window does not matter: that page was reported.)
+fn report_region(
+    region: &Region,
+    (lo, hi): (u64, u64),
+    (base, end): (u64, u64),
+    psize: u64,
+    clear: bool,
+    out: &mut ReportBitmap,
+) {
+    let (lo, hi) = (lo.max(region.iova), hi.min(region.end()));
+    if lo >= hi {
+        return;
+    }
+    let g = TRACK_PAGE_SIZE;
+    let t0 = (lo - region.iova) / g;
+    let t1 = (hi - region.iova).div_ceil(g);
+    // Tracked pages entirely inside the report range (clipped to the region).
+    let (clo, chi) = (
+        base.max(region.iova) - region.iova,
+        end.min(region.end()) - region.iova,
+    );
+    let full0 = clo.div_ceil(g).max(t0);
+    let full1 = if end >= region.end() {
+        t1
+    } else {
+        (chi / g).min(t1)
+    };
+    let dirty = region.dirty();
+    let aligned = psize == g && (region.iova.wrapping_sub(base)) % g == 0;
+    let mut emit = |wi: u64, bits: u64| {
+        if aligned {
+            // Tracked page t is report bit t + delta: shift whole words.
+            let start =
+                i128::from(wi * 64) + (i128::from(region.iova) - i128::from(base)) / i128::from(g);
+            if start >= 0 {
+                out.or_word_at(start as u64, bits);
+            } else if start > -64 {
+                out.or_word_at(0, bits >> (-start) as u32);
+            }
+            return;
+        }
+        let mut b = bits;
+        while b != 0 {
+            let t = wi * 64 + u64::from(b.trailing_zeros());
+            b &= b - 1;
+            // t < pages, so t * g < size and region.iova + t * g < end.
+            let ps = (region.iova + t * g).max(lo);
+            let pe = region
+                .iova
+                .saturating_add((t + 1).saturating_mul(g))
+                .min(hi);
+            if ps < pe {
+                out.set_range((ps - base) / psize, (pe - 1 - base) / psize + 1);
+            }
+        }
+    };
+    if full0 < full1 {
+        if t0 < full0 {
+            dirty.scan(t0, full0, false, &mut emit);
+        }
+        dirty.scan(full0, full1, clear, &mut emit);
+        if full1 < t1 {
+            dirty.scan(full1, t1, false, &mut emit);
+        }
+    } else {
+        dirty.scan(t0, t1, false, &mut emit);
+    }
+}
+
+/// Reports (and with `clear` takes out) dirty pages of all regions of `map`
+/// in `[iova, end)` that are logged.
+fn report_map(
+    map: &BTreeMap<u64, Arc<Region>>,
+    log: &LogState,
+    iova: u64,
+    end: u64,
+    psize: u64,
+    clear: bool,
+    out: &mut ReportBitmap,
+) {
+    for (a, b) in log.windows(iova, end) {
+        let from = map.range(..=a).next_back().map_or(a, |(k, _)| *k);
+        for region in map.range(from..b).map(|(_, r)| r) {
+            report_region(region, (a, b), (iova, end), psize, clear, out);
+        }
+    }
+}
+
+impl DmaSpace {
+    /// Starts dirty page logging (DMA_LOGGING_START).
+    ///
+    /// `page_size` must be a power of two `>= 4096` (`EINVAL`). `ranges` are
+    /// `(iova, length)` windows to log; empty means all memory. Each must
+    /// have a non-zero length, must not wrap and must not overlap another
+    /// (`EINVAL`). Fails with `EBUSY` if logging is already active and with
+    /// `E2BIG` if the tracking bitmaps of all mappings would exceed
+    /// [`DmaConfig::max_bitmap_bytes`](crate::DmaConfig::max_bitmap_bytes).
+    /// All pages start clean.
+    pub fn start_logging(&self, page_size: u64, ranges: &[(u64, u64)]) -> Result<()> {
+        check_page_size(page_size)?;
+        if page_size < TRACK_PAGE_SIZE {
+            return Err(Error::InvalidArgument("logging page size below 4096"));
+        }
+        let mut windows = Vec::new();
+        windows
+            .try_reserve_exact(ranges.len())
+            .map_err(|_| Error::OutOfMemory)?;
+        for &(iova, len) in ranges {
+            if len == 0 {
+                return Err(Error::InvalidArgument("logging range of length 0"));
+            }
+            let end = iova
+                .checked_add(len)
+                .ok_or(Error::InvalidArgument("logging range wraps"))?;
+            windows.push((iova, end));
+        }
+        windows.sort_unstable();
+        if windows.windows(2).any(|w| w[0].1 > w[1].0) {
+            return Err(Error::InvalidArgument("logging ranges overlap"));
+        }
+        let mut inner = self.lock();
+        if inner.logging.is_some() {
+            return Err(Error::LoggingActive);
+        }
+        let mut log = LogState {
+            page_size,
+            ranges: windows,
+            tracking_bytes: 0,
+        };
+        let limit = self.config.max_bitmap_bytes;
+        let mut result = Ok(());
+        for region in inner.map.values() {
+            result = log.track_new_region(region, limit);
+            if result.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = result {
+            inner.map.values().for_each(|r| r.dirty().disable());
+            return Err(e);
+        }
+        inner.logging = Some(log);
+        Ok(())
+    }
+
+    /// Stops dirty page logging (DMA_LOGGING_STOP) and frees the tracking
+    /// bitmaps. Does nothing if logging is not active.
+    pub fn stop_logging(&self) {
+        let mut inner = self.lock();
+        if inner.logging.take().is_some() {
+            inner.map.values().for_each(|r| r.dirty().disable());
+        }
+    }
+
+    /// The page size given to [`start_logging`](Self::start_logging), while
+    /// logging is active.
+    pub fn logging_page_size(&self) -> Option<u64> {
+        self.lock().logging.as_ref().map(|l| l.page_size)
+    }
+
+    /// Reports and clears the pages dirtied in `[iova, iova + length)` since
+    /// logging started or since they were last reported (DMA_LOGGING_REPORT).
+    ///
+    /// Page `p = (addr - iova) / page_size` is bit `p % 64` of word `p / 64`.
+    /// The range may span several regions, cover them partly or include
+    /// unmapped holes (reported clean). Errors: `EINVAL` if logging is not
+    /// active, `page_size` is not a power of two, `length` is 0 or the range
+    /// wraps; `E2BIG` if the bitmap would exceed
+    /// [`DmaConfig::max_bitmap_bytes`](crate::DmaConfig::max_bitmap_bytes).
+    pub fn report(&self, iova: u64, length: u64, page_size: u64) -> Result<Vec<u64>> {
+        check_page_size(page_size)?;
+        if length == 0 {
+            return Err(Error::InvalidArgument("report length is 0"));
+        }
+        let end = iova
+            .checked_add(length)
+            .ok_or(Error::InvalidArgument("report range wraps"))?;
+        let inner = self.lock();
+        let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?;
+        let mut out =
+            ReportBitmap::new((length - 1) / page_size + 1, self.config.max_bitmap_bytes)?;
+        report_map(&inner.map, log, iova, end, page_size, true, &mut out);
+        Ok(out.words)
+    }
+
+    /// Unmaps exactly `iova`/`size` and returns its dirty bitmap (legacy
+    /// DMA_UNMAP with `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`): bytes of the
+    /// bitmap in the same bit order as [`report`](Self::report)'s `u64` words
+    /// on this host, `ceil(size / page_size / 8)` bytes long.
+    ///
+    /// The bits are collected after the device has let go of the region, so
+    /// no write is missed. Errors: `EINVAL` if logging is not active or
+    /// `page_size` is not a power of two, `E2BIG` for a too large bitmap (the
+    /// mapping is then kept), `ENOENT` if no mapping matches exactly, `EBUSY`
+    /// as for [`unmap`](Self::unmap) (the mapping is removed, the bits are lost).
+    pub fn unmap_with_dirty_bitmap(&self, iova: u64, size: u64, page_size: u64) -> Result<Vec<u8>> {
+        check_page_size(page_size)?;
+        let (region, mut out, log_ranges) = {
+            let mut inner = self.lock();
+            let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?;
+            let ranges = log.ranges.clone();
+            if !inner.map.get(&iova).is_some_and(|r| r.size == size) {
+                return Err(Error::NoSuchMapping { iova, size });
+            }
+            let out = ReportBitmap::new((size - 1) / page_size + 1, self.config.max_bitmap_bytes)?;
+            let region = self.remove_locked(&mut inner, iova, size)?;
+            (region, out, ranges)
+        };
+        let busy = self.wait_unique(std::slice::from_ref(&region));
+        let log = LogState {
+            page_size,
+            ranges: log_ranges,
+            tracking_bytes: 0,
+        };
+        let mut map = BTreeMap::new();
+        map.insert(iova, Arc::clone(&region));
+        report_map(&map, &log, iova, iova + size, page_size, true, &mut out);
+        // The last reference (unless busy): munmap + close.
+        drop(map);
+        drop(region);
+        busy?;
+        Ok(out.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{MapRequest, Prot};
+
+    fn region(iova: u64, size: u64) -> Region {
+        let r = Region::new(MapRequest {
+            iova,
+            size,
+            prot: Prot::READ_WRITE,
+            ..Default::default()
+        })
+        .unwrap();
+        r.dirty().enable().unwrap();
+        r
+    }
+
+    fn set_bits(out: &ReportBitmap) -> Vec<u64> {
+        (0..out.bits)
+            .filter(|&p| out.words[(p / 64) as usize] & (1 << (p % 64)) != 0)
+            .collect()
+    }
+
+    #[test]
+    fn windows_clip_to_logged_ranges() {
+        let all = LogState {
+            page_size: 4096,
+            ranges: vec![],
+            tracking_bytes: 0,
+        };
+        assert_eq!(all.windows(5, 10), vec![(5, 10)]);
+        let some = LogState {
+            ranges: vec![(0, 10), (20, 30), (40, 50)],
+            ..all
+        };
+        assert_eq!(some.windows(5, 45), vec![(5, 10), (20, 30), (40, 45)]);
+        assert_eq!(some.windows(10, 20), vec![]);
+        assert_eq!(some.windows(29, 41), vec![(29, 30), (40, 41)]);
+        assert_eq!(some.windows(60, 70), vec![]);
+    }
+
+    #[test]
+    fn edge_pages_are_reported_but_kept() {
+        let r = region(0x10000, 0x10000); // 16 tracked pages
+        r.dirty().mark(0, 0x10000);
+        // Report [0x10800, 0x13800): pages 0 and 3 straddle the edges.
+        let mut out = ReportBitmap::new(3, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (0x10800, 0x13800),
+            (0x10800, 0x13800),
+            4096,
+            true,
+            &mut out,
+        );
+        assert_eq!(set_bits(&out), vec![0, 1, 2]);
+        for (page, dirty) in [(0, true), (1, false), (2, false), (3, true), (4, true)] {
+            assert_eq!(r.dirty().is_dirty(page * 4096), dirty, "page {page}");
+        }
+        // Without `clear` nothing changes.
+        let mut out = ReportBitmap::new(16, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (0x10000, 0x20000),
+            (0x10000, 0x20000),
+            4096,
+            false,
+            &mut out,
+        );
+        assert_eq!(
+            set_bits(&out),
+            [0].into_iter().chain(3..16).collect::<Vec<_>>()
+        );
+        assert!(r.dirty().is_dirty(0));
+    }
+
+    #[test]
+    fn region_before_report_start_shifts_words() {
+        let r = region(0, 0x100000); // 256 pages
+        r.dirty().mark(70 * 4096, 1);
+        r.dirty().mark(130 * 4096, 1);
+        // Report starts at page 66 of the region: aligned word path with a
+        // negative shift.
+        let mut out = ReportBitmap::new(128, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (66 * 4096, 194 * 4096),
+            (66 * 4096, 194 * 4096),
+            4096,
+            true,
+            &mut out,
+        );
+        assert_eq!(set_bits(&out), vec![4, 64]);
+    }
+
+    #[test]
+    fn small_report_pages_expand_tracked_pages() {
+        let r = region(0, 0x4000);
+        r.dirty().mark(0x1000, 1);
+        let mut out = ReportBitmap::new(32, 1 << 20).unwrap();
+        report_region(&r, (0, 0x4000), (0, 0x4000), 512, true, &mut out);
+        assert_eq!(set_bits(&out), (8..16).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn report_inside_one_tracked_page_clears_nothing() {
+        let r = region(0x10000, 0x2000);
+        r.dirty().mark(0, 1);
+        let mut out = ReportBitmap::new(2, 1 << 20).unwrap();
+        report_region(
+            &r,
+            (0x10100, 0x10300),
+            (0x10100, 0x10300),
+            256,
+            true,
+            &mut out,
+        );
+        assert_eq!(set_bits(&out), vec![0, 1]);
+        assert!(r.dirty().is_dirty(0), "the page extends beyond the report");
+        assert!(format!("{:?}", r.dirty()).contains("enabled: true"));
+    }
+
+    #[test]
+    fn tracking_budget_follows_unmaps() {
+        let s = DmaSpace::new(crate::DmaConfig {
+            max_bitmap_bytes: 16,
+            ..Default::default()
+        });
+        let req = |iova| MapRequest {
+            iova,
+            size: 64 * 4096, // 8 bytes of tracking
+            prot: Prot::READ_WRITE,
+            ..Default::default()
+        };
+        s.start_logging(4096, &[]).unwrap();
+        s.map(req(0)).unwrap();
+        s.map(req(1 << 30)).unwrap();
+        assert_eq!(s.map(req(2 << 30)).unwrap_err().errno(), libc::E2BIG);
+        s.unmap(0, 64 * 4096).unwrap();
+        s.map(req(2 << 30)).unwrap();
+        s.unmap_all().unwrap();
+        s.map(req(0)).unwrap();
+        s.map(req(1 << 30)).unwrap();
+    }
+}

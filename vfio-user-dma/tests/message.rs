@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Message-based DMA (regions mapped without fd) through a fake transport.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use vfio_user_dma::{DmaSpace, DmaTransport, Error, Prot};
+
+const BASE: u64 = 0x8000_0000;
+
+fn setup(max_xfer: usize) -> (DmaSpace, Arc<FakeClient>) {
+    let s = DmaSpace::default();
+    s.map(msg_req(BASE, 16 * PAGE, Prot::READ_WRITE)).unwrap();
+    let client = FakeClient::new(BASE, 16 * PAGE as usize, max_xfer);
+    s.set_transport(Some(client.clone() as Arc<dyn DmaTransport>));
+    (s, client)
+}
+
+#[test]
+fn transfers_are_split_into_max_data_xfer_size_chunks() {
+    let (s, client) = setup(1000);
+    let data = pattern(9, 2500);
+    s.write(BASE + 10, &data).unwrap();
+    assert_eq!(*client.writes.lock().unwrap(), vec![1000, 1000, 500]);
+    assert_eq!(client.ram.lock().unwrap()[10..2510], data[..]);
+    let mut buf = vec![0u8; 2500];
+    s.read(BASE + 10, &mut buf).unwrap();
+    assert_eq!(*client.reads.lock().unwrap(), vec![1000, 1000, 500]);
+    assert_eq!(buf, data);
+    // Exactly one chunk.
+    client.reads.lock().unwrap().clear();
+    s.read(BASE, &mut buf[..1000]).unwrap();
+    assert_eq!(*client.reads.lock().unwrap(), vec![1000]);
+    // Typed access.
+    s.write_obj(BASE + 0x100, &0x0102_0304_0506_0708u64)
+        .unwrap();
+    assert_eq!(
+        s.read_obj::<u64>(BASE + 0x100).unwrap(),
+        0x0102_0304_0506_0708
+    );
+}
+
+#[test]
+fn zero_max_xfer_is_treated_as_one() {
+    let (s, client) = setup(0);
+    s.write(BASE, &[1, 2, 3]).unwrap();
+    assert_eq!(*client.writes.lock().unwrap(), vec![1, 1, 1]);
+}
+
+#[test]
+fn no_transport_is_enotconn() {
+    let (s, _client) = setup(4096);
+    s.set_transport(None);
+    let e = s.read_obj::<u32>(BASE).unwrap_err();
+    assert!(matches!(e, Error::NoTransport));
+    assert_eq!(e.errno(), libc::ENOTCONN);
+    assert_eq!(s.write(BASE, &[1]).unwrap_err().errno(), libc::ENOTCONN);
+}
+
+#[test]
+fn transport_errors_propagate() {
+    let s = DmaSpace::default();
+    s.map(msg_req(BASE, 16 * PAGE, Prot::READ_WRITE)).unwrap();
+    let mut c = FakeClient::new(BASE, 16 * PAGE as usize, 100);
+    Arc::get_mut(&mut c).unwrap().fail_at = Some(2);
+    s.set_transport(Some(c.clone()));
+    let e = s.write(BASE, &[5; 1000]).unwrap_err();
+    assert_eq!(e.errno(), libc::EIO);
+    assert_eq!(
+        *c.writes.lock().unwrap(),
+        vec![100, 100],
+        "stopped at the failing chunk"
+    );
+}
+
+#[test]
+fn permissions_apply_to_message_regions() {
+    let (s, client) = setup(4096);
+    s.map(msg_req(BASE + 16 * PAGE, PAGE, Prot::READ_ONLY))
+        .unwrap();
+    assert_eq!(
+        s.write(BASE + 16 * PAGE, &[1]).unwrap_err().errno(),
+        libc::EACCES
+    );
+    // Spanning into the read-only region: refused before any message is sent.
+    assert_eq!(
+        s.write(BASE + 16 * PAGE - 1, &[1, 2]).unwrap_err().errno(),
+        libc::EACCES
+    );
+    assert!(client.writes.lock().unwrap().is_empty());
+    // Reading past the end of the client's RAM goes to the next region
+    // (message too: the fake client rejects it with EFAULT).
+    assert_eq!(
+        s.read(BASE + 16 * PAGE - 1, &mut [0; 2])
+            .unwrap_err()
+            .errno(),
+        libc::EFAULT
+    );
+}
+
+#[test]
+fn mixed_mmap_and_message_regions() {
+    let mem = Mem::new(2 * PAGE);
+    let (s, client) = setup(512);
+    // fd-backed memory right below the message region.
+    s.map(req(&mem, BASE - 2 * PAGE, 2 * PAGE, 0, Prot::READ_WRITE))
+        .unwrap();
+    let data = pattern(4, 3000);
+    s.write(BASE - 1000, &data).unwrap();
+    assert_eq!(mem.peek(2 * PAGE - 1000, 1000), data[..1000]);
+    assert_eq!(client.ram.lock().unwrap()[..2000], data[1000..]);
+    assert_eq!(*client.writes.lock().unwrap(), vec![512, 512, 512, 464]);
+    let mut back = vec![0u8; 3000];
+    s.read(BASE - 1000, &mut back).unwrap();
+    assert_eq!(back, data);
+}
+
+#[test]
+fn message_writes_mark_pages_dirty() {
+    let (s, _client) = setup(1000);
+    s.start_logging(PAGE, &[]).unwrap();
+    s.write(BASE + 3 * PAGE - 1, &[1, 2]).unwrap(); // pages 2 and 3
+    s.write(BASE + 10 * PAGE, &[0; 5000]).unwrap(); // pages 10, 11
+    s.read(BASE + 5 * PAGE, &mut [0; 100]).unwrap(); // reads do not dirty
+    let bm = s.report(BASE, 16 * PAGE, PAGE).unwrap();
+    assert_eq!(bm, vec![(1 << 2) | (1 << 3) | (1 << 10) | (1 << 11)]);
+    assert_eq!(
+        s.report(BASE, 16 * PAGE, PAGE).unwrap(),
+        vec![0],
+        "cleared by the report"
+    );
+}
