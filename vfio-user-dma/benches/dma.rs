@@ -35,12 +35,7 @@ fn fd_req(f: &File, iova: u64, size: u64) -> MapRequest {
 }
 
 fn msg_req(iova: u64, size: u64) -> MapRequest {
-    MapRequest {
-        iova,
-        size,
-        prot: Prot::READ_WRITE,
-        ..Default::default()
-    }
+    MapRequest { iova, size, prot: Prot::READ_WRITE, ..Default::default() }
 }
 
 /// Runs `f` `iters` times and returns the time per iteration (best of 3 runs).
@@ -91,11 +86,7 @@ fn copy_bench() {
     s.stop_logging();
     let gbs = |d: Duration| MIB as f64 / d.as_secs_f64() / 1e9;
     println!("## copy of 1 MiB (best of 3 x {iters})");
-    println!(
-        "memcpy (Vec -> Vec)           {:>9.1?}  {:>6.2} GB/s",
-        memcpy,
-        gbs(memcpy)
-    );
+    println!("memcpy (Vec -> Vec)           {:>9.1?}  {:>6.2} GB/s", memcpy, gbs(memcpy));
     println!(
         "DmaSpace::read (mmap -> Vec)  {:>9.1?}  {:>6.2} GB/s  ratio {:.2}x memcpy",
         dma_read,
@@ -130,9 +121,7 @@ fn copy_bench() {
     let small_many = per_iter(1_000_000, || {
         black_box(s.read_obj::<u64>(black_box(0x1000_0000 + 64)).unwrap());
     });
-    println!(
-        "read_obj::<u64>               {small:>9.1?} (1 region), {small_many:.1?} (4096 regions)"
-    );
+    println!("read_obj::<u64>               {small:>9.1?} (1 region), {small_many:.1?} (4096 regions)");
 }
 
 fn map_bench(quick: bool) {
@@ -174,11 +163,7 @@ fn map_bench(quick: bool) {
         println!(
             "memfd mmap,                n = {ok:>5}: total {total:>10.2?} ({:.2?}/op){}",
             total / (2 * ok as u32).max(1),
-            if ok < n {
-                " (stopped at the fd/map limit)"
-            } else {
-                ""
-            }
+            if ok < n { " (stopped at the fd/map limit)" } else { "" }
         );
     }
     // For comparison: rebuilding a vm-memory GuestMemoryMmap on every map
@@ -188,11 +173,8 @@ fn map_bench(quick: bool) {
         let regions: Vec<_> = (0..n)
             .map(|i| {
                 Arc::new(
-                    GuestRegionMmap::new(
-                        MmapRegion::<()>::new(PAGE as usize).unwrap(),
-                        GuestAddress(i * 2 * PAGE),
-                    )
-                    .unwrap(),
+                    GuestRegionMmap::new(MmapRegion::<()>::new(PAGE as usize).unwrap(), GuestAddress(i * 2 * PAGE))
+                        .unwrap(),
                 )
             })
             .collect();
@@ -202,15 +184,9 @@ fn map_bench(quick: bool) {
             gm = gm.insert_region(r.clone()).unwrap();
         }
         for i in 0..n {
-            gm = gm
-                .remove_region(GuestAddress(i * 2 * PAGE), PAGE)
-                .unwrap()
-                .0;
+            gm = gm.remove_region(GuestAddress(i * 2 * PAGE), PAGE).unwrap().0;
         }
-        println!(
-            "(naive GuestMemoryMmap::insert/remove_region rebuild, n = {n:>5}: {:.2?})",
-            t.elapsed()
-        );
+        println!("(naive GuestMemoryMmap::insert/remove_region rebuild, n = {n:>5}: {:.2?})", t.elapsed());
     }
 }
 

@@ -32,18 +32,11 @@ fn segments(snap: &Snapshot, iova: u64, len: usize, write: bool) -> Result<Vec<S
     let mut segs = Vec::new();
     let mut done = 0usize;
     while done < len {
-        let addr = iova
-            .checked_add(done as u64)
-            .ok_or(Error::Unmapped { iova: u64::MAX })?;
+        let addr = iova.checked_add(done as u64).ok_or(Error::Unmapped { iova: u64::MAX })?;
         let region = find(snap, addr).ok_or(Error::Unmapped { iova: addr })?;
         region.check(addr, write)?;
         let n = (len - done).min(usize::try_from(region.end() - addr).unwrap_or(usize::MAX));
-        segs.push(Segment {
-            region: Arc::clone(region),
-            off: addr - region.iova,
-            buf_off: done,
-            len: n,
-        });
+        segs.push(Segment { region: Arc::clone(region), off: addr - region.iova, buf_off: done, len: n });
         done += n;
     }
     Ok(segs)
@@ -66,11 +59,7 @@ impl DmaSpace {
         if matches!(region.backing, Backing::Message { .. }) || (len as u64) > region.end() - iova {
             return None;
         }
-        Some(
-            region
-                .check(iova, write)
-                .and_then(|()| f(region, iova - region.iova).map(|_| ())),
-        )
+        Some(region.check(iova, write).and_then(|()| f(region, iova - region.iova).map(|_| ())))
     }
 
     /// Reads `buf.len()` bytes of DMA memory at `iova`.
@@ -84,8 +73,7 @@ impl DmaSpace {
         if buf.is_empty() {
             return Ok(());
         }
-        if let Some(r) = self.fast_path(iova, buf.len(), false, |reg, off| reg.read_local(off, buf))
-        {
+        if let Some(r) = self.fast_path(iova, buf.len(), false, |reg, off| reg.read_local(off, buf)) {
             return r;
         }
         let segs = segments(&self.snapshot.load(), iova, buf.len(), false)?;
@@ -106,9 +94,7 @@ impl DmaSpace {
         if data.is_empty() {
             return Ok(());
         }
-        if let Some(r) = self.fast_path(iova, data.len(), true, |reg, off| {
-            reg.write_local(off, data)
-        }) {
+        if let Some(r) = self.fast_path(iova, data.len(), true, |reg, off| reg.write_local(off, data)) {
             return r;
         }
         let segs = segments(&self.snapshot.load(), iova, data.len(), true)?;
@@ -148,20 +134,10 @@ impl DmaSpace {
     /// write faults.
     pub fn translate(&self, iova: u64, len: usize, write: bool) -> Result<DmaGuard> {
         let segs = segments(&self.snapshot.load(), iova, len, write)?;
-        if let Some(s) = segs
-            .iter()
-            .find(|s| !matches!(s.region.backing, Backing::Mmap(_)))
-        {
-            return Err(Error::NotMappable {
-                iova: s.region.iova + s.off,
-            });
+        if let Some(s) = segs.iter().find(|s| !matches!(s.region.backing, Backing::Mmap(_))) {
+            return Err(Error::NotMappable { iova: s.region.iova + s.off });
         }
-        Ok(DmaGuard {
-            iova,
-            len,
-            write,
-            segs,
-        })
+        Ok(DmaGuard { iova, len, write, segs })
     }
 }
 
@@ -205,9 +181,7 @@ impl DmaGuard {
 
     /// The scatter-gather list: one host slice per region, in address order.
     pub fn slices(&self) -> impl Iterator<Item = DmaSlice<'_>> + '_ {
-        self.segs
-            .iter()
-            .filter_map(|s| s.region.slice(s.off, s.len).ok())
+        self.segs.iter().filter_map(|s| s.region.slice(s.off, s.len).ok())
     }
 }
 
@@ -229,44 +203,19 @@ mod tests {
     #[test]
     fn segments_split_at_region_boundaries() {
         let s = DmaSpace::default();
-        for (iova, prot) in [
-            (0x1000u64, Prot::READ_WRITE),
-            (0x2000, Prot::READ_ONLY),
-            (0x4000, Prot::READ_WRITE),
-        ] {
-            s.map(MapRequest {
-                iova,
-                size: 0x1000,
-                prot,
-                ..Default::default()
-            })
-            .unwrap();
+        for (iova, prot) in [(0x1000u64, Prot::READ_WRITE), (0x2000, Prot::READ_ONLY), (0x4000, Prot::READ_WRITE)] {
+            s.map(MapRequest { iova, size: 0x1000, prot, ..Default::default() }).unwrap();
         }
         let snap = s.snapshot.load();
         let segs = segments(&snap, 0x1800, 0x1000, false).unwrap();
-        let got: Vec<_> = segs
-            .iter()
-            .map(|s| (s.region.iova, s.off, s.buf_off, s.len))
-            .collect();
-        assert_eq!(
-            got,
-            vec![(0x1000, 0x800, 0, 0x800), (0x2000, 0, 0x800, 0x800)]
-        );
+        let got: Vec<_> = segs.iter().map(|s| (s.region.iova, s.off, s.buf_off, s.len)).collect();
+        assert_eq!(got, vec![(0x1000, 0x800, 0, 0x800), (0x2000, 0, 0x800, 0x800)]);
         assert!(matches!(
             segments(&snap, 0x1800, 0x1000, true),
-            Err(Error::PermissionDenied {
-                iova: 0x2000,
-                write: true
-            })
+            Err(Error::PermissionDenied { iova: 0x2000, write: true })
         ));
-        assert!(matches!(
-            segments(&snap, 0x2800, 0x1000, false),
-            Err(Error::Unmapped { iova: 0x3000 })
-        ));
+        assert!(matches!(segments(&snap, 0x2800, 0x1000, false), Err(Error::Unmapped { iova: 0x3000 })));
         assert!(segments(&snap, 0x9999, 0, true).unwrap().is_empty());
-        assert!(matches!(
-            segments(&snap, u64::MAX, 2, false),
-            Err(Error::Unmapped { .. })
-        ));
+        assert!(matches!(segments(&snap, u64::MAX, 2, false), Err(Error::Unmapped { .. })));
     }
 }

@@ -55,20 +55,14 @@ pub struct DirtyBitmap {
 
 impl fmt::Debug for DirtyBitmap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DirtyBitmap")
-            .field("len", &self.len)
-            .field("enabled", &self.is_enabled())
-            .finish()
+        f.debug_struct("DirtyBitmap").field("len", &self.len).field("enabled", &self.is_enabled()).finish()
     }
 }
 
 impl DirtyBitmap {
     /// A disabled bitmap covering `len` bytes.
     pub(crate) fn new(len: u64) -> Self {
-        DirtyBitmap {
-            len,
-            words: ArcSwapOption::empty(),
-        }
+        DirtyBitmap { len, words: ArcSwapOption::empty() }
     }
 
     /// Number of tracked pages.
@@ -125,9 +119,10 @@ impl DirtyBitmap {
             return false;
         }
         let page = offset >> TRACK_SHIFT;
-        self.words.load().as_ref().is_some_and(|w| {
-            w.0[(page / 64) as usize].load(Ordering::Acquire) & (1 << (page % 64)) != 0
-        })
+        self.words
+            .load()
+            .as_ref()
+            .is_some_and(|w| w.0[(page / 64) as usize].load(Ordering::Acquire) & (1 << (page % 64)) != 0)
     }
 
     /// Visits the dirty bits of tracked pages `[p0, p1)`, word by word, as
@@ -169,11 +164,7 @@ fn for_each_word(p0: u64, p1: u64, mut f: impl FnMut(u64, u64)) {
     let (w0, w1) = (p0 / 64, (p1 - 1) / 64);
     for wi in w0..=w1 {
         let lo = if wi == w0 { (p0 % 64) as u32 } else { 0 };
-        let hi = if wi == w1 {
-            ((p1 - 1) % 64) as u32 + 1
-        } else {
-            64
-        };
+        let hi = if wi == w1 { ((p1 - 1) % 64) as u32 + 1 } else { 64 };
         f(wi, bit_mask(lo, hi));
     }
 }
@@ -329,10 +320,7 @@ mod tests {
 
     #[test]
     fn report_bitmap() {
-        assert!(matches!(
-            ReportBitmap::new(1 << 40, 1 << 20),
-            Err(Error::BitmapTooLarge { .. })
-        ));
+        assert!(matches!(ReportBitmap::new(1 << 40, 1 << 20), Err(Error::BitmapTooLarge { .. })));
         let mut r = ReportBitmap::new(130, 1 << 20).unwrap();
         assert_eq!(r.words.len(), 3);
         r.set_range(60, 70);

@@ -33,10 +33,7 @@ impl LogState {
         let bytes = region.dirty().tracking_bytes();
         let total = self.tracking_bytes.saturating_add(bytes);
         if total > limit as u64 {
-            return Err(Error::BitmapTooLarge {
-                bytes: total,
-                limit,
-            });
+            return Err(Error::BitmapTooLarge { bytes: total, limit });
         }
         region.dirty().enable()?;
         self.tracking_bytes = total;
@@ -46,9 +43,7 @@ impl LogState {
     /// Accounts for a removed region.
     pub(crate) fn untrack_region(&mut self, region: &Region) {
         if region.dirty().is_enabled() {
-            self.tracking_bytes = self
-                .tracking_bytes
-                .saturating_sub(region.dirty().tracking_bytes());
+            self.tracking_bytes = self.tracking_bytes.saturating_sub(region.dirty().tracking_bytes());
         }
     }
 
@@ -58,11 +53,7 @@ impl LogState {
             return vec![(lo, hi)];
         }
         let first = self.ranges.partition_point(|&(_, e)| e <= lo);
-        self.ranges[first..]
-            .iter()
-            .take_while(|&&(s, _)| s < hi)
-            .map(|&(s, e)| (s.max(lo), e.min(hi)))
-            .collect()
+        self.ranges[first..].iter().take_while(|&&(s, _)| s < hi).map(|&(s, e)| (s.max(lo), e.min(hi))).collect()
     }
 }
 
@@ -98,23 +89,15 @@ fn report_region(
     let t0 = (lo - region.iova) / g;
     let t1 = (hi - region.iova).div_ceil(g);
     // Tracked pages entirely inside the report range (clipped to the region).
-    let (clo, chi) = (
-        base.max(region.iova) - region.iova,
-        end.min(region.end()) - region.iova,
-    );
+    let (clo, chi) = (base.max(region.iova) - region.iova, end.min(region.end()) - region.iova);
     let full0 = clo.div_ceil(g).max(t0);
-    let full1 = if end >= region.end() {
-        t1
-    } else {
-        (chi / g).min(t1)
-    };
+    let full1 = if end >= region.end() { t1 } else { (chi / g).min(t1) };
     let dirty = region.dirty();
     let aligned = psize == g && (region.iova.wrapping_sub(base)) % g == 0;
     let mut emit = |wi: u64, bits: u64| {
         if aligned {
             // Tracked page t is report bit t + delta: shift whole words.
-            let start =
-                i128::from(wi * 64) + (i128::from(region.iova) - i128::from(base)) / i128::from(g);
+            let start = i128::from(wi * 64) + (i128::from(region.iova) - i128::from(base)) / i128::from(g);
             if start >= 0 {
                 out.or_word_at(start as u64, bits);
             } else if start > -64 {
@@ -128,10 +111,7 @@ fn report_region(
             b &= b - 1;
             // t < pages, so t * g < size and region.iova + t * g < end.
             let ps = (region.iova + t * g).max(lo);
-            let pe = region
-                .iova
-                .saturating_add((t + 1).saturating_mul(g))
-                .min(hi);
+            let pe = region.iova.saturating_add((t + 1).saturating_mul(g)).min(hi);
             if ps < pe {
                 out.set_range((ps - base) / psize, (pe - 1 - base) / psize + 1);
             }
@@ -185,16 +165,12 @@ impl DmaSpace {
             return Err(Error::InvalidArgument("logging page size below 4096"));
         }
         let mut windows = Vec::new();
-        windows
-            .try_reserve_exact(ranges.len())
-            .map_err(|_| Error::OutOfMemory)?;
+        windows.try_reserve_exact(ranges.len()).map_err(|_| Error::OutOfMemory)?;
         for &(iova, len) in ranges {
             if len == 0 {
                 return Err(Error::InvalidArgument("logging range of length 0"));
             }
-            let end = iova
-                .checked_add(len)
-                .ok_or(Error::InvalidArgument("logging range wraps"))?;
+            let end = iova.checked_add(len).ok_or(Error::InvalidArgument("logging range wraps"))?;
             windows.push((iova, end));
         }
         windows.sort_unstable();
@@ -205,11 +181,7 @@ impl DmaSpace {
         if inner.logging.is_some() {
             return Err(Error::LoggingActive);
         }
-        let mut log = LogState {
-            page_size,
-            ranges: windows,
-            tracking_bytes: 0,
-        };
+        let mut log = LogState { page_size, ranges: windows, tracking_bytes: 0 };
         let limit = self.config.max_bitmap_bytes;
         let mut result = Ok(());
         for region in inner.map.values() {
@@ -255,13 +227,10 @@ impl DmaSpace {
         if length == 0 {
             return Err(Error::InvalidArgument("report length is 0"));
         }
-        let end = iova
-            .checked_add(length)
-            .ok_or(Error::InvalidArgument("report range wraps"))?;
+        let end = iova.checked_add(length).ok_or(Error::InvalidArgument("report range wraps"))?;
         let inner = self.lock();
         let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?;
-        let mut out =
-            ReportBitmap::new((length - 1) / page_size + 1, self.config.max_bitmap_bytes)?;
+        let mut out = ReportBitmap::new((length - 1) / page_size + 1, self.config.max_bitmap_bytes)?;
         report_map(&inner.map, log, iova, end, page_size, true, &mut out);
         Ok(out.words)
     }
@@ -290,11 +259,7 @@ impl DmaSpace {
             (region, out, ranges)
         };
         let busy = self.wait_unique(std::slice::from_ref(&region));
-        let log = LogState {
-            page_size,
-            ranges: log_ranges,
-            tracking_bytes: 0,
-        };
+        let log = LogState { page_size, ranges: log_ranges, tracking_bytes: 0 };
         let mut map = BTreeMap::new();
         map.insert(iova, Arc::clone(&region));
         report_map(&map, &log, iova, iova + size, page_size, true, &mut out);
@@ -312,35 +277,20 @@ mod tests {
     use crate::region::{MapRequest, Prot};
 
     fn region(iova: u64, size: u64) -> Region {
-        let r = Region::new(MapRequest {
-            iova,
-            size,
-            prot: Prot::READ_WRITE,
-            ..Default::default()
-        })
-        .unwrap();
+        let r = Region::new(MapRequest { iova, size, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
         r.dirty().enable().unwrap();
         r
     }
 
     fn set_bits(out: &ReportBitmap) -> Vec<u64> {
-        (0..out.bits)
-            .filter(|&p| out.words[(p / 64) as usize] & (1 << (p % 64)) != 0)
-            .collect()
+        (0..out.bits).filter(|&p| out.words[(p / 64) as usize] & (1 << (p % 64)) != 0).collect()
     }
 
     #[test]
     fn windows_clip_to_logged_ranges() {
-        let all = LogState {
-            page_size: 4096,
-            ranges: vec![],
-            tracking_bytes: 0,
-        };
+        let all = LogState { page_size: 4096, ranges: vec![], tracking_bytes: 0 };
         assert_eq!(all.windows(5, 10), vec![(5, 10)]);
-        let some = LogState {
-            ranges: vec![(0, 10), (20, 30), (40, 50)],
-            ..all
-        };
+        let some = LogState { ranges: vec![(0, 10), (20, 30), (40, 50)], ..all };
         assert_eq!(some.windows(5, 45), vec![(5, 10), (20, 30), (40, 45)]);
         assert_eq!(some.windows(10, 20), vec![]);
         assert_eq!(some.windows(29, 41), vec![(29, 30), (40, 41)]);
@@ -353,32 +303,15 @@ mod tests {
         r.dirty().mark(0, 0x10000);
         // Report [0x10800, 0x13800): pages 0 and 3 straddle the edges.
         let mut out = ReportBitmap::new(3, 1 << 20).unwrap();
-        report_region(
-            &r,
-            (0x10800, 0x13800),
-            (0x10800, 0x13800),
-            4096,
-            true,
-            &mut out,
-        );
+        report_region(&r, (0x10800, 0x13800), (0x10800, 0x13800), 4096, true, &mut out);
         assert_eq!(set_bits(&out), vec![0, 1, 2]);
         for (page, dirty) in [(0, true), (1, false), (2, false), (3, true), (4, true)] {
             assert_eq!(r.dirty().is_dirty(page * 4096), dirty, "page {page}");
         }
         // Without `clear` nothing changes.
         let mut out = ReportBitmap::new(16, 1 << 20).unwrap();
-        report_region(
-            &r,
-            (0x10000, 0x20000),
-            (0x10000, 0x20000),
-            4096,
-            false,
-            &mut out,
-        );
-        assert_eq!(
-            set_bits(&out),
-            [0].into_iter().chain(3..16).collect::<Vec<_>>()
-        );
+        report_region(&r, (0x10000, 0x20000), (0x10000, 0x20000), 4096, false, &mut out);
+        assert_eq!(set_bits(&out), [0].into_iter().chain(3..16).collect::<Vec<_>>());
         assert!(r.dirty().is_dirty(0));
     }
 
@@ -390,14 +323,7 @@ mod tests {
         // Report starts at page 66 of the region: aligned word path with a
         // negative shift.
         let mut out = ReportBitmap::new(128, 1 << 20).unwrap();
-        report_region(
-            &r,
-            (66 * 4096, 194 * 4096),
-            (66 * 4096, 194 * 4096),
-            4096,
-            true,
-            &mut out,
-        );
+        report_region(&r, (66 * 4096, 194 * 4096), (66 * 4096, 194 * 4096), 4096, true, &mut out);
         assert_eq!(set_bits(&out), vec![4, 64]);
     }
 
@@ -415,14 +341,7 @@ mod tests {
         let r = region(0x10000, 0x2000);
         r.dirty().mark(0, 1);
         let mut out = ReportBitmap::new(2, 1 << 20).unwrap();
-        report_region(
-            &r,
-            (0x10100, 0x10300),
-            (0x10100, 0x10300),
-            256,
-            true,
-            &mut out,
-        );
+        report_region(&r, (0x10100, 0x10300), (0x10100, 0x10300), 256, true, &mut out);
         assert_eq!(set_bits(&out), vec![0, 1]);
         assert!(r.dirty().is_dirty(0), "the page extends beyond the report");
         assert!(format!("{:?}", r.dirty()).contains("enabled: true"));
@@ -430,10 +349,7 @@ mod tests {
 
     #[test]
     fn tracking_budget_follows_unmaps() {
-        let s = DmaSpace::new(crate::DmaConfig {
-            max_bitmap_bytes: 16,
-            ..Default::default()
-        });
+        let s = DmaSpace::new(crate::DmaConfig { max_bitmap_bytes: 16, ..Default::default() });
         let req = |iova| MapRequest {
             iova,
             size: 64 * 4096, // 8 bytes of tracking

@@ -137,13 +137,7 @@ mod tests {
             (Error::TooManyMappings(3), libc::ENOSPC),
             (Error::NoSuchMapping { iova: 0, size: 1 }, libc::ENOENT),
             (Error::Unmapped { iova: 0 }, libc::EFAULT),
-            (
-                Error::PermissionDenied {
-                    iova: 0,
-                    write: true,
-                },
-                libc::EACCES,
-            ),
+            (Error::PermissionDenied { iova: 0, write: true }, libc::EACCES),
             (Error::RegionBusy { iova: 0, size: 1 }, libc::EBUSY),
             (Error::NotMappable { iova: 0 }, libc::ENOTSUP),
             (Error::NoTransport, libc::ENOTCONN),
@@ -151,10 +145,7 @@ mod tests {
             (Error::LoggingNotActive, libc::EINVAL),
             (Error::LoggingActive, libc::EBUSY),
             (Error::OutOfMemory, libc::ENOMEM),
-            (
-                Error::Mmap(io::Error::from_raw_os_error(libc::ENODEV)),
-                libc::ENODEV,
-            ),
+            (Error::Mmap(io::Error::from_raw_os_error(libc::ENODEV)), libc::ENODEV),
             (Error::from_errno(libc::EPIPE), libc::EPIPE),
             (Error::Io(io::Error::other("no errno")), libc::EIO),
         ];

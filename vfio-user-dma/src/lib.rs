@@ -52,8 +52,7 @@ pub use error::{Error, Result};
 pub use message::DmaTransport;
 pub use region::{MapRequest, Prot, RegionInfo, RegionKind};
 pub use space::{
-    DmaConfig, DmaSpace, DEFAULT_MAX_BITMAP_BYTES, DEFAULT_MAX_MAPS, DEFAULT_PGSIZES,
-    DEFAULT_UNMAP_TIMEOUT,
+    DmaConfig, DmaSpace, DEFAULT_MAX_BITMAP_BYTES, DEFAULT_MAX_MAPS, DEFAULT_PGSIZES, DEFAULT_UNMAP_TIMEOUT,
 };
 pub use vm_memory::ByteValued;
 

@@ -9,8 +9,7 @@ use std::os::unix::fs::FileExt;
 
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
-    Bytes, FileOffset, GuestAddress, GuestMemoryRegion, GuestRegionMmap, MemoryRegionAddress,
-    MmapRegion, VolatileSlice,
+    Bytes, FileOffset, GuestAddress, GuestMemoryRegion, GuestRegionMmap, MemoryRegionAddress, MmapRegion, VolatileSlice,
 };
 
 use crate::bitmap::DirtyBitmap;
@@ -27,24 +26,14 @@ pub struct Prot {
 
 impl Prot {
     /// Read and write.
-    pub const READ_WRITE: Prot = Prot {
-        read: true,
-        write: true,
-    };
+    pub const READ_WRITE: Prot = Prot { read: true, write: true };
     /// Read only.
-    pub const READ_ONLY: Prot = Prot {
-        read: true,
-        write: false,
-    };
+    pub const READ_ONLY: Prot = Prot { read: true, write: false };
     /// Write only.
-    pub const WRITE_ONLY: Prot = Prot {
-        read: false,
-        write: true,
-    };
+    pub const WRITE_ONLY: Prot = Prot { read: false, write: true };
 
     fn mmap_prot(self) -> i32 {
-        (if self.read { libc::PROT_READ } else { 0 })
-            | (if self.write { libc::PROT_WRITE } else { 0 })
+        (if self.read { libc::PROT_READ } else { 0 }) | (if self.write { libc::PROT_WRITE } else { 0 })
     }
 }
 
@@ -93,14 +82,8 @@ pub struct RegionInfo {
 
 pub(crate) enum Backing {
     Mmap(GuestRegionMmap<DirtyBitmap>),
-    FileIo {
-        file: File,
-        offset: u64,
-        dirty: DirtyBitmap,
-    },
-    Message {
-        dirty: DirtyBitmap,
-    },
+    FileIo { file: File, offset: u64, dirty: DirtyBitmap },
+    Message { dirty: DirtyBitmap },
 }
 
 /// A mapping. Shared as `Arc<Region>` between the space, its snapshots and
@@ -117,44 +100,23 @@ impl Region {
     /// Creates the backing for a request whose `iova`, `size` and
     /// `file_offset` were already validated (non-zero, no overflow, aligned).
     pub(crate) fn new(req: MapRequest) -> Result<Region> {
-        let MapRequest {
-            iova,
-            size,
-            file_offset,
-            prot,
-            fd,
-            file_io,
-        } = req;
+        let MapRequest { iova, size, file_offset, prot, fd, file_io } = req;
         let backing = match fd {
             None if file_io => return Err(Error::InvalidArgument("FILE_IO requires an fd")),
-            None => Backing::Message {
-                dirty: DirtyBitmap::new(size),
-            },
+            None => Backing::Message { dirty: DirtyBitmap::new(size) },
             Some(fd) => {
                 let file = File::from(fd);
-                if file_offset
-                    .checked_add(size)
-                    .map_or(true, |end| end > i64::MAX as u64)
-                {
+                if file_offset.checked_add(size).map_or(true, |end| end > i64::MAX as u64) {
                     return Err(Error::InvalidArgument("file offset + size out of range"));
                 }
                 if file_io {
-                    Backing::FileIo {
-                        file,
-                        offset: file_offset,
-                        dirty: DirtyBitmap::new(size),
-                    }
+                    Backing::FileIo { file, offset: file_offset, dirty: DirtyBitmap::new(size) }
                 } else {
                     Backing::Mmap(mmap_region(file, iova, size, file_offset, prot)?)
                 }
             }
         };
-        Ok(Region {
-            iova,
-            size,
-            prot,
-            backing,
-        })
+        Ok(Region { iova, size, prot, backing })
     }
 
     /// One past the last address (no overflow: checked at map time).
@@ -186,11 +148,7 @@ impl Region {
     }
 
     pub(crate) fn check(&self, iova: u64, write: bool) -> Result<()> {
-        let ok = if write {
-            self.prot.write
-        } else {
-            self.prot.read
-        };
+        let ok = if write { self.prot.write } else { self.prot.read };
         if ok {
             Ok(())
         } else {
@@ -207,14 +165,9 @@ impl Region {
     ) -> Result<VolatileSlice<'_, vm_memory::bitmap::BS<'_, DirtyBitmap>>> {
         match &self.backing {
             Backing::Mmap(r) => {
-                r.get_slice(MemoryRegionAddress(off), len)
-                    .map_err(|_| Error::Unmapped {
-                        iova: self.iova + off,
-                    })
+                r.get_slice(MemoryRegionAddress(off), len).map_err(|_| Error::Unmapped { iova: self.iova + off })
             }
-            _ => Err(Error::NotMappable {
-                iova: self.iova + off,
-            }),
+            _ => Err(Error::NotMappable { iova: self.iova + off }),
         }
     }
 
@@ -223,10 +176,7 @@ impl Region {
     pub(crate) fn read_local(&self, off: u64, buf: &mut [u8]) -> Result<bool> {
         match &self.backing {
             Backing::Mmap(r) => {
-                r.read_slice(buf, MemoryRegionAddress(off))
-                    .map_err(|_| Error::Unmapped {
-                        iova: self.iova + off,
-                    })?;
+                r.read_slice(buf, MemoryRegionAddress(off)).map_err(|_| Error::Unmapped { iova: self.iova + off })?;
             }
             Backing::FileIo { file, offset, .. } => file.read_exact_at(buf, offset + off)?,
             Backing::Message { .. } => return Ok(false),
@@ -240,16 +190,9 @@ impl Region {
         match &self.backing {
             // The vm-memory write path marks the DirtyBitmap itself.
             Backing::Mmap(r) => {
-                r.write_slice(data, MemoryRegionAddress(off))
-                    .map_err(|_| Error::Unmapped {
-                        iova: self.iova + off,
-                    })?
+                r.write_slice(data, MemoryRegionAddress(off)).map_err(|_| Error::Unmapped { iova: self.iova + off })?
             }
-            Backing::FileIo {
-                file,
-                offset,
-                dirty,
-            } => {
+            Backing::FileIo { file, offset, dirty } => {
                 file.write_all_at(data, offset + off)?;
                 dirty.mark(off, data.len() as u64);
             }
@@ -259,13 +202,7 @@ impl Region {
     }
 }
 
-fn mmap_region(
-    file: File,
-    iova: u64,
-    size: u64,
-    offset: u64,
-    prot: Prot,
-) -> Result<GuestRegionMmap<DirtyBitmap>> {
+fn mmap_region(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Result<GuestRegionMmap<DirtyBitmap>> {
     let meta = file.metadata()?;
     // A regular file (memfd included) that is too small would SIGBUS on access.
     if meta.file_type().is_file() && meta.len() < offset + size {
@@ -281,8 +218,7 @@ fn mmap_region(
             vm_memory::mmap::MmapRegionError::Mmap(io) => Error::Mmap(io),
             _ => Error::InvalidArgument("invalid mmap parameters"),
         })?;
-    GuestRegionMmap::new(mmap, GuestAddress(iova))
-        .ok_or(Error::InvalidArgument("iova + size overflows"))
+    GuestRegionMmap::new(mmap, GuestAddress(iova)).ok_or(Error::InvalidArgument("iova + size overflows"))
 }
 
 #[cfg(test)]
@@ -293,35 +229,18 @@ mod tests {
     fn prot_to_mmap() {
         assert_eq!(Prot::READ_ONLY.mmap_prot(), libc::PROT_READ);
         assert_eq!(Prot::WRITE_ONLY.mmap_prot(), libc::PROT_WRITE);
-        assert_eq!(
-            Prot::READ_WRITE.mmap_prot(),
-            libc::PROT_READ | libc::PROT_WRITE
-        );
+        assert_eq!(Prot::READ_WRITE.mmap_prot(), libc::PROT_READ | libc::PROT_WRITE);
     }
 
     #[test]
     fn message_region_checks() {
-        let r = Region::new(MapRequest {
-            iova: 0x1000,
-            size: 0x2000,
-            prot: Prot::READ_ONLY,
-            ..Default::default()
-        })
-        .unwrap();
+        let r = Region::new(MapRequest { iova: 0x1000, size: 0x2000, prot: Prot::READ_ONLY, ..Default::default() })
+            .unwrap();
         assert_eq!(r.end(), 0x3000);
         assert_eq!(r.info().kind, RegionKind::Message);
         assert!(r.check(0x1000, false).is_ok());
-        assert!(matches!(
-            r.check(0x1004, true),
-            Err(Error::PermissionDenied {
-                iova: 0x1004,
-                write: true
-            })
-        ));
-        assert!(matches!(
-            r.slice(0, 1),
-            Err(Error::NotMappable { iova: 0x1000 })
-        ));
+        assert!(matches!(r.check(0x1004, true), Err(Error::PermissionDenied { iova: 0x1004, write: true })));
+        assert!(matches!(r.slice(0, 1), Err(Error::NotMappable { iova: 0x1000 })));
         assert!(!r.read_local(0, &mut [0; 4]).unwrap());
         assert!(!r.write_local(0, &[0; 4]).unwrap());
         assert!(!r.dirty().is_enabled());

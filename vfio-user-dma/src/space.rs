@@ -55,11 +55,7 @@ impl Default for DmaConfig {
 impl DmaConfig {
     /// The smallest page size in `pgsizes`: the required alignment.
     pub fn min_page_size(&self) -> u64 {
-        let p = if self.pgsizes == 0 {
-            DEFAULT_PGSIZES
-        } else {
-            self.pgsizes
-        };
+        let p = if self.pgsizes == 0 { DEFAULT_PGSIZES } else { self.pgsizes };
         p & p.wrapping_neg()
     }
 }
@@ -96,10 +92,7 @@ impl Default for DmaSpace {
 
 impl std::fmt::Debug for DmaSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DmaSpace")
-            .field("config", &self.config)
-            .field("mappings", &self.snapshot.load().len())
-            .finish()
+        f.debug_struct("DmaSpace").field("config", &self.config).field("mappings", &self.snapshot.load().len()).finish()
     }
 }
 
@@ -109,11 +102,7 @@ impl DmaSpace {
         DmaSpace {
             config,
             snapshot: ArcSwap::from_pointee(Tree::default()),
-            inner: Mutex::new(Inner {
-                map: BTreeMap::new(),
-                tree: Tree::default(),
-                logging: None,
-            }),
+            inner: Mutex::new(Inner { map: BTreeMap::new(), tree: Tree::default(), logging: None }),
             transport: RwLock::new(None),
         }
     }
@@ -136,10 +125,7 @@ impl DmaSpace {
     }
 
     pub(crate) fn transport(&self) -> Option<Arc<dyn DmaTransport>> {
-        self.transport
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.transport.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Number of mappings.
@@ -176,10 +162,7 @@ impl DmaSpace {
         if req.size == 0 {
             return Err(Error::InvalidArgument("size is 0"));
         }
-        let end = req
-            .iova
-            .checked_add(req.size)
-            .ok_or(Error::InvalidArgument("iova + size overflows"))?;
+        let end = req.iova.checked_add(req.size).ok_or(Error::InvalidArgument("iova + size overflows"))?;
         if req.iova % align != 0 || req.size % align != 0 {
             return Err(Error::InvalidArgument("iova or size not page aligned"));
         }
@@ -195,10 +178,7 @@ impl DmaSpace {
         }
         if let Some((_, prev)) = inner.map.range(..end).next_back() {
             if prev.end() > req.iova {
-                return Err(Error::Overlap {
-                    iova: req.iova,
-                    size: req.size,
-                });
+                return Err(Error::Overlap { iova: req.iova, size: req.size });
             }
         }
         let iova = req.iova;
@@ -219,20 +199,12 @@ impl DmaSpace {
 
     /// Removes the mapping exactly matching `iova`/`size` from the locked
     /// state and publishes the new snapshot.
-    pub(crate) fn remove_locked(
-        &self,
-        inner: &mut Inner,
-        iova: u64,
-        size: u64,
-    ) -> Result<Arc<Region>> {
+    pub(crate) fn remove_locked(&self, inner: &mut Inner, iova: u64, size: u64) -> Result<Arc<Region>> {
         match inner.map.get(&iova) {
             Some(r) if r.size == size => {}
             _ => return Err(Error::NoSuchMapping { iova, size }),
         }
-        let region = inner
-            .map
-            .remove(&iova)
-            .ok_or(Error::NoSuchMapping { iova, size })?;
+        let region = inner.map.remove(&iova).ok_or(Error::NoSuchMapping { iova, size })?;
         if let Some(log) = inner.logging.as_mut() {
             log.untrack_region(&region);
         }
@@ -308,10 +280,7 @@ impl DmaSpace {
                         self.config.unmap_timeout
                     );
                     if result.is_ok() {
-                        result = Err(Error::RegionBusy {
-                            iova: region.iova,
-                            size: region.size,
-                        });
+                        result = Err(Error::RegionBusy { iova: region.iova, size: region.size });
                     }
                     break;
                 }
@@ -340,16 +309,10 @@ mod tests {
 
     #[test]
     fn min_page_size() {
-        let c = |pgsizes| DmaConfig {
-            pgsizes,
-            ..Default::default()
-        };
+        let c = |pgsizes| DmaConfig { pgsizes, ..Default::default() };
         assert_eq!(DmaConfig::default().min_page_size(), 4096);
         assert_eq!(c(0).min_page_size(), 4096);
-        assert_eq!(
-            c((1 << 12) | (1 << 21) | (1 << 30)).min_page_size(),
-            1 << 12
-        );
+        assert_eq!(c((1 << 12) | (1 << 21) | (1 << 30)).min_page_size(), 1 << 12);
         assert_eq!(c(1 << 63).min_page_size(), 1 << 63);
         assert_eq!(c(u64::MAX).min_page_size(), 1);
     }
@@ -358,13 +321,7 @@ mod tests {
     fn find_respects_region_ends() {
         let s = DmaSpace::default();
         for iova in [0x1000u64, 0x3000, 0x4000] {
-            s.map(MapRequest {
-                iova,
-                size: 0x1000,
-                prot: Prot::READ_WRITE,
-                ..Default::default()
-            })
-            .unwrap();
+            s.map(MapRequest { iova, size: 0x1000, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
         }
         let snap = s.snapshot.load();
         let at = |a| find(&snap, a).map(|r| r.iova);
@@ -379,19 +336,10 @@ mod tests {
 
     #[test]
     fn wait_unique_times_out_and_reports_first_busy_region() {
-        let s = DmaSpace::new(DmaConfig {
-            unmap_timeout: Duration::from_millis(1),
-            ..Default::default()
-        });
+        let s = DmaSpace::new(DmaConfig { unmap_timeout: Duration::from_millis(1), ..Default::default() });
         let mk = |iova| {
             Arc::new(
-                Region::new(MapRequest {
-                    iova,
-                    size: 0x1000,
-                    prot: Prot::READ_ONLY,
-                    ..Default::default()
-                })
-                .unwrap(),
+                Region::new(MapRequest { iova, size: 0x1000, prot: Prot::READ_ONLY, ..Default::default() }).unwrap(),
             )
         };
         let (a, b) = (mk(0), mk(0x1000));

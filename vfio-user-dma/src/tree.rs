@@ -72,10 +72,7 @@ impl<V: Clone> Node<V> {
         }
     }
 
-    fn split<T>(
-        mut e: Vec<(u64, T)>,
-        make: fn(Vec<(u64, T)>) -> Node<V>,
-    ) -> (Node<V>, Option<Node<V>>) {
+    fn split<T>(mut e: Vec<(u64, T)>, make: fn(Vec<(u64, T)>) -> Node<V>) -> (Node<V>, Option<Node<V>>) {
         if e.len() <= FANOUT {
             return (make(e), None);
         }
@@ -118,10 +115,7 @@ pub(crate) struct Tree<V> {
 
 impl<V> Clone for Tree<V> {
     fn clone(&self) -> Self {
-        Tree {
-            root: self.root.clone(),
-            len: self.len,
-        }
+        Tree { root: self.root.clone(), len: self.len }
     }
 }
 
@@ -150,15 +144,10 @@ impl<V: Clone> Tree<V> {
             None => Node::Leaf(vec![(key, value)]),
             Some(r) => match r.insert(key, value) {
                 (n, None) => n,
-                (l, Some(r)) => {
-                    Node::Inner(vec![(l.min_key(), Arc::new(l)), (r.min_key(), Arc::new(r))])
-                }
+                (l, Some(r)) => Node::Inner(vec![(l.min_key(), Arc::new(l)), (r.min_key(), Arc::new(r))]),
             },
         };
-        Tree {
-            root: Some(Arc::new(root)),
-            len,
-        }
+        Tree { root: Some(Arc::new(root)), len }
     }
 
     /// A new version without `key` and the removed value, or `None` if absent.
@@ -172,13 +161,7 @@ impl<V: Clone> Tree<V> {
             }
             root = Some(e[0].1.clone());
         }
-        Some((
-            Tree {
-                root,
-                len: self.len - 1,
-            },
-            v,
-        ))
+        Some((Tree { root, len: self.len - 1 }, v))
     }
 }
 
@@ -235,10 +218,7 @@ mod tests {
                 versions.push((t.clone(), m.clone()));
             }
         }
-        let probes: Vec<u64> = (0..3000 * 16 + 20)
-            .step_by(7)
-            .chain([0, u64::MAX])
-            .collect();
+        let probes: Vec<u64> = (0..3000 * 16 + 20).step_by(7).chain([0, u64::MAX]).collect();
         check(&t, &m, &probes);
         // Old versions are unaffected by later updates (persistence).
         for (vt, vm) in &versions {
@@ -259,10 +239,7 @@ mod tests {
             t = t.insert(i * 4096, i);
         }
         assert_eq!(t.len(), 20_000);
-        assert_eq!(
-            t.floor(4096 * 777 + 5).map(|(k, v)| (k, *v)),
-            Some((4096 * 777, 777))
-        );
+        assert_eq!(t.floor(4096 * 777 + 5).map(|(k, v)| (k, *v)), Some((4096 * 777, 777)));
         for i in 0..20_000u64 {
             t = t.remove(i * 4096).unwrap().0;
         }

@@ -24,8 +24,7 @@ fn device_writes_are_visible_to_the_client() {
     let mem = Mem::new(16 * PAGE);
     let s = DmaSpace::default();
     // iova 0x100000 maps file offset 4 pages.
-    s.map(req(&mem, 0x100000, 8 * PAGE, 4 * PAGE, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0x100000, 8 * PAGE, 4 * PAGE, Prot::READ_WRITE)).unwrap();
     let data = pattern(1, 3 * PAGE as usize + 17);
     s.write(0x100000 + 100, &data).unwrap();
     assert_eq!(mem.peek(4 * PAGE + 100, data.len()), data);
@@ -36,12 +35,7 @@ fn device_writes_are_visible_to_the_client() {
     s.read(0x100000 + PAGE, &mut buf).unwrap();
     assert_eq!(buf, data2);
     // Objects.
-    let d = Desc {
-        addr: 0xdead_beef_0000,
-        len: 512,
-        flags: 3,
-        next: 7,
-    };
+    let d = Desc { addr: 0xdead_beef_0000, len: 512, flags: 3, next: 7 };
     s.write_obj(0x100000 + 8 * PAGE - 16, &d).unwrap();
     assert_eq!(s.read_obj::<Desc>(0x100000 + 8 * PAGE - 16).unwrap(), d);
     assert_eq!(mem.peek(12 * PAGE - 16, 16), d.as_slice());
@@ -56,13 +50,9 @@ fn device_writes_are_visible_to_the_client() {
 fn out_of_range_is_efault_and_transfers_nothing() {
     let mem = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0x10000, 4 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0x10000, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     let e = s.read_obj::<u64>(0x10000 + 4 * PAGE - 4).unwrap_err();
-    assert!(
-        matches!(e, Error::Unmapped { iova } if iova == 0x10000 + 4 * PAGE),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::Unmapped { iova } if iova == 0x10000 + 4 * PAGE), "{e:?}");
     assert_eq!(e.errno(), libc::EFAULT);
     assert_eq!(s.read_obj::<u8>(0xffff).unwrap_err().errno(), libc::EFAULT);
     // A write that runs off the end writes nothing at all.
@@ -70,18 +60,9 @@ fn out_of_range_is_efault_and_transfers_nothing() {
     assert_eq!(e.errno(), libc::EFAULT);
     assert_eq!(mem.peek(4 * PAGE - 2, 2), [0, 0]);
     // Address arithmetic at the top of the space does not overflow.
-    assert_eq!(
-        s.read(u64::MAX, &mut [0; 2]).unwrap_err().errno(),
-        libc::EFAULT
-    );
-    assert_eq!(
-        s.write(u64::MAX - 1, &[0; 8]).unwrap_err().errno(),
-        libc::EFAULT
-    );
-    assert_eq!(
-        s.translate(u64::MAX, 16, false).unwrap_err().errno(),
-        libc::EFAULT
-    );
+    assert_eq!(s.read(u64::MAX, &mut [0; 2]).unwrap_err().errno(), libc::EFAULT);
+    assert_eq!(s.write(u64::MAX - 1, &[0; 8]).unwrap_err().errno(), libc::EFAULT);
+    assert_eq!(s.translate(u64::MAX, 16, false).unwrap_err().errno(), libc::EFAULT);
 }
 
 #[test]
@@ -90,28 +71,14 @@ fn permissions() {
     mem.poke(0, b"client data");
     let s = DmaSpace::default();
     s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_ONLY)).unwrap();
-    s.map(req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, Prot::WRITE_ONLY))
-        .unwrap();
+    s.map(req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, Prot::WRITE_ONLY)).unwrap();
     let mut buf = [0u8; 11];
     s.read(0, &mut buf).unwrap();
     assert_eq!(&buf, b"client data");
     let e = s.write(0, b"device").unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::PermissionDenied {
-                iova: 0,
-                write: true
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::PermissionDenied { iova: 0, write: true }), "{e:?}");
     assert_eq!(e.errno(), libc::EACCES);
-    assert_eq!(
-        mem.peek(0, 11),
-        b"client data",
-        "read-only memory unchanged"
-    );
+    assert_eq!(mem.peek(0, 11), b"client data", "read-only memory unchanged");
     assert_eq!(s.translate(0, 16, true).unwrap_err().errno(), libc::EACCES);
     // Write-only: writes work, reads are refused.
     s.write(4 * PAGE, b"wo").unwrap();
@@ -120,10 +87,7 @@ fn permissions() {
     assert!(matches!(e, Error::PermissionDenied { write: false, .. }));
     assert_eq!(e.errno(), libc::EACCES);
     // A write spanning into the read-only region is refused as a whole.
-    assert_eq!(
-        s.write(4 * PAGE - 2, &[1; 4]).unwrap_err().errno(),
-        libc::EACCES
-    );
+    assert_eq!(s.write(4 * PAGE - 2, &[1; 4]).unwrap_err().errno(), libc::EACCES);
     // (the write-only part after the boundary is untouched too)
     assert_eq!(mem.peek(4 * PAGE, 2), b"wo");
 }
@@ -133,10 +97,7 @@ fn read_only_mapping_is_really_prot_read() {
     // A read-only fd can only be mapped PROT_READ: if the space asked for
     // PROT_WRITE, mmap of a MAP_SHARED O_RDONLY file would fail with EACCES.
     let mem = Mem::new(4 * PAGE);
-    let path = format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&mem.file)
-    );
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&mem.file));
     let ro = std::fs::File::open(path).unwrap();
     let s = DmaSpace::default();
     s.map(MapRequest {
@@ -170,15 +131,9 @@ fn spanning_adjacent_regions() {
     let b = Mem::new(4 * PAGE);
     let c = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&a, 0x40000, 2 * PAGE, PAGE, Prot::READ_WRITE))
-        .unwrap();
-    s.map(req(&b, 0x40000 + 2 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
-    s.map(MapRequest {
-        file_io: true,
-        ..req(&c, 0x40000 + 6 * PAGE, 3 * PAGE, PAGE, Prot::READ_WRITE)
-    })
-    .unwrap();
+    s.map(req(&a, 0x40000, 2 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(req(&b, 0x40000 + 2 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&c, 0x40000 + 6 * PAGE, 3 * PAGE, PAGE, Prot::READ_WRITE) }).unwrap();
     let start = 0x40000 + PAGE + 10;
     let data = pattern(3, 7 * PAGE as usize);
     s.write(start, &data).unwrap();
@@ -200,15 +155,8 @@ fn spanning_adjacent_regions() {
 fn file_io_region() {
     let mem = Mem::new(8 * PAGE);
     let s = DmaSpace::default();
-    s.map(MapRequest {
-        file_io: true,
-        ..req(&mem, 0x2000_0000, 4 * PAGE, 2 * PAGE, Prot::READ_WRITE)
-    })
-    .unwrap();
-    assert_eq!(
-        s.region_at(0x2000_0000).unwrap().kind,
-        vfio_user_dma::RegionKind::FileIo
-    );
+    s.map(MapRequest { file_io: true, ..req(&mem, 0x2000_0000, 4 * PAGE, 2 * PAGE, Prot::READ_WRITE) }).unwrap();
+    assert_eq!(s.region_at(0x2000_0000).unwrap().kind, vfio_user_dma::RegionKind::FileIo);
     s.write_obj(0x2000_0000 + 8, &0xabcdu16).unwrap();
     assert_eq!(mem.peek(2 * PAGE + 8, 2), 0xabcdu16.to_ne_bytes());
     mem.poke(3 * PAGE, b"pread");
@@ -222,11 +170,7 @@ fn file_io_region() {
     // Regular files with st_size 0 (e.g. /proc/<pid>/mem) are accepted for
     // FILE_IO; an access past EOF of a short file is an error, not a crash.
     let short = Mem::new(PAGE);
-    s.map(MapRequest {
-        file_io: true,
-        ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE)
-    })
-    .unwrap();
+    s.map(MapRequest { file_io: true, ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE) }).unwrap();
     let mut big = vec![0u8; 2 * PAGE as usize];
     assert!(s.read(PAGE, &mut big).is_err());
 }
@@ -237,18 +181,14 @@ fn zero_copy_translate() {
     let b = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
     s.map(req(&a, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     let g = s.translate(3 * PAGE, 2 * PAGE as usize, true).unwrap();
     assert_eq!(g.iova(), 3 * PAGE);
     assert_eq!(g.len(), 2 * PAGE as usize);
     assert!(!g.is_empty());
     let slices: Vec<_> = g.slices().collect();
     assert_eq!(slices.len(), 2);
-    assert_eq!(
-        slices.iter().map(|s| s.len()).sum::<usize>(),
-        2 * PAGE as usize
-    );
+    assert_eq!(slices.iter().map(|s| s.len()).sum::<usize>(), 2 * PAGE as usize);
     slices[0].copy_from(&[7u8; 4096][..]);
     slices[1].copy_from(&[9u8; 4096][..]);
     drop(slices);
@@ -262,19 +202,9 @@ fn zero_copy_translate() {
     g.slices().next().unwrap().copy_to(&mut buf[..]);
     assert_eq!(&buf, b"sg");
     // Unmapped parts fail the whole translation.
-    assert_eq!(
-        s.translate(7 * PAGE, 2 * PAGE as usize, false)
-            .unwrap_err()
-            .errno(),
-        libc::EFAULT
-    );
+    assert_eq!(s.translate(7 * PAGE, 2 * PAGE as usize, false).unwrap_err().errno(), libc::EFAULT);
     // Message regions have no host mapping.
     s.map(msg_req(8 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
-    assert_eq!(
-        s.translate(7 * PAGE, 2 * PAGE as usize, false)
-            .unwrap_err()
-            .errno(),
-        libc::ENOTSUP
-    );
+    assert_eq!(s.translate(7 * PAGE, 2 * PAGE as usize, false).unwrap_err().errno(), libc::ENOTSUP);
     assert!(format!("{g:?}").contains("DmaGuard"));
 }

@@ -18,8 +18,7 @@ fn device_dma_while_client_maps_and_unmaps() {
     let stable = Mem::new(16 * PAGE);
     let churn = Mem::new(16 * PAGE);
     let s = Arc::new(DmaSpace::default());
-    s.map(req(&stable, 0, 16 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&stable, 0, 16 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ok_churn = Arc::new(AtomicU64::new(0));
@@ -53,8 +52,7 @@ fn device_dma_while_client_maps_and_unmaps() {
     }
     for i in 0..300u64 {
         let size = (1 + i % 16) * PAGE;
-        s.map(req(&churn, 0x100000, size, 0, Prot::READ_WRITE))
-            .unwrap();
+        s.map(req(&churn, 0x100000, size, 0, Prot::READ_WRITE)).unwrap();
         thread::yield_now();
         s.unmap(0x100000, size).unwrap();
     }
@@ -86,10 +84,7 @@ fn unmap_waits_for_guards() {
     };
     barrier.wait();
     s.unmap(0, 4 * PAGE).unwrap();
-    assert!(
-        released.load(Ordering::SeqCst),
-        "unmap returned before the guard was dropped"
-    );
+    assert!(released.load(Ordering::SeqCst), "unmap returned before the guard was dropped");
     assert_eq!(mem.peek(0, 64), vec![0x5a; 64]);
     h.join().unwrap();
 }
@@ -97,18 +92,12 @@ fn unmap_waits_for_guards() {
 #[test]
 fn guard_held_past_the_timeout_is_ebusy_and_mapping_is_gone() {
     let mem = Mem::new(4 * PAGE);
-    let s = DmaSpace::new(DmaConfig {
-        unmap_timeout: Duration::from_millis(50),
-        ..Default::default()
-    });
+    let s = DmaSpace::new(DmaConfig { unmap_timeout: Duration::from_millis(50), ..Default::default() });
     s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     s.map(msg_req(8 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
     let guard = s.translate(PAGE, 16, true).unwrap();
     let e = s.unmap(0, 4 * PAGE).unwrap_err();
-    assert!(
-        matches!(e, Error::RegionBusy { iova: 0, size } if size == 4 * PAGE),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::RegionBusy { iova: 0, size } if size == 4 * PAGE), "{e:?}");
     assert_eq!(e.errno(), libc::EBUSY);
     // No stale mapping ...
     assert_eq!(s.region_at(0), None);

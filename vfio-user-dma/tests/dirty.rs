@@ -41,11 +41,7 @@ impl Model {
         if self.windows.is_empty() {
             vec![(lo, hi)]
         } else {
-            self.windows
-                .iter()
-                .map(|&(s, e)| (s.max(lo), e.min(hi)))
-                .filter(|(s, e)| s < e)
-                .collect()
+            self.windows.iter().map(|&(s, e)| (s.max(lo), e.min(hi))).filter(|(s, e)| s < e).collect()
         }
     }
 
@@ -80,9 +76,7 @@ impl Model {
 }
 
 fn bits_of(words: &[u64]) -> Vec<u64> {
-    (0..words.len() as u64 * 64)
-        .filter(|&p| words[(p / 64) as usize] & (1 << (p % 64)) != 0)
-        .collect()
+    (0..words.len() as u64 * 64).filter(|&p| words[(p / 64) as usize] & (1 << (p % 64)) != 0).collect()
 }
 
 const A: u64 = 0x100000; // memfd, 64 pages
@@ -96,16 +90,8 @@ fn setup(windows: &[(u64, u64)]) -> (DmaSpace, Model, Mem, Mem) {
     s.map(req(&a, A, 64 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     s.map(msg_req(B, 32 * PAGE, Prot::READ_WRITE)).unwrap();
     s.set_transport(Some(FakeClient::new(B, 32 * PAGE as usize, 1 << 16)));
-    s.map(MapRequest {
-        file_io: true,
-        ..req(&c, C, 16 * PAGE, 0, Prot::READ_WRITE)
-    })
-    .unwrap();
-    s.start_logging(
-        PAGE,
-        &windows.iter().map(|&(s, e)| (s, e - s)).collect::<Vec<_>>(),
-    )
-    .unwrap();
+    s.map(MapRequest { file_io: true, ..req(&c, C, 16 * PAGE, 0, Prot::READ_WRITE) }).unwrap();
+    s.start_logging(PAGE, &windows.iter().map(|&(s, e)| (s, e - s)).collect::<Vec<_>>()).unwrap();
     let model = Model {
         regions: vec![(A, 64 * PAGE), (B, 32 * PAGE), (C, 16 * PAGE)],
         dirty: BTreeSet::new(),
@@ -117,9 +103,7 @@ fn setup(windows: &[(u64, u64)]) -> (DmaSpace, Model, Mem, Mem) {
 fn scatter_writes(s: &DmaSpace, m: &mut Model, seed: u64) {
     let mut x = seed;
     for _ in 0..12 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let region = [(A, 64), (B, 32), (C, 16)][(x >> 60) as usize % 3];
         let off = (x >> 20) % (region.1 * PAGE);
         let len = 1 + ((x >> 8) % 3000).min(region.1 * PAGE - off - 1) as usize;
@@ -150,16 +134,8 @@ fn check_all(windows: &[(u64, u64)]) {
             scatter_writes(&s, &mut m, round * 7919);
             let got = s.report(iova, len, ps).unwrap();
             let want = m.report(iova, len, ps);
-            assert_eq!(
-                got.len() as u64,
-                len.div_ceil(ps).div_ceil(64),
-                "bitmap length"
-            );
-            assert_eq!(
-                bits_of(&got),
-                bits_of(&want),
-                "report({iova:#x}, {len:#x}, {ps:#x}) windows {windows:x?}"
-            );
+            assert_eq!(got.len() as u64, len.div_ceil(ps).div_ceil(64), "bitmap length");
+            assert_eq!(bits_of(&got), bits_of(&want), "report({iova:#x}, {len:#x}, {ps:#x}) windows {windows:x?}");
         }
     }
     // Everything reported twice with nothing written in between: the second
@@ -176,18 +152,14 @@ fn reports_match_model_everything_logged() {
 
 #[test]
 fn reports_match_model_with_logging_ranges() {
-    check_all(&[
-        (A + 2 * PAGE, A + 40 * PAGE),
-        (B + 5 * PAGE + 0x800, C + 4 * PAGE),
-    ]);
+    check_all(&[(A + 2 * PAGE, A + 40 * PAGE), (B + 5 * PAGE + 0x800, C + 4 * PAGE)]);
 }
 
 #[test]
 fn bit_layout_is_linux_iova_bitmap() {
     let mem = Mem::new(256 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 256 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0, 256 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     assert_eq!(s.logging_page_size(), Some(PAGE));
     for p in [0u64, 65, 130] {
@@ -198,10 +170,7 @@ fn bit_layout_is_linux_iova_bitmap() {
         s.write(p * PAGE, &[1]).unwrap();
     }
     // 8 KiB pages: 0 -> 0, 65 -> 32, 130 -> 65.
-    assert_eq!(
-        s.report(0, 256 * PAGE, 2 * PAGE).unwrap(),
-        vec![1 | (1 << 32), 2]
-    );
+    assert_eq!(s.report(0, 256 * PAGE, 2 * PAGE).unwrap(), vec![1 | (1 << 32), 2]);
     // Reports start at the given iova, not at the region.
     s.write(130 * PAGE, &[1]).unwrap();
     assert_eq!(s.report(128 * PAGE, 4 * PAGE, PAGE).unwrap(), vec![0b100]);
@@ -223,11 +192,7 @@ fn zero_copy_writes_are_logged() {
     assert_eq!(s.report(0, 16 * PAGE, PAGE).unwrap(), vec![0b111 << 5]);
     // Writes through VolatileSlice mark pages by themselves (vm-memory bitmap).
     let g = s.translate(9 * PAGE, PAGE as usize, false).unwrap();
-    g.slices()
-        .next()
-        .unwrap()
-        .write_obj(7u32, 0)
-        .unwrap_or_else(|e| panic!("{e}"));
+    g.slices().next().unwrap().write_obj(7u32, 0).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.report(0, 16 * PAGE, PAGE).unwrap(), vec![1 << 9]);
     drop(g);
 }
@@ -236,8 +201,7 @@ fn zero_copy_writes_are_logged() {
 fn concurrent_writes_are_never_lost() {
     let mem = Mem::new(512 * PAGE);
     let s = Arc::new(DmaSpace::default());
-    s.map(req(&mem, 0, 512 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0, 512 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -266,11 +230,7 @@ fn concurrent_writes_are_never_lost() {
     // Every page was written after the start, so it shows up at least once,
     // and the final report took everything out.
     assert!(seen.iter().all(|&n| n >= 1));
-    assert!(s
-        .report(0, 512 * PAGE, PAGE)
-        .unwrap()
-        .iter()
-        .all(|&w| w == 0));
+    assert!(s.report(0, 512 * PAGE, PAGE).unwrap().iter().all(|&w| w == 0));
 }
 
 #[test]
@@ -278,15 +238,13 @@ fn regions_mapped_while_logging_are_tracked() {
     let s = DmaSpace::default();
     s.start_logging(PAGE, &[]).unwrap();
     let mem = Mem::new(8 * PAGE);
-    s.map(req(&mem, 0x10000, 8 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0x10000, 8 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     s.write(0x10000 + 3 * PAGE, &[1]).unwrap();
     assert_eq!(s.report(0x10000, 8 * PAGE, PAGE).unwrap(), vec![1 << 3]);
     // Unmapping and remapping starts clean.
     s.write(0x10000, &[1]).unwrap();
     s.unmap(0x10000, 8 * PAGE).unwrap();
-    s.map(req(&mem, 0x10000, 8 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0x10000, 8 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     assert_eq!(s.report(0x10000, 8 * PAGE, PAGE).unwrap(), vec![0]);
     // Stop and start again: writes in between are not logged.
     s.stop_logging();
@@ -301,30 +259,14 @@ fn regions_mapped_while_logging_are_tracked() {
 fn unmap_with_dirty_bitmap() {
     let mem = Mem::new(128 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 100 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
-    assert_eq!(
-        s.unmap_with_dirty_bitmap(0, 100 * PAGE, PAGE)
-            .unwrap_err()
-            .errno(),
-        libc::EINVAL
-    );
+    s.map(req(&mem, 0, 100 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    assert_eq!(s.unmap_with_dirty_bitmap(0, 100 * PAGE, PAGE).unwrap_err().errno(), libc::EINVAL);
     s.start_logging(PAGE, &[]).unwrap();
     s.write(0, &[1]).unwrap();
     s.write(9 * PAGE, &[1]).unwrap();
     s.write(99 * PAGE, &[1]).unwrap();
-    assert_eq!(
-        s.unmap_with_dirty_bitmap(0, 99 * PAGE, PAGE)
-            .unwrap_err()
-            .errno(),
-        libc::ENOENT
-    );
-    assert_eq!(
-        s.unmap_with_dirty_bitmap(0, 100 * PAGE, 3)
-            .unwrap_err()
-            .errno(),
-        libc::EINVAL
-    );
+    assert_eq!(s.unmap_with_dirty_bitmap(0, 99 * PAGE, PAGE).unwrap_err().errno(), libc::ENOENT);
+    assert_eq!(s.unmap_with_dirty_bitmap(0, 100 * PAGE, 3).unwrap_err().errno(), libc::EINVAL);
     let bytes = s.unmap_with_dirty_bitmap(0, 100 * PAGE, PAGE).unwrap();
     assert_eq!(bytes.len(), 13); // ceil(100 / 8)
     let mut want = vec![0u8; 13];
@@ -337,35 +279,18 @@ fn unmap_with_dirty_bitmap() {
 
 #[test]
 fn bitmap_size_limits() {
-    let s = DmaSpace::new(DmaConfig {
-        max_bitmap_bytes: 64,
-        ..Default::default()
-    });
+    let s = DmaSpace::new(DmaConfig { max_bitmap_bytes: 64, ..Default::default() });
     // 512 pages need exactly 64 bytes of tracking.
     s.map(msg_req(0, 512 * PAGE, Prot::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     assert_eq!(s.report(0, 512 * PAGE, PAGE).unwrap().len(), 8);
     let e = s.report(0, 513 * PAGE, PAGE).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::BitmapTooLarge {
-                bytes: 72,
-                limit: 64
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::BitmapTooLarge { bytes: 72, limit: 64 }), "{e:?}");
     assert_eq!(e.errno(), libc::E2BIG);
     // Huge ranges are refused without allocating.
     assert_eq!(s.report(0, u64::MAX, 1).unwrap_err().errno(), libc::E2BIG);
     // A region mapped during logging that would exceed the tracking budget.
-    assert_eq!(
-        s.map(msg_req(1 << 40, PAGE, Prot::READ_WRITE))
-            .unwrap_err()
-            .errno(),
-        libc::E2BIG
-    );
+    assert_eq!(s.map(msg_req(1 << 40, PAGE, Prot::READ_WRITE)).unwrap_err().errno(), libc::E2BIG);
     s.stop_logging();
     // A huge message region is fine to map (nothing allocated) but cannot be logged.
     s.map(msg_req(1 << 40, 1 << 40, Prot::READ_WRITE)).unwrap();
@@ -385,21 +310,13 @@ fn logging_argument_validation() {
     einval(s.start_logging(PAGE, &[(0, 0)]));
     einval(s.start_logging(PAGE, &[(u64::MAX, 2)]));
     einval(s.start_logging(PAGE, &[(0, 2 * PAGE), (PAGE, PAGE)]));
-    assert_eq!(
-        s.report(0, PAGE, PAGE).unwrap_err().errno(),
-        libc::EINVAL,
-        "not logging"
-    );
-    s.start_logging(PAGE, &[(8 * PAGE, PAGE), (0, PAGE)])
-        .unwrap();
+    assert_eq!(s.report(0, PAGE, PAGE).unwrap_err().errno(), libc::EINVAL, "not logging");
+    s.start_logging(PAGE, &[(8 * PAGE, PAGE), (0, PAGE)]).unwrap();
     assert_eq!(s.start_logging(PAGE, &[]).unwrap_err().errno(), libc::EBUSY);
     assert_eq!(s.report(0, 0, PAGE).unwrap_err().errno(), libc::EINVAL);
     assert_eq!(s.report(0, PAGE, 0).unwrap_err().errno(), libc::EINVAL);
     assert_eq!(s.report(0, PAGE, 3).unwrap_err().errno(), libc::EINVAL);
-    assert_eq!(
-        s.report(u64::MAX, 2, PAGE).unwrap_err().errno(),
-        libc::EINVAL
-    );
+    assert_eq!(s.report(u64::MAX, 2, PAGE).unwrap_err().errno(), libc::EINVAL);
     // Largest valid range with the largest page size: one bit.
     assert_eq!(s.report(0, u64::MAX, 1 << 63).unwrap(), vec![0]);
 }
@@ -411,8 +328,7 @@ fn sixty_four_gib_sparse() {
     let s = DmaSpace::default();
     let mems: Vec<Mem> = (0..16).map(|_| Mem::new(4 << 30)).collect();
     for (i, m) in mems.iter().enumerate() {
-        s.map(req(m, (i as u64) << 32, 4 << 30, 0, Prot::READ_WRITE))
-            .unwrap();
+        s.map(req(m, (i as u64) << 32, 4 << 30, 0, Prot::READ_WRITE)).unwrap();
     }
     s.start_logging(PAGE, &[]).unwrap();
     let pages = [0u64, 1, 1 << 20, (3 << 20) + 17, (16 << 20) - 1];
@@ -428,12 +344,7 @@ fn sixty_four_gib_sparse() {
         s.write(p * PAGE, &[0xff]).unwrap();
     }
     let bm = s.report(0, 64 << 30, 2 << 20).unwrap();
-    let want: Vec<u64> = pages
-        .iter()
-        .map(|p| p / 512)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let want: Vec<u64> = pages.iter().map(|p| p / 512).collect::<BTreeSet<_>>().into_iter().collect();
     assert_eq!(bits_of(&bm), want);
 }
 
@@ -441,10 +352,7 @@ fn sixty_four_gib_sparse() {
 fn sub_4k_pgsizes_at_the_top_of_the_address_space() {
     // 512-byte DMA pages: a region whose size is not a multiple of the 4 KiB
     // tracking granularity, ending just below 2^64.
-    let s = DmaSpace::new(DmaConfig {
-        pgsizes: 512,
-        ..Default::default()
-    });
+    let s = DmaSpace::new(DmaConfig { pgsizes: 512, ..Default::default() });
     let iova = u64::MAX - 8191;
     let size = 4096 + 1536;
     s.map(msg_req(iova, size, Prot::READ_WRITE)).unwrap();
@@ -457,8 +365,5 @@ fn sub_4k_pgsizes_at_the_top_of_the_address_space() {
     assert_eq!(bits_of(&s.report(iova, size, PAGE).unwrap()), vec![1]);
     s.write(iova + size - 1, &[1]).unwrap();
     // A report reaching the very top of the address space.
-    assert_eq!(
-        bits_of(&s.report(iova, u64::MAX - iova, 1 << 12).unwrap()),
-        vec![1]
-    );
+    assert_eq!(bits_of(&s.report(iova, u64::MAX - iova, 1 << 12).unwrap()), vec![1]);
 }

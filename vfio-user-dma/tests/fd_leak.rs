@@ -19,41 +19,29 @@ fn fds_are_closed() {
     let before = open_fds();
 
     s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(MapRequest {
-        file_io: true,
-        ..req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, Prot::READ_WRITE)
-    })
-    .unwrap();
-    assert_eq!(
-        open_fds(),
-        before + 2,
-        "the space keeps one fd per fd-backed mapping"
-    );
+    s.map(MapRequest { file_io: true, ..req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, Prot::READ_WRITE) }).unwrap();
+    assert_eq!(open_fds(), before + 2, "the space keeps one fd per fd-backed mapping");
     s.unmap(0, 4 * PAGE).unwrap();
     assert_eq!(open_fds(), before + 1);
     s.unmap(4 * PAGE, 4 * PAGE).unwrap();
     assert_eq!(open_fds(), before);
 
     // Failed maps close the fd they were given.
-    assert!(s
-        .map(req(&mem, 0, 128 * PAGE, 0, Prot::READ_WRITE))
-        .is_err());
+    assert!(s.map(req(&mem, 0, 128 * PAGE, 0, Prot::READ_WRITE)).is_err());
     assert!(s.map(req(&mem, 100, PAGE, 0, Prot::READ_WRITE)).is_err());
     s.map(req(&mem, 0, PAGE, 0, Prot::READ_WRITE)).unwrap();
     assert!(s.map(req(&mem, 0, PAGE, 0, Prot::READ_WRITE)).is_err());
     assert_eq!(open_fds(), before + 1);
 
     for i in 1..10 {
-        s.map(req(&mem, i * PAGE, PAGE, i * PAGE, Prot::READ_ONLY))
-            .unwrap();
+        s.map(req(&mem, i * PAGE, PAGE, i * PAGE, Prot::READ_ONLY)).unwrap();
     }
     assert_eq!(open_fds(), before + 10);
     s.unmap_all().unwrap();
     assert_eq!(open_fds(), before);
 
     for i in 0..10 {
-        s.map(req(&mem, i * PAGE, PAGE, i * PAGE, Prot::READ_WRITE))
-            .unwrap();
+        s.map(req(&mem, i * PAGE, PAGE, i * PAGE, Prot::READ_WRITE)).unwrap();
     }
     s.start_logging(PAGE, &[]).unwrap();
     s.write(0, &[1; 100]).unwrap();

@@ -15,16 +15,8 @@ fn errno(r: vfio_user_dma::Result<()>) -> i32 {
 fn invalid_arguments() {
     let s = DmaSpace::default();
     let mem = Mem::new(16 * PAGE);
-    assert_eq!(
-        errno(s.map(req(&mem, 0, 0, 0, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "size 0"
-    );
-    assert_eq!(
-        errno(s.map(msg_req(0, 0, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "size 0, no fd"
-    );
+    assert_eq!(errno(s.map(req(&mem, 0, 0, 0, Prot::READ_WRITE))), libc::EINVAL, "size 0");
+    assert_eq!(errno(s.map(msg_req(0, 0, Prot::READ_WRITE))), libc::EINVAL, "size 0, no fd");
     assert_eq!(
         errno(s.map(msg_req(u64::MAX - PAGE + 1, PAGE, Prot::READ_WRITE))),
         libc::EINVAL,
@@ -35,39 +27,16 @@ fn invalid_arguments() {
         libc::EINVAL,
         "iova + size wraps"
     );
+    assert_eq!(errno(s.map(msg_req(100, PAGE, Prot::READ_WRITE))), libc::EINVAL, "iova misaligned");
+    assert_eq!(errno(s.map(msg_req(PAGE, 100, Prot::READ_WRITE))), libc::EINVAL, "size misaligned");
+    assert_eq!(errno(s.map(req(&mem, 0, PAGE, 512, Prot::READ_WRITE))), libc::EINVAL, "offset misaligned");
+    assert_eq!(errno(s.map(msg_req(0, PAGE, Prot::default()))), libc::EINVAL, "neither read nor write");
     assert_eq!(
-        errno(s.map(msg_req(100, PAGE, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "iova misaligned"
-    );
-    assert_eq!(
-        errno(s.map(msg_req(PAGE, 100, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "size misaligned"
-    );
-    assert_eq!(
-        errno(s.map(req(&mem, 0, PAGE, 512, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "offset misaligned"
-    );
-    assert_eq!(
-        errno(s.map(msg_req(0, PAGE, Prot::default()))),
-        libc::EINVAL,
-        "neither read nor write"
-    );
-    assert_eq!(
-        errno(s.map(MapRequest {
-            file_io: true,
-            ..msg_req(0, PAGE, Prot::READ_WRITE)
-        })),
+        errno(s.map(MapRequest { file_io: true, ..msg_req(0, PAGE, Prot::READ_WRITE) })),
         libc::EINVAL,
         "FILE_IO without fd"
     );
-    assert_eq!(
-        errno(s.map(req(&mem, 0, 32 * PAGE, 0, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "fd smaller than size"
-    );
+    assert_eq!(errno(s.map(req(&mem, 0, 32 * PAGE, 0, Prot::READ_WRITE))), libc::EINVAL, "fd smaller than size");
     assert_eq!(
         errno(s.map(req(&mem, 0, 8 * PAGE, 9 * PAGE, Prot::READ_WRITE))),
         libc::EINVAL,
@@ -78,39 +47,22 @@ fn invalid_arguments() {
         libc::EINVAL,
         "offset + size wraps"
     );
-    assert_eq!(
-        errno(s.map(req(&mem, 0, PAGE, 1 << 63, Prot::READ_WRITE))),
-        libc::EINVAL,
-        "offset beyond off_t"
-    );
+    assert_eq!(errno(s.map(req(&mem, 0, PAGE, 1 << 63, Prot::READ_WRITE))), libc::EINVAL, "offset beyond off_t");
     assert!(s.is_empty());
     // The largest region that does not wrap is fine (message-based, nothing allocated).
-    s.map(msg_req(PAGE, u64::MAX - 2 * PAGE + 1, Prot::READ_ONLY))
-        .unwrap();
+    s.map(msg_req(PAGE, u64::MAX - 2 * PAGE + 1, Prot::READ_ONLY)).unwrap();
     assert_eq!(s.len(), 1);
 }
 
 #[test]
 fn pgsizes_alignment() {
-    let s = DmaSpace::new(DmaConfig {
-        pgsizes: (1 << 16) | (1 << 21),
-        ..Default::default()
-    });
+    let s = DmaSpace::new(DmaConfig { pgsizes: (1 << 16) | (1 << 21), ..Default::default() });
     assert_eq!(s.config().min_page_size(), 1 << 16);
-    assert_eq!(
-        errno(s.map(msg_req(PAGE, 1 << 16, Prot::READ_WRITE))),
-        libc::EINVAL
-    );
-    assert_eq!(
-        errno(s.map(msg_req(1 << 16, PAGE, Prot::READ_WRITE))),
-        libc::EINVAL
-    );
+    assert_eq!(errno(s.map(msg_req(PAGE, 1 << 16, Prot::READ_WRITE))), libc::EINVAL);
+    assert_eq!(errno(s.map(msg_req(1 << 16, PAGE, Prot::READ_WRITE))), libc::EINVAL);
     s.map(msg_req(1 << 16, 1 << 16, Prot::READ_WRITE)).unwrap();
     // pgsizes 0 falls back to 4 KiB.
-    let s = DmaSpace::new(DmaConfig {
-        pgsizes: 0,
-        ..Default::default()
-    });
+    let s = DmaSpace::new(DmaConfig { pgsizes: 0, ..Default::default() });
     s.map(msg_req(PAGE, PAGE, Prot::READ_WRITE)).unwrap();
 }
 
@@ -131,37 +83,18 @@ fn overlaps_are_eexist_adjacent_ok() {
     }
     // Overlap is detected for fd-backed requests too, and their fd is closed.
     let mem = Mem::new(4 * PAGE);
-    assert_eq!(
-        errno(s.map(req(&mem, 0x12000, PAGE, 0, Prot::READ_WRITE))),
-        libc::EEXIST
-    );
+    assert_eq!(errno(s.map(req(&mem, 0x12000, PAGE, 0, Prot::READ_WRITE))), libc::EEXIST);
     // Adjacent on both sides.
     s.map(msg_req(0xf000, 0x1000, Prot::READ_WRITE)).unwrap();
-    s.map(req(&mem, 0x14000, 4 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, 0x14000, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     assert_eq!(s.len(), 3);
     let regions = s.regions();
     assert_eq!(
         regions,
         vec![
-            RegionInfo {
-                iova: 0xf000,
-                size: 0x1000,
-                prot: Prot::READ_WRITE,
-                kind: RegionKind::Message
-            },
-            RegionInfo {
-                iova: 0x10000,
-                size: 0x4000,
-                prot: Prot::READ_WRITE,
-                kind: RegionKind::Message
-            },
-            RegionInfo {
-                iova: 0x14000,
-                size: 0x4000,
-                prot: Prot::READ_WRITE,
-                kind: RegionKind::Mmap
-            },
+            RegionInfo { iova: 0xf000, size: 0x1000, prot: Prot::READ_WRITE, kind: RegionKind::Message },
+            RegionInfo { iova: 0x10000, size: 0x4000, prot: Prot::READ_WRITE, kind: RegionKind::Message },
+            RegionInfo { iova: 0x14000, size: 0x4000, prot: Prot::READ_WRITE, kind: RegionKind::Mmap },
         ]
     );
     assert_eq!(s.region_at(0x17fff).map(|r| r.iova), Some(0x14000));
@@ -173,13 +106,7 @@ fn overlaps_are_eexist_adjacent_ok() {
 fn unmap_must_match_exactly() {
     let s = DmaSpace::default();
     s.map(msg_req(0x10000, 0x4000, Prot::READ_WRITE)).unwrap();
-    for (iova, size) in [
-        (0x10000, 0x1000),
-        (0x10000, 0x8000),
-        (0x11000, 0x3000),
-        (0x20000, 0x1000),
-        (0, 0),
-    ] {
+    for (iova, size) in [(0x10000, 0x1000), (0x10000, 0x8000), (0x11000, 0x3000), (0x20000, 0x1000), (0, 0)] {
         let e = s.unmap(iova, size).unwrap_err();
         assert!(matches!(e, Error::NoSuchMapping { .. }));
         assert_eq!(e.errno(), libc::ENOENT);
@@ -192,16 +119,11 @@ fn unmap_must_match_exactly() {
 
 #[test]
 fn max_maps_is_enospc() {
-    let s = DmaSpace::new(DmaConfig {
-        max_maps: 3,
-        ..Default::default()
-    });
+    let s = DmaSpace::new(DmaConfig { max_maps: 3, ..Default::default() });
     for i in 0..3 {
         s.map(msg_req(i * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
     }
-    let e = s
-        .map(msg_req(10 * PAGE, PAGE, Prot::READ_WRITE))
-        .unwrap_err();
+    let e = s.map(msg_req(10 * PAGE, PAGE, Prot::READ_WRITE)).unwrap_err();
     assert!(matches!(e, Error::TooManyMappings(3)));
     assert_eq!(e.errno(), libc::ENOSPC);
     s.unmap(PAGE, PAGE).unwrap();
@@ -214,8 +136,7 @@ fn unmap_all_and_clear() {
     let s = DmaSpace::default();
     let mem = Mem::new(8 * PAGE);
     s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(req(&mem, 8 * PAGE, 4 * PAGE, 4 * PAGE, Prot::READ_ONLY))
-        .unwrap();
+    s.map(req(&mem, 8 * PAGE, 4 * PAGE, 4 * PAGE, Prot::READ_ONLY)).unwrap();
     s.map(msg_req(1 << 30, PAGE, Prot::READ_WRITE)).unwrap();
     assert_eq!(s.len(), 3);
     s.unmap_all().unwrap();
@@ -239,15 +160,11 @@ fn many_maps_lookup() {
     let s = DmaSpace::default();
     // Interleaved order to exercise the tree.
     for i in (0..2000u64).rev().step_by(2).chain((0..2000u64).step_by(2)) {
-        s.map(msg_req(i * 2 * PAGE, PAGE, Prot::READ_WRITE))
-            .unwrap();
+        s.map(msg_req(i * 2 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
     }
     assert_eq!(s.len(), 2000);
     for i in 0..2000u64 {
-        assert_eq!(
-            s.region_at(i * 2 * PAGE + 5).map(|r| r.iova),
-            Some(i * 2 * PAGE)
-        );
+        assert_eq!(s.region_at(i * 2 * PAGE + 5).map(|r| r.iova), Some(i * 2 * PAGE));
         assert_eq!(s.region_at(i * 2 * PAGE + PAGE), None);
     }
     for i in 0..2000u64 {

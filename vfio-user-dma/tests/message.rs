@@ -35,12 +35,8 @@ fn transfers_are_split_into_max_data_xfer_size_chunks() {
     s.read(BASE, &mut buf[..1000]).unwrap();
     assert_eq!(*client.reads.lock().unwrap(), vec![1000]);
     // Typed access.
-    s.write_obj(BASE + 0x100, &0x0102_0304_0506_0708u64)
-        .unwrap();
-    assert_eq!(
-        s.read_obj::<u64>(BASE + 0x100).unwrap(),
-        0x0102_0304_0506_0708
-    );
+    s.write_obj(BASE + 0x100, &0x0102_0304_0506_0708u64).unwrap();
+    assert_eq!(s.read_obj::<u64>(BASE + 0x100).unwrap(), 0x0102_0304_0506_0708);
 }
 
 #[test]
@@ -69,36 +65,20 @@ fn transport_errors_propagate() {
     s.set_transport(Some(c.clone()));
     let e = s.write(BASE, &[5; 1000]).unwrap_err();
     assert_eq!(e.errno(), libc::EIO);
-    assert_eq!(
-        *c.writes.lock().unwrap(),
-        vec![100, 100],
-        "stopped at the failing chunk"
-    );
+    assert_eq!(*c.writes.lock().unwrap(), vec![100, 100], "stopped at the failing chunk");
 }
 
 #[test]
 fn permissions_apply_to_message_regions() {
     let (s, client) = setup(4096);
-    s.map(msg_req(BASE + 16 * PAGE, PAGE, Prot::READ_ONLY))
-        .unwrap();
-    assert_eq!(
-        s.write(BASE + 16 * PAGE, &[1]).unwrap_err().errno(),
-        libc::EACCES
-    );
+    s.map(msg_req(BASE + 16 * PAGE, PAGE, Prot::READ_ONLY)).unwrap();
+    assert_eq!(s.write(BASE + 16 * PAGE, &[1]).unwrap_err().errno(), libc::EACCES);
     // Spanning into the read-only region: refused before any message is sent.
-    assert_eq!(
-        s.write(BASE + 16 * PAGE - 1, &[1, 2]).unwrap_err().errno(),
-        libc::EACCES
-    );
+    assert_eq!(s.write(BASE + 16 * PAGE - 1, &[1, 2]).unwrap_err().errno(), libc::EACCES);
     assert!(client.writes.lock().unwrap().is_empty());
     // Reading past the end of the client's RAM goes to the next region
     // (message too: the fake client rejects it with EFAULT).
-    assert_eq!(
-        s.read(BASE + 16 * PAGE - 1, &mut [0; 2])
-            .unwrap_err()
-            .errno(),
-        libc::EFAULT
-    );
+    assert_eq!(s.read(BASE + 16 * PAGE - 1, &mut [0; 2]).unwrap_err().errno(), libc::EFAULT);
 }
 
 #[test]
@@ -106,8 +86,7 @@ fn mixed_mmap_and_message_regions() {
     let mem = Mem::new(2 * PAGE);
     let (s, client) = setup(512);
     // fd-backed memory right below the message region.
-    s.map(req(&mem, BASE - 2 * PAGE, 2 * PAGE, 0, Prot::READ_WRITE))
-        .unwrap();
+    s.map(req(&mem, BASE - 2 * PAGE, 2 * PAGE, 0, Prot::READ_WRITE)).unwrap();
     let data = pattern(4, 3000);
     s.write(BASE - 1000, &data).unwrap();
     assert_eq!(mem.peek(2 * PAGE - 1000, 1000), data[..1000]);
@@ -127,9 +106,5 @@ fn message_writes_mark_pages_dirty() {
     s.read(BASE + 5 * PAGE, &mut [0; 100]).unwrap(); // reads do not dirty
     let bm = s.report(BASE, 16 * PAGE, PAGE).unwrap();
     assert_eq!(bm, vec![(1 << 2) | (1 << 3) | (1 << 10) | (1 << 11)]);
-    assert_eq!(
-        s.report(BASE, 16 * PAGE, PAGE).unwrap(),
-        vec![0],
-        "cleared by the report"
-    );
+    assert_eq!(s.report(BASE, 16 * PAGE, PAGE).unwrap(), vec![0], "cleared by the report");
 }

@@ -57,19 +57,10 @@ impl Rng {
 
 /// Expected outcome of a device access in the model: `Ok` or the errno of
 /// the first offending byte.
-fn expect_access(
-    model: &BTreeMap<u64, (u64, Prot)>,
-    addr: u64,
-    len: u64,
-    write: bool,
-) -> std::result::Result<(), i32> {
+fn expect_access(model: &BTreeMap<u64, (u64, Prot)>, addr: u64, len: u64, write: bool) -> std::result::Result<(), i32> {
     let mut a = addr;
     while a < addr + len {
-        let Some((&ri, &(rs, prot))) = model
-            .range(..=a)
-            .next_back()
-            .filter(|(&ri, &(rs, _))| a < ri + rs)
-        else {
+        let Some((&ri, &(rs, prot))) = model.range(..=a).next_back().filter(|(&ri, &(rs, _))| a < ri + rs) else {
             return Err(libc::EFAULT);
         };
         if (write && !prot.write) || (!write && !prot.read) {
@@ -83,24 +74,13 @@ fn expect_access(
 fn run(seed: u64) {
     let mem = Mem::new(FILE);
     let mut ram = vec![0u8; FILE as usize];
-    let s = DmaSpace::new(DmaConfig {
-        max_maps: 12,
-        ..Default::default()
-    });
-    s.set_transport(Some(Arc::new(FileTransport {
-        file: mem.file.try_clone().unwrap(),
-        max: 1000,
-    })));
+    let s = DmaSpace::new(DmaConfig { max_maps: 12, ..Default::default() });
+    s.set_transport(Some(Arc::new(FileTransport { file: mem.file.try_clone().unwrap(), max: 1000 })));
     let mut model: BTreeMap<u64, (u64, Prot)> = BTreeMap::new();
     let mut rng = Rng(seed);
     // Outcomes seen, to make sure the run exercised every path.
     let mut seen: BTreeMap<(&str, i32), u32> = BTreeMap::new();
-    let prots = [
-        Prot::READ_ONLY,
-        Prot::WRITE_ONLY,
-        Prot::READ_WRITE,
-        Prot::default(),
-    ];
+    let prots = [Prot::READ_ONLY, Prot::WRITE_ONLY, Prot::READ_WRITE, Prot::default()];
     for step in 0..3000 {
         match rng.below(10) {
             0..=2 => {
@@ -126,11 +106,7 @@ fn run(seed: u64) {
                     Err(libc::EINVAL)
                 } else if model.len() >= 12 {
                     Err(libc::ENOSPC)
-                } else if model
-                    .range(..iova + size)
-                    .next_back()
-                    .is_some_and(|(&ri, &(rs, _))| ri + rs > iova)
-                {
+                } else if model.range(..iova + size).next_back().is_some_and(|(&ri, &(rs, _))| ri + rs > iova) {
                     Err(libc::EEXIST)
                 } else {
                     Ok(())
@@ -143,38 +119,25 @@ fn run(seed: u64) {
                     fd: with_fd.then(|| mem.fd()),
                     file_io: with_fd && kind == 1,
                 });
-                assert_eq!(
-                    r.map_err(|e| e.errno()),
-                    expected,
-                    "step {step}: map {iova:#x}+{size:#x}"
-                );
-                *seen
-                    .entry(("map", expected.err().unwrap_or(0)))
-                    .or_default() += 1;
+                assert_eq!(r.map_err(|e| e.errno()), expected, "step {step}: map {iova:#x}+{size:#x}");
+                *seen.entry(("map", expected.err().unwrap_or(0))).or_default() += 1;
                 if expected.is_ok() {
                     model.insert(iova, (size, prot));
                 }
             }
             3 => {
                 // Unmap: an existing mapping or a near miss.
-                let (iova, size) =
-                    match model.iter().nth(rng.below(model.len() as u64 + 1) as usize) {
-                        Some((&i, &(sz, _))) if rng.below(4) != 0 => (i, sz),
-                        Some((&i, &(sz, _))) => (i, sz + PAGE),
-                        None => (rng.below(WINDOW), PAGE),
-                    };
+                let (iova, size) = match model.iter().nth(rng.below(model.len() as u64 + 1) as usize) {
+                    Some((&i, &(sz, _))) if rng.below(4) != 0 => (i, sz),
+                    Some((&i, &(sz, _))) => (i, sz + PAGE),
+                    None => (rng.below(WINDOW), PAGE),
+                };
                 let expected = match model.get(&iova) {
                     Some(&(sz, _)) if sz == size => Ok(()),
                     _ => Err(libc::ENOENT),
                 };
-                assert_eq!(
-                    s.unmap(iova, size).map_err(|e| e.errno()),
-                    expected,
-                    "step {step}: unmap"
-                );
-                *seen
-                    .entry(("unmap", expected.err().unwrap_or(0)))
-                    .or_default() += 1;
+                assert_eq!(s.unmap(iova, size).map_err(|e| e.errno()), expected, "step {step}: unmap");
+                *seen.entry(("unmap", expected.err().unwrap_or(0))).or_default() += 1;
                 if expected.is_ok() {
                     model.remove(&iova);
                 }
@@ -189,9 +152,7 @@ fn run(seed: u64) {
                     expected,
                     "step {step}: write {addr:#x}+{len:#x}"
                 );
-                *seen
-                    .entry(("write", expected.err().unwrap_or(0)))
-                    .or_default() += 1;
+                *seen.entry(("write", expected.err().unwrap_or(0))).or_default() += 1;
                 if expected.is_ok() && len > 0 {
                     ram[addr as usize..addr as usize + len].copy_from_slice(&data);
                 }
@@ -206,15 +167,9 @@ fn run(seed: u64) {
                     expected,
                     "step {step}: read {addr:#x}+{len:#x}"
                 );
-                *seen
-                    .entry(("read", expected.err().unwrap_or(0)))
-                    .or_default() += 1;
+                *seen.entry(("read", expected.err().unwrap_or(0))).or_default() += 1;
                 if expected.is_ok() && len > 0 {
-                    assert_eq!(
-                        buf,
-                        ram[addr as usize..addr as usize + len],
-                        "step {step}: data"
-                    );
+                    assert_eq!(buf, ram[addr as usize..addr as usize + len], "step {step}: data");
                 }
             }
         }
@@ -234,10 +189,7 @@ fn run(seed: u64) {
         ("read", libc::EFAULT),
         ("read", libc::EACCES),
     ] {
-        assert!(
-            seen.get(&key).copied().unwrap_or(0) >= 5,
-            "seed {seed:#x}: too few {key:?}: {seen:?}"
-        );
+        assert!(seen.get(&key).copied().unwrap_or(0) >= 5, "seed {seed:#x}: too few {key:?}: {seen:?}");
     }
     // The backing store matches the model byte for byte.
     assert_eq!(mem.peek(0, FILE as usize), ram);

@@ -29,9 +29,7 @@ impl Mem {
         let fd = memfd_create("vfio-user-dma-test", MemfdFlags::CLOEXEC).unwrap();
         let file = File::from(fd);
         file.set_len(size).unwrap();
-        let view =
-            MmapRegion::from_file(FileOffset::new(file.try_clone().unwrap(), 0), size as usize)
-                .unwrap();
+        let view = MmapRegion::from_file(FileOffset::new(file.try_clone().unwrap(), 0), size as usize).unwrap();
         Mem { file, size, view }
     }
 
@@ -42,42 +40,24 @@ impl Mem {
     /// Reads `len` bytes at file offset `off` through the second mapping.
     pub fn peek(&self, off: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0u8; len];
-        self.view
-            .get_slice(off as usize, len)
-            .unwrap()
-            .copy_to(&mut v[..]);
+        self.view.get_slice(off as usize, len).unwrap().copy_to(&mut v[..]);
         v
     }
 
     /// Writes through the second mapping.
     pub fn poke(&self, off: u64, data: &[u8]) {
-        self.view
-            .get_slice(off as usize, data.len())
-            .unwrap()
-            .copy_from(data);
+        self.view.get_slice(off as usize, data.len()).unwrap().copy_from(data);
     }
 }
 
 /// A DMA_MAP request for `mem` at file offset `off`.
 pub fn req(mem: &Mem, iova: u64, size: u64, off: u64, prot: Prot) -> MapRequest {
-    MapRequest {
-        iova,
-        size,
-        file_offset: off,
-        prot,
-        fd: Some(mem.fd()),
-        file_io: false,
-    }
+    MapRequest { iova, size, file_offset: off, prot, fd: Some(mem.fd()), file_io: false }
 }
 
 /// A request without fd (message-based region).
 pub fn msg_req(iova: u64, size: u64, prot: Prot) -> MapRequest {
-    MapRequest {
-        iova,
-        size,
-        prot,
-        ..Default::default()
-    }
+    MapRequest { iova, size, prot, ..Default::default() }
 }
 
 /// Fake client for message-based DMA: "client RAM" at `base`, recording the
@@ -108,9 +88,7 @@ impl FakeClient {
 
     fn range(&self, iova: u64, len: usize) -> Result<std::ops::Range<usize>> {
         let ram = self.ram.lock().unwrap();
-        let start = iova
-            .checked_sub(self.base)
-            .ok_or(Error::from_errno(libc::EFAULT))? as usize;
+        let start = iova.checked_sub(self.base).ok_or(Error::from_errno(libc::EFAULT))? as usize;
         if start + len > ram.len() {
             return Err(Error::from_errno(libc::EFAULT));
         }
@@ -132,10 +110,7 @@ impl DmaTransport for FakeClient {
     }
 
     fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
-        assert!(
-            buf.len() <= self.max_xfer.max(1),
-            "chunk larger than max_data_xfer_size"
-        );
+        assert!(buf.len() <= self.max_xfer.max(1), "chunk larger than max_data_xfer_size");
         self.tick()?;
         self.reads.lock().unwrap().push(buf.len());
         let r = self.range(iova, buf.len())?;
@@ -144,10 +119,7 @@ impl DmaTransport for FakeClient {
     }
 
     fn dma_write(&self, iova: u64, data: &[u8]) -> Result<()> {
-        assert!(
-            data.len() <= self.max_xfer.max(1),
-            "chunk larger than max_data_xfer_size"
-        );
+        assert!(data.len() <= self.max_xfer.max(1), "chunk larger than max_data_xfer_size");
         self.tick()?;
         self.writes.lock().unwrap().push(data.len());
         let r = self.range(iova, data.len())?;
