@@ -34,6 +34,75 @@
 //! assert_eq!(space.read_obj::<u32>(0x4000).unwrap_err().errno(), libc::EFAULT);
 //! space.unmap(0x1000, 0x1000).unwrap();
 //! ```
+//!
+//! # Device code
+//!
+//! The server keeps an `Arc<DmaSpace>` and hands clones of it to device
+//! threads (`Arc<DmaSpace>` is `Send + Sync + 'static`; a clone is one
+//! reference count increment). Device code copies with the `DmaSpace` API,
+//! which reaches every kind of region and checks permissions, or takes a
+//! vm-memory view with [`DmaSpace::memory`] for crates built on vm-memory's
+//! [`GuestMemory`](vm_memory::GuestMemory) (e.g. `virtio-queue`); see
+//! [`DmaMemory`] for what that view holds.
+//!
+//! ```
+//! use std::fs::File;
+//! use std::os::fd::OwnedFd;
+//! use std::sync::Arc;
+//! use std::thread;
+//!
+//! use vfio_user_dma::vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
+//! use vfio_user_dma::{ByteValued, DmaSpace, MapRequest, Prot};
+//!
+//! /// A virtqueue descriptor as the guest driver writes it.
+//! #[derive(Clone, Copy, Debug, Default)]
+//! #[repr(C)]
+//! struct Desc {
+//!     addr: u64,
+//!     len: u32,
+//!     flags: u16,
+//!     next: u16,
+//! }
+//! // SAFETY: repr(C), integer fields only, no padding.
+//! unsafe impl ByteValued for Desc {}
+//!
+//! // The client's RAM: a memfd passed with DMA_MAP (here made locally).
+//! let ram = File::from(rustix::fs::memfd_create("ram", rustix::fs::MemfdFlags::CLOEXEC)?);
+//! ram.set_len(0x10000)?;
+//! let space = Arc::new(DmaSpace::default());
+//! space.map(MapRequest {
+//!     iova: 0x4000_0000,
+//!     size: 0x10000,
+//!     prot: Prot::READ_WRITE,
+//!     fd: Some(OwnedFd::from(ram)),
+//!     ..Default::default()
+//! })?;
+//! // The driver puts a descriptor at the start of its ring.
+//! let desc = Desc { addr: 0x4000_1000, len: 512, flags: 2, next: 0 };
+//! space.write_obj(0x4000_0000, &desc)?;
+//!
+//! // A device thread.
+//! let device = {
+//!     let space = Arc::clone(&space);
+//!     thread::spawn(move || -> vfio_user_dma::Result<()> {
+//!         // Copy API: read the descriptor, write the data it points to.
+//!         let d: Desc = space.read_obj(0x4000_0000)?;
+//!         space.write(d.addr, &vec![0xab; d.len as usize])?;
+//!
+//!         // vm-memory view, e.g. for virtio-queue; drop it after the request.
+//!         let mem = space.memory();
+//!         assert_eq!(mem.num_regions(), 1);
+//!         let d: Desc = mem.read_obj(GuestAddress(0x4000_0000)).unwrap();
+//!         mem.write_obj(d.len, GuestAddress(0x4000_2000)).unwrap();
+//!         Ok(())
+//!     })
+//! };
+//! device.join().unwrap()?;
+//! assert_eq!(space.read_obj::<u8>(0x4000_1000 + 511)?, 0xab);
+//! assert_eq!(space.read_obj::<u32>(0x4000_2000)?, 512);
+//! space.unmap(0x4000_0000, 0x10000)?; // no view held: returns at once
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 
@@ -41,6 +110,7 @@ mod access;
 mod bitmap;
 mod dirty;
 mod error;
+mod memory;
 mod message;
 mod region;
 mod space;
@@ -49,12 +119,13 @@ mod tree;
 pub use access::{DmaGuard, DmaSlice};
 pub use bitmap::{DirtyBitmap, TRACK_PAGE_SIZE};
 pub use error::{Error, Result};
+pub use memory::DmaMemory;
 pub use message::DmaTransport;
 pub use region::{MapRequest, Prot, RegionInfo, RegionKind};
 pub use space::{
     DmaConfig, DmaSpace, DEFAULT_MAX_BITMAP_BYTES, DEFAULT_MAX_MAPS, DEFAULT_PGSIZES, DEFAULT_UNMAP_TIMEOUT,
 };
-pub use vm_memory::ByteValued;
+pub use vm_memory::{self, ByteValued};
 
 #[cfg(test)]
 mod tests {
@@ -62,8 +133,11 @@ mod tests {
 
     #[test]
     fn shared_types_are_send_and_sync() {
-        fn check<T: Send + Sync>() {}
+        fn check<T: Send + Sync + 'static>() {}
         check::<DmaSpace>();
+        check::<std::sync::Arc<DmaSpace>>();
+        check::<DmaMemory>();
+        check::<std::sync::Arc<DmaMemory>>();
         check::<DmaGuard>();
         check::<Error>();
         check::<std::sync::Arc<dyn DmaTransport>>();

@@ -137,6 +137,16 @@ impl Region {
         }
     }
 
+    /// The vm-memory region for the [`DmaMemory`](crate::DmaMemory) view:
+    /// only mmapped mappings that are both readable and writable (a
+    /// vm-memory write to a `PROT_READ` mapping would fault).
+    pub(crate) fn view(&self) -> Option<&GuestRegionMmap<DirtyBitmap>> {
+        match &self.backing {
+            Backing::Mmap(r) if self.prot == Prot::READ_WRITE => Some(r),
+            _ => None,
+        }
+    }
+
     pub(crate) fn dirty(&self) -> &DirtyBitmap {
         match &self.backing {
             Backing::Mmap(r) => {

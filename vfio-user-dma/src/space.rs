@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::dirty::LogState;
 use crate::error::{Error, Result};
+use crate::memory::DmaMemory;
 use crate::message::DmaTransport;
 use crate::region::{MapRequest, Region, RegionInfo};
 use crate::tree::Tree;
@@ -60,14 +61,16 @@ impl DmaConfig {
     }
 }
 
-pub(crate) type Snapshot = Tree<Arc<Region>>;
+pub(crate) type Snapshot = DmaMemory;
 
 /// State changed only by the control path (the server's message loop).
 pub(crate) struct Inner {
     /// Authoritative map, for overlap checks and range walks.
     pub(crate) map: BTreeMap<u64, Arc<Region>>,
     /// The version last published to device threads.
-    tree: Snapshot,
+    tree: Tree<Arc<Region>>,
+    /// Mappings of `tree` in the vm-memory view (`Region::view`).
+    view_regions: usize,
     pub(crate) logging: Option<LogState>,
 }
 
@@ -92,7 +95,10 @@ impl Default for DmaSpace {
 
 impl std::fmt::Debug for DmaSpace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DmaSpace").field("config", &self.config).field("mappings", &self.snapshot.load().len()).finish()
+        f.debug_struct("DmaSpace")
+            .field("config", &self.config)
+            .field("mappings", &self.snapshot.load().tree.len())
+            .finish()
     }
 }
 
@@ -101,8 +107,8 @@ impl DmaSpace {
     pub fn new(config: DmaConfig) -> Self {
         DmaSpace {
             config,
-            snapshot: ArcSwap::from_pointee(Tree::default()),
-            inner: Mutex::new(Inner { map: BTreeMap::new(), tree: Tree::default(), logging: None }),
+            snapshot: ArcSwap::from_pointee(DmaMemory::default()),
+            inner: Mutex::new(Inner { map: BTreeMap::new(), tree: Tree::default(), view_regions: 0, logging: None }),
             transport: RwLock::new(None),
         }
     }
@@ -130,7 +136,7 @@ impl DmaSpace {
 
     /// Number of mappings.
     pub fn len(&self) -> usize {
-        self.snapshot.load().len()
+        self.snapshot.load().tree.len()
     }
 
     /// Whether there is no mapping.
@@ -147,6 +153,17 @@ impl DmaSpace {
     pub fn region_at(&self, iova: u64) -> Option<RegionInfo> {
         let snap = self.snapshot.load();
         find(&snap, iova).map(|r| r.info())
+    }
+
+    /// The current mappings as a vm-memory [`GuestMemory`](vm_memory::GuestMemory)
+    /// (see [`DmaMemory`] for which regions it holds and how long).
+    ///
+    /// Cheap: one atomic reference count increment, no lock. The returned
+    /// snapshot keeps its regions mapped, so [`unmap`](Self::unmap) waits
+    /// until it is dropped; hold it for one request, not for the life of the
+    /// device.
+    pub fn memory(&self) -> Arc<DmaMemory> {
+        self.snapshot.load_full()
     }
 
     /// Adds one mapping (DMA_MAP).
@@ -187,6 +204,7 @@ impl DmaSpace {
             log.track_new_region(&region, self.config.max_bitmap_bytes)?;
         }
         let region = Arc::new(region);
+        inner.view_regions += usize::from(region.view().is_some());
         inner.map.insert(iova, Arc::clone(&region));
         inner.tree = inner.tree.insert(iova, region);
         self.publish(&inner);
@@ -194,7 +212,7 @@ impl DmaSpace {
     }
 
     fn publish(&self, inner: &Inner) {
-        self.snapshot.store(Arc::new(inner.tree.clone()));
+        self.snapshot.store(Arc::new(DmaMemory { tree: inner.tree.clone(), view_regions: inner.view_regions }));
     }
 
     /// Removes the mapping exactly matching `iova`/`size` from the locked
@@ -211,6 +229,7 @@ impl DmaSpace {
         if let Some((t, _)) = inner.tree.remove(iova) {
             inner.tree = t;
         }
+        inner.view_regions -= usize::from(region.view().is_some());
         self.publish(inner);
         Ok(region)
     }
@@ -241,6 +260,7 @@ impl DmaSpace {
                 regions.iter().for_each(|r| log.untrack_region(r));
             }
             inner.tree = Tree::default();
+            inner.view_regions = 0;
             self.publish(&inner);
             regions
         };
@@ -298,8 +318,9 @@ impl DmaSpace {
 }
 
 /// The region of `snap` containing `iova`.
+#[inline]
 pub(crate) fn find(snap: &Snapshot, iova: u64) -> Option<&Arc<Region>> {
-    snap.floor(iova).map(|(_, r)| r).filter(|r| iova < r.end())
+    snap.find(iova)
 }
 
 #[cfg(test)]

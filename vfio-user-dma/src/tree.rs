@@ -150,6 +150,32 @@ impl<V: Clone> Tree<V> {
         Tree { root: Some(Arc::new(root)), len }
     }
 
+    /// The values in key order. Walks the nodes with a small stack (the
+    /// depth of the tree), without cloning.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        let mut stack: Vec<std::slice::Iter<'_, (u64, Arc<Node<V>>)>> = Vec::new();
+        let mut leaf: std::slice::Iter<'_, (u64, V)> = [].iter();
+        match self.root.as_deref() {
+            Some(Node::Leaf(e)) => leaf = e.iter(),
+            Some(Node::Inner(e)) => stack.push(e.iter()),
+            None => {}
+        }
+        std::iter::from_fn(move || loop {
+            if let Some((_, v)) = leaf.next() {
+                return Some(v);
+            }
+            match stack.last_mut()?.next() {
+                None => {
+                    stack.pop();
+                }
+                Some((_, child)) => match &**child {
+                    Node::Leaf(e) => leaf = e.iter(),
+                    Node::Inner(e) => stack.push(e.iter()),
+                },
+            }
+        })
+    }
+
     /// A new version without `key` and the removed value, or `None` if absent.
     pub(crate) fn remove(&self, key: u64) -> Option<(Tree<V>, V)> {
         let (root, v) = self.root.as_ref()?.remove(key)?;
@@ -172,6 +198,7 @@ mod tests {
 
     fn check(t: &Tree<u64>, m: &BTreeMap<u64, u64>, probes: &[u64]) {
         assert_eq!(t.len(), m.len());
+        assert!(t.values().copied().eq(m.values().copied()));
         for &p in probes {
             let want = m.range(..=p).next_back().map(|(k, v)| (*k, *v));
             assert_eq!(t.floor(p).map(|(k, v)| (k, *v)), want, "probe {p}");
@@ -190,6 +217,7 @@ mod tests {
     fn empty() {
         let t: Tree<u64> = Tree::default();
         assert!(t.floor(5).is_none());
+        assert_eq!(t.values().count(), 0);
         assert!(t.remove(5).is_none());
         assert_eq!(t.len(), 0);
     }
@@ -239,6 +267,7 @@ mod tests {
             t = t.insert(i * 4096, i);
         }
         assert_eq!(t.len(), 20_000);
+        assert!(t.values().copied().eq(0..20_000));
         assert_eq!(t.floor(4096 * 777 + 5).map(|(k, v)| (k, *v)), Some((4096 * 777, 777)));
         for i in 0..20_000u64 {
             t = t.remove(i * 4096).unwrap().0;
