@@ -283,25 +283,22 @@ impl DmaSpace {
     }
 
     /// Waits, within one [`DmaConfig::unmap_timeout`], until every `Arc` in
-    /// `regions` is the last reference to its region.
+    /// `regions` is the last reference to its region. Past the deadline,
+    /// logs one warning for all busy regions (a client's UNMAP ALL of 64 Ki
+    /// mappings must not produce 64 Ki log lines) and returns `EBUSY` for the
+    /// first.
     pub(crate) fn wait_unique(&self, regions: &[Arc<Region>]) -> Result<()> {
         // `None` (a timeout too large to represent) waits without limit.
         let deadline = Instant::now().checked_add(self.config.unmap_timeout);
-        let mut result = Ok(());
+        let mut first_busy: Option<&Region> = None;
+        let mut busy = 0usize;
         let mut pause = Duration::from_micros(10);
         let mut spins = 0u32;
         for region in regions {
             while Arc::strong_count(region) > 1 {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    log::warn!(
-                        "DMA region [{:#x}, +{:#x}) still referenced by the device after {:?}",
-                        region.iova,
-                        region.size,
-                        self.config.unmap_timeout
-                    );
-                    if result.is_ok() {
-                        result = Err(Error::RegionBusy { iova: region.iova, size: region.size });
-                    }
+                    first_busy.get_or_insert(region);
+                    busy += 1;
                     break;
                 }
                 if spins < 64 {
@@ -313,7 +310,18 @@ impl DmaSpace {
                 }
             }
         }
-        result
+        match first_busy {
+            None => Ok(()),
+            Some(r) => {
+                log::warn!(
+                    "{busy} DMA region(s), the first [{:#x}, +{:#x}), still referenced by the device after {:?}",
+                    r.iova,
+                    r.size,
+                    self.config.unmap_timeout
+                );
+                Err(Error::RegionBusy { iova: r.iova, size: r.size })
+            }
+        }
     }
 }
 
@@ -369,5 +377,46 @@ mod tests {
         let e = s.wait_unique(&[a, b]).unwrap_err();
         assert!(matches!(e, Error::RegionBusy { iova: 0x1000, .. }));
         drop(held);
+    }
+
+    /// Regression: UNMAP ALL while a device holds a view logged one warning
+    /// per mapping, so a client could flood the log with 64 Ki lines per
+    /// message.
+    #[test]
+    fn busy_unmap_all_warns_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static WARNINGS: AtomicUsize = AtomicUsize::new(0);
+        struct Counter;
+        impl log::Log for Counter {
+            fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                true
+            }
+            fn log(&self, r: &log::Record<'_>) {
+                // Only this test maps at 0x777x_xxxx.
+                if r.args().to_string().contains("0x777") {
+                    WARNINGS.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            fn flush(&self) {}
+        }
+        // The only logger of this test binary.
+        log::set_logger(&Counter).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+        let s = DmaSpace::new(DmaConfig { unmap_timeout: Duration::from_millis(1), ..Default::default() });
+        for i in 0..100u64 {
+            s.map(MapRequest {
+                iova: 0x7770_0000 + i * 0x1000,
+                size: 0x1000,
+                prot: Prot::READ_WRITE,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let view = s.memory();
+        let e = s.unmap_all().unwrap_err();
+        assert!(matches!(e, Error::RegionBusy { iova: 0x7770_0000, .. }), "{e:?}");
+        assert_eq!(WARNINGS.load(Ordering::SeqCst), 1);
+        assert!(s.is_empty());
+        drop(view);
     }
 }
