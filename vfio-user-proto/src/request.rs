@@ -405,7 +405,9 @@ pub fn decode_request<'a>(
             let m: MigData = fixed(cmd, p)?;
             exact(cmd, p, 8)?;
             xfer(cmd, m.size.into(), limits)?;
-            argsz_at_least(cmd, m.argsz, 8)?;
+            // argsz is the largest reply payload accepted: it must hold `size` bytes of data
+            // (libvfio-user refuses less too).
+            argsz_at_least(cmd, m.argsz, 8 + m.size as usize)?;
             Ok(Request::MigDataRead(m))
         }
         Command::MigDataWrite => {
