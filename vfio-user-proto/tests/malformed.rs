@@ -356,6 +356,7 @@ fn mig_data() {
     ok_req(c, rd.bytes(), 0);
     bad_req(c, rd.clone().u32(4, max + 1).bytes(), 0, "TooBig", E2BIG);
     bad_req(c, rd.clone().u32(0, 7).bytes(), 0, "BadArgsz", EINVAL);
+    bad_req(c, rd.clone().u32(0, 8 + 15).bytes(), 0, "BadArgsz", EINVAL); // reply cannot hold `size`
     bad_req(c, &rd.0[..7], 0, "Truncated", EINVAL);
     bad_req(c, &[&rd.0[..], &[0]].concat(), 0, "SizeMismatch", EINVAL);
     bad_req(c, rd.bytes(), 1, "BadFdCount", EINVAL);

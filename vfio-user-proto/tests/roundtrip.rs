@@ -215,7 +215,7 @@ proptest! {
 
     #[test]
     fn mig_data(extra: u32, data in vec(any::<u8>(), 0..256), size in 0..=MAX) {
-        let m = MigData { argsz: 8u32.saturating_add(extra), size };
+        let m = MigData { argsz: (8 + size).saturating_add(extra), size };
         rt_req(&Request::MigDataRead(m), 0);
         let len = data.len() as u32;
         let w = MigData { argsz: (8 + len).saturating_add(extra), size: len };
