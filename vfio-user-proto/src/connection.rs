@@ -76,13 +76,14 @@ impl Sender {
     /// Sends one message: `header` (its `msg_size` is computed here) followed by `parts`,
     /// with `fds` attached. Blocks until the whole message is written.
     pub fn send(&self, mut header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        // Refusals carry a real errno (an `ErrorKind`-only error reported EIO).
         if parts.len() > MAX_SEND_PARTS || fds.len() > MAX_FDS_PER_MESSAGE {
-            return Err(FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput)));
+            return Err(FrameError::Io(io::Error::from_raw_os_error(libc::EINVAL)));
         }
         let total = parts.iter().try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()));
         header.msg_size = total
             .and_then(|t| u32::try_from(t).ok())
-            .ok_or_else(|| FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+            .ok_or_else(|| FrameError::Io(io::Error::from_raw_os_error(libc::E2BIG)))?;
         let mut iov_store = [IoSlice::new(&[]); MAX_SEND_PARTS + 1];
         iov_store[0] = IoSlice::new(header.as_slice());
         for (slot, p) in iov_store[1..].iter_mut().zip(parts) {
@@ -96,7 +97,7 @@ impl Sender {
         while remaining > 0 {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if first && !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-                return Err(FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput)));
+                return Err(FrameError::Io(io::Error::from_raw_os_error(libc::EINVAL)));
             }
             match sendmsg(self.sock.as_fd(), iov, &mut control, SendFlags::NOSIGNAL) {
                 Ok(n) => {

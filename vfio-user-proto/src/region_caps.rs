@@ -42,16 +42,20 @@ pub fn parse_region_caps(payload: &[u8]) -> Result<Vec<RegionCap>, DecodeError> 
     let limit = payload.len().min(info.argsz as usize);
     let bad = |field| DecodeError::BadField { cmd: CMD, field };
     let mut off = info.cap_offset as usize;
-    let mut visited: Vec<usize> = Vec::new();
+    // One flag per byte offset: loop detection in constant time per capability (a list of
+    // visited offsets made hostile chains of ~limit/8 capabilities quadratic).
+    let mut visited = vec![false; limit];
+    let mut count = 0usize;
     while off != 0 {
-        if off < std::mem::size_of::<RegionInfo>() || visited.contains(&off) {
+        if off < std::mem::size_of::<RegionInfo>() || visited.get(off).copied().unwrap_or(true) {
             return Err(bad("capability offset"));
         }
         // Each capability takes at least 8 bytes, so a valid chain has at most limit / 8.
-        if visited.len() > limit / 8 {
+        if count > limit / 8 {
             return Err(bad("capability chain"));
         }
-        visited.push(off);
+        visited[off] = true;
+        count += 1;
         let body = payload.get(..limit).unwrap_or(payload);
         let h: CapHeader = read_at(body, off).ok_or(bad("capability offset"))?;
         let data = off + 8;

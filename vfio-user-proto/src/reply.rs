@@ -135,13 +135,7 @@ pub fn decode_reply<'a>(hdr: &Header, payload: &'a [u8], nfds: usize) -> Result<
         Command::Version => {
             fds_at_most(cmd, nfds, 1, "0 or 1")?;
             let v: VersionWire = fixed(cmd, p)?;
-            let mut json = &p[4..];
-            if let Some((&0, rest)) = json.split_last() {
-                json = rest;
-            }
-            if json.contains(&0) {
-                return Err(DecodeError::BadJson("NUL inside the JSON".into()));
-            }
+            let json = crate::request::version_json(&p[4..])?;
             Ok(Reply::Version(Version { major: v.major, minor: v.minor, json }))
         }
         Command::DmaMap => {

@@ -235,13 +235,7 @@ pub fn decode_request<'a>(
         Command::Version => {
             no_fds(cmd, nfds)?;
             let v: VersionWire = fixed(cmd, p)?;
-            let mut json = &p[4..];
-            if let Some((&0, rest)) = json.split_last() {
-                json = rest;
-            }
-            if json.contains(&0) {
-                return Err(DecodeError::BadJson("NUL inside the JSON".into()));
-            }
+            let json = version_json(&p[4..])?;
             Ok(Request::Version(Version { major: v.major, minor: v.minor, json }))
         }
         Command::DmaMap => {
@@ -411,7 +405,9 @@ pub fn decode_request<'a>(
             let m: MigData = fixed(cmd, p)?;
             exact(cmd, p, 8)?;
             xfer(cmd, m.size.into(), limits)?;
-            argsz_at_least(cmd, m.argsz, 8)?;
+            // argsz is the largest reply payload accepted: it must hold `size` bytes of data
+            // (libvfio-user refuses less too).
+            argsz_at_least(cmd, m.argsz, 8 + m.size as usize)?;
             Ok(Request::MigDataRead(m))
         }
         Command::MigDataWrite => {
@@ -468,6 +464,23 @@ fn decode_set_irqs(p: &[u8], nfds: usize) -> Result<Request<'_>, DecodeError> {
     Ok(Request::DeviceSetIrqs { set, action, data })
 }
 
+/// The JSON of a VERSION payload (the bytes after major/minor), without its terminator.
+///
+/// The version data is optional, but when present it is a NUL-terminated, non-empty string:
+/// data without the NUL, a bare NUL or a NUL inside the JSON are refused. (libvfio-user and
+/// QEMU refuse a missing NUL too.) This keeps [`Version`] an exact picture of the wire bytes.
+pub(crate) fn version_json(data: &[u8]) -> Result<&[u8], DecodeError> {
+    if data.is_empty() {
+        return Ok(data);
+    }
+    match data.split_last() {
+        Some((&0, json)) if !json.is_empty() && !json.contains(&0) => Ok(json),
+        Some((&0, [])) => Err(DecodeError::BadJson("empty JSON string".into())),
+        Some((&0, _)) => Err(DecodeError::BadJson("NUL inside the JSON".into())),
+        _ => Err(DecodeError::BadJson("JSON not NUL-terminated".into())),
+    }
+}
+
 /// Decodes the data of a DEVICE_FEATURE request for the features this crate knows.
 pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRequest<'a>, DecodeError> {
     let cmd = Command::DeviceFeature;
@@ -483,7 +496,11 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
     if (get && set && !probe) || none {
         return Err(DecodeError::BadFlags { cmd, flags });
     }
+    // Requests that carry no data must not carry any: the typed value could not represent
+    // it, and the spec says PROBE data is unused and MIGRATION GET has none.
+    let no_data = || exact(cmd, data, 0).map_err(|e| bump(e, 8));
     if probe {
+        no_data()?;
         return Ok(FeatureRequest::Probe { feature, get, set });
     }
     let bad = || DecodeError::BadFlags { cmd, flags };
@@ -492,10 +509,12 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             if !get {
                 return Err(bad());
             }
+            no_data()?;
             Ok(FeatureRequest::MigrationGet)
         }
         FEATURE_MIG_DEVICE_STATE => {
             if get {
+                no_data()?;
                 return Ok(FeatureRequest::MigStateGet);
             }
             let s: FeatureMigState =
@@ -503,6 +522,11 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             exact(cmd, data, 8).map_err(|e| bump(e, 8))?;
             let state =
                 MigState::try_from(s.device_state).map_err(|_| DecodeError::BadField { cmd, field: "device_state" })?;
+            // data_fd is unused in vfio-user; senders zero it. A non-zero value would be lost
+            // by the typed form, so it is refused rather than silently dropped.
+            if s.data_fd != 0 {
+                return Err(DecodeError::BadField { cmd, field: "data_fd" });
+            }
             Ok(FeatureRequest::MigStateSet(state))
         }
         FEATURE_DMA_LOGGING_START => {
@@ -530,6 +554,7 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             if !set {
                 return Err(bad());
             }
+            no_data()?;
             Ok(FeatureRequest::DmaLoggingStop)
         }
         FEATURE_DMA_LOGGING_REPORT => {
