@@ -257,8 +257,14 @@ pub fn decode_reply<'a>(hdr: &Header, payload: &'a [u8], nfds: usize) -> Result<
         Command::MigDataRead => {
             none(nfds)?;
             let m: MigData = fixed(cmd, p)?;
-            exact(cmd, p, 8 + m.size as usize)?;
-            Ok(Reply::MigDataRead(m, &p[8..]))
+            // libvfio-user sends a reply as large as the request asked for, with `size`
+            // saying how much of it is data (less at the end of the stream): the rest is
+            // padding and is ignored.
+            let end = 8 + m.size as usize;
+            if p.len() < end {
+                return Err(DecodeError::Truncated { cmd, need: end, got: p.len() });
+            }
+            Ok(Reply::MigDataRead(m, &p[8..end]))
         }
         Command::MigDataWrite => {
             none(nfds)?;

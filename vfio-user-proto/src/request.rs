@@ -203,6 +203,20 @@ fn argsz_at_least(cmd: Command, argsz: u32, min: usize) -> Result<(), DecodeErro
     }
 }
 
+/// Size rule of the query commands (GET_INFO, GET_REGION_INFO, GET_REGION_IO_FDS,
+/// GET_IRQ_INFO), whose `argsz` is the largest reply the client accepts: `argsz` must cover
+/// the fixed part, and the payload is the fixed part possibly followed by up to `argsz` bytes
+/// in all. libvfio-user's client sends its whole argsz-sized buffer (as the VFIO ioctl
+/// takes it) when it retries GET_REGION_INFO for the capabilities; the extra bytes carry no
+/// request data and are ignored.
+fn query_size(cmd: Command, p: &[u8], fixed: usize, argsz: u32) -> Result<(), DecodeError> {
+    argsz_at_least(cmd, argsz, fixed)?;
+    if p.len() > argsz as usize {
+        return Err(DecodeError::SizeMismatch { cmd, expect: argsz as usize, got: p.len() });
+    }
+    Ok(())
+}
+
 fn no_wrap(cmd: Command, field: &'static str, base: u64, len: u64) -> Result<(), DecodeError> {
     base.checked_add(len).map(|_| ()).ok_or(DecodeError::BadField { cmd, field })
 }
@@ -305,22 +319,19 @@ pub fn decode_request<'a>(
         Command::DeviceGetInfo => {
             no_fds(cmd, nfds)?;
             let info: DeviceInfo = fixed(cmd, p)?;
-            exact(cmd, p, 16)?;
-            argsz_at_least(cmd, info.argsz, 16)?;
+            query_size(cmd, p, 16, info.argsz)?;
             Ok(Request::DeviceGetInfo(info))
         }
         Command::DeviceGetRegionInfo => {
             no_fds(cmd, nfds)?;
             let info: RegionInfo = fixed(cmd, p)?;
-            exact(cmd, p, 32)?;
-            argsz_at_least(cmd, info.argsz, 32)?;
+            query_size(cmd, p, 32, info.argsz)?;
             Ok(Request::DeviceGetRegionInfo(info))
         }
         Command::DeviceGetRegionIoFds => {
             no_fds(cmd, nfds)?;
             let r: RegionIoFds = fixed(cmd, p)?;
-            exact(cmd, p, 16)?;
-            argsz_at_least(cmd, r.argsz, 16)?;
+            query_size(cmd, p, 16, r.argsz)?;
             if r.flags != 0 {
                 return Err(DecodeError::BadFlags { cmd, flags: r.flags });
             }
@@ -329,8 +340,7 @@ pub fn decode_request<'a>(
         Command::DeviceGetIrqInfo => {
             no_fds(cmd, nfds)?;
             let info: IrqInfo = fixed(cmd, p)?;
-            exact(cmd, p, 16)?;
-            argsz_at_least(cmd, info.argsz, 16)?;
+            query_size(cmd, p, 16, info.argsz)?;
             Ok(Request::DeviceGetIrqInfo(info))
         }
         Command::DeviceSetIrqs => decode_set_irqs(p, nfds),

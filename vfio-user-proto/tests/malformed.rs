@@ -9,7 +9,9 @@ mod common;
 use common::*;
 use libc::{E2BIG, EINVAL, ENOTSUP};
 use vfio_user_proto::command::CommandError;
-use vfio_user_proto::{decode_reply, decode_request, parse_region_caps, Command, DecodeError, DecodeLimits, Header};
+use vfio_user_proto::{
+    decode_reply, decode_request, parse_region_caps, Command, DecodeError, DecodeLimits, Header, Reply,
+};
 
 /// The variant of a decode error, by name.
 fn class(e: &DecodeError) -> &'static str {
@@ -170,6 +172,11 @@ fn info_queries_sizes_argsz_flags_and_fds() {
         ok_req(c, ok.bytes(), 0);
         bad_req(c, &ok.0[..len - 1], 0, "Truncated", EINVAL);
         bad_req(c, &[&ok.0[..], &[0]].concat(), 0, "SizeMismatch", EINVAL);
+        // Trailing bytes up to argsz are the client's reply buffer (libvfio-user's client
+        // sends one): accepted and ignored; one more than argsz is not.
+        let roomy = Bytes::new(len + 48).u32(0, len as u32 + 48);
+        ok_req(c, roomy.bytes(), 0);
+        bad_req(c, &[&roomy.0[..], &[0]].concat(), 0, "SizeMismatch", EINVAL);
         bad_req(c, ok.clone().u32(0, len as u32 - 1).bytes(), 0, "BadArgsz", EINVAL);
         bad_req(c, ok.bytes(), 1, "BadFdCount", EINVAL);
         bad_rep(c, &ok.0[..len - 1], 0, "Truncated", EINVAL);
@@ -361,7 +368,13 @@ fn mig_data() {
     bad_req(c, &[&rd.0[..], &[0]].concat(), 0, "SizeMismatch", EINVAL);
     bad_req(c, rd.bytes(), 1, "BadFdCount", EINVAL);
     bad_rep(c, Bytes::new(10).u32(0, 10).u32(4, 3).bytes(), 0, "Truncated", EINVAL);
-    bad_rep(c, Bytes::new(10).u32(0, 10).u32(4, 1).bytes(), 0, "SizeMismatch", EINVAL);
+    // A reply padded past `size` (libvfio-user pads to the size asked for): the data is
+    // the first `size` bytes.
+    let padded = Bytes::new(10).u32(0, 9).u32(4, 1).raw(8, &[7, 0]);
+    match decode_reply(&rep_hdr(c as u16, padded.bytes()), padded.bytes(), 0) {
+        Ok(Reply::MigDataRead(m, d)) => assert_eq!((m.size, d), (1, &[7u8][..])),
+        other => panic!("padded MIG_DATA_READ reply: {other:?}"),
+    }
     bad_rep(c, Bytes::new(10).u32(0, 10).u32(4, u32::MAX).bytes(), 0, "Truncated", EINVAL);
     let c = Command::MigDataWrite;
     let wr = Bytes::new(11).u32(0, 11).u32(4, 3).raw(8, &[1, 2, 3]);

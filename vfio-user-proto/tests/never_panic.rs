@@ -16,12 +16,22 @@ use vfio_user_proto::{decode_reply, decode_request, parse_region_caps, Capabilit
 fn check(h: &Header, payload: &[u8], nfds: usize) {
     for limits in [DecodeLimits::default(), DecodeLimits { max_data_xfer_size: 64, max_msg_fds: 253 }] {
         if let Ok(r) = decode_request(h, payload, nfds, &limits) {
-            assert_eq!(ereq(&r), payload, "re-encoding {r:?}");
+            if (4..=7).contains(&h.command) {
+                // Query commands may carry ignored bytes up to argsz after the fixed part.
+                assert!(payload.starts_with(&ereq(&r)), "re-encoding {r:?}");
+            } else {
+                assert_eq!(ereq(&r), payload, "re-encoding {r:?}");
+            }
             assert_eq!(r.command() as u16, h.command);
         }
     }
     if let Ok(r) = decode_reply(h, payload, nfds) {
-        assert_eq!(erep(&r), payload, "re-encoding reply {r:?}");
+        if h.command == 17 {
+            // MIG_DATA_READ replies may be padded past `size`.
+            assert!(payload.starts_with(&erep(&r)), "re-encoding reply {r:?}");
+        } else {
+            assert_eq!(erep(&r), payload, "re-encoding reply {r:?}");
+        }
     }
     let _ = parse_region_caps(payload);
     let _ = Capabilities::from_json(payload);
