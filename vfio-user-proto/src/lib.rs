@@ -25,7 +25,12 @@
 //! this crate follows the text and accepts the peers: the DMA_UNMAP flags `ALL` (bit 1) and the
 //! 2021 `GET_DIRTY_BITMAP` (bit 0) with Linux's values; libvfio-user's DMA_MAP `MMAP`/`FILE_IO`
 //! bits; its 48-byte REGION_IO_FDS entries (decoded besides the spec's 40-byte ones); the legacy
-//! `migration` capability (ignored); a DMA_WRITE reply without its echo (QEMU). The DMA_WRITE
+//! `migration` capability (ignored); a DMA_WRITE reply without its echo (QEMU). From tracing
+//! libvfio-user's sample client and server with `vfio-user trace`: a query (GET_INFO,
+//! GET_REGION_INFO, GET_REGION_IO_FDS, GET_IRQ_INFO) whose payload runs on up to its `argsz`
+//! (the client's reply buffer, sent on the GET_REGION_INFO retry); DEVICE_FEATURE data on
+//! PROBE, GETs and DMA_LOGGING_STOP (ignored); MIG_DEVICE_STATE's unused `data_fd` set to -1;
+//! a MIG_DATA_READ reply padded past its `size`. The DMA_WRITE
 //! reply `count` is 8 bytes, as in the request (the spec's table says 4; every implementation
 //! uses 8). The request payload size always comes from `msg_size`, never `argsz`.
 //!

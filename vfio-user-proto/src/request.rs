@@ -508,9 +508,10 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
     }
     // Requests that carry no data must not carry any: the typed value could not represent
     // it, and the spec says PROBE data is unused and MIGRATION GET has none.
-    let no_data = || exact(cmd, data, 0).map_err(|e| bump(e, 8));
+    // PROBE, the GETs and DMA_LOGGING_STOP take no request data. Trailing bytes are ignored:
+    // as with the VFIO ioctl, a client may send the buffer the reply will fill (a GET), and
+    // libvfio-user's client sends DMA_LOGGING_STOP with the 16-byte START control block.
     if probe {
-        no_data()?;
         return Ok(FeatureRequest::Probe { feature, get, set });
     }
     let bad = || DecodeError::BadFlags { cmd, flags };
@@ -519,12 +520,10 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             if !get {
                 return Err(bad());
             }
-            no_data()?;
             Ok(FeatureRequest::MigrationGet)
         }
         FEATURE_MIG_DEVICE_STATE => {
             if get {
-                no_data()?;
                 return Ok(FeatureRequest::MigStateGet);
             }
             let s: FeatureMigState =
@@ -532,11 +531,8 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             exact(cmd, data, 8).map_err(|e| bump(e, 8))?;
             let state =
                 MigState::try_from(s.device_state).map_err(|_| DecodeError::BadField { cmd, field: "device_state" })?;
-            // data_fd is unused in vfio-user; senders zero it. A non-zero value would be lost
-            // by the typed form, so it is refused rather than silently dropped.
-            if s.data_fd != 0 {
-                return Err(DecodeError::BadField { cmd, field: "data_fd" });
-            }
+            // data_fd is unused in vfio-user (the data travels in MIG_DATA_*); libvfio-user's
+            // client sends -1 there. Any value is accepted and ignored.
             Ok(FeatureRequest::MigStateSet(state))
         }
         FEATURE_DMA_LOGGING_START => {
@@ -564,7 +560,6 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             if !set {
                 return Err(bad());
             }
-            no_data()?;
             Ok(FeatureRequest::DmaLoggingStop)
         }
         FEATURE_DMA_LOGGING_REPORT => {

@@ -150,7 +150,17 @@ pub fn to_json(t_ms: f64, dir: &str, h: &Header, payload: &[u8], nfds: usize) ->
         "msg_size": h.msg_size,
         "fds": nfds,
         "summary": describe(h, payload, nfds),
+        "header_hex": hex(vm_memory::ByteValued::as_slice(h)),
+        "payload_hex": hex(payload),
     })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
 #[cfg(test)]
