@@ -115,6 +115,8 @@ fn relays_and_decodes_both_ways_including_fds_and_the_twin_socket() {
     let json = std::fs::read_to_string(&json_path).unwrap();
     let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 6);
-    assert_eq!(lines[3]["error"]["name"], "EINVAL");
+    // Relay threads of the main and twin sockets log concurrently: find, don't index.
+    assert_eq!(lines.iter().filter(|l| l["error"]["name"] == "EINVAL").count(), 1);
+    assert!(lines.iter().all(|l| l["header_hex"].as_str().is_some_and(|h| h.len() == 32)));
     let _ = std::fs::remove_dir_all(&dir);
 }
