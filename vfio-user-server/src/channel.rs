@@ -1,0 +1,287 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! One client connection's message routing: client commands in arrival order, replies to
+//! the server's own DMA_READ / DMA_WRITE requests routed by msg_id to the waiting caller,
+//! and the synchronous twin-socket path.
+
+use std::collections::VecDeque;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{self, ThreadId};
+
+use vfio_user_proto::command::Command;
+use vfio_user_proto::connection::{Connection, Message, Receiver, Sender};
+use vfio_user_proto::reply::{decode_reply, Reply};
+use vfio_user_proto::wire::DmaAccess;
+use vfio_user_proto::{FrameError, Header};
+use vm_memory::ByteValued;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+struct Inbox {
+    receiver: Receiver,
+    /// Client commands received while the request-handling thread waited for a reply.
+    queued: VecDeque<Message>,
+    /// msg_ids of DMA requests sent on the main socket and not yet answered.
+    outstanding: Vec<u16>,
+    /// Replies received for outstanding requests, not yet collected.
+    replies: Vec<Message>,
+    closed: bool,
+}
+
+/// The routing state of one connection.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) sender: Sender,
+    inbox: Mutex<Inbox>,
+    cond: Condvar,
+    /// The twin socket, and a duplicate of its fd to shut it down without the lock.
+    twin: OnceLock<(Mutex<Connection>, UnixStream)>,
+    next_id: AtomicU16,
+    peer_max_xfer: AtomicU32,
+    local_max_xfer: u32,
+    dispatcher: Mutex<Option<ThreadId>>,
+}
+
+impl Channel {
+    pub(crate) fn new(conn: Connection, local_max_xfer: u32) -> Self {
+        let (sender, receiver) = conn.split();
+        Channel {
+            sender,
+            inbox: Mutex::new(Inbox {
+                receiver,
+                queued: VecDeque::new(),
+                outstanding: Vec::new(),
+                replies: Vec::new(),
+                closed: false,
+            }),
+            cond: Condvar::new(),
+            twin: OnceLock::new(),
+            next_id: AtomicU16::new(0),
+            peer_max_xfer: AtomicU32::new(vfio_user_proto::version::DEFAULT_MAX_DATA_XFER_SIZE),
+            local_max_xfer,
+            dispatcher: Mutex::new(None),
+        }
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the negotiated parameters.
+    pub(crate) fn negotiated(&self, peer_max_xfer: u32, twin: Option<UnixStream>) -> Result<()> {
+        self.peer_max_xfer.store(peer_max_xfer, Ordering::Relaxed);
+        if let Some(t) = twin {
+            let dup = t.try_clone()?;
+            let _ = self.twin.set((Mutex::new(Connection::new(t)), dup));
+        }
+        Ok(())
+    }
+
+    /// Marks the calling thread as the one handling requests.
+    pub(crate) fn set_dispatcher(&self) {
+        let mut d = self.dispatcher.lock().unwrap_or_else(|e| e.into_inner());
+        let me = thread::current().id();
+        if *d != Some(me) {
+            *d = Some(me);
+        }
+    }
+
+    fn on_dispatcher(&self) -> bool {
+        *self.dispatcher.lock().unwrap_or_else(|e| e.into_inner()) == Some(thread::current().id())
+    }
+
+    /// Whether a command is ready without reading the socket.
+    pub(crate) fn has_buffered(&self) -> bool {
+        let inbox = self.inbox();
+        !inbox.queued.is_empty() || inbox.receiver.has_buffered_message()
+    }
+
+    /// The next client command, without blocking (`Ok(None)`: nothing complete yet).
+    /// Replies to outstanding DMA requests met on the way are routed. A framing error, or a
+    /// reply nobody waits for, breaks the connection.
+    pub(crate) fn next_command(&self) -> std::result::Result<Option<Message>, FrameError> {
+        let mut inbox = self.inbox();
+        if let Some(m) = inbox.queued.pop_front() {
+            return Ok(Some(m));
+        }
+        loop {
+            match inbox.receiver.try_recv() {
+                Ok(m) if m.header.is_command() => return Ok(Some(m)),
+                Ok(m) => {
+                    if let Err(e) = route(&mut inbox, m) {
+                        drop(inbox);
+                        self.close();
+                        return Err(e);
+                    }
+                    self.cond.notify_all();
+                }
+                Err(FrameError::WouldBlock) => return Ok(None),
+                Err(e) => {
+                    inbox.closed = true;
+                    drop(inbox);
+                    self.cond.notify_all();
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Marks the connection dead and wakes every waiter.
+    pub(crate) fn close(&self) {
+        // Shut the sockets first: that wakes a thread blocked receiving on them, which may
+        // hold the locks taken below.
+        let _ = self.sender.shutdown();
+        if let Some(t) = self.twin.get() {
+            let _ = t.1.shutdown(std::net::Shutdown::Both);
+        }
+        self.inbox().closed = true;
+        self.cond.notify_all();
+    }
+
+    /// The largest transfer per DMA message: the smaller of the client's limit and ours
+    /// (the reply to a DMA_READ must fit our receive limit).
+    pub(crate) fn max_data_xfer_size(&self) -> usize {
+        self.peer_max_xfer.load(Ordering::Relaxed).min(self.local_max_xfer).max(1) as usize
+    }
+
+    fn alloc_id(&self) -> u16 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends one server → client command and returns its (successful) reply.
+    fn transact(&self, cmd: Command, parts: &[&[u8]]) -> Result<Message> {
+        if let Some((twin, _)) = self.twin.get() {
+            let mut t = twin.lock().unwrap_or_else(|e| e.into_inner());
+            let id = self.alloc_id();
+            t.send(Header::command(id, cmd, 0), parts, &[])?;
+            let m = t.recv()?;
+            if !m.header.is_reply() || m.header.msg_id != id || m.header.command != cmd as u16 {
+                drop(t);
+                self.close();
+                return Err(Error::InvalidArgument("unexpected message on the twin socket"));
+            }
+            return check_error(m);
+        }
+        let mut inbox = self.inbox();
+        if inbox.closed {
+            return Err(Error::NotConnected);
+        }
+        let mut id = self.alloc_id();
+        while inbox.outstanding.contains(&id) {
+            id = self.alloc_id();
+        }
+        inbox.outstanding.push(id);
+        drop(inbox);
+        if let Err(e) = self.sender.send(Header::command(id, cmd, 0), parts, &[]) {
+            self.inbox().outstanding.retain(|&x| x != id);
+            return Err(e.into());
+        }
+        let pump = self.on_dispatcher();
+        let mut inbox = self.inbox();
+        loop {
+            if let Some(pos) = inbox.replies.iter().position(|m| m.header.msg_id == id) {
+                let m = inbox.replies.swap_remove(pos);
+                return check_error(m);
+            }
+            if inbox.closed {
+                inbox.outstanding.retain(|&x| x != id);
+                return Err(Error::NotConnected);
+            }
+            if !pump {
+                inbox = self.cond.wait(inbox).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            // The request-handling thread itself waits: receive here, keep client commands
+            // for later, in order.
+            match inbox.receiver.recv() {
+                Ok(m) if m.header.is_command() => inbox.queued.push_back(m),
+                Ok(m) => {
+                    if let Err(e) = route(&mut inbox, m) {
+                        drop(inbox);
+                        self.close();
+                        return Err(e.into());
+                    }
+                    self.cond.notify_all();
+                }
+                Err(e) => {
+                    inbox.closed = true;
+                    drop(inbox);
+                    self.cond.notify_all();
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// DMA_READ, split at [`Self::max_data_xfer_size`].
+    pub(crate) fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
+        let chunk = self.max_data_xfer_size();
+        let mut addr = iova;
+        for part in buf.chunks_mut(chunk) {
+            let req = DmaAccess { addr, count: part.len() as u64 };
+            let m = self.transact(Command::DmaRead, &[req.as_slice()])?;
+            match decode_reply(&m.header, &m.payload, m.fds.len()) {
+                Ok(Reply::DmaRead(a, data)) if a.addr == addr && data.len() == part.len() => part.copy_from_slice(data),
+                _ => return Err(Error::InvalidArgument("malformed DMA_READ reply")),
+            }
+            addr += part.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// DMA_WRITE, split at [`Self::max_data_xfer_size`].
+    pub(crate) fn dma_write(&self, iova: u64, data: &[u8]) -> Result<()> {
+        let chunk = self.max_data_xfer_size();
+        let mut addr = iova;
+        for part in data.chunks(chunk) {
+            let req = DmaAccess { addr, count: part.len() as u64 };
+            let m = self.transact(Command::DmaWrite, &[req.as_slice(), part])?;
+            match decode_reply(&m.header, &m.payload, m.fds.len()) {
+                Ok(Reply::DmaWrite(None)) => {}
+                Ok(Reply::DmaWrite(Some(a))) if a.addr == addr && a.count == part.len() as u64 => {}
+                _ => return Err(Error::InvalidArgument("malformed DMA_WRITE reply")),
+            }
+            addr += part.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+fn route(inbox: &mut Inbox, m: Message) -> std::result::Result<(), FrameError> {
+    let id = m.header.msg_id;
+    let expected = m.header.is_reply()
+        && matches!(m.header.cmd(), Ok(Command::DmaRead | Command::DmaWrite))
+        && inbox.outstanding.contains(&id);
+    if !expected {
+        return Err(FrameError::UnexpectedType { flags: m.header.flags, command: m.header.command });
+    }
+    inbox.outstanding.retain(|&x| x != id);
+    inbox.replies.push(m);
+    Ok(())
+}
+
+fn check_error(m: Message) -> Result<Message> {
+    if m.header.is_error() {
+        Err(Error::Remote(m.header.errno()))
+    } else {
+        Ok(m)
+    }
+}
+
+/// The current connection's channel, shared with [`crate::DmaHandle`]s.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChannelSlot(Arc<Mutex<Option<Arc<Channel>>>>);
+
+impl ChannelSlot {
+    pub(crate) fn get(&self) -> Result<Arc<Channel>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::NotConnected)
+    }
+
+    pub(crate) fn set(&self, c: Option<Arc<Channel>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = c;
+    }
+}
