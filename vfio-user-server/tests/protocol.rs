@@ -180,7 +180,7 @@ fn write_multi_and_no_reply() {
     p.extend_from_slice(WriteMultiEntry { offset: 8, region: 0, count: 8, data: *b"12345678" }.as_slice());
     let m = c.call(Command::RegionWriteMulti, &p, &[]).unwrap();
     assert_eq!(m.payload, 2u64.to_ne_bytes());
-    assert_eq!(c.read(0, 0, 16).unwrap(), b"abcd\0\0\0\012345678");
+    assert_eq!(c.read(0, 0, 16).unwrap(), b"abcd\x00\x00\x00\x0012345678");
     // An entry out of range fails the whole message before anything is written.
     let mut bad = WriteMulti { wr_cnt: 2 }.as_slice().to_vec();
     bad.extend_from_slice(WriteMultiEntry { offset: 0, region: 0, count: 1, data: *b"Z0000000" }.as_slice());
