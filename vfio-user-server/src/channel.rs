@@ -20,11 +20,17 @@ use vm_memory::ByteValued;
 
 use crate::error::{Error, Result};
 
+/// What only the request-handling thread touches: the socket's receiving half and the
+/// client commands it set aside while waiting for a reply of its own.
 #[derive(Debug)]
 struct Inbox {
     receiver: Receiver,
-    /// Client commands received while the request-handling thread waited for a reply.
     queued: VecDeque<Message>,
+}
+
+/// What DMA callers and the request-handling thread share.
+#[derive(Debug, Default)]
+struct Routing {
     /// msg_ids of DMA requests sent on the main socket and not yet answered.
     outstanding: Vec<u16>,
     /// Replies received for outstanding requests, not yet collected.
@@ -32,11 +38,14 @@ struct Inbox {
     closed: bool,
 }
 
-/// The routing state of one connection.
+/// The routing state of one connection. The receiving half has its own lock, held by the
+/// request-handling thread even while it blocks in `recvmsg`; DMA callers on other threads
+/// only take the routing lock, so they never wait for the socket.
 #[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) sender: Sender,
     inbox: Mutex<Inbox>,
+    routing: Mutex<Routing>,
     cond: Condvar,
     /// The twin socket, and a duplicate of its fd to shut it down without the lock.
     twin: OnceLock<(Mutex<Connection>, UnixStream)>,
@@ -51,13 +60,8 @@ impl Channel {
         let (sender, receiver) = conn.split();
         Channel {
             sender,
-            inbox: Mutex::new(Inbox {
-                receiver,
-                queued: VecDeque::new(),
-                outstanding: Vec::new(),
-                replies: Vec::new(),
-                closed: false,
-            }),
+            inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new() }),
+            routing: Mutex::new(Routing::default()),
             cond: Condvar::new(),
             twin: OnceLock::new(),
             next_id: AtomicU16::new(0),
@@ -69,6 +73,10 @@ impl Channel {
 
     fn inbox(&self) -> MutexGuard<'_, Inbox> {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn routing(&self) -> MutexGuard<'_, Routing> {
+        self.routing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records the negotiated parameters.
@@ -94,51 +102,83 @@ impl Channel {
         *self.dispatcher.lock().unwrap_or_else(|e| e.into_inner()) == Some(thread::current().id())
     }
 
-    /// Whether a command is ready without reading the socket.
-    pub(crate) fn has_buffered(&self) -> bool {
-        let inbox = self.inbox();
-        !inbox.queued.is_empty() || inbox.receiver.has_buffered_message()
+    /// Sorts one received message: a command is returned, a reply is routed to its waiter.
+    /// A reply nobody waits for breaks the connection.
+    fn sort(&self, m: Message) -> std::result::Result<Option<Message>, FrameError> {
+        if m.header.is_command() {
+            return Ok(Some(m));
+        }
+        let mut r = self.routing();
+        let id = m.header.msg_id;
+        let expected = m.header.is_reply()
+            && matches!(m.header.cmd(), Ok(Command::DmaRead | Command::DmaWrite))
+            && r.outstanding.contains(&id);
+        if !expected {
+            return Err(FrameError::UnexpectedType { flags: m.header.flags, command: m.header.command });
+        }
+        r.outstanding.retain(|&x| x != id);
+        r.replies.push(m);
+        drop(r);
+        self.cond.notify_all();
+        Ok(None)
+    }
+
+    /// Handles a receive error: the connection is dead.
+    fn broken(&self, e: FrameError) -> FrameError {
+        self.routing().closed = true;
+        self.cond.notify_all();
+        e
     }
 
     /// The next client command, without blocking (`Ok(None)`: nothing complete yet).
     /// Replies to outstanding DMA requests met on the way are routed. A framing error, or a
     /// reply nobody waits for, breaks the connection.
-    pub(crate) fn next_command(&self) -> std::result::Result<Option<Message>, FrameError> {
+    ///
+    /// With `read` false only messages already received are returned: no system call is
+    /// made (the caller polls the socket instead of finding it empty with a failed read).
+    pub(crate) fn next_command(&self, read: bool) -> std::result::Result<Option<Message>, FrameError> {
         let mut inbox = self.inbox();
         if let Some(m) = inbox.queued.pop_front() {
             return Ok(Some(m));
         }
+        if !read && !inbox.receiver.has_buffered_message() {
+            return Ok(None);
+        }
         loop {
             match inbox.receiver.try_recv() {
-                Ok(m) if m.header.is_command() => return Ok(Some(m)),
                 Ok(m) => {
-                    if let Err(e) = route(&mut inbox, m) {
-                        drop(inbox);
-                        self.close();
-                        return Err(e);
+                    if let Some(c) = self.sort(m).map_err(|e| self.broken(e))? {
+                        return Ok(Some(c));
                     }
-                    self.cond.notify_all();
                 }
                 Err(FrameError::WouldBlock) => return Ok(None),
-                Err(e) => {
-                    inbox.closed = true;
-                    drop(inbox);
-                    self.cond.notify_all();
-                    return Err(e);
-                }
+                Err(e) => return Err(self.broken(e)),
             }
         }
     }
 
-    /// Marks the connection dead and wakes every waiter.
+    /// The next client command, blocking until one arrives (or the connection breaks).
+    pub(crate) fn next_command_blocking(&self) -> std::result::Result<Message, FrameError> {
+        let mut inbox = self.inbox();
+        if let Some(m) = inbox.queued.pop_front() {
+            return Ok(m);
+        }
+        loop {
+            let m = inbox.receiver.recv().map_err(|e| self.broken(e))?;
+            if let Some(c) = self.sort(m).map_err(|e| self.broken(e))? {
+                return Ok(c);
+            }
+        }
+    }
+
+    /// Marks the connection dead and wakes every waiter, including a thread blocked
+    /// receiving on it.
     pub(crate) fn close(&self) {
-        // Shut the sockets first: that wakes a thread blocked receiving on them, which may
-        // hold the locks taken below.
         let _ = self.sender.shutdown();
         if let Some(t) = self.twin.get() {
             let _ = t.1.shutdown(std::net::Shutdown::Both);
         }
-        self.inbox().closed = true;
+        self.routing().closed = true;
         self.cond.notify_all();
     }
 
@@ -166,55 +206,58 @@ impl Channel {
             }
             return check_error(m);
         }
-        let mut inbox = self.inbox();
-        if inbox.closed {
+        let mut r = self.routing();
+        if r.closed {
             return Err(Error::NotConnected);
         }
         let mut id = self.alloc_id();
-        while inbox.outstanding.contains(&id) {
+        while r.outstanding.contains(&id) {
             id = self.alloc_id();
         }
-        inbox.outstanding.push(id);
-        drop(inbox);
+        r.outstanding.push(id);
+        drop(r);
         if let Err(e) = self.sender.send(Header::command(id, cmd, 0), parts, &[]) {
-            self.inbox().outstanding.retain(|&x| x != id);
+            self.routing().outstanding.retain(|&x| x != id);
             return Err(e.into());
         }
-        let pump = self.on_dispatcher();
-        let mut inbox = self.inbox();
-        loop {
-            if let Some(pos) = inbox.replies.iter().position(|m| m.header.msg_id == id) {
-                let m = inbox.replies.swap_remove(pos);
-                return check_error(m);
-            }
-            if inbox.closed {
-                inbox.outstanding.retain(|&x| x != id);
-                return Err(Error::NotConnected);
-            }
-            if !pump {
-                inbox = self.cond.wait(inbox).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            // The request-handling thread itself waits: receive here, keep client commands
-            // for later, in order.
-            match inbox.receiver.recv() {
-                Ok(m) if m.header.is_command() => inbox.queued.push_back(m),
-                Ok(m) => {
-                    if let Err(e) = route(&mut inbox, m) {
-                        drop(inbox);
-                        self.close();
-                        return Err(e.into());
-                    }
-                    self.cond.notify_all();
+        if self.on_dispatcher() {
+            // The request-handling thread itself waits: it receives here, and sets client
+            // commands aside for later, in order.
+            let mut inbox = self.inbox();
+            loop {
+                if let Some(m) = self.take_reply(id) {
+                    return check_error(m);
                 }
-                Err(e) => {
-                    inbox.closed = true;
+                let m = match inbox.receiver.recv() {
+                    Ok(m) => m,
+                    Err(e) => return Err(self.broken(e).into()),
+                };
+                if m.header.is_command() {
+                    inbox.queued.push_back(m);
+                } else if let Err(e) = self.sort(m) {
                     drop(inbox);
-                    self.cond.notify_all();
+                    self.close();
                     return Err(e.into());
                 }
             }
         }
+        let mut r = self.routing();
+        loop {
+            if let Some(pos) = r.replies.iter().position(|m| m.header.msg_id == id) {
+                return check_error(r.replies.swap_remove(pos));
+            }
+            if r.closed {
+                r.outstanding.retain(|&x| x != id);
+                return Err(Error::NotConnected);
+            }
+            r = self.cond.wait(r).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn take_reply(&self, id: u16) -> Option<Message> {
+        let mut r = self.routing();
+        let pos = r.replies.iter().position(|m| m.header.msg_id == id)?;
+        Some(r.replies.swap_remove(pos))
     }
 
     /// DMA_READ, split at [`Self::max_data_xfer_size`].
@@ -249,19 +292,6 @@ impl Channel {
         }
         Ok(())
     }
-}
-
-fn route(inbox: &mut Inbox, m: Message) -> std::result::Result<(), FrameError> {
-    let id = m.header.msg_id;
-    let expected = m.header.is_reply()
-        && matches!(m.header.cmd(), Ok(Command::DmaRead | Command::DmaWrite))
-        && inbox.outstanding.contains(&id);
-    if !expected {
-        return Err(FrameError::UnexpectedType { flags: m.header.flags, command: m.header.command });
-    }
-    inbox.outstanding.retain(|&x| x != id);
-    inbox.replies.push(m);
-    Ok(())
 }
 
 fn check_error(m: Message) -> Result<Message> {

@@ -303,7 +303,7 @@ impl<D: Device> Core<D> {
             twin_socket: Some(TwinSocket { supported: true, fd_index: None }),
             write_multiple: true,
         };
-        let n = match server_negotiate(major, minor, &client, &offer) {
+        let mut n = match server_negotiate(major, minor, &client, &offer) {
             Ok(n) => n,
             Err(e @ NegotiationError::Major { .. }) => {
                 // A major we cannot speak: refuse and hang up, as the spec says.
@@ -312,6 +312,10 @@ impl<D: Device> Core<D> {
             }
             Err(_) => return Err(Error::InvalidArgument("VERSION capabilities")),
         };
+        if client.twin_socket.is_none() {
+            // Mention twin_socket only to a client that knows it.
+            n.local.twin_socket = None;
+        }
         let twin = if n.twin_socket {
             let (ours, theirs) = UnixStream::pair()?;
             reply_fds.push(ReplyFd::Owned(theirs.into()));

@@ -16,12 +16,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use vfio_user_proto::connection::Connection;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, ChannelSlot};
 use crate::description::DeviceDescription;
 use crate::device::Device;
 use crate::dispatch::{Core, Next, ServerLimits};
@@ -121,13 +122,25 @@ pub enum Event {
 /// Stops [`Server::run`] from any thread.
 #[derive(Clone, Debug)]
 pub struct ShutdownHandle {
-    efd: Arc<OwnedFd>,
+    stop: Arc<Stop>,
+    channel: ChannelSlot,
+}
+
+#[derive(Debug)]
+struct Stop {
+    efd: OwnedFd,
+    requested: AtomicBool,
 }
 
 impl ShutdownHandle {
-    /// Asks the server to stop; `run()` returns soon after.
+    /// Asks the server to stop: `run()` drops the client, if any, and returns.
     pub fn shutdown(&self) {
-        let _ = rustix::io::write(&*self.efd, &1u64.to_ne_bytes());
+        self.stop.requested.store(true, Ordering::SeqCst);
+        let _ = rustix::io::write(&self.stop.efd, &1u64.to_ne_bytes());
+        // Wake a run() blocked receiving from the client.
+        if let Ok(chan) = self.channel.get() {
+            chan.close();
+        }
     }
 }
 
@@ -137,7 +150,7 @@ pub struct Server<D: Device> {
     listener: Option<Listener>,
     pending: Option<UnixStream>,
     chan: Option<Arc<Channel>>,
-    stop: Arc<OwnedFd>,
+    stop: Arc<Stop>,
 }
 
 impl<D: Device> Server<D> {
@@ -154,7 +167,8 @@ impl<D: Device> Server<D> {
         make: impl FnOnce(IrqHandle, DmaHandle) -> D,
     ) -> Result<Self> {
         let core = Core::new(desc, limits, make)?;
-        let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
+        let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let stop = Arc::new(Stop { efd, requested: AtomicBool::new(false) });
         Ok(Server { core, listener: None, pending: None, chan: None, stop })
     }
 
@@ -184,7 +198,7 @@ impl<D: Device> Server<D> {
 
     /// A handle that stops [`run`](Self::run).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle { efd: self.stop.clone() }
+        ShutdownHandle { stop: self.stop.clone(), channel: self.core.dma.channel.clone() }
     }
 
     /// Whether a client is connected.
@@ -194,6 +208,9 @@ impl<D: Device> Server<D> {
 
     fn attach(&mut self, stream: UnixStream) {
         let chan = Arc::new(Channel::new(Connection::new(stream), self.core.limits.max_data_xfer_size));
+        // The thread that accepts is the one that handles requests (run(), or an event loop
+        // calling handle_request(), which sets it again on every step).
+        chan.set_dispatcher();
         self.core.dma.channel.set(Some(chan.clone()));
         self.chan = Some(chan);
     }
@@ -207,8 +224,10 @@ impl<D: Device> Server<D> {
         }
     }
 
-    /// One non-blocking step: accept a waiting client, or process every complete command
-    /// that has arrived.
+    /// One non-blocking step: accept a waiting client, or read the socket once and process
+    /// every complete command received. Call it again when [`as_raw_fd`](AsRawFd::as_raw_fd)
+    /// is readable (level-triggered), or right away after [`Event::Connected`] and
+    /// [`Event::Disconnected`].
     pub fn handle_request(&mut self) -> Result<Event> {
         let Some(chan) = self.chan.clone() else {
             if let Some(s) = self.pending.take() {
@@ -229,7 +248,9 @@ impl<D: Device> Server<D> {
         chan.set_dispatcher();
         let mut n = 0;
         loop {
-            match chan.next_command() {
+            // One read from the socket per step: after the first message, only what is
+            // already buffered (the descriptor shows whether more has arrived).
+            match chan.next_command(n == 0) {
                 Ok(Some(m)) => {
                     n += 1;
                     if self.core.handle(&chan, m) == Next::Close {
@@ -248,40 +269,44 @@ impl<D: Device> Server<D> {
     }
 
     /// Serves clients until the [`ShutdownHandle`] fires, or, for a single-stream endpoint,
-    /// until its client goes away.
+    /// until its client goes away. While a client is connected this blocks in `recvmsg` on
+    /// its socket (the shutdown handle shuts that socket down to wake it); between clients
+    /// it polls the listener and the shutdown eventfd.
     pub fn run(&mut self) -> Result<()> {
+        if let Some(chan) = &self.chan {
+            chan.set_dispatcher();
+        }
         loop {
-            if self.stop_requested() {
+            if self.stop.requested.load(Ordering::SeqCst) {
                 self.disconnect();
                 return Ok(());
             }
-            match self.handle_request()? {
-                Event::Idle => {}
-                Event::Finished => return Ok(()),
-                _ => continue,
-            }
-            if self.chan.as_ref().is_some_and(|c| c.has_buffered()) {
+            if let Some(chan) = self.chan.clone() {
+                let next = match chan.next_command_blocking() {
+                    Ok(m) => self.core.handle(&chan, m),
+                    Err(e) => {
+                        log::debug!("closing the connection: {e}");
+                        Next::Close
+                    }
+                };
+                if next == Next::Close {
+                    self.disconnect();
+                }
                 continue;
             }
-            let fd = self.as_raw_fd();
-            if fd < 0 {
-                return Ok(());
+            match self.handle_request()? {
+                Event::Finished => return Ok(()),
+                Event::Idle => {}
+                _ => continue,
             }
-            // SAFETY: `fd` is owned by `self` (listener or connection) and stays open for
-            // the duration of the poll, which only borrows it.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            let stop = self.stop.as_fd();
-            let mut fds = [PollFd::new(&fd, PollFlags::IN), PollFd::new(&stop, PollFlags::IN)];
+            let Some(l) = &self.listener else { continue };
+            let stop = self.stop.efd.as_fd();
+            let mut fds = [PollFd::new(&l.sock, PollFlags::IN), PollFd::new(&stop, PollFlags::IN)];
             match poll(&mut fds, None) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(Error::from(e)),
             }
         }
-    }
-
-    fn stop_requested(&self) -> bool {
-        let mut b = [0u8; 8];
-        matches!(rustix::io::read(&*self.stop, &mut b), Ok(8))
     }
 }
 

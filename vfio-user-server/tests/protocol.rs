@@ -33,7 +33,7 @@ fn version_comes_first_and_only_once() {
     let caps = Capabilities::from_json(json).unwrap();
     assert_eq!((caps.max_msg_fds, caps.max_data_xfer_size, caps.pgsizes), (16, 1 << 20, 4096));
     assert!(caps.write_multiple);
-    assert!(!caps.twin_socket_supported());
+    assert_eq!(caps.twin_socket, None, "not mentioned to a client that did not offer it");
     assert_eq!(h.client.version("").unwrap_err(), libc::EINVAL);
     h.client.assert_alive();
     assert_eq!(h.dev.seen(), vec![Seen::Connected(true)]);
