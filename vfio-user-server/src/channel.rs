@@ -20,6 +20,11 @@ use vm_memory::ByteValued;
 
 use crate::error::{Error, Result};
 
+/// Most client commands set aside while the request-handling thread waits for the reply to
+/// its own DMA request; a client that sends more without answering is dropped. (QEMU
+/// coalesces posted writes beyond 1024 queued messages, so it stays well below.)
+pub(crate) const MAX_QUEUED_COMMANDS: usize = 4096;
+
 /// What only the request-handling thread touches: the socket's receiving half and the
 /// client commands it set aside while waiting for a reply of its own.
 #[derive(Debug)]
@@ -233,6 +238,12 @@ impl Channel {
                     Err(e) => return Err(self.broken(e).into()),
                 };
                 if m.header.is_command() {
+                    // The client may pipeline while we wait, but not without bound.
+                    if inbox.queued.len() >= MAX_QUEUED_COMMANDS {
+                        drop(inbox);
+                        self.close();
+                        return Err(Error::InvalidArgument("too many commands queued behind a DMA request"));
+                    }
                     inbox.queued.push_back(m);
                 } else if let Err(e) = self.sort(m) {
                     drop(inbox);

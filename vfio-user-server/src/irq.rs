@@ -204,6 +204,14 @@ impl IrqState {
         let before = self.states(index);
         match data {
             IrqData::Eventfd(_) => {
+                // Signalling must never block the device: make sure the descriptors are
+                // non-blocking (eventfds usually are already; a pipe would not be).
+                for fd in &fds {
+                    let flags = rustix::fs::fcntl_getfl(fd)?;
+                    if !flags.contains(rustix::fs::OFlags::NONBLOCK) {
+                        rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+                    }
+                }
                 let mut fds = fds.into_iter();
                 for v in start..start + count {
                     let fd = fds.next();

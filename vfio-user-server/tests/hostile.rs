@@ -110,3 +110,33 @@ fn stray_fds_are_closed() {
     h.client.assert_alive();
     assert_eq!(std::io::Read::read(&mut rd, &mut b).unwrap(), 0);
 }
+
+#[test]
+fn trigger_fds_are_made_non_blocking() {
+    let mut h = spawn();
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = std::os::fd::OwnedFd::from(a);
+    assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
+    h.client.set_irqs(IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 0, 0, 1, &[], &[&fd]).unwrap();
+    assert!(rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
+    // Raising it until the socket buffer is full never blocks.
+    for _ in 0..100_000 {
+        h.irq.trigger_intx().unwrap();
+    }
+    h.client.assert_alive();
+}
+
+#[test]
+fn flooding_while_the_server_waits_for_dma_is_bounded() {
+    let mut h = spawn();
+    h.client.dma_map(0x10000, 0x1000, None).unwrap();
+    let rd = RegionAccess { offset: 0, region: 9, count: 4 };
+    h.client.send(Command::RegionRead, rd.as_slice(), &[]);
+    let m = h.client.recv();
+    assert_eq!(m.header.command, Command::DmaRead as u16);
+    // Never answer; send more commands than the server will set aside.
+    let reset = vfio_user_proto::Header::command(1, Command::DeviceReset, 0);
+    let flood: Vec<u8> = (0..5000).flat_map(|_| reset.as_slice().to_vec()).collect();
+    let _ = std::io::Write::write_all(&mut h.client.raw, &flood);
+    assert!(h.client.conn.recv().is_err(), "the server dropped the connection");
+}

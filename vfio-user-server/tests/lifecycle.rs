@@ -96,7 +96,7 @@ fn framing_error_closes_only_that_connection(name: &str, bytes: &[u8], half_clos
     let r = Running::start(name);
     let mut c = r.connect();
     c.version_ok();
-    let mut s = c.conn.sender_stream();
+    let mut s = c.raw.try_clone().unwrap();
     s.write_all(bytes).unwrap();
     if half_close {
         s.shutdown(std::net::Shutdown::Write).unwrap();
@@ -105,20 +105,6 @@ fn framing_error_closes_only_that_connection(name: &str, bytes: &[u8], half_clos
     let mut c2 = r.connect();
     c2.version_ok();
     c2.assert_alive();
-}
-
-trait SenderStream {
-    fn sender_stream(&self) -> UnixStream;
-}
-
-impl SenderStream for vfio_user_proto::connection::Connection {
-    fn sender_stream(&self) -> UnixStream {
-        use std::os::fd::{AsRawFd, BorrowedFd};
-        // SAFETY: the connection's socket stays open while the test holds `self`; the
-        // borrowed descriptor is duplicated right away.
-        let fd = unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) };
-        UnixStream::from(fd.try_clone_to_owned().unwrap())
-    }
 }
 
 fn header(msg_size: u32, command: u16, flags: u32) -> Vec<u8> {
@@ -215,7 +201,7 @@ fn handle_request_steps() {
     // A partial message stays buffered.
     let half =
         vfio_user_proto::Header { msg_id: 9, command: Command::DeviceReset as u16, msg_size: 16, flags: 0, error: 0 };
-    let mut s = c.conn.sender_stream();
+    let mut s = c.raw.try_clone().unwrap();
     s.write_all(&half.as_slice()[..10]).unwrap();
     assert_eq!(server.handle_request().unwrap(), Event::Processed(2));
     c.reply_to(v, Command::Version);

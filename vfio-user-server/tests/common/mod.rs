@@ -207,12 +207,15 @@ pub fn spawn() -> Harness {
 
 pub struct Client {
     pub conn: Connection,
+    /// The same socket, for writing raw bytes.
+    pub raw: UnixStream,
     pub next_id: u16,
 }
 
 impl Client {
     pub fn new(s: UnixStream) -> Self {
-        Client { conn: Connection::new(s), next_id: 100 }
+        let raw = s.try_clone().unwrap();
+        Client { conn: Connection::new(s), raw, next_id: 100 }
     }
 
     pub fn send_raw(&mut self, cmd: u16, flags: u32, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> u16 {
