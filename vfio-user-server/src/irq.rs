@@ -122,6 +122,11 @@ impl IrqState {
         self.vectors.get(index as usize).and_then(|vs| vs.get(v)).is_some_and(|x| x.pending)
     }
 
+    /// The MSI Pending Bits register.
+    pub(crate) fn msi_pending(&self) -> u32 {
+        (0..self.count(MSI).min(32)).fold(0u32, |acc, v| acc | (u32::from(self.pending(MSI, v)) << v))
+    }
+
     /// Raises vector `v`: fires it, or marks it pending while masked.
     pub(crate) fn trigger(&mut self, index: u32, v: usize) -> Result<()> {
         let masked = self.state(index, v).masked;

@@ -122,7 +122,7 @@ impl<D: Device> Core<D> {
                 if dev {
                     device.config_read(at as u64, part)?;
                 } else {
-                    config.read(at, part, &irq.lock());
+                    config.read(at, part, || irq.lock().msi_pending());
                 }
                 Ok(())
             });

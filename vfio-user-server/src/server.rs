@@ -281,9 +281,9 @@ impl<D: Device> Server<D> {
                 self.disconnect();
                 return Ok(());
             }
-            if let Some(chan) = self.chan.clone() {
+            if let Some(chan) = &self.chan {
                 let next = match chan.next_command_blocking() {
-                    Ok(m) => self.core.handle(&chan, m),
+                    Ok(m) => self.core.handle(chan, m),
                     Err(e) => {
                         log::debug!("closing the connection: {e}");
                         Next::Close

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use crate::description::{BarKind, DeviceDescription};
 use crate::error::Result;
-use crate::irq::{IrqState, MSI};
+use crate::irq::IrqState;
 use crate::pci::caps::{self, CapLayout, MSIX_CTRL_ENABLE, MSIX_CTRL_MASK, MSI_CTRL_ENABLE, PCIE_DEVCTL_FLR};
 use crate::pci::{le16, le32, Image};
 
@@ -47,6 +47,7 @@ pub struct ConfigSpace {
     initial: Vec<u8>,
     layout: CapLayout,
     flr: bool,
+    msi_pvm: bool,
 }
 
 impl ConfigSpace {
@@ -87,7 +88,13 @@ impl ConfigSpace {
         img.set_u8(0x3d, u8::from(desc.intx), 0);
         let layout = caps::build(desc, &mut img)?;
         let initial = img.data.clone();
-        Ok(ConfigSpace { img, initial, layout, flr: desc.pcie.is_some_and(|p| p.flr) })
+        Ok(ConfigSpace {
+            img,
+            initial,
+            layout,
+            flr: desc.pcie.is_some_and(|p| p.flr),
+            msi_pvm: desc.msi.is_some_and(|m| m.per_vector_mask),
+        })
     }
 
     /// Size in bytes.
@@ -101,16 +108,17 @@ impl ConfigSpace {
     }
 
     /// Reads `buf.len()` bytes at `off` (the caller has checked the range). The MSI Pending
-    /// Bits register reflects `irq`.
-    pub(crate) fn read(&self, off: usize, buf: &mut [u8], irq: &IrqState) {
+    /// Bits register reads `msi_pending()`, which is only called when the access covers it.
+    pub(crate) fn read(&self, off: usize, buf: &mut [u8], msi_pending: impl FnOnce() -> u32) {
         buf.copy_from_slice(&self.img.data[off..off + buf.len()]);
-        if let Some(m) = self.layout.msi.filter(|_| irq.msi_per_vector) {
-            let reg = m + caps::MSI_PENDING_OFFSET;
-            let pending = (0..irq.count(MSI)).fold(0u32, |acc, v| acc | (u32::from(irq.pending(MSI, v)) << v));
-            for (i, b) in pending.to_le_bytes().iter().enumerate() {
-                if let Some(slot) = (reg + i).checked_sub(off).and_then(|j| buf.get_mut(j)) {
-                    *slot = *b;
-                }
+        let Some(m) = self.layout.msi.filter(|_| self.msi_pvm) else { return };
+        let reg = m + caps::MSI_PENDING_OFFSET;
+        if off >= reg + 4 || reg >= off + buf.len() {
+            return;
+        }
+        for (i, b) in msi_pending().to_le_bytes().iter().enumerate() {
+            if let Some(slot) = (reg + i).checked_sub(off).and_then(|j| buf.get_mut(j)) {
+                *slot = *b;
             }
         }
     }
@@ -199,7 +207,7 @@ mod tests {
 
     fn rd32(c: &ConfigSpace, irq: &IrqState, off: usize) -> u32 {
         let mut b = [0u8; 4];
-        c.read(off, &mut b, irq);
+        c.read(off, &mut b, || irq.msi_pending());
         u32::from_le_bytes(b)
     }
 
@@ -314,7 +322,7 @@ mod tests {
         c.sync_irq(&mut irq);
         assert!(irq.msi_enabled);
         assert_eq!(irq.msi_mask, 0xf, "only 4 mask bits exist");
-        irq.trigger(MSI, 2).unwrap();
+        irq.trigger(crate::irq::MSI, 2).unwrap();
         assert_eq!(rd32(&c, &irq, msi + caps::MSI_PENDING_OFFSET), 0b100);
         c.write(PCI_COMMAND, &COMMAND_INTX_DISABLE.to_le_bytes());
         c.sync_irq(&mut irq);
