@@ -10,7 +10,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use vfio_user_proto::build_region_info;
 use vfio_user_proto::connection::Message;
@@ -89,7 +89,7 @@ impl<D: Device> Core<D> {
         let config = ConfigSpace::new(&desc)?;
         let irq = IrqHandle { state: Arc::new(Mutex::new(IrqState::new(&desc))) };
         let dma = DmaHandle {
-            maps: Arc::new(Mutex::new(DmaMappings::new(limits.max_dma_maps as usize, 4096))),
+            maps: Arc::new(RwLock::new(DmaMappings::new(limits.max_dma_maps as usize, 4096))),
             channel: ChannelSlot::default(),
         };
         let device = make(irq.clone(), dma.clone());
@@ -248,9 +248,9 @@ impl<D: Device> Core<D> {
             Request::DmaMap { map, fd } => {
                 let fd = if fd { fds.pop().map(Arc::new) } else { None };
                 let region = DmaRegion { iova: map.addr, size: map.size, offset: map.offset, flags: map.flags, fd };
-                self.dma.lock_maps().map(region.clone())?;
+                self.dma.maps_mut().map(region.clone())?;
                 if let Err(e) = self.device.dma_map(&region) {
-                    let _ = self.dma.lock_maps().unmap(region.iova, region.size);
+                    let _ = self.dma.maps_mut().unmap(region.iova, region.size);
                     return Err(e.into());
                 }
                 Ok(())
@@ -260,9 +260,9 @@ impl<D: Device> Core<D> {
                     return Err(Error::NotSupported);
                 }
                 let gone = if unmap.flags & DMA_UNMAP_FLAG_ALL != 0 {
-                    self.dma.lock_maps().unmap_all()
+                    self.dma.maps_mut().unmap_all()
                 } else {
-                    vec![self.dma.lock_maps().unmap(unmap.addr, unmap.size)?]
+                    vec![self.dma.maps_mut().unmap(unmap.addr, unmap.size)?]
                 };
                 for r in &gone {
                     self.device.dma_unmap(r);
@@ -400,7 +400,7 @@ impl<D: Device> Core<D> {
 
     /// The client went away: unmap its DMA regions and close its eventfds, keep the rest.
     pub(crate) fn disconnect(&mut self) {
-        let gone = self.dma.lock_maps().unmap_all();
+        let gone = self.dma.maps_mut().unmap_all();
         for r in &gone {
             self.device.dma_unmap(r);
         }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use vfio_user_proto::wire::{DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
 
@@ -138,22 +138,48 @@ pub trait DmaTransport {
 /// it does message-based DMA without a twin socket.
 #[derive(Clone, Debug)]
 pub struct DmaHandle {
-    pub(crate) maps: Arc<Mutex<DmaMappings>>,
+    pub(crate) maps: Arc<RwLock<DmaMappings>>,
     pub(crate) channel: ChannelSlot,
 }
 
+fn file_io(
+    fd: &OwnedFd,
+    mut off: u64,
+    mut len: usize,
+    mut step: impl FnMut(&OwnedFd, u64, usize) -> rustix::io::Result<usize>,
+) -> Result<()> {
+    let mut done = 0;
+    while len > 0 {
+        match step(fd, off, done)? {
+            0 => return Err(Error::InvalidArgument("DMA region beyond the end of its file")),
+            n => {
+                off += n as u64;
+                done += n;
+                len -= n.min(len);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl DmaHandle {
-    pub(crate) fn lock_maps(&self) -> MutexGuard<'_, DmaMappings> {
-        self.maps.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the mappings for a change. Waits for fd-backed accesses in flight, so that
+    /// once a region is removed no access to it is under way.
+    pub(crate) fn maps_mut(&self) -> RwLockWriteGuard<'_, DmaMappings> {
+        self.maps.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn maps(&self) -> RwLockReadGuard<'_, DmaMappings> {
+        self.maps.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The region containing `iova..iova + len`, if the client mapped one.
     pub fn region(&self, iova: u64, len: u64) -> Option<DmaRegion> {
-        self.lock_maps().find(iova, len).cloned()
+        self.maps().find(iova, len).cloned()
     }
 
-    fn checked(&self, iova: u64, len: usize, write: bool) -> Result<DmaRegion> {
-        let r = self.region(iova, len as u64).ok_or(Error::NoSuchMapping)?;
+    fn checked<'a>(maps: &'a DmaMappings, iova: u64, len: usize, write: bool) -> Result<&'a DmaRegion> {
+        let r = maps.find(iova, len as u64).ok_or(Error::NoSuchMapping)?;
         if (write && !r.writable()) || (!write && !r.readable()) {
             return Err(Error::InvalidArgument("DMA region does not allow this access"));
         }
@@ -162,44 +188,30 @@ impl DmaHandle {
 
     /// Reads guest memory at `iova` into `buf`.
     pub fn read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
-        let r = self.checked(iova, buf.len(), false)?;
-        match &r.fd {
-            Some(fd) => {
-                let mut off = r.offset + (iova - r.iova);
-                let mut rest = buf;
-                while !rest.is_empty() {
-                    let n = rustix::io::pread(fd, &mut *rest, off)?;
-                    if n == 0 {
-                        return Err(Error::InvalidArgument("DMA region beyond the end of its file"));
-                    }
-                    rest = &mut rest[n..];
-                    off += n as u64;
-                }
-                Ok(())
-            }
-            None => self.channel.get()?.dma_read(iova, buf),
+        let maps = self.maps();
+        let r = Self::checked(&maps, iova, buf.len(), false)?;
+        if let Some(fd) = &r.fd {
+            // The read lock is held until the access is over (see `maps_mut`).
+            let len = buf.len();
+            return file_io(fd, r.offset + (iova - r.iova), len, |fd, off, done| {
+                rustix::io::pread(fd, &mut buf[done..], off)
+            });
         }
+        drop(maps);
+        self.channel.get()?.dma_read(iova, buf)
     }
 
     /// Writes `data` to guest memory at `iova`.
     pub fn write(&self, iova: u64, data: &[u8]) -> Result<()> {
-        let r = self.checked(iova, data.len(), true)?;
-        match &r.fd {
-            Some(fd) => {
-                let mut off = r.offset + (iova - r.iova);
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let n = rustix::io::pwrite(fd, rest, off)?;
-                    if n == 0 {
-                        return Err(Error::InvalidArgument("DMA region beyond the end of its file"));
-                    }
-                    rest = &rest[n..];
-                    off += n as u64;
-                }
-                Ok(())
-            }
-            None => self.channel.get()?.dma_write(iova, data),
+        let maps = self.maps();
+        let r = Self::checked(&maps, iova, data.len(), true)?;
+        if let Some(fd) = &r.fd {
+            return file_io(fd, r.offset + (iova - r.iova), data.len(), |fd, off, done| {
+                rustix::io::pwrite(fd, &data[done..], off)
+            });
         }
+        drop(maps);
+        self.channel.get()?.dma_write(iova, data)
     }
 }
 
@@ -211,12 +223,12 @@ impl DmaTransport for DmaHandle {
     }
 
     fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
-        self.checked(iova, buf.len(), false)?;
+        Self::checked(&self.maps(), iova, buf.len(), false)?;
         self.channel.get()?.dma_read(iova, buf)
     }
 
     fn dma_write(&self, iova: u64, data: &[u8]) -> Result<()> {
-        self.checked(iova, data.len(), true)?;
+        Self::checked(&self.maps(), iova, data.len(), true)?;
         self.channel.get()?.dma_write(iova, data)
     }
 }
