@@ -178,7 +178,7 @@ impl DmaHandle {
         self.maps().find(iova, len).cloned()
     }
 
-    fn checked<'a>(maps: &'a DmaMappings, iova: u64, len: usize, write: bool) -> Result<&'a DmaRegion> {
+    fn checked(maps: &DmaMappings, iova: u64, len: usize, write: bool) -> Result<&DmaRegion> {
         let r = maps.find(iova, len as u64).ok_or(Error::NoSuchMapping)?;
         if (write && !r.writable()) || (!write && !r.readable()) {
             return Err(Error::InvalidArgument("DMA region does not allow this access"));
