@@ -52,22 +52,23 @@ pub struct Bar {
     pub(crate) kind: BarKind,
     pub(crate) prefetchable: bool,
     pub(crate) mmap: Option<Mmap>,
+    sparse_without_mmap: bool,
 }
 
 impl Bar {
     /// A 32-bit memory BAR of `size` bytes (a power of two, at least 16).
     pub fn memory32(size: u64) -> Self {
-        Bar { size, kind: BarKind::Memory32, prefetchable: false, mmap: None }
+        Bar { size, kind: BarKind::Memory32, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
     /// A 64-bit memory BAR of `size` bytes; it also occupies the next BAR slot.
     pub fn memory64(size: u64) -> Self {
-        Bar { size, kind: BarKind::Memory64, prefetchable: false, mmap: None }
+        Bar { size, kind: BarKind::Memory64, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
     /// An I/O BAR of `size` bytes (a power of two, 4 to 256).
     pub fn io(size: u64) -> Self {
-        Bar { size, kind: BarKind::Io, prefetchable: false, mmap: None }
+        Bar { size, kind: BarKind::Io, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
     /// Marks a memory BAR prefetchable.
@@ -85,8 +86,9 @@ impl Bar {
     /// Restricts mmap to `areas` (relative to the BAR start); the rest goes through
     /// REGION_READ/WRITE. Needs [`Bar::mmap`] first.
     pub fn sparse(mut self, areas: &[(u64, u64)]) -> Self {
-        if let Some(m) = self.mmap.as_mut() {
-            m.areas = Some(areas.iter().map(|&(offset, size)| SparseArea { offset, size }).collect());
+        match self.mmap.as_mut() {
+            Some(m) => m.areas = Some(areas.iter().map(|&(offset, size)| SparseArea { offset, size }).collect()),
+            None => self.sparse_without_mmap = true,
         }
         self
     }
@@ -464,6 +466,9 @@ impl DescriptionBuilder {
             if let Some(m) = &bar.mmap {
                 check_mmap(&mut self.errors, &format!("BAR{i}"), bar.size, m);
             }
+            if bar.sparse_without_mmap {
+                self.errors.push(format!("BAR{i}: sparse areas without an mmap fd"));
+            }
         }
     }
 
@@ -610,6 +615,8 @@ mod tests {
         let overlap = MsixConfig { pba_offset: 0x8, ..x };
         assert!(b().bar(0, Bar::memory32(0x1000)).msix(overlap).build().is_err());
         assert!(b().bar(0, Bar::memory32(0x1000).mmap(memfd(), 0).sparse(&[(0, 0x2000)])).build().is_err());
+        assert!(b().bar(0, Bar::memory32(0x1000).sparse(&[(0, 0x1000)])).build().is_err());
+        assert!(b().bar(0, Bar::memory32(0x2000).mmap(memfd(), 0x10)).build().is_err(), "unaligned offset");
     }
 
     #[test]

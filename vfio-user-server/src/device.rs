@@ -261,3 +261,45 @@ impl<T: Device + ?Sized> Device for Arc<T> {
         (**self).client_connected(connected)
     }
 }
+
+impl<T: Device + ?Sized> Device for Box<T> {
+    fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        (**self).region_read(region, offset, data)
+    }
+
+    fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        (**self).region_write(region, offset, data)
+    }
+
+    fn config_read(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        (**self).config_read(offset, data)
+    }
+
+    fn config_write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        (**self).config_write(offset, data)
+    }
+
+    fn reset(&self, kind: ResetKind) -> io::Result<()> {
+        (**self).reset(kind)
+    }
+
+    fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
+        (**self).dma_map(region)
+    }
+
+    fn dma_unmap(&self, region: &DmaRegion) {
+        (**self).dma_unmap(region)
+    }
+
+    fn irq_state_changed(&self, index: u32, vector: u32, state: VectorState) {
+        (**self).irq_state_changed(index, vector, state)
+    }
+
+    fn region_io_fds(&self, region: u32) -> Vec<IoEventFd> {
+        (**self).region_io_fds(region)
+    }
+
+    fn client_connected(&self, connected: bool) {
+        (**self).client_connected(connected)
+    }
+}

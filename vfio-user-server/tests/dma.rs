@@ -210,3 +210,55 @@ fn dma_without_a_client_fails() {
     let mut b = [0u8; 4];
     assert!(h.dma.read(0x10000, &mut b).is_err());
 }
+
+#[test]
+fn malformed_dma_replies_and_short_files() {
+    let mut h = spawn();
+    h.client.dma_map(0x10000, 0x1000, None).unwrap();
+    // A DMA_READ reply for another address fails the device's read.
+    let rd = h.client.send(Command::RegionRead, RegionAccess { offset: 0, region: 9, count: 4 }.as_slice(), &[]);
+    let m = h.client.recv();
+    let bad = DmaAccess { addr: 0x20000, count: 4 };
+    h.client.conn.send(m.header.reply(0), &[bad.as_slice(), b"nope"], &[]).unwrap();
+    let r = h.client.reply_to(rd, Command::RegionRead);
+    assert_eq!(r.header.error as i32, libc::EINVAL);
+    // A bare-header DMA_WRITE reply (what QEMU sends) is accepted.
+    let wr = h.client.send_raw(
+        Command::RegionWrite as u16,
+        0,
+        &[RegionAccess { offset: 0, region: 9, count: 2 }.as_slice(), b"ok"],
+        &[],
+    );
+    let m = h.client.recv();
+    assert_eq!(m.header.command, Command::DmaWrite as u16);
+    assert_eq!(&m.payload[16..], b"ok");
+    h.client.conn.send(m.header.reply(0), &[], &[]).unwrap();
+    assert!(!h.client.reply_to(wr, Command::RegionWrite).header.is_error());
+    // A mapping larger than its file: accesses past the end fail instead of reading zeros.
+    let small = memfd(0x1000);
+    h.client.dma_map(0x40000, 0x2000, Some(&small)).unwrap();
+    let mut b = [0u8; 8];
+    h.dma.read(0x40ff8, &mut b).unwrap();
+    assert!(h.dma.read(0x41000, &mut b).is_err());
+    // The DmaTransport view always goes through messages.
+    use vfio_user_server::DmaTransport;
+    assert_eq!(h.dma.max_data_xfer_size(), 1 << 20);
+    assert!(h.dma.dma_read(0x90000, &mut b).is_err(), "unmapped");
+    h.client.assert_alive();
+}
+
+#[test]
+fn twin_socket_protocol_violation() {
+    let mut h = spawn_with(ServerLimits::default());
+    let mut m = h.client.version(r#"{"capabilities":{"twin_socket":{"supported":true}}}"#).unwrap();
+    let mut twin = Connection::new(UnixStream::from(m.fds.remove(0)));
+    h.client.dma_map(0x10000, 0x1000, None).unwrap();
+    let dma = h.dma.clone();
+    let worker = std::thread::spawn(move || dma.read(0x10000, &mut [0u8; 4]).map_err(|e| e.errno()));
+    let req = twin.recv().unwrap();
+    // Answer with a reply to some other id.
+    let mut hdr = req.header.reply(0);
+    hdr.msg_id = hdr.msg_id.wrapping_add(1);
+    twin.send(hdr, &[&req.payload[..16], b"abcd"], &[]).unwrap();
+    assert_eq!(worker.join().unwrap(), Err(libc::EINVAL));
+}
