@@ -8,11 +8,13 @@
 //! A vector is *masked* when SET_IRQS masked it, or when the emulated hardware masks it:
 //! INTx while Interrupt Disable is set in the command register; an MSI vector while MSI is
 //! enabled in the emulated capability and its per-vector mask bit is set; an MSI-X vector
-//! while MSI-X is enabled in the emulated capability and the function mask or the vector's
-//! table mask bit is set. Clients such as QEMU emulate MSI / MSI-X themselves and never
-//! enable them in the server's configuration space; for them only SET_IRQS masks apply.
-//! Raising a masked vector sets its pending bit (visible in the MSI-X PBA and the MSI
-//! Pending Bits register); unmasking a pending vector fires it.
+//! while MSI-X is enabled in the emulated capability and the function mask is set, or its
+//! table entry's mask bit is set *and the client uses the emulated table*. QEMU and Cloud
+//! Hypervisor keep the MSI-X table themselves: they write the capability's control word
+//! through to the server but never its table, whose entries stay masked from reset; so the
+//! table's mask bits count only once the client has written the table (until it
+//! disconnects). Raising a masked vector sets its pending bit (visible in the MSI-X PBA and
+//! the MSI Pending Bits register); unmasking a pending vector fires it.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +65,8 @@ pub(crate) struct IrqState {
     pub(crate) msix_enabled: bool,
     pub(crate) msix_function_mask: bool,
     pub(crate) msix_table: MsixTable,
+    /// The client wrote the emulated MSI-X table: its mask bits apply.
+    pub(crate) msix_table_used: bool,
 }
 
 fn signal(fd: &Option<OwnedFd>) {
@@ -91,6 +95,7 @@ impl IrqState {
             msix_enabled: false,
             msix_function_mask: false,
             msix_table: MsixTable::new(desc.msix.map_or(0, |m| m.vectors)),
+            msix_table_used: false,
         }
     }
 
@@ -102,7 +107,10 @@ impl IrqState {
         match index {
             INTX => self.intx_disabled,
             MSI => self.msi_enabled && self.msi_per_vector && v < 32 && self.msi_mask & (1 << v) != 0,
-            MSIX => self.msix_enabled && (self.msix_function_mask || self.msix_table.vector_masked(v)),
+            MSIX => {
+                self.msix_enabled
+                    && (self.msix_function_mask || (self.msix_table_used && self.msix_table.vector_masked(v)))
+            }
             _ => false,
         }
     }
@@ -262,6 +270,7 @@ impl IrqState {
         for x in self.vectors.iter_mut().flatten() {
             *x = Vector::default();
         }
+        self.msix_table_used = false;
     }
 
     /// Reset: pending bits, SET_IRQS masks and the MSI-X table go back to their initial

@@ -172,6 +172,7 @@ impl<D: Device> Core<D> {
                                 let mut irq = self.irq.lock();
                                 let before = irq.states(MSIX);
                                 irq.msix_table.write(o as usize, slice);
+                                irq.msix_table_used = true;
                                 irq.after_mask_change(MSIX, &before);
                                 diff(MSIX, &before, &irq.states(MSIX))
                             };

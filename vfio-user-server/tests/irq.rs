@@ -195,3 +195,22 @@ fn irq_handle_works_from_other_threads() {
     }
     assert_eq!(efd_count(&e), 400);
 }
+
+#[test]
+fn msix_enabled_by_a_client_that_keeps_its_own_table() {
+    // QEMU and Cloud Hypervisor write MSI-X Enable through but never the table.
+    let mut h = spawn();
+    let e = eventfd();
+    h.client.set_irqs(EFD_TRIGGER, MSIX, 5, 1, &[], &[&e]).unwrap();
+    let cap = find_cap(&mut h.client, 0x11);
+    h.client.write(7, cap + 2, &0x8000u16.to_le_bytes()).unwrap();
+    h.irq.trigger_msix(5).unwrap();
+    assert_eq!(efd_count(&e), 1, "the untouched table's reset mask bits do not apply");
+    // The function mask still does, with the pending bit and delivery on unmask.
+    h.client.write(7, cap + 2, &0xc000u16.to_le_bytes()).unwrap();
+    h.irq.trigger_msix(5).unwrap();
+    assert_eq!(efd_count(&e), 0);
+    assert_eq!(h.client.read(2, 0x3000, 1).unwrap(), vec![1 << 5]);
+    h.client.write(7, cap + 2, &0x8000u16.to_le_bytes()).unwrap();
+    assert_eq!(efd_count(&e), 1);
+}
