@@ -14,6 +14,7 @@ use std::thread::{self, ThreadId};
 use vfio_user_proto::command::Command;
 use vfio_user_proto::connection::{Connection, Message, Receiver, Sender};
 use vfio_user_proto::reply::{decode_reply, Reply};
+use vfio_user_proto::request::DecodeLimits;
 use vfio_user_proto::wire::DmaAccess;
 use vfio_user_proto::{FrameError, Header};
 use vm_memory::ByteValued;
@@ -62,7 +63,10 @@ pub(crate) struct Channel {
 
 impl Channel {
     pub(crate) fn new(conn: Connection, local_max_xfer: u32) -> Self {
-        let (sender, receiver) = conn.split();
+        let (sender, mut receiver) = conn.split();
+        // The largest message a client obeying our max_data_xfer_size sends (a REGION_WRITE)
+        // or that answers our DMA_READs.
+        receiver.set_max_msg_size(DecodeLimits { max_data_xfer_size: local_max_xfer, max_msg_fds: 0 }.max_msg_size());
         Channel {
             sender,
             inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new() }),

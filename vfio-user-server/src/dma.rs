@@ -135,7 +135,9 @@ pub trait DmaTransport {
 /// thread handling requests: a device thread waits for it, and a device callback running
 /// on that thread receives it itself (queueing client commands that arrive meanwhile).
 /// A device thread therefore must not make the request-handling thread wait for it while
-/// it does message-based DMA without a twin socket.
+/// it does message-based DMA without a twin socket — in particular it must not hold a lock
+/// the device's callbacks take (such as the `Mutex` around a [`DeviceMut`](crate::DeviceMut))
+/// across such an access.
 #[derive(Clone, Debug)]
 pub struct DmaHandle {
     pub(crate) maps: Arc<RwLock<DmaMappings>>,

@@ -279,3 +279,19 @@ fn region_io_fds() {
     assert_eq!(c.errno(Command::DeviceGetRegionIoFds, req.as_slice(), &[]), libc::EINVAL);
     c.assert_alive();
 }
+
+#[test]
+fn custom_limits_are_advertised_and_enforced() {
+    let mut h = spawn_with(ServerLimits { max_data_xfer_size: 4096, max_msg_fds: 2, max_dma_maps: 8 });
+    let m = h.client.version_ok();
+    let caps = Capabilities::from_json(&m.payload[4..m.payload.len() - 1]).unwrap();
+    assert_eq!((caps.max_data_xfer_size, caps.max_msg_fds, caps.max_dma_maps), (4096, 2, 8));
+    let c = &mut h.client;
+    assert_eq!(c.read(2, 0, 4096).unwrap().len(), 4096);
+    assert_eq!(c.read(2, 0, 4097).unwrap_err(), libc::E2BIG);
+    c.write(2, 0, &[7; 4096]).unwrap();
+    // A message larger than any the limits allow is a framing error: the connection closes.
+    let a = RegionAccess { offset: 0, region: 2, count: 8192 };
+    c.send_raw(Command::RegionWrite as u16, 0, &[a.as_slice(), &[0; 8192]], &[]);
+    assert!(c.conn.recv().is_err());
+}
