@@ -21,6 +21,9 @@ use vm_memory::ByteValued;
 
 use crate::error::{Error, Result};
 
+/// Queued replies are sent once they reach this many bytes.
+const BATCH_LIMIT: usize = 64 * 1024;
+
 /// Most client commands set aside while the request-handling thread waits for the reply to
 /// its own DMA request; a client that sends more without answering is dropped. (QEMU
 /// coalesces posted writes beyond 1024 queued messages, so it stays well below.)
@@ -59,6 +62,8 @@ pub(crate) struct Channel {
     peer_max_xfer: AtomicU32,
     local_max_xfer: u32,
     dispatcher: Mutex<Option<ThreadId>>,
+    /// Replies (whole messages without fds) waiting to go out in one `send`.
+    batch: Mutex<Vec<u8>>,
 }
 
 impl Channel {
@@ -77,6 +82,7 @@ impl Channel {
             peer_max_xfer: AtomicU32::new(vfio_user_proto::version::DEFAULT_MAX_DATA_XFER_SIZE),
             local_max_xfer,
             dispatcher: Mutex::new(None),
+            batch: Mutex::new(Vec::new()),
         }
     }
 
@@ -109,6 +115,42 @@ impl Channel {
 
     fn on_dispatcher(&self) -> bool {
         *self.dispatcher.lock().unwrap_or_else(|e| e.into_inner()) == Some(thread::current().id())
+    }
+
+    /// Queues a reply without fds (a whole message). Replies go out when the
+    /// request-handling thread has no further command buffered ([`Self::flush`]), so the
+    /// replies to pipelined commands leave in one `send`; large ones go at once.
+    pub(crate) fn queue(&self, msg: &[u8]) -> std::result::Result<(), FrameError> {
+        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        if b.is_empty() && msg.len() >= BATCH_LIMIT {
+            return self.sender.send_framed(msg);
+        }
+        b.extend_from_slice(msg);
+        if b.len() >= BATCH_LIMIT {
+            self.sender.send_framed(&b)?;
+            b.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends the queued replies.
+    pub(crate) fn flush(&self) -> std::result::Result<(), FrameError> {
+        let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        if b.is_empty() {
+            return Ok(());
+        }
+        let r = self.sender.send_framed(&b);
+        b.clear();
+        if b.capacity() > 4 * BATCH_LIMIT {
+            b.shrink_to(BATCH_LIMIT);
+        }
+        r
+    }
+
+    /// Whether a client command is ready without reading the socket.
+    pub(crate) fn has_buffered(&self) -> bool {
+        let inbox = self.inbox();
+        !inbox.queued.is_empty() || inbox.receiver.has_buffered_message()
     }
 
     /// Sorts one received message: a command is returned, a reply is routed to its waiter.
@@ -215,6 +257,11 @@ impl Channel {
             }
             return check_error(m);
         }
+        let on_dispatcher = self.on_dispatcher();
+        if on_dispatcher {
+            // Replies to earlier commands go first: the client may wait for them.
+            self.flush()?;
+        }
         let mut r = self.routing();
         if r.closed {
             return Err(Error::NotConnected);
@@ -229,7 +276,7 @@ impl Channel {
             self.routing().outstanding.retain(|&x| x != id);
             return Err(e.into());
         }
-        if self.on_dispatcher() {
+        if on_dispatcher {
             // The request-handling thread itself waits: it receives here, and sets client
             // commands aside for later, in order.
             let mut inbox = self.inbox();

@@ -12,11 +12,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, RwLock};
 
-use vfio_user_proto::build_region_info;
 use vfio_user_proto::connection::Message;
 use vfio_user_proto::request::{decode_request, DecodeLimits, FeatureRequest, Request};
 use vfio_user_proto::version::{server_negotiate, Capabilities, Negotiated, NegotiationError, TwinSocket};
 use vfio_user_proto::wire::*;
+use vfio_user_proto::{build_region_info, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::channel::{Channel, ChannelSlot};
@@ -110,12 +110,14 @@ impl<D: Device> Core<D> {
         DecodeLimits { max_data_xfer_size: self.limits.max_data_xfer_size, max_msg_fds: self.limits.max_msg_fds }
     }
 
-    /// Handles one command and sends its reply.
+    /// Handles one command and queues its reply on `chan` (see [`Channel::queue`]).
     pub(crate) fn handle(&mut self, chan: &Channel, msg: Message) -> Next {
         let Message { header, payload, fds } = msg;
         let mut reply_fds: Vec<ReplyFd> = Vec::new();
         let mut next = Next::Continue;
+        // The reply is built in place after room for its header.
         self.out.clear();
+        self.out.extend_from_slice(&[0; HEADER_SIZE]);
         let res = match decode_request(&header, &payload, fds.len(), &self.decode_limits()) {
             Ok(req) => self.process(chan, req, fds, &mut reply_fds, &mut next),
             Err(e) => Err(Error::Decode(e)),
@@ -127,17 +129,27 @@ impl<D: Device> Core<D> {
             return next;
         }
         let sent = match res {
+            Ok(()) if reply_fds.is_empty() => {
+                let mut h = header.reply(0);
+                h.msg_size = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
+                self.out[..HEADER_SIZE].copy_from_slice(h.as_slice());
+                chan.queue(&self.out)
+            }
             Ok(()) => {
                 let borrowed: Vec<BorrowedFd<'_>> = reply_fds.iter().map(ReplyFd::borrow).collect();
-                chan.sender.send(header.reply(0), &[&self.out], &borrowed)
+                chan.flush().and_then(|()| chan.sender.send(header.reply(0), &[&self.out[HEADER_SIZE..]], &borrowed))
             }
             Err(e) => {
                 log::debug!("command {} failed: {e}", header.command);
-                chan.sender.send(header.error_reply(e.errno()), &[], &[])
+                chan.queue(header.error_reply(e.errno()).as_slice())
             }
         };
         if sent.is_err() {
             return Next::Close;
+        }
+        if next == Next::Close {
+            // The last word before hanging up.
+            let _ = chan.flush();
         }
         next
     }
@@ -212,13 +224,10 @@ impl<D: Device> Core<D> {
             }
             Request::RegionRead(a) => {
                 self.out.extend_from_slice(a.as_slice());
-                self.out.resize(16 + a.count as usize, 0);
+                self.out.resize(HEADER_SIZE + 16 + a.count as usize, 0);
                 let mut out = std::mem::take(&mut self.out);
-                let r = self.region_read(a.region, a.offset, &mut out[16..]);
+                let r = self.region_read(a.region, a.offset, &mut out[HEADER_SIZE + 16..]);
                 self.out = out;
-                if r.is_err() {
-                    self.out.clear();
-                }
                 r
             }
             Request::RegionWrite(a, data) => {
@@ -369,7 +378,6 @@ impl<D: Device> Core<D> {
         }
         let peer_max = self.negotiated.map_or(1, |n| n.peer.max_msg_fds) as usize;
         if fds.len() > peer_max {
-            self.out.clear();
             return Err(Error::Io(std::io::Error::from_raw_os_error(libc::E2BIG)));
         }
         for e in &entries {

@@ -258,7 +258,13 @@ impl<D: Device> Server<D> {
                         return Ok(Event::Disconnected);
                     }
                 }
-                Ok(None) => return Ok(if n == 0 { Event::Idle } else { Event::Processed(n) }),
+                Ok(None) => {
+                    if chan.flush().is_err() {
+                        self.disconnect();
+                        return Ok(Event::Disconnected);
+                    }
+                    return Ok(if n == 0 { Event::Idle } else { Event::Processed(n) });
+                }
                 Err(e) => {
                     log::debug!("closing the connection: {e}");
                     self.disconnect();
@@ -282,13 +288,18 @@ impl<D: Device> Server<D> {
                 return Ok(());
             }
             if let Some(chan) = &self.chan {
-                let next = match chan.next_command_blocking() {
+                let mut next = match chan.next_command_blocking() {
                     Ok(m) => self.core.handle(chan, m),
                     Err(e) => {
                         log::debug!("closing the connection: {e}");
                         Next::Close
                     }
                 };
+                // Replies leave when no further command is waiting (pipelined commands get
+                // their replies in one send).
+                if next == Next::Continue && !chan.has_buffered() && chan.flush().is_err() {
+                    next = Next::Close;
+                }
                 if next == Next::Close {
                     self.disconnect();
                 }

@@ -295,3 +295,25 @@ fn custom_limits_are_advertised_and_enforced() {
     c.send_raw(Command::RegionWrite as u16, 0, &[a.as_slice(), &[0; 8192]], &[]);
     assert!(c.conn.recv().is_err());
 }
+
+#[test]
+fn pipelined_replies_keep_their_order_around_replies_with_fds() {
+    let mut h = spawn();
+    let c = &mut h.client;
+    let mut expect = Vec::new();
+    for i in 0..40u32 {
+        if i % 7 == 3 {
+            let req = RegionInfo { argsz: 32, index: 4, ..Default::default() };
+            expect.push((c.send(Command::DeviceGetRegionInfo, req.as_slice(), &[]), Command::DeviceGetRegionInfo, 1));
+        } else {
+            let a = RegionAccess { offset: u64::from(i % 8) * 4, region: 7, count: 4 };
+            expect.push((c.send(Command::RegionRead, a.as_slice(), &[]), Command::RegionRead, 0));
+        }
+    }
+    for (id, cmd, nfds) in expect {
+        let m = c.reply_to(id, cmd);
+        assert!(!m.header.is_error());
+        assert_eq!(m.fds.len(), nfds);
+    }
+    c.assert_alive();
+}
