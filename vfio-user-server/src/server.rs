@@ -39,10 +39,14 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Listens on `path`, replacing a stale socket file left there.
+    /// Listens on `path`, replacing a stale socket file left there (one nobody listens on;
+    /// a live one is `EADDRINUSE`).
     pub fn bind(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            if UnixStream::connect(path).is_ok() {
+                return Err(Error::Io(io::Error::from_raw_os_error(libc::EADDRINUSE)));
+            }
             std::fs::remove_file(path)?;
         }
         let sock = UnixListener::bind(path)?;

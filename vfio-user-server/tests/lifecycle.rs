@@ -229,3 +229,15 @@ fn many_devices_in_one_process() {
         assert_eq!(c.read(0, 0, 1).unwrap(), vec![i as u8]);
     }
 }
+
+#[test]
+fn bind_replaces_stale_sockets_but_not_live_ones() {
+    let path = sock_path("stale");
+    let _ = std::fs::remove_file(&path);
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists(), "a stale socket file");
+    let l = Listener::bind(&path).unwrap();
+    assert_eq!(Listener::bind(&path).unwrap_err().errno(), libc::EADDRINUSE);
+    drop(l);
+    assert!(!path.exists());
+}
