@@ -69,9 +69,7 @@ pub(crate) struct Channel {
 impl Channel {
     pub(crate) fn new(conn: Connection, local_max_xfer: u32) -> Self {
         let (sender, mut receiver) = conn.split();
-        // The largest message a client obeying our max_data_xfer_size sends (a REGION_WRITE)
-        // or that answers our DMA_READs.
-        receiver.set_max_msg_size(DecodeLimits { max_data_xfer_size: local_max_xfer, max_msg_fds: 0 }.max_msg_size());
+        receiver.set_max_msg_size(max_msg_size(local_max_xfer));
         Channel {
             sender,
             inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new() }),
@@ -99,7 +97,9 @@ impl Channel {
         self.peer_max_xfer.store(peer_max_xfer, Ordering::Relaxed);
         if let Some(t) = twin {
             let dup = t.try_clone()?;
-            let _ = self.twin.set((Mutex::new(Connection::new(t)), dup));
+            let mut conn = Connection::new(t);
+            conn.receiver.set_max_msg_size(self.max_msg_size());
+            let _ = self.twin.set((Mutex::new(conn), dup));
         }
         Ok(())
     }
@@ -233,6 +233,10 @@ impl Channel {
         self.cond.notify_all();
     }
 
+    fn max_msg_size(&self) -> usize {
+        max_msg_size(self.local_max_xfer)
+    }
+
     /// The largest transfer per DMA message: the smaller of the client's limit and ours
     /// (the reply to a DMA_READ must fit our receive limit).
     pub(crate) fn max_data_xfer_size(&self) -> usize {
@@ -354,6 +358,12 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// The largest message a client obeying our `max_data_xfer_size` sends (a REGION_WRITE), or
+/// that answers our DMA_READs.
+fn max_msg_size(local_max_xfer: u32) -> usize {
+    DecodeLimits { max_data_xfer_size: local_max_xfer, max_msg_fds: 0 }.max_msg_size()
 }
 
 fn check_error(m: Message) -> Result<Message> {

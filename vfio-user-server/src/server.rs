@@ -278,8 +278,8 @@ impl<D: Device> Server<D> {
         }
     }
 
-    /// Serves clients until the [`ShutdownHandle`] fires, or, for a single-stream endpoint,
-    /// until its client goes away. While a client is connected this blocks in `recvmsg` on
+    /// Serves clients until the [`ShutdownHandle`] fires (once it has, `run()` returns at
+    /// once), or, for a single-stream endpoint, until its client goes away. While a client is connected this blocks in `recvmsg` on
     /// its socket (the shutdown handle shuts that socket down to wake it); between clients
     /// it polls the listener and the shutdown eventfd.
     pub fn run(&mut self) -> Result<()> {
