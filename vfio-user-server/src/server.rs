@@ -217,6 +217,7 @@ impl<D: Device> Server<D> {
         chan.set_dispatcher();
         self.core.dma.channel.set(Some(chan.clone()));
         self.chan = Some(chan);
+        log::info!("vfio-user client connected");
     }
 
     /// Drops the current client, if any, releasing what it held.
@@ -225,6 +226,7 @@ impl<D: Device> Server<D> {
             chan.close();
             self.core.dma.channel.set(None);
             self.core.disconnect();
+            log::info!("vfio-user client disconnected; its DMA regions and eventfds were released");
         }
     }
 
