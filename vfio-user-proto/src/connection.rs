@@ -113,6 +113,24 @@ impl Sender {
         Ok(())
     }
 
+    /// Sends bytes that already hold one or more whole messages, headers included (a batch
+    /// of replies, or a message built in place), with no descriptors, under the same lock
+    /// as [`Sender::send`]. It uses `send(2)`, cheaper than `sendmsg(2)`. The caller is
+    /// responsible for the framing: every header's `msg_size` must match.
+    pub fn send_framed(&self, bytes: &[u8]) -> Result<(), FrameError> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match rustix::net::send(self.sock.as_fd(), rest, SendFlags::NOSIGNAL) {
+                Ok(n) => rest = &rest[n.min(rest.len())..],
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT)?,
+                Err(e) => return Err(FrameError::Io(e.into())),
+            }
+        }
+        Ok(())
+    }
+
     /// The socket's descriptor.
     pub fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()

@@ -1,0 +1,426 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Per-command handling: decode, validate against the device, act, reply.
+//!
+//! Every command is decoded by `vfio_user_proto::decode_request`, whose errors become error
+//! replies with their errno; the message was read whole, so the stream stays in sync, and
+//! descriptors that came with a refused message are closed when it is dropped. Commands
+//! asking for NO_REPLY get no reply at all, not even an error reply.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, RwLock};
+
+use vfio_user_proto::connection::Message;
+use vfio_user_proto::request::{decode_request, DecodeLimits, FeatureRequest, Request};
+use vfio_user_proto::version::{server_negotiate, Capabilities, Negotiated, NegotiationError, TwinSocket};
+use vfio_user_proto::wire::*;
+use vfio_user_proto::{build_region_info, HEADER_SIZE};
+use vm_memory::ByteValued;
+
+use crate::channel::{Channel, ChannelSlot};
+use crate::description::DeviceDescription;
+use crate::device::{Device, ResetKind};
+use crate::dma::{DmaHandle, DmaMappings, DmaRegion};
+use crate::error::{Error, Result};
+use crate::irq::{IrqHandle, IrqState, VectorState};
+use crate::pci::config::ConfigSpace;
+use crate::region::{diff, region_table, RegionFacts};
+
+/// Server-side protocol limits, advertised in the VERSION reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Most fds accepted with one message.
+    pub max_msg_fds: u32,
+    /// Largest REGION_READ / REGION_WRITE count accepted.
+    pub max_data_xfer_size: u32,
+    /// Most DMA regions at once.
+    pub max_dma_maps: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits { max_msg_fds: 16, max_data_xfer_size: 1 << 20, max_dma_maps: 4096 }
+    }
+}
+
+/// What the connection should do after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Continue,
+    Close,
+}
+
+/// A descriptor to attach to a reply.
+enum ReplyFd {
+    Shared(Arc<OwnedFd>),
+    Owned(OwnedFd),
+}
+
+impl ReplyFd {
+    fn borrow(&self) -> BorrowedFd<'_> {
+        match self {
+            ReplyFd::Shared(f) => f.as_fd(),
+            ReplyFd::Owned(f) => f.as_fd(),
+        }
+    }
+}
+
+/// The device and everything the framework keeps about it.
+pub(crate) struct Core<D> {
+    pub(crate) desc: DeviceDescription,
+    pub(crate) device: D,
+    pub(crate) config: ConfigSpace,
+    pub(crate) regions: Vec<RegionFacts>,
+    pub(crate) irq: IrqHandle,
+    pub(crate) dma: DmaHandle,
+    pub(crate) limits: ServerLimits,
+    negotiated: Option<Negotiated>,
+    out: Vec<u8>,
+}
+
+impl<D: Device> Core<D> {
+    pub(crate) fn new(
+        desc: DeviceDescription,
+        limits: ServerLimits,
+        make: impl FnOnce(IrqHandle, DmaHandle) -> D,
+    ) -> Result<Self> {
+        let config = ConfigSpace::new(&desc)?;
+        let irq = IrqHandle { state: Arc::new(Mutex::new(IrqState::new(&desc))) };
+        let dma = DmaHandle {
+            maps: Arc::new(RwLock::new(DmaMappings::new(limits.max_dma_maps as usize, 4096))),
+            channel: ChannelSlot::default(),
+        };
+        let device = make(irq.clone(), dma.clone());
+        Ok(Core {
+            regions: region_table(&desc),
+            desc,
+            device,
+            config,
+            irq,
+            dma,
+            limits,
+            negotiated: None,
+            out: Vec::new(),
+        })
+    }
+
+    fn decode_limits(&self) -> DecodeLimits {
+        DecodeLimits { max_data_xfer_size: self.limits.max_data_xfer_size, max_msg_fds: self.limits.max_msg_fds }
+    }
+
+    /// Handles one command and queues its reply on `chan` (see [`Channel::queue`]).
+    pub(crate) fn handle(&mut self, chan: &Channel, msg: Message) -> Next {
+        let Message { header, payload, fds } = msg;
+        let mut reply_fds: Vec<ReplyFd> = Vec::new();
+        let mut next = Next::Continue;
+        // The reply is built in place after room for its header.
+        self.out.clear();
+        self.out.extend_from_slice(&[0; HEADER_SIZE]);
+        let res = match decode_request(&header, &payload, fds.len(), &self.decode_limits()) {
+            Ok(req) => self.process(chan, req, fds, &mut reply_fds, &mut next),
+            Err(e) => Err(Error::Decode(e)),
+        };
+        if header.no_reply() {
+            if let Err(e) = &res {
+                log::debug!("command {} (NO_REPLY) failed: {e}", header.command);
+            }
+            return next;
+        }
+        let sent = match res {
+            Ok(()) if reply_fds.is_empty() => {
+                let mut h = header.reply(0);
+                h.msg_size = u32::try_from(self.out.len()).unwrap_or(u32::MAX);
+                self.out[..HEADER_SIZE].copy_from_slice(h.as_slice());
+                chan.queue(&self.out)
+            }
+            Ok(()) => {
+                let borrowed: Vec<BorrowedFd<'_>> = reply_fds.iter().map(ReplyFd::borrow).collect();
+                chan.flush().and_then(|()| chan.sender.send(header.reply(0), &[&self.out[HEADER_SIZE..]], &borrowed))
+            }
+            Err(e) => {
+                log::debug!("command {} failed: {e}", header.command);
+                chan.queue(header.error_reply(e.errno()).as_slice())
+            }
+        };
+        if sent.is_err() {
+            return Next::Close;
+        }
+        if next == Next::Close {
+            // The last word before hanging up.
+            let _ = chan.flush();
+        }
+        next
+    }
+
+    fn process(
+        &mut self,
+        chan: &Channel,
+        req: Request<'_>,
+        mut fds: Vec<OwnedFd>,
+        reply_fds: &mut Vec<ReplyFd>,
+        next: &mut Next,
+    ) -> Result<()> {
+        if let Request::Version(v) = req {
+            return self.version(chan, v.major, v.minor, v.json, reply_fds, next);
+        }
+        if self.negotiated.is_none() {
+            return Err(Error::InvalidArgument("VERSION must come first"));
+        }
+        match req {
+            Request::Version(_) => Err(Error::InvalidArgument("second VERSION")),
+            Request::DeviceGetInfo(_) => {
+                let mut flags = DEVICE_FLAGS_PCI;
+                if self.desc.reset {
+                    flags |= DEVICE_FLAGS_RESET;
+                }
+                let info = DeviceInfo {
+                    argsz: 16,
+                    flags,
+                    num_regions: self.desc.num_regions(),
+                    num_irqs: self.desc.num_irqs(),
+                };
+                self.out.extend_from_slice(info.as_slice());
+                Ok(())
+            }
+            Request::DeviceGetRegionInfo(req) => {
+                let facts = self.regions.get(req.index as usize).ok_or(Error::InvalidArgument("no such region"))?;
+                let (info, caps, fd) = facts.info(req.index);
+                let body = build_region_info(info, &caps, req.argsz);
+                // Attach the fd whenever the client gets the whole answer (it retries for
+                // the capabilities otherwise).
+                let whole = vfio_user_proto::wire::read_at::<RegionInfo>(&body, 0)
+                    .is_some_and(|i| i.argsz as usize == body.len());
+                if let (Some(fd), true) = (fd, whole) {
+                    reply_fds.push(ReplyFd::Shared(fd));
+                }
+                self.out.extend_from_slice(&body);
+                Ok(())
+            }
+            Request::DeviceGetRegionIoFds(req) => self.region_io_fds(req, reply_fds),
+            Request::DeviceGetIrqInfo(req) => {
+                if req.index >= self.desc.num_irqs() {
+                    return Err(Error::InvalidArgument("no such IRQ index"));
+                }
+                let info = IrqInfo {
+                    argsz: 16,
+                    flags: IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE,
+                    index: req.index,
+                    count: self.desc.irq_count(req.index),
+                };
+                self.out.extend_from_slice(info.as_slice());
+                Ok(())
+            }
+            Request::DeviceSetIrqs { set, action, data } => {
+                let changes = {
+                    let mut irq = self.irq.lock();
+                    let before = irq.states(set.index);
+                    irq.set_irqs(set.index, set.start, set.count, action, data, std::mem::take(&mut fds))?;
+                    diff(set.index, &before, &irq.states(set.index))
+                };
+                self.notify(changes);
+                Ok(())
+            }
+            Request::RegionRead(a) => {
+                self.out.extend_from_slice(a.as_slice());
+                self.out.resize(HEADER_SIZE + 16 + a.count as usize, 0);
+                let mut out = std::mem::take(&mut self.out);
+                let r = self.region_read(a.region, a.offset, &mut out[HEADER_SIZE + 16..]);
+                self.out = out;
+                r
+            }
+            Request::RegionWrite(a, data) => {
+                self.region_write(a.region, a.offset, data)?;
+                self.out.extend_from_slice(a.as_slice());
+                Ok(())
+            }
+            Request::RegionWriteMulti(entries) => {
+                for e in entries.iter() {
+                    let r = self.regions.get(e.region as usize).ok_or(Error::InvalidArgument("no such region"))?;
+                    if !r.writable || e.offset.checked_add(e.count.into()).map_or(true, |end| end > r.size) {
+                        return Err(Error::InvalidArgument("REGION_WRITE_MULTI entry out of range"));
+                    }
+                }
+                for e in entries.iter() {
+                    self.region_write(e.region, e.offset, &e.data[..e.count as usize])?;
+                }
+                self.out.extend_from_slice(WriteMulti { wr_cnt: entries.len() as u64 }.as_slice());
+                Ok(())
+            }
+            Request::DeviceReset => {
+                if !self.desc.reset {
+                    return Err(Error::NotSupported);
+                }
+                self.reset(ResetKind::Device)
+            }
+            Request::DmaMap { map, fd } => {
+                let fd = if fd { fds.pop().map(Arc::new) } else { None };
+                let region = DmaRegion { iova: map.addr, size: map.size, offset: map.offset, flags: map.flags, fd };
+                self.dma.maps_mut().map(region.clone())?;
+                if let Err(e) = self.device.dma_map(&region) {
+                    let _ = self.dma.maps_mut().unmap(region.iova, region.size);
+                    return Err(e.into());
+                }
+                Ok(())
+            }
+            Request::DmaUnmap { unmap, bitmap } => {
+                if bitmap.is_some() {
+                    return Err(Error::NotSupported);
+                }
+                let gone = if unmap.flags & DMA_UNMAP_FLAG_ALL != 0 {
+                    self.dma.maps_mut().unmap_all()
+                } else {
+                    vec![self.dma.maps_mut().unmap(unmap.addr, unmap.size)?]
+                };
+                for r in &gone {
+                    self.device.dma_unmap(r);
+                }
+                self.out.extend_from_slice(unmap.as_slice());
+                Ok(())
+            }
+            Request::DeviceFeature(_, FeatureRequest::Probe { .. }) | Request::DeviceFeature(..) => {
+                Err(Error::NotSupported)
+            }
+            Request::MigDataRead(_) | Request::MigDataWrite(..) => {
+                Err(Error::InvalidArgument("not in a migration state"))
+            }
+            Request::DmaRead(_) | Request::DmaWrite(..) => {
+                Err(Error::InvalidArgument("DMA_READ/DMA_WRITE go to the client"))
+            }
+        }
+    }
+
+    fn version(
+        &mut self,
+        chan: &Channel,
+        major: u16,
+        minor: u16,
+        json: &[u8],
+        reply_fds: &mut Vec<ReplyFd>,
+        next: &mut Next,
+    ) -> Result<()> {
+        if self.negotiated.is_some() {
+            return Err(Error::InvalidArgument("second VERSION"));
+        }
+        let client = Capabilities::from_json(json).map_err(|_| Error::InvalidArgument("VERSION capabilities"))?;
+        let offer = Capabilities {
+            max_msg_fds: self.limits.max_msg_fds,
+            max_data_xfer_size: self.limits.max_data_xfer_size,
+            max_dma_maps: self.limits.max_dma_maps,
+            pgsizes: 4096,
+            twin_socket: Some(TwinSocket { supported: true, fd_index: None }),
+            write_multiple: true,
+        };
+        let mut n = match server_negotiate(major, minor, &client, &offer) {
+            Ok(n) => n,
+            Err(e @ NegotiationError::Major { .. }) => {
+                // A major we cannot speak: refuse and hang up, as the spec says.
+                *next = Next::Close;
+                return Err(Error::Io(std::io::Error::from_raw_os_error(e.errno())));
+            }
+            Err(_) => return Err(Error::InvalidArgument("VERSION capabilities")),
+        };
+        if client.twin_socket.is_none() {
+            // Mention twin_socket only to a client that knows it.
+            n.local.twin_socket = None;
+        }
+        let twin = if n.twin_socket {
+            let (ours, theirs) = UnixStream::pair()?;
+            reply_fds.push(ReplyFd::Owned(theirs.into()));
+            Some(ours)
+        } else {
+            None
+        };
+        chan.negotiated(n.peer.max_data_xfer_size, twin)?;
+        self.out.extend_from_slice(&n.major.to_ne_bytes());
+        self.out.extend_from_slice(&n.minor.to_ne_bytes());
+        self.out.extend_from_slice(&n.local.to_json());
+        self.negotiated = Some(n);
+        self.device.client_connected(true);
+        Ok(())
+    }
+
+    fn region_io_fds(&mut self, req: RegionIoFds, reply_fds: &mut Vec<ReplyFd>) -> Result<()> {
+        let size = match self.regions.get(req.index as usize) {
+            Some(r) if r.size > 0 => r.size,
+            _ => return Err(Error::InvalidArgument("no such region")),
+        };
+        let list = self.device.region_io_fds(req.index);
+        let mut entries = Vec::with_capacity(list.len());
+        let mut fds: Vec<Arc<OwnedFd>> = Vec::new();
+        for e in &list {
+            if !matches!(e.size, 0 | 1 | 2 | 4 | 8) || e.offset.checked_add(e.size).map_or(true, |end| end > size) {
+                return Err(Error::Io(std::io::Error::other("device returned an invalid ioeventfd")));
+            }
+            let idx = match fds.iter().position(|f| Arc::ptr_eq(f, &e.fd)) {
+                Some(i) => i,
+                None => {
+                    fds.push(e.fd.clone());
+                    fds.len() - 1
+                }
+            };
+            entries.push(IoFdEntry {
+                offset: e.offset,
+                size: e.size,
+                fd_index: idx as u32,
+                type_: IO_FD_TYPE_IOEVENTFD,
+                flags: if e.datamatch.is_some() { IOEVENTFD_FLAG_DATAMATCH } else { 0 },
+                padding: 0,
+                datamatch: e.datamatch.unwrap_or(0),
+            });
+        }
+        let need = 16 + entries.len() * std::mem::size_of::<IoFdEntry>();
+        let head = RegionIoFds { argsz: need as u32, flags: 0, index: req.index, count: entries.len() as u32 };
+        self.out.extend_from_slice(head.as_slice());
+        if (req.argsz as usize) < need {
+            return Ok(());
+        }
+        let peer_max = self.negotiated.map_or(1, |n| n.peer.max_msg_fds) as usize;
+        if fds.len() > peer_max {
+            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::E2BIG)));
+        }
+        for e in &entries {
+            self.out.extend_from_slice(e.as_slice());
+        }
+        reply_fds.extend(fds.into_iter().map(ReplyFd::Shared));
+        Ok(())
+    }
+
+    /// Resets the emulated state, then the device.
+    pub(crate) fn reset(&mut self, kind: ResetKind) -> Result<()> {
+        self.config.reset();
+        let changes = {
+            let mut irq = self.irq.lock();
+            let before: Vec<_> = (0..5).map(|i| irq.states(i)).collect();
+            self.config.reset_irq(&mut irq);
+            (0..5).flat_map(|i| diff(i, &before[i as usize], &irq.states(i))).collect()
+        };
+        self.notify(changes);
+        Ok(self.device.reset(kind)?)
+    }
+
+    pub(crate) fn notify(&self, changes: Vec<(u32, u32, VectorState)>) {
+        for (index, vector, state) in changes {
+            self.device.irq_state_changed(index, vector, state);
+        }
+    }
+
+    /// The client went away: unmap its DMA regions and close its eventfds, keep the rest.
+    pub(crate) fn disconnect(&mut self) {
+        let gone = self.dma.maps_mut().unmap_all();
+        for r in &gone {
+            self.device.dma_unmap(r);
+        }
+        let changes = {
+            let mut irq = self.irq.lock();
+            let before: Vec<_> = (0..5).map(|i| irq.states(i)).collect();
+            irq.release_client();
+            (0..5).flat_map(|i| diff(i, &before[i as usize], &irq.states(i))).collect()
+        };
+        self.notify(changes);
+        if self.negotiated.take().is_some() {
+            self.device.client_connected(false);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! A framework for putting an emulated PCI device behind a [vfio-user] socket.
+//!
+//! The device author writes a [`DeviceDescription`] (PCI IDs, BARs, ROM, device-specific
+//! regions, interrupts, capabilities) and implements [`Device`] (or [`DeviceMut`]) for the
+//! behaviour: region reads and writes, reset, DMA map notifications, interrupt state. The
+//! framework does the rest: VERSION negotiation (twin socket included), validation of
+//! every command, configuration-space emulation (header, BAR sizing, PM, MSI, MSI-X,
+//! PCI Express with FLR, vendor-specific and DSN capabilities), the MSI-X table and PBA,
+//! SET_IRQS with mask and pending state ([`IrqHandle`]), DMA bookkeeping and server-to-client
+//! DMA ([`DmaHandle`]), and the connection lifecycle ([`Server`]).
+//!
+//! ```no_run
+//! use vfio_user_server::{Bar, Device, DeviceDescription, Endpoint, Listener, Server};
+//!
+//! struct Scratch(std::sync::Mutex<[u8; 256]>);
+//!
+//! impl Device for Scratch {
+//!     fn region_read(&self, _region: u32, offset: u64, data: &mut [u8]) -> std::io::Result<()> {
+//!         let m = self.0.lock().unwrap();
+//!         data.copy_from_slice(&m[offset as usize..offset as usize + data.len()]);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let desc = DeviceDescription::builder(0x1af4, 0x10f0).bar(0, Bar::memory32(256)).build()?;
+//! let mut server = Server::new(desc, Scratch(std::sync::Mutex::new([0; 256])))?;
+//! server.set_endpoint(Endpoint::Listener(Listener::bind("/tmp/scratch.sock")?));
+//! server.run()?;
+//! # Ok::<(), vfio_user_server::Error>(())
+//! ```
+//!
+//! # Protocol decisions
+//! * Before VERSION every other command gets `EINVAL` and the connection stays open (the
+//!   client may still send VERSION). A second VERSION gets `EINVAL`. A VERSION with a major
+//!   other than 0 gets `ENOTSUP` and the connection is closed.
+//! * Framing errors (a size below the header or above the limit, EOF inside a message, a
+//!   reply that answers nothing, an undefined message type) close the connection; the
+//!   device's DMA regions and eventfds are released and the next client is accepted.
+//! * DEVICE_FEATURE answers `ENOTSUP` (no features yet); MIG_DATA_* `EINVAL`.
+//!
+//! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
+
+#![deny(missing_docs)]
+
+mod channel;
+pub mod description;
+pub mod device;
+mod dispatch;
+pub mod dma;
+pub mod error;
+pub mod irq;
+pub mod pci;
+mod region;
+pub mod server;
+
+pub use description::{
+    Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
+};
+pub use device::{Device, DeviceMut, IoEventFd, ResetKind};
+pub use dispatch::ServerLimits;
+pub use dma::{DmaHandle, DmaMappings, DmaRegion, DmaTransport};
+pub use error::{Error, Result};
+pub use irq::{IrqHandle, VectorState};
+pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle};

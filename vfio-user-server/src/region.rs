@@ -1,0 +1,240 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Regions: what DEVICE_GET_REGION_INFO says about each index, and the routing of region
+//! reads and writes to the emulated configuration space, the emulated MSI-X structures or
+//! the device, after bounds checks.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use vfio_user_proto::region_caps::RegionCap;
+use vfio_user_proto::wire::{
+    RegionInfo, RegionTypeCap, SparseArea, PCI_CONFIG_REGION_INDEX, PCI_NUM_REGIONS, PCI_ROM_REGION_INDEX,
+    REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE,
+};
+
+use crate::description::{DeviceDescription, Mmap};
+use crate::device::Device;
+use crate::dispatch::Core;
+use crate::error::{Error, Result};
+use crate::irq::MSIX;
+use crate::pci::config::for_each_run;
+use crate::pci::msix::{classify, pba_read, MsixPart};
+
+/// The static facts about one region.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RegionFacts {
+    pub(crate) size: u64,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    pub(crate) mmap: Option<Mmap>,
+    pub(crate) type_cap: Option<RegionTypeCap>,
+}
+
+impl RegionFacts {
+    /// The region-info reply body (before capabilities) and its capabilities.
+    pub(crate) fn info(&self, index: u32) -> (RegionInfo, Vec<RegionCap>, Option<Arc<OwnedFd>>) {
+        let mut flags = 0;
+        if self.readable {
+            flags |= REGION_FLAG_READ;
+        }
+        if self.writable {
+            flags |= REGION_FLAG_WRITE;
+        }
+        let mut caps = Vec::new();
+        let mut offset = 0;
+        let mut fd = None;
+        if let Some(m) = &self.mmap {
+            if m.areas.as_ref().map_or(true, |a| !a.is_empty()) {
+                flags |= REGION_FLAG_MMAP;
+                offset = m.offset;
+                fd = Some(m.fd.clone());
+                if let Some(a) = &m.areas {
+                    caps.push(RegionCap::SparseMmap(
+                        a.iter().map(|a| SparseArea { offset: a.offset, size: a.size }).collect(),
+                    ));
+                }
+            }
+        }
+        if let Some(t) = self.type_cap {
+            caps.push(RegionCap::Type(t));
+        }
+        (RegionInfo { argsz: 0, flags, index, cap_offset: 0, size: self.size, offset }, caps, fd)
+    }
+}
+
+/// The facts of every region index of `desc`.
+pub(crate) fn region_table(desc: &DeviceDescription) -> Vec<RegionFacts> {
+    (0..desc.num_regions())
+        .map(|i| match i {
+            0..=5 => match desc.bar(i as usize) {
+                Some(b) => {
+                    RegionFacts { size: b.size, readable: true, writable: true, mmap: b.mmap.clone(), type_cap: None }
+                }
+                None => RegionFacts::default(),
+            },
+            PCI_ROM_REGION_INDEX if desc.rom_size != 0 => {
+                RegionFacts { size: desc.rom_size, readable: true, ..Default::default() }
+            }
+            PCI_CONFIG_REGION_INDEX => {
+                RegionFacts { size: desc.config_size.into(), readable: true, writable: true, ..Default::default() }
+            }
+            i if i >= PCI_NUM_REGIONS => match desc.device_region(i) {
+                Some(r) => RegionFacts {
+                    size: r.size,
+                    readable: true,
+                    writable: r.writable,
+                    mmap: r.mmap.clone(),
+                    type_cap: Some(RegionTypeCap { type_: r.type_, subtype: r.subtype }),
+                },
+                None => RegionFacts::default(),
+            },
+            _ => RegionFacts::default(),
+        })
+        .collect()
+}
+
+impl<D: Device> Core<D> {
+    /// Checks that `offset..offset + len` lies within readable / writable region `index`.
+    fn check_access(&self, index: u32, offset: u64, len: usize, write: bool) -> Result<()> {
+        let r = self.regions.get(index as usize).ok_or(Error::InvalidArgument("no such region"))?;
+        if (write && !r.writable) || (!write && !r.readable) {
+            return Err(Error::InvalidArgument("region does not allow this access"));
+        }
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= r.size => Ok(()),
+            _ => Err(Error::InvalidArgument("access beyond the end of the region")),
+        }
+    }
+
+    /// REGION_READ: fills `buf` from region `index` at `offset`.
+    pub(crate) fn region_read(&mut self, index: u32, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_access(index, offset, buf.len(), false)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if index == PCI_CONFIG_REGION_INDEX {
+            let off = offset as usize;
+            let (config, callbacks, device, irq) = (&self.config, &self.desc.config_callbacks, &self.device, &self.irq);
+            return for_each_run(callbacks, off, buf.len(), |at, len, dev| {
+                let part = &mut buf[at - off..at - off + len];
+                if dev {
+                    device.config_read(at as u64, part)?;
+                } else {
+                    config.read(at, part, || irq.lock().msi_pending());
+                }
+                Ok(())
+            });
+        }
+        match self.msix_bar(index) {
+            Some(cfg) => {
+                let mut done = 0usize;
+                while done < buf.len() {
+                    let at = offset + done as u64;
+                    let (part, run) = classify(&cfg, index as u8, at, (buf.len() - done) as u64);
+                    let slice = &mut buf[done..done + run as usize];
+                    match part {
+                        MsixPart::Table(o) => self.irq.lock().msix_table.read(o as usize, slice),
+                        MsixPart::Pba(o) => {
+                            let irq = self.irq.lock();
+                            pba_read(irq.count(MSIX), |v| irq.pending(MSIX, v), o as usize, slice)
+                        }
+                        MsixPart::Device => self.device.region_read(index, at, slice)?,
+                    }
+                    done += run as usize;
+                }
+                Ok(())
+            }
+            None => Ok(self.device.region_read(index, offset, buf)?),
+        }
+    }
+
+    /// REGION_WRITE: writes `data` to region `index` at `offset`.
+    pub(crate) fn region_write(&mut self, index: u32, offset: u64, data: &[u8]) -> Result<()> {
+        self.check_access(index, offset, data.len(), true)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        if index == PCI_CONFIG_REGION_INDEX {
+            return self.config_write(offset as usize, data);
+        }
+        match self.msix_bar(index) {
+            Some(cfg) => {
+                let mut done = 0usize;
+                while done < data.len() {
+                    let at = offset + done as u64;
+                    let (part, run) = classify(&cfg, index as u8, at, (data.len() - done) as u64);
+                    let slice = &data[done..done + run as usize];
+                    match part {
+                        MsixPart::Table(o) => {
+                            let changes = {
+                                let mut irq = self.irq.lock();
+                                let before = irq.states(MSIX);
+                                irq.msix_table.write(o as usize, slice);
+                                irq.msix_table_used = true;
+                                irq.after_mask_change(MSIX, &before);
+                                diff(MSIX, &before, &irq.states(MSIX))
+                            };
+                            self.notify(changes);
+                        }
+                        MsixPart::Pba(_) => {} // read-only
+                        MsixPart::Device => self.device.region_write(index, at, slice)?,
+                    }
+                    done += run as usize;
+                }
+                Ok(())
+            }
+            None => Ok(self.device.region_write(index, offset, data)?),
+        }
+    }
+
+    fn config_write(&mut self, off: usize, data: &[u8]) -> Result<()> {
+        let mut flr = false;
+        let mut irq_touched = false;
+        let (config, callbacks, device) = (&mut self.config, &self.desc.config_callbacks, &self.device);
+        for_each_run(callbacks, off, data.len(), |at, len, dev| {
+            let part = &data[at - off..at - off + len];
+            if dev {
+                device.config_write(at as u64, part)?;
+            } else {
+                let fx = config.write(at, part);
+                flr |= fx.flr;
+                irq_touched |= fx.irq;
+            }
+            Ok(())
+        })?;
+        if irq_touched {
+            let changes = {
+                let mut irq = self.irq.lock();
+                let before: Vec<_> = (0..3).map(|i| irq.states(i)).collect();
+                self.config.sync_irq(&mut irq);
+                let mut changes = Vec::new();
+                for (i, b) in before.iter().enumerate() {
+                    irq.after_mask_change(i as u32, b);
+                    changes.extend(diff(i as u32, b, &irq.states(i as u32)));
+                }
+                changes
+            };
+            self.notify(changes);
+        }
+        if flr {
+            self.reset(crate::device::ResetKind::Flr)?;
+        }
+        Ok(())
+    }
+
+    /// The MSI-X configuration if BAR `index` holds its table or PBA.
+    fn msix_bar(&self, index: u32) -> Option<crate::description::MsixConfig> {
+        self.desc.msix.filter(|m| u32::from(m.table_bar) == index || u32::from(m.pba_bar) == index)
+    }
+}
+
+/// The vectors whose state differs between `before` and `after`.
+pub(crate) fn diff(
+    index: u32,
+    before: &[crate::irq::VectorState],
+    after: &[crate::irq::VectorState],
+) -> Vec<(u32, u32, crate::irq::VectorState)> {
+    before.iter().zip(after).enumerate().filter(|(_, (b, a))| b != a).map(|(v, (_, a))| (index, v as u32, *a)).collect()
+}
