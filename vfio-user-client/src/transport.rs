@@ -1,0 +1,453 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! One connection to a server: sending, matching replies to requests by `msg_id`, reading
+//! the socket, serving server-initiated commands, timeouts and disconnects.
+//!
+//! # Design
+//! * Sending: a send lock serialises whole messages. Small posted writes wait in a queue; the
+//!   next thread to send flushes the queue first (as one REGION_WRITE_MULTI when the server
+//!   accepts it), so a thread's later request never overtakes its own posted write.
+//! * Pending table (`pending.rs`): `msg_id` → waiter slot;
+//!   a slot receives the reply message with its fds.
+//! * Reading: exactly one thread at a time holds the *reader role* and owns the
+//!   `Receiver`. A thread waiting for its reply takes the role itself when nobody holds
+//!   it, so a lone request costs no thread hand-off; otherwise it sleeps on its slot until
+//!   the reader delivers the reply or hands it the role. A background thread holds the role
+//!   while no caller does, so server-initiated commands and EOF are seen while the client
+//!   is idle; it steps aside while callers are active.
+//! * Whoever reads dispatches every message: replies to their slots, DMA_READ/DMA_WRITE to
+//!   the DMA server, anything else closes the connection.
+//! * A twin socket, when negotiated, has its own thread that serves DMA on it.
+//! * On disconnect or a protocol violation every waiter wakes with
+//!   `Error::Disconnected` and later calls fail fast.
+
+use std::os::fd::BorrowedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use vfio_user_proto::header::FLAGS_NO_REPLY;
+use vfio_user_proto::wire::{WriteMulti, WriteMultiEntry};
+use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
+use vm_memory::ByteValued;
+
+use crate::dma::DmaServer;
+use crate::error::{DisconnectReason, Error, Result};
+use crate::pending::{Delivery, PendingTable, ReaderRole};
+
+/// How long the background reader stays out of the way after a caller read the socket
+/// itself. Bounds the delay of server-initiated commands on the main socket while the
+/// client goes idle (the twin socket has no such delay).
+const BACKGROUND_BACKOFF: Duration = Duration::from_millis(1);
+
+/// Most entries in one REGION_WRITE_MULTI (QEMU sends at most 200).
+pub(crate) const WRITE_MULTI_MAX: usize = 200;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One connection.
+pub(crate) struct Transport {
+    sender: Sender,
+    /// A second handle on the socket, for `poll`.
+    sock: UnixStream,
+    send_lock: Mutex<()>,
+    posted: Mutex<Vec<WriteMultiEntry>>,
+    state: Mutex<PendingTable>,
+    bg_cv: Condvar,
+    rx: Mutex<Receiver>,
+    twin: Option<Sender>,
+    pub(crate) negotiated: Negotiated,
+    dma: Arc<DmaServer>,
+}
+
+/// A [`Transport`] with the threads that serve it.
+pub(crate) struct Link {
+    pub(crate) transport: Arc<Transport>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Starts the background reader (and the twin-socket thread) of `transport`.
+    pub(crate) fn start(transport: Transport, twin_rx: Option<Receiver>) -> Result<Link> {
+        let transport = Arc::new(transport);
+        let mut threads = Vec::new();
+        let t = transport.clone();
+        threads.push(std::thread::Builder::new().name("vfio-user-rx".into()).spawn(move || t.background())?);
+        if let Some(rx) = twin_rx {
+            let t = transport.clone();
+            let spawned = std::thread::Builder::new().name("vfio-user-twin".into()).spawn(move || t.twin_loop(rx));
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    let mut link = Link { transport, threads };
+                    link.stop();
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(Link { transport, threads })
+    }
+
+    /// Closes the connection and waits for its threads.
+    pub(crate) fn stop(&mut self) {
+        self.transport.fail(DisconnectReason::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Transport {
+    /// Wraps a negotiated connection. `sock` is a duplicate of the main socket.
+    pub(crate) fn new(
+        sender: Sender,
+        rx: Receiver,
+        sock: UnixStream,
+        twin: Option<Sender>,
+        negotiated: Negotiated,
+        dma: Arc<DmaServer>,
+    ) -> Transport {
+        Transport {
+            sender,
+            sock,
+            send_lock: Mutex::new(()),
+            posted: Mutex::new(Vec::new()),
+            state: Mutex::new(PendingTable::new()),
+            bg_cv: Condvar::new(),
+            rx: Mutex::new(rx),
+            twin,
+            negotiated,
+            dma,
+        }
+    }
+
+    /// The reason the connection is down, if it is.
+    pub(crate) fn dead(&self) -> Option<DisconnectReason> {
+        lock(&self.state).dead.clone()
+    }
+
+    /// Sends a command and waits for its reply. Error replies become [`Error::Server`]; the
+    /// returned message is a successful reply to `cmd` (not yet decoded).
+    pub(crate) fn request(
+        &self,
+        cmd: Command,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<Message> {
+        let deadline = Instant::now() + timeout;
+        let (id, cv) = {
+            let mut st = lock(&self.state);
+            if let Some(r) = &st.dead {
+                return Err(Error::Disconnected(r.clone()));
+            }
+            st.register()?
+        };
+        let hdr = Header::command(id, cmd, 0);
+        if let Err(e) = self.send(hdr, parts, fds) {
+            lock(&self.state).remove(id);
+            return Err(e);
+        }
+        let msg = self.wait(id, &cv, deadline, cmd, timeout)?;
+        if msg.header.command != cmd as u16 {
+            let why = format!("reply to {cmd} (msg_id {id}) carries command {}", msg.header.command);
+            return Err(self.violation(why));
+        }
+        if msg.header.is_error() {
+            return Err(Error::Server { command: cmd, errno: msg.header.errno() });
+        }
+        Ok(msg)
+    }
+
+    /// Sends a command with NO_REPLY.
+    pub(crate) fn post(&self, cmd: Command, parts: &[&[u8]]) -> Result<()> {
+        let id = self.posted_id()?;
+        let mut hdr = Header::command(id, cmd, 0);
+        hdr.flags |= FLAGS_NO_REPLY;
+        self.send(hdr, parts, &[])
+    }
+
+    fn posted_id(&self) -> Result<u16> {
+        let mut st = lock(&self.state);
+        if let Some(r) = &st.dead {
+            return Err(Error::Disconnected(r.clone()));
+        }
+        st.posted_id()
+    }
+
+    /// Queues a small posted write for coalescing into REGION_WRITE_MULTI and sends the
+    /// queue unless another thread is about to.
+    pub(crate) fn post_small_write(&self, entry: WriteMultiEntry) -> Result<()> {
+        if let Some(r) = self.dead() {
+            return Err(Error::Disconnected(r));
+        }
+        lock(&self.posted).push(entry);
+        let _g = lock(&self.send_lock);
+        self.flush_locked()
+    }
+
+    /// Sends the posted-write queue; the send lock is held.
+    fn flush_locked(&self) -> Result<()> {
+        let entries = std::mem::take(&mut *lock(&self.posted));
+        for chunk in entries.chunks(WRITE_MULTI_MAX) {
+            let id = self.posted_id()?;
+            let mut hdr;
+            let mut body = Vec::with_capacity(8 + chunk.len() * 24);
+            if let [e] = chunk {
+                // A lone write goes out as a plain REGION_WRITE.
+                hdr = Header::command(id, Command::RegionWrite, 0);
+                let a = vfio_user_proto::wire::RegionAccess { offset: e.offset, region: e.region, count: e.count };
+                body.extend_from_slice(a.as_slice());
+                body.extend_from_slice(&e.data[..e.count as usize]);
+            } else {
+                hdr = Header::command(id, Command::RegionWriteMulti, 0);
+                body.extend_from_slice(WriteMulti { wr_cnt: chunk.len() as u64 }.as_slice());
+                for e in chunk {
+                    body.extend_from_slice(e.as_slice());
+                }
+            }
+            hdr.flags |= FLAGS_NO_REPLY;
+            self.send_raw(hdr, &[&body], &[])?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let _g = lock(&self.send_lock);
+        self.flush_locked()?;
+        self.send_raw(hdr, parts, fds)
+    }
+
+    fn send_raw(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        match self.sender.send(hdr, parts, fds) {
+            Ok(()) => Ok(()),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                Err(Error::Send(FrameError::Io(e)))
+            }
+            Err(e) => {
+                let reason = DisconnectReason::Io(e.errno());
+                self.fail(reason.clone());
+                Err(Error::Disconnected(self.dead().unwrap_or(reason)))
+            }
+        }
+    }
+
+    /// Waits for the reply to `id`, reading the socket itself when nobody else does.
+    fn wait(&self, id: u16, cv: &Condvar, deadline: Instant, cmd: Command, timeout: Duration) -> Result<Message> {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(m) = st.take_reply(id) {
+                return Ok(m);
+            }
+            if let Some(r) = &st.dead {
+                let r = r.clone();
+                st.remove(id);
+                return Err(Error::Disconnected(r));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                st.abandon(id);
+                return Err(Error::Timeout { command: cmd, timeout });
+            }
+            if st.reader == ReaderRole::None {
+                st.reader = ReaderRole::Caller;
+                st.caller_reads = st.caller_reads.wrapping_add(1);
+                drop(st);
+                self.read_session(Some(id), Some(deadline));
+                st = lock(&self.state);
+                continue;
+            }
+            st = cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Holds the reader role: reads and dispatches messages until the reply to `until` (a
+    /// caller) or any caller's reply (the background reader) has been delivered, the
+    /// deadline passes or the connection dies. Releases the role on return.
+    fn read_session(&self, until: Option<u16>, deadline: Option<Instant>) {
+        let mut rx = lock(&self.rx);
+        loop {
+            if !rx.has_buffered_message() {
+                match self.poll_main(deadline) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(reason) => {
+                        self.fail(reason);
+                        break;
+                    }
+                }
+            }
+            match rx.try_recv() {
+                Ok(msg) => match self.dispatch(msg) {
+                    Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
+                    Ok(_) => {}
+                    Err(reason) => {
+                        self.fail(reason);
+                        break;
+                    }
+                },
+                Err(FrameError::WouldBlock) => {}
+                Err(e) => {
+                    self.fail(frame_reason(e));
+                    break;
+                }
+            }
+            if self.dead().is_some() {
+                break;
+            }
+        }
+        let buffered = rx.has_buffered_message();
+        drop(rx);
+        let mut st = lock(&self.state);
+        st.reader = ReaderRole::None;
+        if !st.wake_one_waiter() && buffered {
+            st.kick_background = true;
+            self.bg_cv.notify_one();
+        }
+    }
+
+    /// Waits until the main socket is readable; `Ok(false)` when the deadline passed.
+    fn poll_main(&self, deadline: Option<Instant>) -> std::result::Result<bool, DisconnectReason> {
+        loop {
+            let ts = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as _ })
+                }
+                None => None,
+            };
+            let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+            match poll(&mut fds, ts.as_ref()) {
+                Ok(0) => continue,
+                Ok(_) => return Ok(true),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(DisconnectReason::Io(e.raw_os_error())),
+            }
+        }
+    }
+
+    /// Routes one message from the main socket.
+    fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
+        if msg.header.is_command() {
+            if let Some((hdr, payload)) = self.dma.serve(&msg) {
+                let _g = lock(&self.send_lock);
+                if let Err(e) = self.sender.send(hdr, &[&payload], &[]) {
+                    return Err(DisconnectReason::Io(e.errno()));
+                }
+            }
+            return Ok(Delivery::Command);
+        }
+        if !msg.header.is_reply() {
+            return Err(DisconnectReason::ProtocolViolation(format!(
+                "message with undefined type (flags {:#x})",
+                msg.header.flags
+            )));
+        }
+        lock(&self.state).deliver(msg)
+    }
+
+    /// The background reader: holds the reader role whenever no caller does.
+    fn background(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.dead.is_some() {
+                return;
+            }
+            if st.reader == ReaderRole::None && (st.kick_background || !st.has_waiters()) {
+                let seen = st.caller_reads;
+                if st.kick_background {
+                    st.kick_background = false;
+                } else {
+                    // Stay out of the way of callers that read for themselves.
+                    st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+                    if st.caller_reads != seen || st.reader != ReaderRole::None {
+                        continue;
+                    }
+                    if st.dead.is_some() {
+                        return;
+                    }
+                }
+                st.reader = ReaderRole::Background;
+                drop(st);
+                self.read_session(None, None);
+                st = lock(&self.state);
+                continue;
+            }
+            st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Serves the twin socket: only server commands arrive there.
+    fn twin_loop(&self, mut rx: Receiver) {
+        let Some(sender) = &self.twin else { return };
+        loop {
+            let msg = match rx.recv() {
+                Ok(m) => m,
+                Err(e) => {
+                    self.fail(frame_reason(e));
+                    return;
+                }
+            };
+            if !msg.header.is_command() {
+                self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
+                return;
+            }
+            if let Some((hdr, payload)) = self.dma.serve(&msg) {
+                if let Err(e) = sender.send(hdr, &[&payload], &[]) {
+                    self.fail(DisconnectReason::Io(e.errno()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Records a protocol violation, closes the connection and returns the error to report.
+    pub(crate) fn violation(&self, why: String) -> Error {
+        log::error!("vfio-user server: {why}");
+        self.fail(DisconnectReason::ProtocolViolation(why.clone()));
+        Error::Protocol(why)
+    }
+
+    /// Marks the connection dead (first reason wins), wakes every waiter and shuts the
+    /// sockets down so that blocked readers return.
+    pub(crate) fn fail(&self, reason: DisconnectReason) {
+        {
+            let mut st = lock(&self.state);
+            if st.dead.is_some() {
+                return;
+            }
+            if reason != DisconnectReason::Shutdown {
+                log::warn!("vfio-user connection lost: {reason}");
+            }
+            st.dead = Some(reason);
+            st.wake_all();
+            self.bg_cv.notify_all();
+        }
+        let _ = self.sender.shutdown();
+        if let Some(s) = &self.twin {
+            let _ = s.shutdown();
+        }
+    }
+}
+
+fn frame_reason(e: FrameError) -> DisconnectReason {
+    match e {
+        FrameError::Closed | FrameError::EofMidMessage { .. } => DisconnectReason::Closed,
+        FrameError::Io(e) => DisconnectReason::Io(e.raw_os_error().unwrap_or(libc::EIO)),
+        other => DisconnectReason::ProtocolViolation(other.to_string()),
+    }
+}
