@@ -451,3 +451,89 @@ fn frame_reason(e: FrameError) -> DisconnectReason {
         other => DisconnectReason::ProtocolViolation(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::RwLock;
+
+    use vfio_user_proto::wire::WRITE_MULTI_DATA_MAX;
+    use vfio_user_proto::{decode_request, Capabilities, Connection, DecodeLimits, Request};
+
+    use super::*;
+    use crate::dma::DmaTable;
+
+    fn transport(write_multiple: bool) -> (Arc<Transport>, Connection) {
+        let (a, b) = UnixStream::pair().unwrap();
+        let poll = a.try_clone().unwrap();
+        let (sender, rx) = Connection::new(a).split();
+        let peer = Capabilities { write_multiple, ..Default::default() };
+        let negotiated = Negotiated { major: 0, minor: 0, local: Capabilities::default(), peer, twin_socket: false };
+        let dma = Arc::new(DmaServer {
+            table: RwLock::new(DmaTable::default()),
+            memory: None,
+            limits: DecodeLimits::default(),
+        });
+        (Arc::new(Transport::new(sender, rx, poll, None, negotiated, dma)), Connection::new(b))
+    }
+
+    fn entry(i: u8) -> WriteMultiEntry {
+        WriteMultiEntry { offset: u64::from(i) * 4, region: 1, count: 4, data: [i; WRITE_MULTI_DATA_MAX] }
+    }
+
+    #[test]
+    fn posted_writes_queued_behind_a_send_are_coalesced() {
+        let (t, mut peer) = transport(true);
+        let guard = lock(&t.send_lock);
+        let threads: Vec<_> = (0..5u8)
+            .map(|i| {
+                let t = t.clone();
+                std::thread::spawn(move || t.post_small_write(entry(i)).unwrap())
+            })
+            .collect();
+        // Wait until all five are queued behind the held send lock.
+        while lock(&t.posted).len() < 5 {
+            std::thread::yield_now();
+        }
+        drop(guard);
+        for th in threads {
+            th.join().unwrap();
+        }
+        let m = peer.recv().unwrap();
+        assert!(m.header.no_reply());
+        let limits = DecodeLimits::default();
+        match decode_request(&m.header, &m.payload, 0, &limits).unwrap() {
+            Request::RegionWriteMulti(e) => {
+                let mut offsets: Vec<u64> = e.iter().map(|e| e.offset).collect();
+                offsets.sort();
+                assert_eq!(offsets, [0, 4, 8, 12, 16]);
+                assert!(e.iter().all(|e| e.count == 4 && e.data[0] as u64 * 4 == e.offset));
+            }
+            r => panic!("expected one REGION_WRITE_MULTI, got {r:?}"),
+        }
+        // A lone posted write goes out as a plain REGION_WRITE.
+        t.post_small_write(entry(9)).unwrap();
+        let m = peer.recv().unwrap();
+        match decode_request(&m.header, &m.payload, 0, &limits).unwrap() {
+            Request::RegionWrite(a, d) => assert_eq!((a.offset, d), (36, &[9u8; 4][..])),
+            r => panic!("{r:?}"),
+        }
+        t.fail(DisconnectReason::Shutdown);
+    }
+
+    #[test]
+    fn a_request_flushes_queued_posted_writes_first() {
+        let (t, mut peer) = transport(true);
+        lock(&t.posted).push(entry(1));
+        lock(&t.posted).push(entry(2));
+        let t2 = t.clone();
+        let h = std::thread::spawn(move || t2.request(Command::DeviceReset, &[], &[], Duration::from_secs(10)));
+        let first = peer.recv().unwrap();
+        assert_eq!(first.header.cmd(), Ok(Command::RegionWriteMulti));
+        let reset = peer.recv().unwrap();
+        assert_eq!(reset.header.cmd(), Ok(Command::DeviceReset));
+        peer.send(reset.header.reply(0), &[], &[]).unwrap();
+        let m = h.join().unwrap().unwrap();
+        assert!(m.header.is_reply());
+        t.fail(DisconnectReason::Shutdown);
+    }
+}

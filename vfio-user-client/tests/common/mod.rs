@@ -20,6 +20,8 @@ use vm_memory::ByteValued;
 /// The server end of a connection.
 pub struct Fake {
     pub conn: Connection,
+    /// The same socket, for bytes that bypass the framing.
+    pub sock: UnixStream,
     pub limits: DecodeLimits,
 }
 
@@ -29,7 +31,12 @@ pub fn default_info() -> DeviceInfo {
 
 impl Fake {
     pub fn new(sock: UnixStream) -> Fake {
-        Fake { conn: Connection::new(sock), limits: DecodeLimits { max_data_xfer_size: 1 << 20, max_msg_fds: 253 } }
+        let raw = sock.try_clone().unwrap();
+        Fake {
+            conn: Connection::new(sock),
+            sock: raw,
+            limits: DecodeLimits { max_data_xfer_size: 1 << 20, max_msg_fds: 253 },
+        }
     }
 
     /// Receives one command.
@@ -60,7 +67,13 @@ impl Fake {
         self.conn.send(to.header.error_reply(errno), &[], &[]).expect("fake server: send");
     }
 
-    /// Sends raw bytes (hostile framing).
+    /// Writes bytes as they are, bypassing the framing (hostile sizes).
+    pub fn write_bytes(&self, bytes: &[u8]) {
+        use std::io::Write;
+        (&self.sock).write_all(bytes).unwrap();
+    }
+
+    /// Sends a message with a hand-made header (its msg_size is recomputed).
     pub fn raw(&self, h: Header, parts: &[&[u8]]) {
         self.conn.send(h, parts, &[]).expect("fake server: send");
     }
