@@ -169,7 +169,21 @@ impl Receiver {
             if let Some(m) = self.take()? {
                 return Ok(m);
             }
-            self.fill(true)?;
+            self.fill(Fill::Blocking)?;
+        }
+    }
+
+    /// Receives one whole message, blocking in `recvmsg` itself (no `poll` first). When the
+    /// socket has a receive timeout (`SO_RCVTIMEO`) and a `recvmsg` times out before a whole
+    /// message is buffered, returns [`FrameError::WouldBlock`]; a partial message stays
+    /// buffered. This lets a caller wait with a deadline at the cost of one system call per
+    /// message. Without a receive timeout it behaves like [`Receiver::recv`].
+    pub fn recv_timed(&mut self) -> Result<Message, FrameError> {
+        loop {
+            if let Some(m) = self.take()? {
+                return Ok(m);
+            }
+            self.fill(Fill::Timed)?;
         }
     }
 
@@ -180,7 +194,7 @@ impl Receiver {
             if let Some(m) = self.take()? {
                 return Ok(m);
             }
-            self.fill(false)?;
+            self.fill(Fill::NonBlocking)?;
         }
     }
 
@@ -233,7 +247,7 @@ impl Receiver {
         }
     }
 
-    fn fill(&mut self, blocking: bool) -> Result<(), FrameError> {
+    fn fill(&mut self, mode: Fill) -> Result<(), FrameError> {
         if self.buf.len() - self.end < 4096 {
             self.compact();
         }
@@ -247,7 +261,7 @@ impl Receiver {
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
             let mut flags = RecvFlags::CMSG_CLOEXEC;
-            if !blocking {
+            if mode == Fill::NonBlocking {
                 flags |= RecvFlags::DONTWAIT;
             }
             match recvmsg(self.sock.as_fd(), &mut iov, &mut control, flags) {
@@ -276,7 +290,7 @@ impl Receiver {
                     return Ok(());
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if blocking => wait_for(self.sock.as_fd(), PollFlags::IN)?,
+                Err(rustix::io::Errno::AGAIN) if mode == Fill::Blocking => wait_for(self.sock.as_fd(), PollFlags::IN)?,
                 Err(rustix::io::Errno::AGAIN) => return Err(FrameError::WouldBlock),
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
@@ -292,6 +306,17 @@ impl Receiver {
             .map_or(HEADER_SIZE, |h| h.msg_size as usize);
         FrameError::EofMidMessage { got, need }
     }
+}
+
+/// How [`Receiver::fill`] waits for data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Until data arrives.
+    Blocking,
+    /// Not at all (`MSG_DONTWAIT`).
+    NonBlocking,
+    /// In `recvmsg`, up to the socket's receive timeout.
+    Timed,
 }
 
 fn wait_for(fd: BorrowedFd<'_>, what: PollFlags) -> Result<(), FrameError> {

@@ -1,0 +1,29 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! `Receiver::recv_timed`: a blocking receive bounded by the socket's `SO_RCVTIMEO`.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use vfio_user_proto::{Command, Connection, FrameError, Header};
+use vm_memory::ByteValued;
+
+#[test]
+fn recv_timed_returns_would_block_on_timeout_and_keeps_partial_messages() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let mut rx = Connection::new(b);
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)));
+    let mut h = Header::command(7, Command::RegionWrite, 4);
+    h.msg_size = 20;
+    a.write_all(h.as_slice()).unwrap();
+    a.write_all(&[1, 2]).unwrap();
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)), "half a message is not a message");
+    a.write_all(&[3, 4]).unwrap();
+    let m = rx.receiver.recv_timed().unwrap();
+    assert_eq!((m.header.msg_id, &m.payload[..]), (7, &[1u8, 2, 3, 4][..]));
+    drop(a);
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::Closed)));
+}
