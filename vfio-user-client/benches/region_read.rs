@@ -17,7 +17,7 @@ use std::time::Instant;
 use vfio_user_client::{Client, Config};
 use vfio_user_proto::request::VersionWire;
 use vfio_user_proto::wire::{read_at, DeviceInfo, RegionAccess, DEVICE_FLAGS_PCI};
-use vfio_user_proto::{Capabilities, Command, Connection};
+use vfio_user_proto::{Capabilities, Command, Connection, Header};
 use vm_memory::ByteValued;
 
 /// Raw ping-pong: ops per second.
@@ -61,6 +61,31 @@ fn responder(sock: UnixStream) -> JoinHandle<()> {
             c.send(m.header.reply(0), &[a.as_slice(), &[1, 2, 3, 4]], &[]).unwrap();
         }
     })
+}
+
+/// The same exchange with bare vfio-user-proto framing on both sides (no client): what the
+/// framing itself costs compared with `raw`.
+fn framing(ops: u64) -> f64 {
+    let (a, b) = UnixStream::pair().unwrap();
+    let h = responder(b);
+    if std::env::var("BENCH_RCVTIMEO").is_ok() {
+        a.set_read_timeout(Some(std::time::Duration::from_millis(20))).unwrap();
+    }
+    let mut c = Connection::new(a);
+    c.send(Header::command(0, Command::Version, 0), &[VersionWire { major: 0, minor: 0 }.as_slice()], &[]).unwrap();
+    c.recv().unwrap();
+    c.send(Header::command(1, Command::DeviceGetInfo, 0), &[DeviceInfo::default().as_slice()], &[]).unwrap();
+    c.recv().unwrap();
+    let t = Instant::now();
+    for i in 0..ops {
+        let a = RegionAccess { offset: i % 1024, region: 0, count: 4 };
+        c.send(Header::command(i as u16, Command::RegionRead, 0), &[a.as_slice()], &[]).unwrap();
+        c.recv().unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    drop(c);
+    h.join().unwrap();
+    ops as f64 / secs
 }
 
 fn client() -> (Arc<Client>, JoinHandle<()>) {
@@ -118,16 +143,29 @@ fn main() {
     let ops: u64 = std::env::var("BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: run a smoke round.
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
+    // BENCH_MODE=raw|framing|lockstep|concurrent runs one mode only (for profiling).
+    let mode = std::env::var("BENCH_MODE").unwrap_or_default();
+    let on = |m: &str| mode.is_empty() || mode == m;
     let rounds = 5;
-    let (mut r, mut l, mut c) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        r.push(raw(ops));
-        l.push(lockstep(ops));
-        c.push(concurrent(ops, 16));
+    let (mut r, mut f, mut l, mut c) = (vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]);
+    for i in 0..rounds {
+        if on("raw") {
+            r.insert(i, raw(ops));
+        }
+        if on("framing") {
+            f.insert(i, framing(ops));
+        }
+        if on("lockstep") {
+            l.insert(i, lockstep(ops));
+        }
+        if on("concurrent") {
+            c.insert(i, concurrent(ops, 16));
+        }
     }
-    let (r, l, c) = (median(r), median(l), median(c));
+    let (r, f, l, c) = (median(r), median(f), median(l), median(c));
     println!("ops per round: {ops}, rounds: {rounds} (medians)");
     println!("raw socketpair ping-pong (32 B / 36 B): {:>10.0} ops/s", r);
+    println!("bare proto framing, lock-step:          {:>10.0} ops/s  ({:.2}x raw)", f, f / r);
     println!("client lock-step 4-byte REGION_READ:    {:>10.0} ops/s  ({:.2}x raw)", l, l / r);
     println!("client 16 threads 4-byte REGION_READ:   {:>10.0} ops/s  ({:.2}x lock-step)", c, c / l);
 }

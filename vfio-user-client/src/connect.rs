@@ -21,7 +21,7 @@ use vm_memory::ByteValued;
 use crate::config::{Config, MAX_INFO_ARGSZ};
 use crate::dma::DmaServer;
 use crate::error::{Error, Result};
-use crate::transport::{Link, Transport};
+use crate::transport::{Link, Transport, RECV_TICK};
 
 /// Bound on the VERSION reply (a capability JSON is a few hundred bytes).
 const VERSION_REPLY_MAX: usize = 64 * 1024;
@@ -35,6 +35,9 @@ pub(crate) fn max_msg_size(local: &Capabilities) -> usize {
 
 /// Negotiates on `sock` and starts the connection's threads.
 pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>) -> Result<Link> {
+    // Blocking, with a receive timeout: readers block in `recvmsg` and still see deadlines.
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(RECV_TICK))?;
     let poll_sock = sock.try_clone()?;
     let (sender, mut rx) = Connection::new(sock).split();
     rx.set_max_msg_size(VERSION_REPLY_MAX);
@@ -66,7 +69,8 @@ pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>) -> Re
         negotiated.peer.write_multiple,
         negotiated.twin_socket
     );
-    let transport = Transport::new(sender, rx, poll_sock, twin, negotiated, dma);
+    drop(poll_sock);
+    let transport = Transport::new(sender, rx, twin, negotiated, dma);
     Link::start(transport, twin_rx)
 }
 

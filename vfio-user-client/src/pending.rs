@@ -8,6 +8,7 @@
 //! exactly that caller.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Condvar};
 
 use vfio_user_proto::Message;
@@ -17,6 +18,30 @@ use crate::error::{DisconnectReason, Error, Result};
 /// How many recent NO_REPLY message ids are remembered, to recognise error replies that
 /// some servers send for posted commands anyway (rust-vmm's server does).
 const POSTED_MEMORY: usize = 1024;
+
+/// Condition variables kept for reuse, so that a request allocates none.
+const SPARE_CONDVARS: usize = 64;
+
+/// Hashes a message id by Fibonacci multiplication: ids are not attacker-chosen (we pick
+/// them), so no keyed hash is needed.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// Who currently reads the main socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,17 +67,17 @@ pub(crate) enum Delivery {
 }
 
 enum Slot {
-    Waiting {
-        cv: Arc<Condvar>,
-        reply: Option<Message>,
-    },
+    /// `sleeping`: the requester is blocked on `cv` (otherwise notifying it would be a
+    /// wasted system call: it is reading the socket itself, or about to look at the slot).
+    Waiting { cv: Arc<Condvar>, reply: Option<Message>, sleeping: bool },
     /// The requester gave up (timeout); a late reply is dropped.
     Abandoned,
 }
 
 /// Pending requests and reader state.
 pub(crate) struct PendingTable {
-    slots: HashMap<u16, Slot>,
+    slots: HashMap<u16, Slot, BuildHasherDefault<IdHasher>>,
+    spare: Vec<Arc<Condvar>>,
     posted: VecDeque<u16>,
     next_id: u16,
     /// Who reads the socket.
@@ -69,7 +94,8 @@ pub(crate) struct PendingTable {
 impl PendingTable {
     pub(crate) fn new() -> Self {
         PendingTable {
-            slots: HashMap::new(),
+            slots: HashMap::default(),
+            spare: Vec::new(),
             posted: VecDeque::new(),
             next_id: 1,
             reader: ReaderRole::None,
@@ -93,8 +119,8 @@ impl PendingTable {
     /// Allocates an id for a request and its waiter slot.
     pub(crate) fn register(&mut self) -> Result<(u16, Arc<Condvar>)> {
         let id = self.free_id()?;
-        let cv = Arc::new(Condvar::new());
-        self.slots.insert(id, Slot::Waiting { cv: cv.clone(), reply: None });
+        let cv = self.spare.pop().unwrap_or_default();
+        self.slots.insert(id, Slot::Waiting { cv: cv.clone(), reply: None, sleeping: false });
         Ok((id, cv))
     }
 
@@ -113,16 +139,22 @@ impl PendingTable {
         match self.slots.get_mut(&id) {
             Some(Slot::Waiting { reply, .. }) if reply.is_some() => {
                 let m = reply.take();
-                self.slots.remove(&id);
+                self.remove(id);
                 m
             }
             _ => None,
         }
     }
 
-    /// Forgets `id`.
+    /// Forgets `id`. Called by the requester itself (under the lock, never sleeping on the
+    /// condition variable any more), so its condition variable can be reused: the
+    /// requester's own reference is dropped unused.
     pub(crate) fn remove(&mut self, id: u16) {
-        self.slots.remove(&id);
+        if let Some(Slot::Waiting { cv, .. }) = self.slots.remove(&id) {
+            if self.spare.len() < SPARE_CONDVARS && Arc::strong_count(&cv) <= 2 {
+                self.spare.push(cv);
+            }
+        }
     }
 
     /// Gives up on `id`; its id stays reserved until a late reply arrives.
@@ -136,12 +168,14 @@ impl PendingTable {
     pub(crate) fn deliver(&mut self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
         let id = msg.header.msg_id;
         match self.slots.get_mut(&id) {
-            Some(Slot::Waiting { cv, reply }) => {
+            Some(Slot::Waiting { cv, reply, sleeping }) => {
                 if reply.is_some() {
                     return Err(DisconnectReason::ProtocolViolation(format!("second reply to msg_id {id}")));
                 }
                 *reply = Some(msg);
-                cv.notify_one();
+                if *sleeping {
+                    cv.notify_one();
+                }
                 Ok(Delivery::Reply(id))
             }
             Some(Slot::Abandoned) => {
@@ -165,21 +199,33 @@ impl PendingTable {
         self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, .. }))
     }
 
+    /// Records whether the requester of `id` is about to sleep on its condition variable.
+    pub(crate) fn set_sleeping(&mut self, id: u16, on: bool) {
+        if let Some(Slot::Waiting { sleeping, .. }) = self.slots.get_mut(&id) {
+            *sleeping = on;
+        }
+    }
+
     /// Wakes one caller still waiting for its reply, so that it takes the reader role.
+    /// Returns whether there was one.
     pub(crate) fn wake_one_waiter(&self) -> bool {
+        let mut any = false;
         for s in self.slots.values() {
-            if let Slot::Waiting { cv, reply: None } = s {
-                cv.notify_one();
-                return true;
+            if let Slot::Waiting { cv, reply: None, sleeping } = s {
+                if *sleeping {
+                    cv.notify_one();
+                    return true;
+                }
+                any = true;
             }
         }
-        false
+        any
     }
 
     /// Wakes every waiter (the connection died).
     pub(crate) fn wake_all(&self) {
         for s in self.slots.values() {
-            if let Slot::Waiting { cv, .. } = s {
+            if let Slot::Waiting { cv, sleeping: true, .. } = s {
                 cv.notify_one();
             }
         }

@@ -23,12 +23,10 @@
 //!   `Error::Disconnected` and later calls fail fast.
 
 use std::os::fd::BorrowedFd;
-use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{WriteMulti, WriteMultiEntry};
 use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
@@ -43,6 +41,10 @@ use crate::pending::{Delivery, PendingTable, ReaderRole};
 /// client goes idle (the twin socket has no such delay).
 const BACKGROUND_BACKOFF: Duration = Duration::from_millis(1);
 
+/// The receive timeout of the main socket: how often a reader blocked in `recvmsg` looks
+/// at its deadline.
+pub(crate) const RECV_TICK: Duration = Duration::from_millis(20);
+
 /// Most entries in one REGION_WRITE_MULTI (QEMU sends at most 200).
 pub(crate) const WRITE_MULTI_MAX: usize = 200;
 
@@ -53,8 +55,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One connection.
 pub(crate) struct Transport {
     sender: Sender,
-    /// A second handle on the socket, for `poll`.
-    sock: UnixStream,
     send_lock: Mutex<()>,
     posted: Mutex<Vec<WriteMultiEntry>>,
     state: Mutex<PendingTable>,
@@ -109,18 +109,16 @@ impl Drop for Link {
 }
 
 impl Transport {
-    /// Wraps a negotiated connection. `sock` is a duplicate of the main socket.
+    /// Wraps a negotiated connection whose socket has the receive timeout [`RECV_TICK`].
     pub(crate) fn new(
         sender: Sender,
         rx: Receiver,
-        sock: UnixStream,
         twin: Option<Sender>,
         negotiated: Negotiated,
         dma: Arc<DmaServer>,
     ) -> Transport {
         Transport {
             sender,
-            sock,
             send_lock: Mutex::new(()),
             posted: Mutex::new(Vec::new()),
             state: Mutex::new(PendingTable::new()),
@@ -246,6 +244,8 @@ impl Transport {
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
     fn wait(&self, id: u16, cv: &Condvar, deadline: Instant, cmd: Command, timeout: Duration) -> Result<Message> {
         let mut st = lock(&self.state);
+        // The clock is read only when a wait did not end with the reply.
+        let mut check_clock = false;
         loop {
             if let Some(m) = st.take_reply(id) {
                 return Ok(m);
@@ -255,11 +255,12 @@ impl Transport {
                 st.remove(id);
                 return Err(Error::Disconnected(r));
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let now = if check_clock { Some(Instant::now()) } else { None };
+            if now.is_some_and(|now| now >= deadline) {
                 st.abandon(id);
                 return Err(Error::Timeout { command: cmd, timeout });
             }
+            check_clock = true;
             if st.reader == ReaderRole::None {
                 st.reader = ReaderRole::Caller;
                 st.caller_reads = st.caller_reads.wrapping_add(1);
@@ -268,43 +269,44 @@ impl Transport {
                 st = lock(&self.state);
                 continue;
             }
-            st = cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            let left = deadline.saturating_duration_since(now.unwrap_or_else(Instant::now));
+            st.set_sleeping(id, true);
+            st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st.set_sleeping(id, false);
         }
     }
 
     /// Holds the reader role: reads and dispatches messages until the reply to `until` (a
     /// caller) or any caller's reply (the background reader) has been delivered, the
     /// deadline passes or the connection dies. Releases the role on return.
+    ///
+    /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
+    /// itself (one system call per message) and the deadline is checked at least that often.
     fn read_session(&self, until: Option<u16>, deadline: Option<Instant>) {
         let mut rx = lock(&self.rx);
         loop {
-            if !rx.has_buffered_message() {
-                match self.poll_main(deadline) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(reason) => {
-                        self.fail(reason);
-                        break;
-                    }
-                }
-            }
-            match rx.try_recv() {
+            match rx.recv_timed() {
                 Ok(msg) => match self.dispatch(msg) {
                     Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
+                    }
                     Err(reason) => {
                         self.fail(reason);
                         break;
                     }
                 },
-                Err(FrameError::WouldBlock) => {}
+                Err(FrameError::WouldBlock) => {
+                    if self.dead().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                }
                 Err(e) => {
                     self.fail(frame_reason(e));
                     break;
                 }
-            }
-            if self.dead().is_some() {
-                break;
             }
         }
         let buffered = rx.has_buffered_message();
@@ -314,29 +316,6 @@ impl Transport {
         if !st.wake_one_waiter() && buffered {
             st.kick_background = true;
             self.bg_cv.notify_one();
-        }
-    }
-
-    /// Waits until the main socket is readable; `Ok(false)` when the deadline passed.
-    fn poll_main(&self, deadline: Option<Instant>) -> std::result::Result<bool, DisconnectReason> {
-        loop {
-            let ts = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(false);
-                    }
-                    Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as _ })
-                }
-                None => None,
-            };
-            let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
-            match poll(&mut fds, ts.as_ref()) {
-                Ok(0) => continue,
-                Ok(_) => return Ok(true),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(DisconnectReason::Io(e.raw_os_error())),
-            }
         }
     }
 
@@ -454,6 +433,7 @@ fn frame_reason(e: FrameError) -> DisconnectReason {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::net::UnixStream;
     use std::sync::RwLock;
 
     use vfio_user_proto::wire::WRITE_MULTI_DATA_MAX;
@@ -464,7 +444,7 @@ mod tests {
 
     fn transport(write_multiple: bool) -> (Arc<Transport>, Connection) {
         let (a, b) = UnixStream::pair().unwrap();
-        let poll = a.try_clone().unwrap();
+        a.set_read_timeout(Some(RECV_TICK)).unwrap();
         let (sender, rx) = Connection::new(a).split();
         let peer = Capabilities { write_multiple, ..Default::default() };
         let negotiated = Negotiated { major: 0, minor: 0, local: Capabilities::default(), peer, twin_socket: false };
@@ -473,7 +453,7 @@ mod tests {
             memory: None,
             limits: DecodeLimits::default(),
         });
-        (Arc::new(Transport::new(sender, rx, poll, None, negotiated, dma)), Connection::new(b))
+        (Arc::new(Transport::new(sender, rx, None, negotiated, dma)), Connection::new(b))
     }
 
     fn entry(i: u8) -> WriteMultiEntry {

@@ -560,6 +560,10 @@ fn server_dma_on_the_twin_socket() {
         // Nothing arrived on the main socket meanwhile: the next message is the reset.
         let m = f.expect(Command::DeviceReset);
         f.reply(&m, &[]);
+        // Keep both sockets open until the client closes: an EOF on the twin socket would
+        // otherwise race with the reset reply on the main one.
+        while f.conn.recv().is_ok() {}
+        drop(twin);
     });
     assert!(c.negotiated().twin_socket);
     c.dma_map(0x10_0000, 0x8000, DmaProt::READ_WRITE).unwrap();
@@ -567,6 +571,7 @@ fn server_dma_on_the_twin_socket() {
     tx.send(()).unwrap();
     // The reset is sent while the server is busy with DMA on the twin socket.
     c.reset().unwrap();
+    c.shutdown().unwrap();
     h.join().unwrap();
     let mut b = [0u8; 3];
     gm.read_slice(&mut b, GuestAddress(0x10_0020)).unwrap();
