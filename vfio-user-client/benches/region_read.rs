@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use vfio_user_client::{Client, Config};
+use vfio_user_client::{Client, Config, RegionReadOp};
 use vfio_user_proto::request::VersionWire;
 use vfio_user_proto::wire::{read_at, DeviceInfo, RegionAccess, DEVICE_FLAGS_PCI};
 use vfio_user_proto::{Capabilities, Command, Connection, Header};
@@ -134,6 +134,26 @@ fn concurrent(ops: u64, threads: u64) -> f64 {
     (per * threads) as f64 / secs
 }
 
+/// One thread keeping `depth` reads in flight with `region_read_batch`: ops per second.
+fn pipelined(ops: u64, depth: u64) -> f64 {
+    let (c, h) = client();
+    let mut bufs = vec![[0u8; 4]; depth as usize];
+    let rounds = ops / depth;
+    let t = Instant::now();
+    for r in 0..rounds {
+        let mut batch: Vec<RegionReadOp<'_>> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| RegionReadOp { region: 0, offset: (r + i as u64) % 1024, data: b })
+            .collect();
+        c.region_read_batch(&mut batch).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    c.shutdown().unwrap();
+    h.join().unwrap();
+    (rounds * depth) as f64 / secs
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -143,11 +163,12 @@ fn main() {
     let ops: u64 = std::env::var("BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: run a smoke round.
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
-    // BENCH_MODE=raw|framing|lockstep|concurrent runs one mode only (for profiling).
+    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined runs one mode only (for profiling).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
     let on = |m: &str| mode.is_empty() || mode == m;
     let rounds = 5;
-    let (mut r, mut f, mut l, mut c) = (vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]);
+    let (mut r, mut f, mut l, mut c, mut p) =
+        (vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]);
     for i in 0..rounds {
         if on("raw") {
             r.insert(i, raw(ops));
@@ -161,11 +182,15 @@ fn main() {
         if on("concurrent") {
             c.insert(i, concurrent(ops, 16));
         }
+        if on("pipelined") {
+            p.insert(i, pipelined(ops, 16));
+        }
     }
-    let (r, f, l, c) = (median(r), median(f), median(l), median(c));
+    let (r, f, l, c, p) = (median(r), median(f), median(l), median(c), median(p));
     println!("ops per round: {ops}, rounds: {rounds} (medians)");
     println!("raw socketpair ping-pong (32 B / 36 B): {:>10.0} ops/s", r);
     println!("bare proto framing, lock-step:          {:>10.0} ops/s  ({:.2}x raw)", f, f / r);
     println!("client lock-step 4-byte REGION_READ:    {:>10.0} ops/s  ({:.2}x raw)", l, l / r);
     println!("client 16 threads 4-byte REGION_READ:   {:>10.0} ops/s  ({:.2}x lock-step)", c, c / l);
+    println!("client 16 pipelined (region_read_batch):{:>10.0} ops/s  ({:.2}x lock-step)", p, p / l);
 }

@@ -20,7 +20,7 @@ use crate::dma::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::irq::{IrqInfo, IrqState};
 use crate::region::Region;
-use crate::transport::{Link, Transport};
+use crate::transport::{Link, Ticket, Transport};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -59,6 +59,20 @@ impl From<DeviceInfo> for vfio_bindings::bindings::vfio::vfio_device_info {
             ..Default::default()
         }
     }
+}
+
+/// Most requests a batch keeps in flight at once.
+const PIPELINE_WINDOW: usize = 32;
+
+/// One read of [`Client::region_read_batch`].
+#[derive(Debug)]
+pub struct RegionReadOp<'a> {
+    /// Region index.
+    pub region: u32,
+    /// Offset in the region.
+    pub offset: u64,
+    /// Where the bytes go; its length is the read's length.
+    pub data: &'a mut [u8],
 }
 
 /// A connection to a vfio-user server, usable from many threads at once.
@@ -204,6 +218,59 @@ impl Client {
             done += n;
         }
         Ok(())
+    }
+
+    /// Reads several ranges with their requests in flight together (pipelined from this
+    /// thread): one round trip's latency for the whole batch instead of one per read. Each
+    /// read is split by the transfer limit like [`region_read`](Client::region_read). On
+    /// error, the first error is returned (the other reads may have completed).
+    pub fn region_read_batch(&self, ops: &mut [RegionReadOp<'_>]) -> Result<()> {
+        for op in ops.iter() {
+            self.check_region(op.region, op.offset, op.data.len())?;
+        }
+        let t = self.transport();
+        let chunk = self.chunk(&t);
+        let mut pieces: Vec<(&mut [u8], RegionAccess)> = Vec::new();
+        for op in ops.iter_mut() {
+            let (region, mut offset) = (op.region, op.offset);
+            for part in op.data.chunks_mut(chunk) {
+                let a = RegionAccess { offset, region, count: part.len() as u32 };
+                offset += part.len() as u64;
+                pieces.push((part, a));
+            }
+        }
+        let mut first_err = None;
+        let mut window = std::collections::VecDeque::new();
+        let finish = |(buf, a, ticket): (&mut [u8], RegionAccess, Ticket<'_>)| {
+            let msg = ticket.finish()?;
+            match decode(&t, &msg)? {
+                Reply::RegionRead(r, bytes) if r == a => {
+                    buf.copy_from_slice(bytes);
+                    Ok(())
+                }
+                _ => Err(t.violation(format!("REGION_READ reply does not answer {a:?}"))),
+            }
+        };
+        for (buf, a) in pieces {
+            if window.len() == PIPELINE_WINDOW {
+                if let Some(Err(e)) = window.pop_front().map(finish) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            match t.start(Command::RegionRead, &[a.as_slice()], &[], self.config.timeout) {
+                Ok(ticket) => window.push_back((buf, a, ticket)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        for p in window {
+            if let Err(e) = finish(p) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Writes `data` at `offset` of `region` and waits for the server to confirm (split by

@@ -70,7 +70,7 @@ pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>) -> Re
         negotiated.twin_socket
     );
     drop(poll_sock);
-    let transport = Transport::new(sender, rx, twin, negotiated, dma);
+    let transport = Transport::new(sender, rx, twin, negotiated, dma, config.timeout);
     Link::start(transport, twin_rx)
 }
 

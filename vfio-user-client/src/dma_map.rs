@@ -103,6 +103,9 @@ impl Client {
     /// serve DMA_READ/WRITE through it when no [`DmaMemory`](crate::DmaMemory) is given).
     pub fn dma_map_fd(&self, iova: u64, size: u64, fd: BorrowedFd<'_>, offset: u64, prot: DmaProt) -> Result<()> {
         self.check_dma_range(iova, size, offset)?;
+        if self.transport().negotiated.peer.max_msg_fds == 0 {
+            return Err(Error::Unsupported("the server accepts no file descriptors"));
+        }
         let dup = Arc::new(fd.try_clone_to_owned()?);
         self.map(DmaMapping { iova, size, flags: prot.bits(), fd: Some((dup, offset)) })
     }
@@ -156,7 +159,8 @@ impl Client {
         }
         let bytes = (size / pgsize).div_ceil(8);
         let t = self.transport();
-        if bytes > u64::from(t.negotiated.local.max_data_xfer_size) {
+        // Entry, bitmap header and bitmap must fit the reply size we accept.
+        if bytes + 64 > u64::from(t.negotiated.local.max_data_xfer_size) {
             return Err(Error::InvalidInput("dirty bitmap larger than max_data_xfer_size"));
         }
         let _g = lock(&self.dma_ops);

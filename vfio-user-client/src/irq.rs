@@ -160,12 +160,15 @@ fn send_set_irqs(
         }
         IrqSetData::Eventfds([]) => one(IRQ_SET_DATA_EVENTFD, start, 0, &[], &[]),
         IrqSetData::Eventfds(fds) => {
-            let max = t.negotiated.peer.max_msg_fds.max(1) as usize;
+            let max = t.negotiated.peer.max_msg_fds as usize;
+            if max == 0 && fds.iter().any(|f| f.is_some()) {
+                return Err(Error::Unsupported("the server accepts no file descriptors"));
+            }
             let mut i = 0;
             while i < fds.len() {
                 let some = fds[i].is_some();
                 let mut j = i;
-                while j < fds.len() && fds[j].is_some() == some && (!some || j - i < max) {
+                while j < fds.len() && fds[j].is_some() == some && (!some || j - i < max.max(1)) {
                     j += 1;
                 }
                 let run: Vec<BorrowedFd<'_>> = fds[i..j].iter().flatten().copied().collect();

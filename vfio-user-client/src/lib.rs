@@ -85,7 +85,7 @@ mod pending;
 mod region;
 mod transport;
 
-pub use client::{Client, DeviceInfo};
+pub use client::{Client, DeviceInfo, RegionReadOp};
 pub use config::{
     Config, DEFAULT_MAX_IRQS, DEFAULT_MAX_REGIONS, DEFAULT_RESET_TIMEOUT, DEFAULT_TIMEOUT, MAX_INFO_ARGSZ,
 };

@@ -157,10 +157,15 @@ impl PendingTable {
         }
     }
 
-    /// Gives up on `id`; its id stays reserved until a late reply arrives.
+    /// Gives up on `id`; its id stays reserved until a late reply arrives. A reply that
+    /// already arrived is dropped and the id freed.
     pub(crate) fn abandon(&mut self, id: u16) {
-        if let Some(s) = self.slots.get_mut(&id) {
-            *s = Slot::Abandoned;
+        match self.slots.get_mut(&id) {
+            Some(Slot::Waiting { reply: Some(_), .. }) => {
+                self.slots.remove(&id);
+            }
+            Some(s) => *s = Slot::Abandoned,
+            None => {}
         }
     }
 

@@ -23,9 +23,10 @@
 //!   `Error::Disconnected` and later calls fail fast.
 
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{WriteMulti, WriteMultiEntry};
@@ -57,10 +58,16 @@ pub(crate) struct Transport {
     sender: Sender,
     send_lock: Mutex<()>,
     posted: Mutex<Vec<WriteMultiEntry>>,
+    /// Whether `posted` may be non-empty (saves locking it on every send).
+    has_posted: std::sync::atomic::AtomicBool,
     state: Mutex<PendingTable>,
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
     twin: Option<Sender>,
+    /// When the send in progress started ([`now_ms`], at least 1), 0 when none: a
+    /// server that stops reading must not block a sender forever.
+    send_started: AtomicU64,
+    send_timeout: Duration,
     pub(crate) negotiated: Negotiated,
     dma: Arc<DmaServer>,
 }
@@ -116,17 +123,35 @@ impl Transport {
         twin: Option<Sender>,
         negotiated: Negotiated,
         dma: Arc<DmaServer>,
+        send_timeout: Duration,
     ) -> Transport {
         Transport {
             sender,
             send_lock: Mutex::new(()),
             posted: Mutex::new(Vec::new()),
+            has_posted: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(PendingTable::new()),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
             twin,
+            send_started: AtomicU64::new(0),
+            send_timeout,
             negotiated,
             dma,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+
+    /// Closes the connection when a send has been blocked for longer than the timeout (the
+    /// server stopped reading); the blocked sender then fails with EPIPE. Called by the
+    /// background reader at least every [`RECV_TICK`].
+    fn check_send_stall(&self) {
+        let started = self.send_started.load(Ordering::Relaxed);
+        if started != 0 && self.now_ms().saturating_sub(started) > self.send_timeout.as_millis() as u64 {
+            self.fail(DisconnectReason::Io(libc::ETIMEDOUT));
         }
     }
 
@@ -144,7 +169,19 @@ impl Transport {
         fds: &[BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Message> {
-        let deadline = Instant::now() + timeout;
+        self.start(cmd, parts, fds, timeout)?.finish()
+    }
+
+    /// Sends a command; its reply is collected with [`Ticket::finish`]. Several tickets may
+    /// be outstanding at once (pipelining from one thread).
+    pub(crate) fn start(
+        &self,
+        cmd: Command,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<Ticket<'_>> {
+        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
         let (id, cv) = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
@@ -152,20 +189,13 @@ impl Transport {
             }
             st.register()?
         };
-        let hdr = Header::command(id, cmd, 0);
-        if let Err(e) = self.send(hdr, parts, fds) {
+        let mut ticket = Ticket { t: self, id, cv, cmd, deadline, timeout, done: false };
+        if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
+            ticket.done = true;
             lock(&self.state).remove(id);
             return Err(e);
         }
-        let msg = self.wait(id, &cv, deadline, cmd, timeout)?;
-        if msg.header.command != cmd as u16 {
-            let why = format!("reply to {cmd} (msg_id {id}) carries command {}", msg.header.command);
-            return Err(self.violation(why));
-        }
-        if msg.header.is_error() {
-            return Err(Error::Server { command: cmd, errno: msg.header.errno() });
-        }
-        Ok(msg)
+        Ok(ticket)
     }
 
     /// Sends a command with NO_REPLY.
@@ -191,12 +221,18 @@ impl Transport {
             return Err(Error::Disconnected(r));
         }
         lock(&self.posted).push(entry);
+        self.has_posted.store(true, Ordering::SeqCst);
         let _g = lock(&self.send_lock);
         self.flush_locked()
     }
 
     /// Sends the posted-write queue; the send lock is held.
     fn flush_locked(&self) -> Result<()> {
+        // `post_small_write` raises the flag after its push and then takes the send lock
+        // itself, so an entry is never stranded: whoever clears the flag takes the queue.
+        if !self.has_posted.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
         let entries = std::mem::take(&mut *lock(&self.posted));
         for chunk in entries.chunks(WRITE_MULTI_MAX) {
             let id = self.posted_id()?;
@@ -228,7 +264,10 @@ impl Transport {
     }
 
     fn send_raw(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        match self.sender.send(hdr, parts, fds) {
+        self.send_started.store(self.now_ms().max(1), Ordering::Relaxed);
+        let sent = self.sender.send(hdr, parts, fds);
+        self.send_started.store(0, Ordering::Relaxed);
+        match sent {
             Ok(()) => Ok(()),
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 Err(Error::Send(FrameError::Io(e)))
@@ -242,7 +281,7 @@ impl Transport {
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
-    fn wait(&self, id: u16, cv: &Condvar, deadline: Instant, cmd: Command, timeout: Duration) -> Result<Message> {
+    fn wait(&self, id: u16, cv: &Condvar, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
         let mut st = lock(&self.state);
         // The clock is read only when a wait did not end with the reply.
         let mut check_clock = false;
@@ -255,7 +294,7 @@ impl Transport {
                 st.remove(id);
                 return Err(Error::Disconnected(r));
             }
-            let now = if check_clock { Some(Instant::now()) } else { None };
+            let now = if check_clock { Some(now_ms()) } else { None };
             if now.is_some_and(|now| now >= deadline) {
                 st.abandon(id);
                 return Err(Error::Timeout { command: cmd, timeout });
@@ -269,7 +308,7 @@ impl Transport {
                 st = lock(&self.state);
                 continue;
             }
-            let left = deadline.saturating_duration_since(now.unwrap_or_else(Instant::now));
+            let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
             st.set_sleeping(id, true);
             st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
             st.set_sleeping(id, false);
@@ -282,14 +321,14 @@ impl Transport {
     ///
     /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
     /// itself (one system call per message) and the deadline is checked at least that often.
-    fn read_session(&self, until: Option<u16>, deadline: Option<Instant>) {
+    fn read_session(&self, until: Option<u16>, deadline: Option<u64>) {
         let mut rx = lock(&self.rx);
         loop {
             match rx.recv_timed() {
                 Ok(msg) => match self.dispatch(msg) {
                     Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
                     Ok(_) => {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                        if deadline.is_some_and(|d| now_ms() >= d) {
                             break;
                         }
                     }
@@ -299,7 +338,10 @@ impl Transport {
                     }
                 },
                 Err(FrameError::WouldBlock) => {
-                    if self.dead().is_some() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    if until.is_none() {
+                        self.check_send_stall();
+                    }
+                    if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
                         break;
                     }
                 }
@@ -346,6 +388,9 @@ impl Transport {
             if st.dead.is_some() {
                 return;
             }
+            drop(st);
+            self.check_send_stall();
+            st = lock(&self.state);
             if st.reader == ReaderRole::None && (st.kick_background || !st.has_waiters()) {
                 let seen = st.caller_reads;
                 if st.kick_background {
@@ -423,6 +468,50 @@ impl Transport {
     }
 }
 
+/// A request that has been sent and whose reply has not been collected yet. Dropping it
+/// unfinished abandons the request (a late reply is discarded).
+pub(crate) struct Ticket<'a> {
+    t: &'a Transport,
+    id: u16,
+    cv: Arc<Condvar>,
+    cmd: Command,
+    deadline: u64,
+    timeout: Duration,
+    done: bool,
+}
+
+impl Ticket<'_> {
+    /// Waits for the reply: a successful reply to the command, or the error.
+    pub(crate) fn finish(mut self) -> Result<Message> {
+        self.done = true;
+        let t = self.t;
+        let msg = t.wait(self.id, &self.cv, self.deadline, self.cmd, self.timeout)?;
+        if msg.header.command != self.cmd as u16 {
+            let why = format!("reply to {} (msg_id {}) carries command {}", self.cmd, self.id, msg.header.command);
+            return Err(t.violation(why));
+        }
+        if msg.header.is_error() {
+            return Err(Error::Server { command: self.cmd, errno: msg.header.errno() });
+        }
+        Ok(msg)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.t.state).abandon(self.id);
+        }
+    }
+}
+
+/// A monotonic clock in milliseconds, read from the kernel's coarse clock (no hardware
+/// counter read): timeouts are seconds, a few milliseconds of resolution are plenty.
+fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
+}
+
 fn frame_reason(e: FrameError) -> DisconnectReason {
     match e {
         FrameError::Closed | FrameError::EofMidMessage { .. } => DisconnectReason::Closed,
@@ -453,7 +542,7 @@ mod tests {
             memory: None,
             limits: DecodeLimits::default(),
         });
-        (Arc::new(Transport::new(sender, rx, None, negotiated, dma)), Connection::new(b))
+        (Arc::new(Transport::new(sender, rx, None, negotiated, dma, Duration::from_secs(10))), Connection::new(b))
     }
 
     fn entry(i: u8) -> WriteMultiEntry {
@@ -505,6 +594,7 @@ mod tests {
         let (t, mut peer) = transport(true);
         lock(&t.posted).push(entry(1));
         lock(&t.posted).push(entry(2));
+        t.has_posted.store(true, Ordering::SeqCst);
         let t2 = t.clone();
         let h = std::thread::spawn(move || t2.request(Command::DeviceReset, &[], &[], Duration::from_secs(10)));
         let first = peer.recv().unwrap();

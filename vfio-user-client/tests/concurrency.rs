@@ -11,7 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use common::*;
-use vfio_user_client::{Client, DisconnectReason, DmaProt, Error};
+use vfio_user_client::{Client, DisconnectReason, DmaProt, Error, RegionReadOp};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::{decode_request, Capabilities, Command, Request};
 use vm_memory::ByteValued;
@@ -45,6 +45,47 @@ fn sixteen_requests_in_flight_answered_in_reverse_order() {
     for t in threads {
         t.join().unwrap();
     }
+    h.join().unwrap();
+}
+
+#[test]
+fn a_batch_from_one_thread_has_all_its_reads_in_flight() {
+    let caps = Capabilities { max_data_xfer_size: 8, ..Default::default() };
+    let (c, h) = start(test_config(), move |mut f| {
+        f.handshake_with(&caps, &[], default_info());
+        // 3 reads of 4 bytes and one of 12 (two messages): 5 requests before any reply.
+        let reqs: Vec<_> = (0..5).map(|_| f.expect(Command::RegionRead)).collect();
+        for m in reqs.iter().rev() {
+            let a: RegionAccess = read_at(&m.payload, 0).unwrap();
+            let data: Vec<u8> = (0..a.count).map(|i| (a.offset as u32 + i) as u8).collect();
+            f.reply(m, &[a.as_slice(), &data]);
+        }
+    });
+    let (mut a, mut b, mut d, mut e) = ([0u8; 4], [0u8; 4], [0u8; 4], [0u8; 12]);
+    let mut ops = [
+        RegionReadOp { region: 0, offset: 0, data: &mut a },
+        RegionReadOp { region: 0, offset: 100, data: &mut b },
+        RegionReadOp { region: 0, offset: 200, data: &mut d },
+        RegionReadOp { region: 0, offset: 50, data: &mut e },
+    ];
+    c.region_read_batch(&mut ops).unwrap();
+    assert_eq!((a, b, d), ([0, 1, 2, 3], [100, 101, 102, 103], [200, 201, 202, 203]));
+    assert_eq!(e, [50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61]);
+    h.join().unwrap();
+}
+
+#[test]
+fn a_server_that_stops_reading_cannot_block_a_sender_forever() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let config = test_config().timeout(std::time::Duration::from_millis(200));
+    let (c, h) = start(config, move |mut f| {
+        f.handshake();
+        rx.recv().unwrap(); // never read again until the test is over
+    });
+    let big = vec![0u8; 8 << 20];
+    let e = c.region_write(0, 0, &big).unwrap_err();
+    assert!(matches!(e, Error::Disconnected(DisconnectReason::Io(libc::ETIMEDOUT))), "{e}");
+    tx.send(()).unwrap();
     h.join().unwrap();
 }
 
