@@ -180,8 +180,9 @@ impl Client {
         self.transport().dead()
     }
 
-    /// The largest chunk of one REGION_READ/WRITE: the server's limit, and ours for reads.
-    fn chunk(&self, t: &Transport) -> usize {
+    /// The largest chunk of one transfer: the server's limit and ours (which also bounds
+    /// the size of every message we build).
+    pub(crate) fn chunk(&self, t: &Transport) -> usize {
         let n = t.negotiated;
         n.peer.max_data_xfer_size.min(n.local.max_data_xfer_size).max(1) as usize
     }
@@ -278,7 +279,7 @@ impl Client {
     pub fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
         let t = self.transport();
-        let chunk = t.negotiated.peer.max_data_xfer_size.max(1) as usize;
+        let chunk = self.chunk(&t);
         let mut off = offset;
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };
@@ -310,7 +311,7 @@ impl Client {
             e.data[..data.len()].copy_from_slice(data);
             return t.post_small_write(e);
         }
-        let chunk = n.peer.max_data_xfer_size.max(1) as usize;
+        let chunk = self.chunk(&t);
         let mut off = offset;
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };

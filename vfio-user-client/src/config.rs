@@ -91,10 +91,11 @@ impl Config {
         self
     }
 
-    /// Largest DMA_READ/DMA_WRITE the server may send us, and the largest chunk we ask for
-    /// in one read (advertised as `max_data_xfer_size`, default 1 MiB, at least 4 KiB).
+    /// Largest DMA_READ/DMA_WRITE the server may send us, and the largest chunk we move in
+    /// one message (advertised as `max_data_xfer_size`; default 1 MiB, between 4 KiB and
+    /// 64 MiB, QEMU's bounds).
     pub fn max_data_xfer_size(mut self, n: u32) -> Self {
-        self.max_data_xfer_size = n.max(4096);
+        self.max_data_xfer_size = n.clamp(4096, 64 << 20);
         self
     }
 

@@ -233,6 +233,13 @@ impl Client {
         {
             return Err(Error::InvalidInput("SET_IRQS flags need one DATA and one ACTION bit"));
         }
+        // Bound `count` before anything is allocated for it.
+        if count > 0 {
+            let max = self.irq_info(index)?.count;
+            if !start.checked_add(count).is_some_and(|end| end <= max) {
+                return Err(Error::InvalidInput("vectors beyond the IRQ index's count"));
+            }
+        }
         let action = match action {
             IRQ_SET_ACTION_MASK => IrqAction::Mask,
             IRQ_SET_ACTION_UNMASK => IrqAction::Unmask,

@@ -107,7 +107,7 @@ impl Client {
     /// data for now.
     pub fn read_migration_data(&self, buf: &mut [u8]) -> Result<usize> {
         let t = self.transport();
-        let chunk = t.negotiated.peer.max_data_xfer_size.min(t.negotiated.local.max_data_xfer_size) as usize;
+        let chunk = self.chunk(&t);
         let mut done = 0;
         while done < buf.len() {
             let want = (buf.len() - done).min(chunk);
@@ -134,7 +134,7 @@ impl Client {
     /// Writes migration data (MIG_DATA_WRITE, in chunks of the server's transfer limit).
     pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
         let t = self.transport();
-        for part in data.chunks(t.negotiated.peer.max_data_xfer_size.max(1) as usize) {
+        for part in data.chunks(self.chunk(&t)) {
             let req = MigData { argsz: 8 + part.len() as u32, size: part.len() as u32 };
             let msg = t.request(Command::MigDataWrite, &[req.as_slice(), part], &[], self.config.timeout)?;
             if !matches!(decode(&t, &msg)?, Reply::MigDataWrite) {
