@@ -90,6 +90,60 @@ fn a_server_that_stops_reading_cannot_block_a_sender_forever() {
 }
 
 #[test]
+fn server_dma_between_replies_is_served_by_whoever_reads() {
+    let gm = Arc::new(vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 0x10000)]).unwrap());
+    vm_memory::Bytes::write_slice(&*gm, b"guest!", vm_memory::GuestAddress(0x100)).unwrap();
+    let config = test_config().twin_socket(false).dma_memory(Arc::new(gm));
+    let (c, h) = start(config, |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DmaMap);
+        f.reply(&m, &[]);
+        let reqs: Vec<_> = (0..8).map(|_| f.expect(Command::RegionRead)).collect();
+        // With eight requests waiting, ask for DMA in between the replies.
+        for (i, m) in reqs.iter().enumerate() {
+            let h = vfio_user_proto::Header::command(1000 + i as u16, Command::DmaRead, 0);
+            f.conn.send(h, &[DmaAccess { addr: 0x100, count: 6 }.as_slice()], &[]).unwrap();
+            let r = f.conn.recv().unwrap();
+            assert!(r.header.is_reply() && r.header.msg_id == 1000 + i as u16);
+            assert_eq!(&r.payload[16..], b"guest!");
+            let a: RegionAccess = read_at(&m.payload, 0).unwrap();
+            f.reply(m, &[a.as_slice(), &[i as u8; 4]]);
+        }
+    });
+    c.dma_map(0, 0x10000, DmaProt::READ).unwrap();
+    let c = Arc::new(c);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || c.region_read(0, 0, &mut [0; 4]).unwrap())
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    h.join().unwrap();
+}
+
+#[test]
+fn shutdown_from_another_thread_wakes_a_waiter() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(test_config(), move |mut f| {
+        f.handshake();
+        f.expect(Command::DeviceReset);
+        tx.send(()).unwrap();
+        while f.conn.recv().is_ok() {}
+    });
+    let c = Arc::new(c);
+    let c2 = c.clone();
+    let waiter = std::thread::spawn(move || c2.reset().unwrap_err());
+    rx.recv().unwrap(); // the reset is in flight
+    c.shutdown().unwrap();
+    let e = waiter.join().unwrap();
+    assert!(matches!(e, Error::Disconnected(DisconnectReason::Shutdown)), "{e}");
+    h.join().unwrap();
+}
+
+#[test]
 fn disconnect_wakes_every_waiter() {
     let (c, h) = start(test_config(), |mut f| {
         f.handshake();
