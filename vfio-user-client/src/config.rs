@@ -128,6 +128,15 @@ impl Config {
         self
     }
 
+    /// [`dma_memory`](Config::dma_memory) for a vm-memory address space, e.g.
+    /// `Arc<GuestMemoryMmap>` or `GuestMemoryAtomic<GuestMemoryMmap>` (IOVA = guest address).
+    pub fn guest_memory<AS>(self, memory: AS) -> Self
+    where
+        AS: vm_memory::GuestAddressSpace + Send + Sync + 'static,
+    {
+        self.dma_memory(Arc::new(memory))
+    }
+
     /// The capabilities we offer in VERSION.
     pub(crate) fn capabilities(&self) -> Capabilities {
         Capabilities {

@@ -32,12 +32,36 @@
 //! ```
 //!
 //! # Design
-//! One connection is a transport (send lock, pending table keyed by `msg_id`, reader
-//! role). A thread that waits for a reply reads the socket itself when no other thread does,
-//! so a lone request costs no hand-off between threads; other waiters sleep on their own
-//! slot until the reader hands them their reply (with its fds) or the reader role. A
-//! background thread reads while the client is idle, so server-initiated DMA and a closed
-//! socket are seen at any time; with a twin socket, a thread of its own serves DMA there.
+//! * **One connection** ([`Client::reconnect`] swaps it) has a send lock, a pending table
+//!   keyed by `msg_id` whose slots receive the reply *with its fds*, and a *reader role*.
+//! * **Reading**: a thread waiting for its reply reads the socket itself when no other
+//!   thread does, so a lone request costs no hand-off between threads (one `sendmsg` and
+//!   one `recvmsg`); other waiters sleep on their own slot until the reader hands them
+//!   their reply, or the role when it leaves. A background thread holds the role while the
+//!   client is idle, so server-initiated DMA and a closed socket are seen at any time; with
+//!   a twin socket a thread of its own serves DMA there.
+//! * **Timeouts**: every request has one ([`Config::timeout`], 5 s like QEMU;
+//!   [`Config::reset_timeout`] and `*_with_timeout` for slow calls). A timed-out request
+//!   keeps its id reserved and its late reply is dropped; the connection stays up. A send
+//!   blocked for longer than the timeout (a server that stopped reading) closes the
+//!   connection.
+//! * **Disconnect**: EOF, an I/O error or a protocol violation marks the connection dead,
+//!   wakes every waiter with [`Error::Disconnected`] and makes later calls fail fast.
+//! * **Reconnect**: [`Client::reconnect`] connects to the same path, renegotiates, checks
+//!   the device is the same, and replays DMA mappings (from the client's duplicates of their
+//!   fds) and IRQ eventfds, so the VMM's device model survives a server restart.
+//! * **Posted writes** ([`Client::region_write_posted`]) are NO_REPLY; small ones that
+//!   queue up behind another send are coalesced into REGION_WRITE_MULTI. Any later request
+//!   flushes the queue first, so it is ordered after them.
+//! * **Pipelining** from one thread: [`Client::region_read_batch`].
+//!
+//! # Hostile servers
+//! The receive buffer is bounded by the largest reply we can ask for; every reply is
+//! checked against its request (sizes, echoed fields, `argsz`, counts, fds); capability
+//! chains are walked within `argsz` with loop detection; a server reporting more than 100
+//! regions or 50 IRQ indexes is refused; a reply of an unknown type, to an id that is not
+//! pending, of another command, or with a stray fd closes the connection. Server DMA is
+//! checked against the client's own table of mappings and their access rights.
 //!
 //! # Moving from rust-vmm's `vfio_user::Client` (as Cloud Hypervisor uses it)
 //!
@@ -52,7 +76,7 @@
 //! | `region_read(region, offset, data)` | [`Client::region_read`] (split by `max_data_xfer_size`, error replies reported) |
 //! | `region_write(region, offset, data)` | [`Client::region_write`], or [`Client::region_write_posted`] for NO_REPLY writes |
 //! | `get_irq_info(index)` → `IrqInfo { index, flags, count }` | [`Client::irq_info`] → [`IrqInfo`] (`Into<vfio_irq_info>`) |
-//! | `set_irqs(index, flags, start, count, fds)` | [`Client::set_irqs_raw`] with the same arguments (fds as `BorrowedFd`), split by the server's `max_msg_fds` (Cloud Hypervisor batches 16 itself today); or [`Client::set_irqs`] with [`IrqSetData`] |
+//! | `set_irqs(index, flags, start, count, fds)` | [`Client::set_irqs_raw`] with the same arguments (fds as `BorrowedFd`: `EventFd` in vmm-sys-util 0.15 has no `AsFd`, so `BorrowedFd::borrow_raw` while the `EventFd` lives), split by the server's `max_msg_fds` (Cloud Hypervisor batches 16 itself today); or [`Client::set_irqs`] with [`IrqSetData`] |
 //! | `shutdown()` | [`Client::shutdown`] (also on drop) |
 //!
 //! Cloud Hypervisor's `Vfio` trait hooks for migration and dirty logging, which its
@@ -65,9 +89,12 @@
 //! | `read_migration_data` / `write_migration_data` | [`Client::read_migration_data`] / [`Client::write_migration_data`] |
 //! | `start_dma_logging` / `stop_dma_logging` / `report_dma_logging` | [`Client::start_dma_logging`] / [`Client::stop_dma_logging`] / [`Client::report_dma_logging`] |
 //!
-//! Guest memory for server-initiated DMA is handed over once, in [`Config::dma_memory`]:
-//! any vm-memory `GuestAddressSpace` (`Arc<GuestMemoryMmap>`, `GuestMemoryAtomic<..>`)
-//! implements [`DmaMemory`].
+//! Guest memory for server-initiated DMA is handed over once, with [`Config::guest_memory`]
+//! (any vm-memory `GuestAddressSpace`: `Arc<GuestMemoryMmap>`, the `GuestMemoryAtomic` Cloud
+//! Hypervisor keeps) or [`Config::dma_memory`] for a custom [`DmaMemory`] (e.g. with IOVA
+//! translation). Region, device and IRQ info convert into `vfio_bindings` structs
+//! (`vfio_region_info`, `vfio_device_info`, `vfio_irq_info`), and [`Region::file_offset`]
+//! gives the vm-memory `FileOffset` rust-vmm's `Region` holds.
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 

@@ -93,7 +93,7 @@ fn a_server_that_stops_reading_cannot_block_a_sender_forever() {
 fn server_dma_between_replies_is_served_by_whoever_reads() {
     let gm = Arc::new(vm_memory::GuestMemoryMmap::<()>::from_ranges(&[(vm_memory::GuestAddress(0), 0x10000)]).unwrap());
     vm_memory::Bytes::write_slice(&*gm, b"guest!", vm_memory::GuestAddress(0x100)).unwrap();
-    let config = test_config().twin_socket(false).dma_memory(Arc::new(gm));
+    let config = test_config().twin_socket(false).guest_memory(gm);
     let (c, h) = start(config, |mut f| {
         f.handshake();
         let m = f.expect(Command::DmaMap);
