@@ -173,18 +173,17 @@ impl Receiver {
         }
     }
 
-    /// Receives one whole message, blocking in `recvmsg` itself (no `poll` first). When the
-    /// socket has a receive timeout (`SO_RCVTIMEO`) and a `recvmsg` times out before a whole
-    /// message is buffered, returns [`FrameError::WouldBlock`]; a partial message stays
-    /// buffered. This lets a caller wait with a deadline at the cost of one system call per
-    /// message. Without a receive timeout it behaves like [`Receiver::recv`].
+    /// Receives one whole message with at most one `recvmsg`, blocking in it (no `poll`
+    /// first). Returns [`FrameError::WouldBlock`] when that `recvmsg` did not complete a
+    /// message — because the socket's receive timeout (`SO_RCVTIMEO`) expired, or only part of
+    /// a message arrived; what arrived stays buffered. A caller with a deadline checks it
+    /// between calls, and a peer trickling bytes cannot hold it past the deadline.
     pub fn recv_timed(&mut self) -> Result<Message, FrameError> {
-        loop {
-            if let Some(m) = self.take()? {
-                return Ok(m);
-            }
-            self.fill(Fill::Timed)?;
+        if let Some(m) = self.take()? {
+            return Ok(m);
         }
+        self.fill(Fill::Timed)?;
+        self.take()?.ok_or(FrameError::WouldBlock)
     }
 
     /// Receives one whole message if it can be done without blocking; a partial message

@@ -22,8 +22,32 @@ fn recv_timed_returns_would_block_on_timeout_and_keeps_partial_messages() {
     a.write_all(&[1, 2]).unwrap();
     assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)), "half a message is not a message");
     a.write_all(&[3, 4]).unwrap();
-    let m = rx.receiver.recv_timed().unwrap();
+    let m = loop {
+        // A receive may end at any byte boundary: retry until the message is whole.
+        match rx.receiver.recv_timed() {
+            Err(FrameError::WouldBlock) => continue,
+            r => break r.unwrap(),
+        }
+    };
     assert_eq!((m.header.msg_id, &m.payload[..]), (7, &[1u8, 2, 3, 4][..]));
     drop(a);
     assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::Closed)));
+}
+
+#[test]
+fn recv_timed_does_at_most_one_recvmsg() {
+    // A peer trickling a message byte by byte cannot keep the receiver inside one call.
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let mut rx = Connection::new(b);
+    let h = Header::command(1, Command::DeviceReset, 0);
+    a.write_all(&h.as_slice()[..1]).unwrap();
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)));
+    a.write_all(&h.as_slice()[1..]).unwrap();
+    let m = loop {
+        match rx.receiver.recv_timed() {
+            Err(FrameError::WouldBlock) => continue,
+            r => break r.unwrap(),
+        }
+    };
+    assert_eq!(m.header.msg_id, 1);
 }
