@@ -278,6 +278,32 @@ fn a_server_that_never_answers_times_out_and_a_late_reply_is_dropped() {
 }
 
 #[test]
+fn a_server_trickling_its_reply_cannot_hold_a_caller_past_the_timeout() {
+    let config = test_config().timeout(Duration::from_millis(100));
+    let (c, h) = start(config, |mut f| {
+        f.handshake();
+        let m = f.expect(Command::RegionRead);
+        let a = RegionAccess { offset: 0, region: 0, count: 4 };
+        let mut bytes = m.header.reply(20).as_slice().to_vec();
+        bytes.extend_from_slice(a.as_slice());
+        bytes.extend_from_slice(b"slow");
+        for b in bytes {
+            f.write_bytes(&[b]);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let m = f.expect(Command::DeviceReset);
+        f.reply(&m, &[]);
+        drain(f);
+    });
+    let e = c.region_read(0, 0, &mut [0; 4]).unwrap_err();
+    assert!(matches!(e, Error::Timeout { command: Command::RegionRead, .. }), "{e}");
+    c.reset_with_timeout(Duration::from_secs(10)).unwrap();
+    assert!(c.disconnected().is_none(), "the late, whole reply was dropped");
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
 fn error_replies_to_posted_writes_are_tolerated() {
     let (c, h) = start(test_config(), |mut f| {
         f.handshake();
