@@ -25,7 +25,10 @@ use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
 /// without a virtual IOMMU. A VMM that translates IOVAs implements it itself.
 ///
 /// Both calls must either transfer every byte or fail with an errno; a range not entirely
-/// in memory is `EFAULT`.
+/// in memory is `EFAULT`. They run on the thread that is reading the socket at the time (a
+/// caller waiting for its reply, the background reader, or the twin-socket thread), so they
+/// must not block for long and must not call back into the [`Client`](crate::Client) (its
+/// reply could not be read meanwhile).
 pub trait DmaMemory: Send + Sync {
     /// Reads `buf.len()` bytes at `addr`.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32>;

@@ -70,7 +70,7 @@
 //! | `Client::new(path)` | [`Client::new`] or [`Client::connect`]`(path, Config)`; no `Mutex` needed around it |
 //! | `resettable()` (inverted RESET flag) | [`Client::resettable`] (the flag read correctly) |
 //! | `reset()` | [`Client::reset`] (own, longer timeout) |
-//! | `region(index)` → `Region { flags, index, size, file_offset, sparse_areas }` | [`Client::region_info`] → [`Region`]: `flags`, `index`, `size`, [`Region::file_offset`], [`Region::sparse_areas`]; or [`Client::map_region`] for a mapping tied to a handle |
+//! | `region(index)` → `Region { flags, index, size, file_offset, sparse_areas }` | [`Client::region_info`] → [`Region`]: `flags`, `index`, `size`, [`Region::file_offset`], [`Region::sparse_mmap_areas`]; or [`Client::map_region`] for a mapping tied to a handle |
 //! | `dma_map(offset, address, size, fd)` | [`Client::dma_map_fd`]`(address, size, fd, offset, DmaProt::READ_WRITE)`; without an fd [`Client::dma_map`] (Cloud Hypervisor skips such regions today) |
 //! | `dma_unmap(address, size)` | [`Client::dma_unmap`]; also [`Client::dma_unmap_all`] |
 //! | `region_read(region, offset, data)` | [`Client::region_read`] (split by `max_data_xfer_size`, error replies reported) |

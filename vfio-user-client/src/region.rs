@@ -67,6 +67,16 @@ impl Region {
         })
     }
 
+    /// The SPARSE_MMAP areas as `vfio_bindings` structs (what rust-vmm's
+    /// `Region::sparse_areas` holds); empty without that capability.
+    pub fn sparse_mmap_areas(&self) -> Vec<vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area> {
+        self.sparse_areas()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area { offset: a.offset, size: a.size })
+            .collect()
+    }
+
     /// The areas that may be mmapped: the sparse areas, or the whole region without that
     /// capability; none when the region is not mappable.
     pub fn mmap_areas(&self) -> Vec<SparseArea> {

@@ -154,6 +154,7 @@ fn version_device_info_regions_and_region_io() {
     let r0 = c.region_info(0).unwrap();
     assert!(r0.mappable());
     assert_eq!(r0.sparse_areas().unwrap().len(), 1);
+    assert_eq!(r0.sparse_mmap_areas()[0].size, 0x1000);
     let map = c.map_region(0).unwrap();
     map.store::<u32>(0x10, 0x1234_5678).unwrap();
     assert_eq!(fd_read(&s.bar0, 0x10, 4), 0x1234_5678u32.to_ne_bytes(), "shared with the server's memfd");
