@@ -64,9 +64,10 @@ pub(crate) struct Transport {
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
     twin: Option<Sender>,
-    /// When the send in progress started ([`now_ms`], at least 1), 0 when none: a
-    /// server that stops reading must not block a sender forever.
-    send_started: AtomicU64,
+    /// Sends in progress, and when one last started from idle or completed ([`now_ms`]):
+    /// a server that stops reading must not block senders forever.
+    sends_in_flight: AtomicU64,
+    send_progress: AtomicU64,
     send_timeout: Duration,
     pub(crate) negotiated: Negotiated,
     dma: Arc<DmaServer>,
@@ -134,7 +135,8 @@ impl Transport {
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
             twin,
-            send_started: AtomicU64::new(0),
+            sends_in_flight: AtomicU64::new(0),
+            send_progress: AtomicU64::new(0),
             send_timeout,
             negotiated,
             dma,
@@ -149,8 +151,11 @@ impl Transport {
     /// server stopped reading); the blocked sender then fails with EPIPE. Called by the
     /// background reader at least every [`RECV_TICK`].
     fn check_send_stall(&self) {
-        let started = self.send_started.load(Ordering::Relaxed);
-        if started != 0 && self.now_ms().saturating_sub(started) > self.send_timeout.as_millis() as u64 {
+        if self.sends_in_flight.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let since = self.send_progress.load(Ordering::SeqCst);
+        if self.now_ms().saturating_sub(since) > self.send_timeout.as_millis() as u64 {
             self.fail(DisconnectReason::Io(libc::ETIMEDOUT));
         }
     }
@@ -234,7 +239,9 @@ impl Transport {
             return Ok(());
         }
         let entries = std::mem::take(&mut *lock(&self.posted));
-        for chunk in entries.chunks(WRITE_MULTI_MAX) {
+        // The peer bounds a REGION_WRITE_MULTI like a REGION_WRITE: 16 + max_data_xfer_size.
+        let fit = (self.negotiated.peer.max_data_xfer_size as usize + 16 - 8) / 24;
+        for chunk in entries.chunks(fit.clamp(1, WRITE_MULTI_MAX)) {
             let id = self.posted_id()?;
             let mut hdr;
             let mut body = Vec::with_capacity(8 + chunk.len() * 24);
@@ -257,16 +264,20 @@ impl Transport {
         Ok(())
     }
 
+    /// Sends one message after any queued posted writes. Without queued writes the
+    /// framing layer's own lock is enough: a posted write is on the wire before its
+    /// `post_small_write` returns, so nothing sent later can overtake it.
     fn send(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        let _g = lock(&self.send_lock);
-        self.flush_locked()?;
+        if self.has_posted.load(Ordering::SeqCst) {
+            let _g = lock(&self.send_lock);
+            self.flush_locked()?;
+            return self.send_raw(hdr, parts, fds);
+        }
         self.send_raw(hdr, parts, fds)
     }
 
     fn send_raw(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_started.store(self.now_ms().max(1), Ordering::Relaxed);
-        let sent = self.sender.send(hdr, parts, fds);
-        self.send_started.store(0, Ordering::Relaxed);
+        let sent = self.send_tracked(hdr, parts, fds);
         match sent {
             Ok(()) => Ok(()),
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -278,6 +289,22 @@ impl Transport {
                 Err(Error::Disconnected(self.dead().unwrap_or(reason)))
             }
         }
+    }
+
+    /// Sends through the framing layer, tracking progress for [`Self::check_send_stall`].
+    fn send_tracked(
+        &self,
+        hdr: Header,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+    ) -> std::result::Result<(), FrameError> {
+        if self.sends_in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.send_progress.store(self.now_ms(), Ordering::SeqCst);
+        }
+        let sent = self.sender.send(hdr, parts, fds);
+        self.send_progress.store(self.now_ms(), Ordering::SeqCst);
+        self.sends_in_flight.fetch_sub(1, Ordering::SeqCst);
+        sent
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
@@ -365,8 +392,7 @@ impl Transport {
     fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
         if msg.header.is_command() {
             if let Some((hdr, payload)) = self.dma.serve(&msg) {
-                let _g = lock(&self.send_lock);
-                if let Err(e) = self.sender.send(hdr, &[&payload], &[]) {
+                if let Err(e) = self.send_tracked(hdr, &[&payload], &[]) {
                     return Err(DisconnectReason::Io(e.errno()));
                 }
             }
