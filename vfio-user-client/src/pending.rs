@@ -199,9 +199,10 @@ impl PendingTable {
         }
     }
 
-    /// Whether some caller waits for a reply that has not arrived.
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, .. }))
+    /// Whether some caller sleeps waiting for a reply that has not arrived (and so will take
+    /// the reader role when it is handed over).
+    pub(crate) fn has_sleepers(&self) -> bool {
+        self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, sleeping: true, .. }))
     }
 
     /// Records whether the requester of `id` is about to sleep on its condition variable.

@@ -5,9 +5,11 @@
 //! the socket, serving server-initiated commands, timeouts and disconnects.
 //!
 //! # Design
-//! * Sending: a send lock serialises whole messages. Small posted writes wait in a queue; the
-//!   next thread to send flushes the queue first (as one REGION_WRITE_MULTI when the server
-//!   accepts it), so a thread's later request never overtakes its own posted write.
+//! * Sending: the framing layer's lock keeps whole messages apart. Small posted writes wait
+//!   in a queue behind a send lock; the next thread to send flushes the queue first (as one
+//!   REGION_WRITE_MULTI when the server accepts it), and a posted write is on the wire
+//!   before its call returns, so no later request overtakes it. A send blocked longer than
+//!   the timeout (the server stopped reading) closes the connection.
 //! * Pending table (`pending.rs`): `msg_id` → waiter slot;
 //!   a slot receives the reply message with its fds.
 //! * Reading: exactly one thread at a time holds the *reader role* and owns the
@@ -23,7 +25,7 @@
 //!   `Error::Disconnected` and later calls fail fast.
 
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -59,7 +61,7 @@ pub(crate) struct Transport {
     send_lock: Mutex<()>,
     posted: Mutex<Vec<WriteMultiEntry>>,
     /// Whether `posted` may be non-empty (saves locking it on every send).
-    has_posted: std::sync::atomic::AtomicBool,
+    has_posted: AtomicBool,
     state: Mutex<PendingTable>,
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
@@ -130,7 +132,7 @@ impl Transport {
             sender,
             send_lock: Mutex::new(()),
             posted: Mutex::new(Vec::new()),
-            has_posted: std::sync::atomic::AtomicBool::new(false),
+            has_posted: AtomicBool::new(false),
             state: Mutex::new(PendingTable::new()),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
@@ -417,7 +419,9 @@ impl Transport {
             drop(st);
             self.check_send_stall();
             st = lock(&self.state);
-            if st.reader == ReaderRole::None && (st.kick_background || !st.has_waiters()) {
+            // Sleeping callers take the role themselves when it is handed to them; requests
+            // sent but not waited for yet (pipelining) still need someone to read.
+            if st.reader == ReaderRole::None && (st.kick_background || !st.has_sleepers()) {
                 let seen = st.caller_reads;
                 if st.kick_background {
                     st.kick_background = false;
