@@ -41,6 +41,8 @@ pub const MAX_FDS_PER_MESSAGE: usize = SCM_MAX_FD as usize;
 pub const DEFAULT_MAX_MSG_SIZE: usize = HEADER_SIZE + 16 + (1 << 20);
 
 const INITIAL_BUFFER: usize = 64 * 1024;
+/// Most iovecs one `sendmsg` takes (Linux `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
 const MAX_SEND_PARTS: usize = 7;
 
 /// One whole message as received.
@@ -101,6 +103,44 @@ impl Sender {
             match sendmsg(self.sock.as_fd(), iov, &mut control, SendFlags::NOSIGNAL) {
                 Ok(n) => {
                     first = false;
+                    remaining -= n.min(remaining);
+                    IoSlice::advance_slices(&mut iov, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT)?,
+                Err(e) => return Err(FrameError::Io(e.into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends several messages without descriptors back to back, with as few `sendmsg` calls
+    /// as the socket allows (one when its buffer has room): each `(header, parts)` as in
+    /// [`Sender::send`]. A pipelining sender saves a system call per message.
+    pub fn send_batch(&self, msgs: &[(Header, &[&[u8]])]) -> Result<(), FrameError> {
+        let invalid = || FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput));
+        let mut headers = Vec::with_capacity(msgs.len());
+        let mut remaining = 0usize;
+        for (h, parts) in msgs {
+            let size = parts
+                .iter()
+                .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
+                .and_then(|t| u32::try_from(t).ok())
+                .ok_or_else(invalid)?;
+            headers.push(Header { msg_size: size, ..*h });
+            remaining = remaining.checked_add(size as usize).ok_or_else(invalid)?;
+        }
+        let mut iov_store: Vec<IoSlice<'_>> = Vec::with_capacity(msgs.len() * 2);
+        for (h, (_, parts)) in headers.iter().zip(msgs) {
+            iov_store.push(IoSlice::new(h.as_slice()));
+            iov_store.extend(parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
+        }
+        let mut iov = &mut iov_store[..];
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while remaining > 0 {
+            let n_iov = iov.len().min(IOV_MAX);
+            match sendmsg(self.sock.as_fd(), &iov[..n_iov], &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL) {
+                Ok(n) => {
                     remaining -= n.min(remaining);
                     IoSlice::advance_slices(&mut iov, n);
                 }

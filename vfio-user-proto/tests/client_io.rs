@@ -1,7 +1,7 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! `Receiver::recv_timed`: a blocking receive bounded by the socket's `SO_RCVTIMEO`.
+//! `Receiver::recv_timed` (a receive bounded by `SO_RCVTIMEO`) and `Sender::send_batch`.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -50,4 +50,28 @@ fn recv_timed_does_at_most_one_recvmsg() {
         }
     };
     assert_eq!(m.header.msg_id, 1);
+}
+
+#[test]
+fn send_batch_sends_whole_messages_back_to_back() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Connection::new(a);
+    let mut rx = Connection::new(b);
+    // 600 messages of 3 iovecs each: more than one sendmsg's worth of iovecs.
+    let bodies: Vec<[u8; 4]> = (0..600u32).map(|i| i.to_ne_bytes()).collect();
+    let msgs: Vec<(Header, Vec<&[u8]>)> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (Header::command(i as u16, Command::RegionWrite, 0), vec![&b[..2], &[][..], &b[2..]]))
+        .collect();
+    let batch: Vec<(Header, &[&[u8]])> = msgs.iter().map(|(h, p)| (*h, &p[..])).collect();
+    let h = std::thread::spawn(move || {
+        for i in 0..600u32 {
+            let m = rx.recv().unwrap();
+            assert_eq!((m.header.msg_id, m.header.msg_size), (i as u16, 20));
+            assert_eq!(m.payload, i.to_ne_bytes());
+        }
+    });
+    tx.sender.send_batch(&batch).unwrap();
+    h.join().unwrap();
 }
