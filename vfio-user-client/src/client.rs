@@ -20,7 +20,7 @@ use crate::dma::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::irq::{IrqInfo, IrqState};
 use crate::region::Region;
-use crate::transport::{Link, Ticket, Transport};
+use crate::transport::{Link, Transport};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -241,34 +241,29 @@ impl Client {
             }
         }
         let mut first_err = None;
-        let mut window = std::collections::VecDeque::new();
-        let finish = |(buf, a, ticket): (&mut [u8], RegionAccess, Ticket<'_>)| {
-            let msg = ticket.finish()?;
-            match decode(&t, &msg)? {
-                Reply::RegionRead(r, bytes) if r == a => {
-                    buf.copy_from_slice(bytes);
-                    Ok(())
-                }
-                _ => Err(t.violation(format!("REGION_READ reply does not answer {a:?}"))),
-            }
-        };
-        for (buf, a) in pieces {
-            if window.len() == PIPELINE_WINDOW {
-                if let Some(Err(e)) = window.pop_front().map(finish) {
-                    first_err.get_or_insert(e);
-                }
-            }
-            match t.start(Command::RegionRead, &[a.as_slice()], &[], self.config.timeout) {
-                Ok(ticket) => window.push_back((buf, a, ticket)),
+        // Each window of requests goes out in one system call; then its replies are taken.
+        for window in pieces.chunks_mut(PIPELINE_WINDOW) {
+            let reqs: Vec<(Command, [&[u8]; 1])> =
+                window.iter().map(|(_, a)| (Command::RegionRead, [a.as_slice()])).collect();
+            let reqs: Vec<(Command, &[&[u8]])> = reqs.iter().map(|(c, p)| (*c, &p[..])).collect();
+            let tickets = match t.start_batch(&reqs, self.config.timeout) {
+                Ok(tickets) => tickets,
                 Err(e) => {
                     first_err.get_or_insert(e);
                     break;
                 }
-            }
-        }
-        for p in window {
-            if let Err(e) = finish(p) {
-                first_err.get_or_insert(e);
+            };
+            for ((buf, a), ticket) in window.iter_mut().zip(tickets) {
+                let r = ticket.finish().and_then(|msg| match decode(&t, &msg)? {
+                    Reply::RegionRead(r, bytes) if r == *a => {
+                        buf.copy_from_slice(bytes);
+                        Ok(())
+                    }
+                    _ => Err(t.violation(format!("REGION_READ reply does not answer {a:?}"))),
+                });
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         first_err.map_or(Ok(()), Err)

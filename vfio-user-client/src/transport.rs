@@ -205,6 +205,50 @@ impl Transport {
         Ok(ticket)
     }
 
+    /// Sends several commands in as few system calls as possible (no fds); their replies
+    /// are collected with [`Ticket::finish`], in any order.
+    pub(crate) fn start_batch(&self, reqs: &[(Command, &[&[u8]])], timeout: Duration) -> Result<Vec<Ticket<'_>>> {
+        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        let mut tickets = Vec::with_capacity(reqs.len());
+        {
+            let mut st = lock(&self.state);
+            if let Some(r) = &st.dead {
+                return Err(Error::Disconnected(r.clone()));
+            }
+            for (cmd, _) in reqs {
+                match st.register() {
+                    Ok((id, cv)) => tickets.push(Ticket { t: self, id, cv, cmd: *cmd, deadline, timeout, done: false }),
+                    Err(e) => {
+                        for t in &mut tickets {
+                            t.done = true;
+                            st.remove(t.id);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let msgs: Vec<(Header, &[&[u8]])> =
+            tickets.iter().zip(reqs).map(|(t, (cmd, parts))| (Header::command(t.id, *cmd, 0), *parts)).collect();
+        let send = || self.track(|| self.sender.send_batch(&msgs)).map_err(|e| self.send_error(e));
+        let sent = if self.has_posted.load(Ordering::SeqCst) {
+            // As in `send`: queued posted writes go first, under the send lock.
+            let _g = lock(&self.send_lock);
+            self.flush_locked().and_then(|()| send())
+        } else {
+            send()
+        };
+        if let Err(e) = sent {
+            let mut st = lock(&self.state);
+            for t in &mut tickets {
+                t.done = true;
+                st.remove(t.id);
+            }
+            return Err(e);
+        }
+        Ok(tickets)
+    }
+
     /// Sends a command with NO_REPLY.
     pub(crate) fn post(&self, cmd: Command, parts: &[&[u8]]) -> Result<()> {
         let id = self.posted_id()?;
@@ -233,7 +277,9 @@ impl Transport {
         self.flush_locked()
     }
 
-    /// Sends the posted-write queue; the send lock is held.
+    /// Sends the posted-write queue. Only ever called with the send lock held, so that a
+    /// `post_small_write` that finds its entry taken knows it is on the wire once it gets the
+    /// lock.
     fn flush_locked(&self) -> Result<()> {
         // `post_small_write` raises the flag after its push and then takes the send lock
         // itself, so an entry is never stranded: whoever clears the flag takes the queue.
@@ -279,16 +325,18 @@ impl Transport {
     }
 
     fn send_raw(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        let sent = self.send_tracked(hdr, parts, fds);
-        match sent {
-            Ok(()) => Ok(()),
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                Err(Error::Send(FrameError::Io(e)))
-            }
-            Err(e) => {
+        self.send_tracked(hdr, parts, fds).map_err(|e| self.send_error(e))
+    }
+
+    /// The error of a failed send: invalid arguments are the caller's; anything else breaks
+    /// the connection.
+    fn send_error(&self, e: FrameError) -> Error {
+        match e {
+            FrameError::Io(e) if e.kind() == std::io::ErrorKind::InvalidInput => Error::Send(FrameError::Io(e)),
+            e => {
                 let reason = DisconnectReason::Io(e.errno());
                 self.fail(reason.clone());
-                Err(Error::Disconnected(self.dead().unwrap_or(reason)))
+                Error::Disconnected(self.dead().unwrap_or(reason))
             }
         }
     }
@@ -300,10 +348,15 @@ impl Transport {
         parts: &[&[u8]],
         fds: &[BorrowedFd<'_>],
     ) -> std::result::Result<(), FrameError> {
+        self.track(|| self.sender.send(hdr, parts, fds))
+    }
+
+    /// Runs a send, recording its progress for [`Self::check_send_stall`].
+    fn track<T>(&self, send: impl FnOnce() -> T) -> T {
         if self.sends_in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
             self.send_progress.store(self.now_ms(), Ordering::SeqCst);
         }
-        let sent = self.sender.send(hdr, parts, fds);
+        let sent = send();
         self.send_progress.store(self.now_ms(), Ordering::SeqCst);
         self.sends_in_flight.fetch_sub(1, Ordering::SeqCst);
         sent
