@@ -107,7 +107,7 @@ impl Client {
 
     /// Connects to the server listening at `path`.
     pub fn connect(path: &Path, config: Config) -> Result<Client> {
-        let sock = UnixStream::connect(path).map_err(Error::Connect)?;
+        let sock = crate::connect::connect_path(path, config.timeout).map_err(Error::Connect)?;
         Client::open(Some(path.to_path_buf()), sock, config)
     }
 
@@ -347,7 +347,7 @@ impl Client {
     /// mappings of regions must be made again.
     pub fn reconnect(&self) -> Result<()> {
         let path = self.path.as_ref().ok_or(Error::Unsupported("connected by fd: use reconnect_with"))?;
-        let sock = UnixStream::connect(path).map_err(Error::Connect)?;
+        let sock = crate::connect::connect_path(path, self.config.timeout).map_err(Error::Connect)?;
         self.reconnect_with(sock)
     }
 

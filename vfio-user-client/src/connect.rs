@@ -33,6 +33,21 @@ pub(crate) fn max_msg_size(local: &Capabilities) -> usize {
     HEADER_SIZE + 32 + (local.max_data_xfer_size as usize).max(MAX_INFO_ARGSZ as usize)
 }
 
+/// Connects to the server's socket at `path`, waiting at most `timeout` (a server that
+/// never accepts and has a full backlog would otherwise block `connect` forever).
+pub(crate) fn connect_path(path: &std::path::Path, timeout: std::time::Duration) -> std::io::Result<UnixStream> {
+    use rustix::net::{sockopt, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, Some(timeout))?;
+    match rustix::net::connect(&fd, &SocketAddrUnix::new(path)?) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::AGAIN) => return Err(std::io::ErrorKind::TimedOut.into()),
+        Err(e) => return Err(e.into()),
+    }
+    sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, None)?;
+    Ok(UnixStream::from(fd))
+}
+
 /// Negotiates on `sock` and starts the connection's threads.
 pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>) -> Result<Link> {
     // Blocking, with a receive timeout: readers block in `recvmsg` and still see deadlines.
