@@ -5,7 +5,7 @@
 //! eventfds split by the server's `max_msg_fds`, and the eventfd state replayed after a
 //! reconnect.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,18 +79,41 @@ fn action_flag(a: IrqAction) -> u32 {
     }
 }
 
-/// The eventfds installed on the server, per (index, action flag), per vector: what a
-/// reconnect sends again.
+/// What SET_IRQS installed on the server and a reconnect sends again: the eventfds per
+/// (index, action flag) per vector, and the vectors masked with DATA_NONE / DATA_BOOL.
 #[derive(Default)]
 pub(crate) struct IrqState {
     fds: BTreeMap<(u32, u32), BTreeMap<u32, Arc<OwnedFd>>>,
+    masked: BTreeMap<u32, BTreeSet<u32>>,
 }
 
 impl IrqState {
     fn record(&mut self, index: u32, action: u32, start: u32, data: &IrqSetData<'_>) -> Result<()> {
+        let mask = |set: &mut BTreeSet<u32>, v: u32| match action {
+            IRQ_SET_ACTION_MASK => {
+                set.insert(v);
+            }
+            IRQ_SET_ACTION_UNMASK => {
+                set.remove(&v);
+            }
+            _ => {}
+        };
         match data {
             IrqSetData::None { count: 0 } if action == IRQ_SET_ACTION_TRIGGER => {
                 self.fds.retain(|(i, _), _| *i != index);
+                self.masked.remove(&index);
+            }
+            IrqSetData::None { count } => {
+                let set = self.masked.entry(index).or_default();
+                for v in start..start + count {
+                    mask(set, v);
+                }
+            }
+            IrqSetData::Bool(flags) => {
+                let set = self.masked.entry(index).or_default();
+                for (i, _) in flags.iter().enumerate().filter(|(_, &on)| on) {
+                    mask(set, start + i as u32);
+                }
             }
             IrqSetData::Eventfds(fds) => {
                 let map = self.fds.entry((index, action)).or_default();
@@ -130,6 +153,16 @@ impl IrqState {
                 run.push((v, fd.as_fd()));
             }
             flush(&mut run)?;
+        }
+        for (&index, set) in &self.masked {
+            let mut vectors = set.iter().copied().peekable();
+            while let Some(first) = vectors.next() {
+                let mut count = 1;
+                while first.checked_add(count).is_some_and(|next| vectors.next_if_eq(&next).is_some()) {
+                    count += 1;
+                }
+                send_set_irqs(t, index, IRQ_SET_ACTION_MASK, first, &IrqSetData::None { count }, timeout)?;
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use common::*;
-use vfio_user_client::{Client, DisconnectReason, DmaProt, Error, RegionReadOp};
+use vfio_user_client::{Client, DisconnectReason, DmaProt, Error, IrqAction, IrqSetData, RegionReadOp};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::{decode_request, Capabilities, Command, Request};
 use vm_memory::ByteValued;
@@ -198,7 +198,7 @@ fn socket_path(tag: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn reconnect_replays_dma_mappings_and_irq_eventfds() {
+fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
     let path = socket_path("reconnect");
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).unwrap();
@@ -211,8 +211,10 @@ fn reconnect_replays_dma_mappings_and_irq_eventfds() {
             f.reply(&m, &[]);
             let m = f.expect(Command::DeviceGetIrqInfo);
             f.reply(&m, &[IrqInfo { argsz: 16, flags: IRQ_INFO_EVENTFD, index: 2, count: 4 }.as_slice()]);
-            let m = f.expect(Command::DeviceSetIrqs);
-            f.reply(&m, &[]);
+            for _ in 0..3 {
+                let m = f.expect(Command::DeviceSetIrqs);
+                f.reply(&m, &[]);
+            }
             // The server "crashes".
         })
     };
@@ -221,6 +223,9 @@ fn reconnect_replays_dma_mappings_and_irq_eventfds() {
     c.dma_map_fd(0x10000, 0x2000, mem.as_fd(), 0, DmaProt::READ_WRITE).unwrap();
     let efds: Vec<OwnedFd> = (0..2).map(|_| eventfd()).collect();
     c.enable_irq_eventfds(2, 1, &[efds[0].as_fd(), efds[1].as_fd()]).unwrap();
+    // Vectors 0 and 3 masked, then 3 unmasked again: only 0 is masked at the crash.
+    c.set_irqs(2, IrqAction::Mask, 0, IrqSetData::Bool(&[true, false, false, true])).unwrap();
+    c.set_irqs(2, IrqAction::Unmask, 3, IrqSetData::None { count: 1 }).unwrap();
     serve_first.join().unwrap();
     assert!(matches!(c.region_read(0, 0, &mut [0; 4]), Err(Error::Disconnected(_))));
 
@@ -240,6 +245,10 @@ fn reconnect_replays_dma_mappings_and_irq_eventfds() {
         assert_eq!((set.index, set.start, set.count, m.fds.len()), (2, 1, 2, 2));
         assert_eq!(set.flags, IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER);
         rustix::io::write(&m.fds[1], &1u64.to_ne_bytes()).unwrap();
+        f.reply(&m, &[]);
+        let m = f.expect(Command::DeviceSetIrqs);
+        let set: IrqSet = read_at(&m.payload, 0).unwrap();
+        assert_eq!((set.flags, set.index, set.start, set.count), (IRQ_SET_DATA_NONE | IRQ_SET_ACTION_MASK, 2, 0, 1));
         f.reply(&m, &[]);
         let m = f.expect(Command::RegionRead);
         let a: RegionAccess = read_at(&m.payload, 0).unwrap();
