@@ -110,6 +110,7 @@ mod irq;
 mod migration;
 mod pending;
 mod region;
+mod send;
 mod transport;
 
 pub use client::{Client, DeviceInfo, RegionReadOp};

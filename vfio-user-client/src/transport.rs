@@ -5,11 +5,12 @@
 //! the socket, serving server-initiated commands, timeouts and disconnects.
 //!
 //! # Design
-//! * Sending: the framing layer's lock keeps whole messages apart. Small posted writes wait
-//!   in a queue behind a send lock; the next thread to send flushes the queue first (as one
-//!   REGION_WRITE_MULTI when the server accepts it), and a posted write is on the wire
-//!   before its call returns, so no later request overtakes it. A send blocked longer than
-//!   the timeout (the server stopped reading) closes the connection.
+//! * Sending (`send.rs`): one thread at a time holds the send lock; small messages from
+//!   threads that find it taken are queued and sent by the holder in one `sendmsg`, small
+//!   posted writes coalesced into REGION_WRITE_MULTI. The queue is FIFO and every sender
+//!   empties it before its own message, so nothing overtakes a message submitted before.
+//!   A send making no progress for longer than the timeout (the server stopped reading)
+//!   closes the connection.
 //! * Pending table (`pending.rs`): `msg_id` → waiter slot;
 //!   a slot receives the reply message with its fds.
 //! * Reading: exactly one thread at a time holds the *reader role* and owns the
@@ -25,19 +26,17 @@
 //!   `Error::Disconnected` and later calls fail fast.
 
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use vfio_user_proto::header::FLAGS_NO_REPLY;
-use vfio_user_proto::wire::{WriteMulti, WriteMultiEntry};
-use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
-use vm_memory::ByteValued;
-
 use crate::dma::DmaServer;
 use crate::error::{DisconnectReason, Error, Result};
 use crate::pending::{Delivery, PendingTable, ReaderRole};
+use crate::send::SendPath;
+use vfio_user_proto::header::FLAGS_NO_REPLY;
+use vfio_user_proto::wire::WriteMultiEntry;
+use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
 
 /// How long the background reader stays out of the way after a caller read the socket
 /// itself. Bounds the delay of server-initiated commands on the main socket while the
@@ -48,28 +47,19 @@ const BACKGROUND_BACKOFF: Duration = Duration::from_millis(1);
 /// at its deadline.
 pub(crate) const RECV_TICK: Duration = Duration::from_millis(20);
 
-/// Most entries in one REGION_WRITE_MULTI (QEMU sends at most 200).
-pub(crate) const WRITE_MULTI_MAX: usize = 200;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One connection.
 pub(crate) struct Transport {
-    sender: Sender,
-    send_lock: Mutex<()>,
-    posted: Mutex<Vec<WriteMultiEntry>>,
-    /// Whether `posted` may be non-empty (saves locking it on every send).
-    has_posted: AtomicBool,
+    send: SendPath,
     state: Mutex<PendingTable>,
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
     twin: Option<Sender>,
-    /// Sends in progress, and when one last started from idle or completed ([`now_ms`]):
-    /// a server that stops reading must not block senders forever.
-    sends_in_flight: AtomicU64,
-    send_progress: AtomicU64,
+    /// A send making no progress for this long (the server stopped reading) closes the
+    /// connection.
     send_timeout: Duration,
     pub(crate) negotiated: Negotiated,
     dma: Arc<DmaServer>,
@@ -129,35 +119,22 @@ impl Transport {
         send_timeout: Duration,
     ) -> Transport {
         Transport {
-            sender,
-            send_lock: Mutex::new(()),
-            posted: Mutex::new(Vec::new()),
-            has_posted: AtomicBool::new(false),
+            send: SendPath::new(sender, negotiated.peer.max_data_xfer_size),
             state: Mutex::new(PendingTable::new()),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
             twin,
-            sends_in_flight: AtomicU64::new(0),
-            send_progress: AtomicU64::new(0),
             send_timeout,
             negotiated,
             dma,
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        now_ms()
-    }
-
     /// Closes the connection when a send has been blocked for longer than the timeout (the
     /// server stopped reading); the blocked sender then fails with EPIPE. Called by the
     /// background reader at least every [`RECV_TICK`].
     fn check_send_stall(&self) {
-        if self.sends_in_flight.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let since = self.send_progress.load(Ordering::SeqCst);
-        if self.now_ms().saturating_sub(since) > self.send_timeout.as_millis() as u64 {
+        if self.send.stalled(self.send_timeout) {
             self.fail(DisconnectReason::Io(libc::ETIMEDOUT));
         }
     }
@@ -230,15 +207,7 @@ impl Transport {
         }
         let msgs: Vec<(Header, &[&[u8]])> =
             tickets.iter().zip(reqs).map(|(t, (cmd, parts))| (Header::command(t.id, *cmd, 0), *parts)).collect();
-        let send = || self.track(|| self.sender.send_batch(&msgs)).map_err(|e| self.send_error(e));
-        let sent = if self.has_posted.load(Ordering::SeqCst) {
-            // As in `send`: queued posted writes go first, under the send lock.
-            let _g = lock(&self.send_lock);
-            self.flush_locked().and_then(|()| send())
-        } else {
-            send()
-        };
-        if let Err(e) = sent {
+        if let Err(e) = self.send.send(&msgs, &[]).map_err(|e| self.send_error(e)) {
             let mut st = lock(&self.state);
             for t in &mut tickets {
                 t.done = true;
@@ -265,67 +234,15 @@ impl Transport {
         st.posted_id()
     }
 
-    /// Queues a small posted write for coalescing into REGION_WRITE_MULTI and sends the
-    /// queue unless another thread is about to.
+    /// Sends a small posted write, coalesced into REGION_WRITE_MULTI with its neighbours
+    /// when writes queue up behind another send.
     pub(crate) fn post_small_write(&self, entry: WriteMultiEntry) -> Result<()> {
-        if let Some(r) = self.dead() {
-            return Err(Error::Disconnected(r));
-        }
-        lock(&self.posted).push(entry);
-        self.has_posted.store(true, Ordering::SeqCst);
-        let _g = lock(&self.send_lock);
-        self.flush_locked()
+        let id = self.posted_id()?;
+        self.send.post_small_write(id, entry).map_err(|e| self.send_error(e))
     }
 
-    /// Sends the posted-write queue. Only ever called with the send lock held, so that a
-    /// `post_small_write` that finds its entry taken knows it is on the wire once it gets the
-    /// lock.
-    fn flush_locked(&self) -> Result<()> {
-        // `post_small_write` raises the flag after its push and then takes the send lock
-        // itself, so an entry is never stranded: whoever clears the flag takes the queue.
-        if !self.has_posted.swap(false, Ordering::SeqCst) {
-            return Ok(());
-        }
-        let entries = std::mem::take(&mut *lock(&self.posted));
-        // The peer bounds a REGION_WRITE_MULTI like a REGION_WRITE: 16 + max_data_xfer_size.
-        let fit = (self.negotiated.peer.max_data_xfer_size as usize + 16 - 8) / 24;
-        for chunk in entries.chunks(fit.clamp(1, WRITE_MULTI_MAX)) {
-            let id = self.posted_id()?;
-            let mut hdr;
-            let mut body = Vec::with_capacity(8 + chunk.len() * 24);
-            if let [e] = chunk {
-                // A lone write goes out as a plain REGION_WRITE.
-                hdr = Header::command(id, Command::RegionWrite, 0);
-                let a = vfio_user_proto::wire::RegionAccess { offset: e.offset, region: e.region, count: e.count };
-                body.extend_from_slice(a.as_slice());
-                body.extend_from_slice(&e.data[..e.count as usize]);
-            } else {
-                hdr = Header::command(id, Command::RegionWriteMulti, 0);
-                body.extend_from_slice(WriteMulti { wr_cnt: chunk.len() as u64 }.as_slice());
-                for e in chunk {
-                    body.extend_from_slice(e.as_slice());
-                }
-            }
-            hdr.flags |= FLAGS_NO_REPLY;
-            self.send_raw(hdr, &[&body], &[])?;
-        }
-        Ok(())
-    }
-
-    /// Sends one message after any queued posted writes. Without queued writes the
-    /// framing layer's own lock is enough: a posted write is on the wire before its
-    /// `post_small_write` returns, so nothing sent later can overtake it.
     fn send(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        if self.has_posted.load(Ordering::SeqCst) {
-            let _g = lock(&self.send_lock);
-            self.flush_locked()?;
-            return self.send_raw(hdr, parts, fds);
-        }
-        self.send_raw(hdr, parts, fds)
-    }
-
-    fn send_raw(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_tracked(hdr, parts, fds).map_err(|e| self.send_error(e))
+        self.send.send(&[(hdr, parts)], fds).map_err(|e| self.send_error(e))
     }
 
     /// The error of a failed send: invalid arguments are the caller's; anything else breaks
@@ -339,27 +256,6 @@ impl Transport {
                 Error::Disconnected(self.dead().unwrap_or(reason))
             }
         }
-    }
-
-    /// Sends through the framing layer, tracking progress for [`Self::check_send_stall`].
-    fn send_tracked(
-        &self,
-        hdr: Header,
-        parts: &[&[u8]],
-        fds: &[BorrowedFd<'_>],
-    ) -> std::result::Result<(), FrameError> {
-        self.track(|| self.sender.send(hdr, parts, fds))
-    }
-
-    /// Runs a send, recording its progress for [`Self::check_send_stall`].
-    fn track<T>(&self, send: impl FnOnce() -> T) -> T {
-        if self.sends_in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.send_progress.store(self.now_ms(), Ordering::SeqCst);
-        }
-        let sent = send();
-        self.send_progress.store(self.now_ms(), Ordering::SeqCst);
-        self.sends_in_flight.fetch_sub(1, Ordering::SeqCst);
-        sent
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
@@ -447,7 +343,8 @@ impl Transport {
     fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
         if msg.header.is_command() {
             if let Some((hdr, payload)) = self.dma.serve(&msg) {
-                if let Err(e) = self.send_tracked(hdr, &[&payload], &[]) {
+                // Replies are not queued: they answer the server, nothing orders them.
+                if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[&payload], &[])) {
                     return Err(DisconnectReason::Io(e.errno()));
                 }
             }
@@ -544,7 +441,7 @@ impl Transport {
             st.wake_all();
             self.bg_cv.notify_all();
         }
-        let _ = self.sender.shutdown();
+        let _ = self.send.sender().shutdown();
         if let Some(s) = &self.twin {
             let _ = s.shutdown();
         }
@@ -590,7 +487,7 @@ impl Drop for Ticket<'_> {
 
 /// A monotonic clock in milliseconds, read from the kernel's coarse clock (no hardware
 /// counter read): timeouts are seconds, a few milliseconds of resolution are plenty.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
 }
@@ -635,21 +532,20 @@ mod tests {
     #[test]
     fn posted_writes_queued_behind_a_send_are_coalesced() {
         let (t, mut peer) = transport(true);
-        let guard = lock(&t.send_lock);
+        let guard = t.send.hold();
         let threads: Vec<_> = (0..5u8)
             .map(|i| {
                 let t = t.clone();
                 std::thread::spawn(move || t.post_small_write(entry(i)).unwrap())
             })
             .collect();
-        // Wait until all five are queued behind the held send lock.
-        while lock(&t.posted).len() < 5 {
-            std::thread::yield_now();
-        }
-        drop(guard);
+        // The writers queue behind the held send lock and return.
         for th in threads {
             th.join().unwrap();
         }
+        assert_eq!(t.send.queued_len(), 5);
+        drop(guard);
+        t.send.after_hold().unwrap();
         let m = peer.recv().unwrap();
         assert!(m.header.no_reply());
         let limits = DecodeLimits::default();
@@ -675,9 +571,10 @@ mod tests {
     #[test]
     fn a_request_flushes_queued_posted_writes_first() {
         let (t, mut peer) = transport(true);
-        lock(&t.posted).push(entry(1));
-        lock(&t.posted).push(entry(2));
-        t.has_posted.store(true, Ordering::SeqCst);
+        let guard = t.send.hold();
+        t.post_small_write(entry(1)).unwrap();
+        t.post_small_write(entry(2)).unwrap();
+        drop(guard); // nobody drains: the next send must send them first
         let t2 = t.clone();
         let h = std::thread::spawn(move || t2.request(Command::DeviceReset, &[], &[], Duration::from_secs(10)));
         let first = peer.recv().unwrap();
