@@ -209,3 +209,50 @@ fn encode_writes(id: u16, run: &[WriteMultiEntry]) -> (Header, Vec<u8>) {
     hdr.flags |= FLAGS_NO_REPLY;
     (hdr, body)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    use vfio_user_proto::wire::WRITE_MULTI_DATA_MAX;
+    use vfio_user_proto::{decode_request, Connection, DecodeLimits, Request};
+
+    use super::*;
+
+    fn write(i: u8) -> WriteMultiEntry {
+        WriteMultiEntry { offset: u64::from(i), region: 0, count: 1, data: [i; WRITE_MULTI_DATA_MAX] }
+    }
+
+    #[test]
+    fn queued_messages_keep_their_order_and_only_neighbouring_writes_coalesce() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (sender, _) = Connection::new(a).split();
+        let s = SendPath::new(sender, 1 << 20);
+        let mut peer = Connection::new(b);
+        let guard = s.hold();
+        s.post_small_write(1, write(1)).unwrap();
+        s.post_small_write(2, write(2)).unwrap();
+        s.send(&[(Header::command(3, Command::DeviceReset, 0), &[])], &[]).unwrap();
+        s.post_small_write(4, write(4)).unwrap();
+        assert_eq!(s.queued_len(), 4, "all queued behind the held lock");
+        drop(guard);
+        // A message with an fd waits for the lock and sends the queue first.
+        let (e, _keep) = UnixStream::pair().unwrap();
+        s.send(&[(Header::command(5, Command::DmaMap, 0), &[&[0u8; 32]])], &[e.as_fd()]).unwrap();
+        let limits = DecodeLimits::default();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let m = peer.recv().unwrap();
+            let r = decode_request(&m.header, &m.payload, m.fds.len(), &limits);
+            got.push(match r {
+                Ok(Request::RegionWriteMulti(e)) => {
+                    format!("multi{:?}", e.iter().map(|e| e.offset).collect::<Vec<_>>())
+                }
+                Ok(Request::RegionWrite(a, _)) => format!("write{}", a.offset),
+                _ => format!("{}:{}", m.header.command, m.fds.len()),
+            });
+        }
+        assert_eq!(got, ["multi[1, 2]", "13:0", "write4", "2:1"]);
+    }
+}
