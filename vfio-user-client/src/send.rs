@@ -47,9 +47,11 @@ pub(crate) struct SendPath {
     queue: Mutex<Vec<Queued>>,
     /// Whether `queue` may be non-empty.
     queued: AtomicBool,
-    /// Sends in progress, and when one last started from idle or completed (ms).
+    /// Sends in progress, and sends completed: the stall watchdog compares the latter
+    /// between its looks (`watch`: count seen and since when, ms).
     in_flight: AtomicU64,
-    progress: AtomicU64,
+    completed: AtomicU64,
+    watch: Mutex<Option<(u64, u64)>>,
     /// Most entries the peer takes in one REGION_WRITE_MULTI.
     multi_fit: usize,
 }
@@ -63,7 +65,8 @@ impl SendPath {
             queue: Mutex::new(Vec::new()),
             queued: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
-            progress: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            watch: Mutex::new(None),
             multi_fit: ((peer_max_xfer as usize + 16 - 8) / 24).clamp(1, WRITE_MULTI_MAX),
         }
     }
@@ -122,6 +125,9 @@ impl SendPath {
 
     /// Sends everything queued; the send lock is held.
     fn drain_locked(&self) -> Result<(), FrameError> {
+        if !self.queued.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         while self.queued.swap(false, Ordering::SeqCst) {
             let items = std::mem::take(&mut *lock(&self.queue));
             let mut encoded: Vec<(Header, Vec<u8>)> = Vec::with_capacity(items.len());
@@ -148,23 +154,30 @@ impl SendPath {
         Ok(())
     }
 
-    /// Runs a send, recording its progress for [`SendPath::stalled`].
+    /// Runs a send, counting it for [`SendPath::stalled`].
     pub(crate) fn track<T>(&self, send: impl FnOnce() -> T) -> T {
-        if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
-            self.progress.store(crate::transport::now_ms(), Ordering::SeqCst);
-        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         let sent = send();
-        self.progress.store(crate::transport::now_ms(), Ordering::SeqCst);
+        self.completed.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         sent
     }
 
-    /// Whether a send has made no progress for longer than `timeout` (the server stopped
-    /// reading).
+    /// Whether sends have been in progress without one completing for longer than
+    /// `timeout` (the server stopped reading). Called periodically by one thread.
     pub(crate) fn stalled(&self, timeout: Duration) -> bool {
-        self.in_flight.load(Ordering::SeqCst) != 0
-            && crate::transport::now_ms().saturating_sub(self.progress.load(Ordering::SeqCst))
-                > timeout.as_millis() as u64
+        let now = crate::transport::now_ms();
+        let completed = self.completed.load(Ordering::SeqCst);
+        let mut w = lock(&self.watch);
+        match *w {
+            Some((seen, since)) if seen == completed && self.in_flight.load(Ordering::SeqCst) != 0 => {
+                now.saturating_sub(since) > timeout.as_millis() as u64
+            }
+            _ => {
+                *w = Some((completed, now));
+                false
+            }
+        }
     }
 
     /// The framing layer's sender (for replies to server commands, which are not queued).

@@ -282,7 +282,9 @@ impl Transport {
                 st.reader = ReaderRole::Caller;
                 st.caller_reads = st.caller_reads.wrapping_add(1);
                 drop(st);
-                self.read_session(Some(id), Some(deadline));
+                if let Some(m) = self.read_session(Some(id), Some(deadline)) {
+                    return Ok(m);
+                }
                 st = lock(&self.state);
                 continue;
             }
@@ -299,10 +301,18 @@ impl Transport {
     ///
     /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
     /// itself (one system call per message) and the deadline is checked at least that often.
-    fn read_session(&self, until: Option<u16>, deadline: Option<u64>) {
+    ///
+    /// A caller that reads its own reply gets it back directly (its slot freed), without
+    /// the round through the pending table.
+    fn read_session(&self, until: Option<u16>, deadline: Option<u64>) -> Option<Message> {
         let mut rx = lock(&self.rx);
+        let mut own = None;
         loop {
             match rx.recv_timed() {
+                Ok(msg) if until == Some(msg.header.msg_id) && msg.header.is_reply() => {
+                    own = Some(msg);
+                    break;
+                }
                 Ok(msg) => match self.dispatch(msg) {
                     Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
                     Ok(_) => {
@@ -333,10 +343,14 @@ impl Transport {
         drop(rx);
         let mut st = lock(&self.state);
         st.reader = ReaderRole::None;
+        if let (Some(id), Some(_)) = (until, &own) {
+            st.remove(id);
+        }
         if !st.wake_one_waiter() && buffered {
             st.kick_background = true;
             self.bg_cv.notify_one();
         }
+        own
     }
 
     /// Routes one message from the main socket.
