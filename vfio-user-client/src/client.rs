@@ -20,6 +20,7 @@ use crate::dma::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::irq::{IrqInfo, IrqState};
 use crate::region::Region;
+use crate::stats::{Counters, Stats};
 use crate::transport::{Link, Transport};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +92,7 @@ pub struct Client {
     pub(crate) regions: Mutex<HashMap<u32, Arc<Region>>>,
     pub(crate) irq_infos: Mutex<HashMap<u32, IrqInfo>>,
     reconnect_lock: Mutex<()>,
+    stats: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Client {
@@ -125,7 +127,8 @@ impl Client {
             memory: config.memory.clone(),
             limits: DecodeLimits { max_data_xfer_size: local.max_data_xfer_size, max_msg_fds: 0 },
         });
-        let link = crate::connect::open(sock, &config, dma.clone())?;
+        let stats = Arc::new(Counters::default());
+        let link = crate::connect::open(sock, &config, dma.clone(), stats.clone())?;
         let device = fetch_device_info(&link.transport, &config)?;
         Ok(Client {
             path,
@@ -138,6 +141,7 @@ impl Client {
             regions: Mutex::new(HashMap::new()),
             irq_infos: Mutex::new(HashMap::new()),
             reconnect_lock: Mutex::new(()),
+            stats,
         })
     }
 
@@ -173,6 +177,12 @@ impl Client {
     /// the right way round).
     pub fn resettable(&self) -> bool {
         self.device.resettable()
+    }
+
+    /// Counters of timeouts, dropped replies, coalesced writes, served DMA, violations and
+    /// reconnects.
+    pub fn stats(&self) -> Stats {
+        self.stats.snapshot()
     }
 
     /// `Some(reason)` once the connection is gone.
@@ -357,7 +367,7 @@ impl Client {
         let _d = lock(&self.dma_ops);
         let irqs = lock(&self.irqs);
         self.transport().fail(DisconnectReason::Shutdown);
-        let link = crate::connect::open(sock, &self.config, self.dma.clone())?;
+        let link = crate::connect::open(sock, &self.config, self.dma.clone(), self.stats.clone())?;
         let t = link.transport.clone();
         let device = fetch_device_info(&t, &self.config)?;
         if device != self.device {
@@ -369,6 +379,7 @@ impl Client {
         lock(&self.regions).clear();
         let old = std::mem::replace(&mut *self.link.write().unwrap_or_else(|e| e.into_inner()), link);
         drop(old);
+        crate::stats::bump(&self.stats.reconnects);
         Ok(())
     }
 }

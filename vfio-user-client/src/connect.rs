@@ -21,6 +21,7 @@ use vm_memory::ByteValued;
 use crate::config::{Config, MAX_INFO_ARGSZ};
 use crate::dma::DmaServer;
 use crate::error::{Error, Result};
+use crate::stats::Counters;
 use crate::transport::{Link, Transport, RECV_TICK};
 
 /// Bound on the VERSION reply (a capability JSON is a few hundred bytes).
@@ -49,7 +50,7 @@ pub(crate) fn connect_path(path: &std::path::Path, timeout: std::time::Duration)
 }
 
 /// Negotiates on `sock` and starts the connection's threads.
-pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>) -> Result<Link> {
+pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>, stats: Arc<Counters>) -> Result<Link> {
     // Blocking, with a receive timeout: readers block in `recvmsg` and still see deadlines.
     sock.set_nonblocking(false)?;
     sock.set_read_timeout(Some(RECV_TICK))?;
@@ -85,7 +86,7 @@ pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>) -> Re
         negotiated.twin_socket
     );
     drop(poll_sock);
-    let transport = Transport::new(sender, rx, twin, negotiated, dma, config.timeout);
+    let transport = Transport::new(sender, rx, twin, negotiated, dma, config.timeout, stats);
     Link::start(transport, twin_rx)
 }
 

@@ -54,6 +54,9 @@
 //!   queue up behind another send are coalesced into REGION_WRITE_MULTI. Any later request
 //!   flushes the queue first, so it is ordered after them.
 //! * **Pipelining** from one thread: [`Client::region_read_batch`].
+//! * **Observability**: [`Client::stats`] counts timeouts, dropped late replies, error
+//!   replies to posted writes, coalesced writes, served and refused server DMA, protocol
+//!   violations and reconnects.
 //!
 //! # Hostile servers
 //! The receive buffer is bounded by the largest reply we can ask for; every reply is
@@ -111,6 +114,7 @@ mod migration;
 mod pending;
 mod region;
 mod send;
+mod stats;
 mod transport;
 
 pub use client::{Client, DeviceInfo, RegionReadOp};
@@ -122,4 +126,5 @@ pub use dma_map::DmaProt;
 pub use error::{DisconnectReason, Error, Result};
 pub use irq::{IrqAction, IrqInfo, IrqSetData};
 pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
+pub use stats::Stats;
 pub use vfio_user_proto::{MigState, Negotiated, RegionCap};

@@ -59,9 +59,10 @@ pub(crate) enum ReaderRole {
 pub(crate) enum Delivery {
     /// A reply handed to the waiter of this id.
     Reply(u16),
-    /// A late reply to a request that timed out, or an error reply to a posted command:
-    /// dropped.
-    Dropped,
+    /// A late reply to a request that timed out: dropped.
+    Late,
+    /// An error reply to a posted (NO_REPLY) command: dropped.
+    PostedError,
     /// A server-initiated command, served.
     Command,
 }
@@ -186,11 +187,11 @@ impl PendingTable {
             Some(Slot::Abandoned) => {
                 log::debug!("late reply to msg_id {id} dropped");
                 self.slots.remove(&id);
-                Ok(Delivery::Dropped)
+                Ok(Delivery::Late)
             }
             None if msg.header.is_error() && self.posted.contains(&id) => {
                 log::warn!("server reported errno {} for posted command msg_id {id}", msg.header.errno());
-                Ok(Delivery::Dropped)
+                Ok(Delivery::PostedError)
             }
             None => Err(DisconnectReason::ProtocolViolation(format!(
                 "reply with msg_id {id} (command {}) matches no pending request",
@@ -286,10 +287,10 @@ mod tests {
         assert!(t.deliver(reply(id, false)).is_err(), "no longer pending");
         let (late, _) = t.register().unwrap();
         t.abandon(late);
-        assert_eq!(t.deliver(reply(late, false)), Ok(Delivery::Dropped));
+        assert_eq!(t.deliver(reply(late, false)), Ok(Delivery::Late));
         assert_eq!(t.len(), 0);
         let p = t.posted_id().unwrap();
-        assert_eq!(t.deliver(reply(p, true)), Ok(Delivery::Dropped));
+        assert_eq!(t.deliver(reply(p, true)), Ok(Delivery::PostedError));
         assert!(t.deliver(reply(p, false)).is_err(), "only error replies to posted commands are tolerated");
     }
 }

@@ -14,13 +14,15 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
 use vfio_user_proto::{Command, FrameError, Header, Sender};
 use vm_memory::ByteValued;
+
+use crate::stats::{bump, Counters};
 
 /// Largest message (payload bytes) that is copied into the queue rather than waited for.
 const COMBINE_MAX: usize = 4096;
@@ -54,11 +56,12 @@ pub(crate) struct SendPath {
     watch: Mutex<Option<(u64, u64)>>,
     /// Most entries the peer takes in one REGION_WRITE_MULTI.
     multi_fit: usize,
+    stats: Arc<Counters>,
 }
 
 impl SendPath {
     /// `peer_max_xfer` bounds a REGION_WRITE_MULTI like a REGION_WRITE: 16 + the limit.
-    pub(crate) fn new(sender: Sender, peer_max_xfer: u32) -> SendPath {
+    pub(crate) fn new(sender: Sender, peer_max_xfer: u32, stats: Arc<Counters>) -> SendPath {
         SendPath {
             sender,
             lock: Mutex::new(()),
@@ -68,6 +71,7 @@ impl SendPath {
             completed: AtomicU64::new(0),
             watch: Mutex::new(None),
             multi_fit: ((peer_max_xfer as usize + 16 - 8) / 24).clamp(1, WRITE_MULTI_MAX),
+            stats,
         }
     }
 
@@ -142,6 +146,10 @@ impl SendPath {
                                 Some(Queued::Write(_, e)) => run.push(e),
                                 _ => break,
                             }
+                        }
+                        if run.len() > 1 {
+                            bump(&self.stats.write_multi_messages);
+                            self.stats.write_multi_entries.fetch_add(run.len() as u64, Ordering::Relaxed);
                         }
                         encoded.push(encode_writes(id, &run));
                     }
@@ -241,7 +249,7 @@ mod tests {
     fn queued_messages_keep_their_order_and_only_neighbouring_writes_coalesce() {
         let (a, b) = UnixStream::pair().unwrap();
         let (sender, _) = Connection::new(a).split();
-        let s = SendPath::new(sender, 1 << 20);
+        let s = SendPath::new(sender, 1 << 20, Default::default());
         let mut peer = Connection::new(b);
         let guard = s.hold();
         s.post_small_write(1, write(1)).unwrap();

@@ -34,6 +34,7 @@ use crate::dma::DmaServer;
 use crate::error::{DisconnectReason, Error, Result};
 use crate::pending::{Delivery, PendingTable, ReaderRole};
 use crate::send::SendPath;
+use crate::stats::{bump, Counters};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
 use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
@@ -58,6 +59,7 @@ pub(crate) struct Transport {
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
     twin: Option<Sender>,
+    pub(crate) stats: Arc<Counters>,
     /// A send making no progress for this long (the server stopped reading) closes the
     /// connection.
     send_timeout: Duration,
@@ -117,9 +119,11 @@ impl Transport {
         negotiated: Negotiated,
         dma: Arc<DmaServer>,
         send_timeout: Duration,
+        stats: Arc<Counters>,
     ) -> Transport {
         Transport {
-            send: SendPath::new(sender, negotiated.peer.max_data_xfer_size),
+            send: SendPath::new(sender, negotiated.peer.max_data_xfer_size, stats.clone()),
+            stats,
             state: Mutex::new(PendingTable::new()),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
@@ -275,6 +279,7 @@ impl Transport {
             let now = if check_clock { Some(now_ms()) } else { None };
             if now.is_some_and(|now| now >= deadline) {
                 st.abandon(id);
+                bump(&self.stats.timeouts);
                 return Err(Error::Timeout { command: cmd, timeout });
             }
             check_clock = true;
@@ -315,7 +320,12 @@ impl Transport {
                 }
                 Ok(msg) => match self.dispatch(msg) {
                     Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
-                    Ok(_) => {
+                    Ok(d) => {
+                        match d {
+                            Delivery::Late => bump(&self.stats.late_replies),
+                            Delivery::PostedError => bump(&self.stats.posted_errors),
+                            _ => {}
+                        }
                         if deadline.is_some_and(|d| now_ms() >= d) {
                             break;
                         }
@@ -356,7 +366,7 @@ impl Transport {
     /// Routes one message from the main socket.
     fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
         if msg.header.is_command() {
-            if let Some((hdr, payload)) = self.dma.serve(&msg) {
+            if let Some((hdr, payload)) = self.serve(&msg) {
                 // Replies are not queued: they answer the server, nothing orders them.
                 if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[&payload], &[])) {
                     return Err(DisconnectReason::Io(e.errno()));
@@ -424,13 +434,23 @@ impl Transport {
                 self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
                 return;
             }
-            if let Some((hdr, payload)) = self.dma.serve(&msg) {
+            if let Some((hdr, payload)) = self.serve(&msg) {
                 if let Err(e) = sender.send(hdr, &[&payload], &[]) {
                     self.fail(DisconnectReason::Io(e.errno()));
                     return;
                 }
             }
         }
+    }
+
+    /// Serves a server command, counting the outcome.
+    fn serve(&self, msg: &Message) -> Option<(Header, Vec<u8>)> {
+        let reply = self.dma.serve(msg);
+        match &reply {
+            Some((h, _)) if h.is_error() => bump(&self.stats.dma_refused),
+            _ => bump(&self.stats.dma_served),
+        }
+        reply
     }
 
     /// Records a protocol violation, closes the connection and returns the error to report.
@@ -450,6 +470,9 @@ impl Transport {
             }
             if reason != DisconnectReason::Shutdown {
                 log::warn!("vfio-user connection lost: {reason}");
+            }
+            if matches!(reason, DisconnectReason::ProtocolViolation(_)) {
+                bump(&self.stats.violations);
             }
             st.dead = Some(reason);
             st.wake_all();
@@ -536,7 +559,10 @@ mod tests {
             memory: None,
             limits: DecodeLimits::default(),
         });
-        (Arc::new(Transport::new(sender, rx, None, negotiated, dma, Duration::from_secs(10))), Connection::new(b))
+        (
+            Arc::new(Transport::new(sender, rx, None, negotiated, dma, Duration::from_secs(10), Default::default())),
+            Connection::new(b),
+        )
     }
 
     fn entry(i: u8) -> WriteMultiEntry {
@@ -572,6 +598,8 @@ mod tests {
             }
             r => panic!("expected one REGION_WRITE_MULTI, got {r:?}"),
         }
+        let st = t.stats.snapshot();
+        assert_eq!((st.write_multi_messages, st.write_multi_entries), (1, 5));
         // A lone posted write goes out as a plain REGION_WRITE.
         t.post_small_write(entry(9)).unwrap();
         let m = peer.recv().unwrap();

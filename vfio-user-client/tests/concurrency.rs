@@ -256,6 +256,7 @@ fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
         while f.conn.recv().is_ok() {}
     });
     c.reconnect().unwrap();
+    assert_eq!(c.stats().reconnects, 1);
     assert_eq!(fd_read(&mem, 0x100, 11), b"same memory");
     let mut b = [0u8; 8];
     assert_eq!(rustix::io::read(&efds[1], &mut b).unwrap(), 8, "the replayed eventfd is ours");

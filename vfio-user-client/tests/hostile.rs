@@ -142,6 +142,7 @@ fn reply_to_a_msg_id_not_pending_closes_the_connection() {
     let e = c.reset().unwrap_err();
     assert!(matches!(e, Error::Disconnected(DisconnectReason::ProtocolViolation(_))), "{e}");
     assert_closed(&c);
+    assert_eq!(c.stats().violations, 1);
     h.join().unwrap();
 }
 
@@ -273,6 +274,8 @@ fn a_server_that_never_answers_times_out_and_a_late_reply_is_dropped() {
     c2.region_read(0, 0, &mut b).unwrap();
     assert_eq!(&b, b"ok");
     assert!(c.disconnected().is_none(), "a late reply is not a violation");
+    let st = c.stats();
+    assert_eq!((st.timeouts, st.late_replies, st.violations), (1, 1, 0));
     c.shutdown().unwrap();
     h.join().unwrap();
 }
@@ -345,6 +348,7 @@ fn error_replies_to_posted_writes_are_tolerated() {
     c.region_write_posted(0, 0, &[1, 2, 3, 4]).unwrap();
     c.reset().unwrap();
     assert!(c.disconnected().is_none());
+    assert_eq!(c.stats().posted_errors, 1);
     c.shutdown().unwrap();
     h.join().unwrap();
 }

@@ -531,6 +531,8 @@ fn server_dma_is_served_from_guest_memory_on_the_main_socket() {
     c.dma_map(0x10_8000, 0x10000, DmaProt::READ).unwrap();
     tx.send(()).unwrap();
     h.join().unwrap();
+    let st = c.stats();
+    assert_eq!((st.dma_served, st.dma_refused), (2, 4));
     let mut b = [0u8; 3];
     gm.read_slice(&mut b, GuestAddress(0x10_0020)).unwrap();
     assert_eq!(&b, b"abc");
