@@ -219,10 +219,8 @@ impl Client {
             match decode(&t, &msg)? {
                 Reply::RegionRead(r, bytes) if r == a => data[done..done + n].copy_from_slice(bytes),
                 Reply::RegionRead(r, _) => {
-                    return Err(t.violation(format!(
-                    "REGION_READ of {n} bytes at {:#x} of region {region} answered with {} bytes at {:#x} of region {}",
-                    a.offset, r.count, r.offset, r.region
-                )))
+                    let (want, got) = ((a.region, a.offset, a.count), (r.region, r.offset, r.count));
+                    return Err(t.violation(format!("REGION_READ of {want:?} answered with {got:?}")));
                 }
                 _ => return Err(t.violation("REGION_READ reply of another kind".into())),
             }
@@ -352,9 +350,10 @@ impl Client {
 
     /// Connects again to the same socket path — typically after the server restarted —
     /// renegotiates, checks that the device is the same, and replays every DMA mapping
-    /// (with the client's duplicates of their fds) and every IRQ eventfd. The VMM's device
-    /// model is kept; cached region info is dropped (mmap fds change with the server), so
-    /// mappings of regions must be made again.
+    /// (with the client's duplicates of their fds), every IRQ eventfd and every IRQ mask.
+    /// The VMM's device model is kept; cached region info is dropped (mmap fds change with
+    /// the server), so mappings of regions must be made again. Calls in flight on the old
+    /// connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
     pub fn reconnect(&self) -> Result<()> {
         let path = self.path.as_ref().ok_or(Error::Unsupported("connected by fd: use reconnect_with"))?;
         let sock = crate::connect::connect_path(path, self.config.timeout).map_err(Error::Connect)?;
