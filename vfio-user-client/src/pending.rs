@@ -15,6 +15,13 @@ use vfio_user_proto::Message;
 
 use crate::error::{DisconnectReason, Error, Result};
 
+/// How long the id of an abandoned request stays reserved for its late reply (ms); a reply
+/// later than that is a protocol violation. Without a limit, a server that never answers
+/// some requests would eventually use up every id.
+const ABANDONED_TTL_MS: u64 = 60_000;
+/// Table size from which abandoned ids are swept.
+const SWEEP_FROM: usize = 1024;
+
 /// How many recent NO_REPLY message ids are remembered, to recognise error replies that
 /// some servers send for posted commands anyway (rust-vmm's server does).
 const POSTED_MEMORY: usize = 1024;
@@ -71,8 +78,8 @@ enum Slot {
     /// `sleeping`: the requester is blocked on `cv` (otherwise notifying it would be a
     /// wasted system call: it is reading the socket itself, or about to look at the slot).
     Waiting { cv: Arc<Condvar>, reply: Option<Message>, sleeping: bool },
-    /// The requester gave up (timeout); a late reply is dropped.
-    Abandoned,
+    /// The requester gave up (timeout) at this time (ms); a late reply is dropped.
+    Abandoned(u64),
 }
 
 /// Pending requests and reader state.
@@ -117,8 +124,18 @@ impl PendingTable {
         Err(Error::NoMessageId)
     }
 
+    /// Forgets abandoned ids older than [`ABANDONED_TTL_MS`], when the table is large.
+    fn sweep(&mut self) {
+        if self.slots.len() < SWEEP_FROM {
+            return;
+        }
+        let now = crate::transport::now_ms();
+        self.slots.retain(|_, s| !matches!(s, Slot::Abandoned(at) if now.saturating_sub(*at) > ABANDONED_TTL_MS));
+    }
+
     /// Allocates an id for a request and its waiter slot.
     pub(crate) fn register(&mut self) -> Result<(u16, Arc<Condvar>)> {
+        self.sweep();
         let id = self.free_id()?;
         let cv = self.spare.pop().unwrap_or_default();
         self.slots.insert(id, Slot::Waiting { cv: cv.clone(), reply: None, sleeping: false });
@@ -165,7 +182,7 @@ impl PendingTable {
             Some(Slot::Waiting { reply: Some(_), .. }) => {
                 self.slots.remove(&id);
             }
-            Some(s) => *s = Slot::Abandoned,
+            Some(s) => *s = Slot::Abandoned(crate::transport::now_ms()),
             None => {}
         }
     }
@@ -184,7 +201,7 @@ impl PendingTable {
                 }
                 Ok(Delivery::Reply(id))
             }
-            Some(Slot::Abandoned) => {
+            Some(Slot::Abandoned(_)) => {
                 log::debug!("late reply to msg_id {id} dropped");
                 self.slots.remove(&id);
                 Ok(Delivery::Late)
@@ -275,6 +292,23 @@ mod tests {
             t.register().unwrap();
         }
         assert!(matches!(t.register(), Err(Error::NoMessageId)));
+    }
+
+    #[test]
+    fn old_abandoned_ids_are_swept_from_a_large_table() {
+        let mut t = PendingTable::new();
+        for _ in 0..SWEEP_FROM {
+            let (id, _) = t.register().unwrap();
+            t.abandon(id);
+        }
+        // Pretend they were abandoned long ago.
+        for s in t.slots.values_mut() {
+            *s = Slot::Abandoned(0);
+        }
+        let (fresh, _) = t.register().unwrap();
+        t.abandon(fresh);
+        t.register().unwrap();
+        assert_eq!(t.len(), 2, "only the recent abandoned id and the new one remain");
     }
 
     #[test]
