@@ -126,10 +126,12 @@ impl PendingTable {
 
     /// Forgets abandoned ids older than [`ABANDONED_TTL_MS`], when the table is large.
     fn sweep(&mut self) {
-        if self.slots.len() < SWEEP_FROM {
-            return;
+        if self.slots.len() >= SWEEP_FROM {
+            self.sweep_at(crate::transport::now_ms());
         }
-        let now = crate::transport::now_ms();
+    }
+
+    fn sweep_at(&mut self, now: u64) {
         self.slots.retain(|_, s| !matches!(s, Slot::Abandoned(at) if now.saturating_sub(*at) > ABANDONED_TTL_MS));
     }
 
@@ -301,14 +303,16 @@ mod tests {
             let (id, _) = t.register().unwrap();
             t.abandon(id);
         }
-        // Pretend they were abandoned long ago.
-        for s in t.slots.values_mut() {
-            *s = Slot::Abandoned(0);
-        }
-        let (fresh, _) = t.register().unwrap();
-        t.abandon(fresh);
-        t.register().unwrap();
-        assert_eq!(t.len(), 2, "only the recent abandoned id and the new one remain");
+        let (waiting, _) = t.register().unwrap();
+        // A minute and a bit later, the abandoned ids go; the waiting request stays.
+        t.sweep_at(crate::transport::now_ms() + ABANDONED_TTL_MS + 1);
+        assert_eq!(t.len(), 1);
+        assert!(t.take_reply(waiting).is_none());
+        // Recent ones stay.
+        let (recent, _) = t.register().unwrap();
+        t.abandon(recent);
+        t.sweep_at(crate::transport::now_ms());
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
