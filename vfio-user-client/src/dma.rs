@@ -1,0 +1,256 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! DMA mappings the client has made, and serving the server's DMA_READ / DMA_WRITE.
+//!
+//! The server may only touch memory inside a mapping it was given, with the access the
+//! mapping allows (`READ` for DMA_READ, `WRITE` for DMA_WRITE). Every request is checked
+//! against the client's own table of mappings first (EFAULT otherwise), then served from the
+//! VMM's memory ([`DmaMemory`], e.g. a vm-memory `GuestMemoryMmap`); a mapping that was made
+//! with an fd is served through that fd (`pread`/`pwrite`) when no memory was handed over.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use vfio_user_proto::wire::{DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
+use vfio_user_proto::{decode_request, DecodeLimits, Header, Message, Request};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
+
+/// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the
+/// DMA address (IOVA) given in DMA_MAP.
+///
+/// Implemented for every vm-memory [`GuestAddressSpace`] — `Arc<GuestMemoryMmap>`,
+/// `GuestMemoryAtomic<GuestMemoryMmap>`, ... — with IOVA = guest physical address, as in a VMM
+/// without a virtual IOMMU. A VMM that translates IOVAs implements it itself.
+///
+/// Both calls must either transfer every byte or fail with an errno; a range not entirely
+/// in memory is `EFAULT`. They run on the thread that is reading the socket at the time (a
+/// caller waiting for its reply, the background reader, or the twin-socket thread), so they
+/// must not block for long and must not call back into the [`Client`](crate::Client) (its
+/// reply could not be read meanwhile).
+pub trait DmaMemory: Send + Sync {
+    /// Reads `buf.len()` bytes at `addr`.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32>;
+    /// Writes `data` at `addr`.
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32>;
+}
+
+impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32> {
+        self.memory().read_slice(buf, GuestAddress(addr)).map_err(|_| libc::EFAULT)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
+        self.memory().write_slice(data, GuestAddress(addr)).map_err(|_| libc::EFAULT)
+    }
+}
+
+/// One DMA mapping as the client made it; kept to check the server's DMA requests and to
+/// replay the mapping after a reconnect.
+#[derive(Debug, Clone)]
+pub struct DmaMapping {
+    /// DMA address (IOVA).
+    pub iova: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// `DMA_MAP_FLAG_*` as sent.
+    pub flags: u32,
+    /// The client's own duplicate of the fd the mapping was made with, and the offset in it.
+    pub fd: Option<(Arc<OwnedFd>, u64)>,
+}
+
+impl DmaMapping {
+    fn end(&self) -> u64 {
+        self.iova + self.size
+    }
+}
+
+/// The client's DMA mappings, keyed by IOVA; never overlapping.
+#[derive(Debug, Default)]
+pub(crate) struct DmaTable {
+    maps: BTreeMap<u64, DmaMapping>,
+}
+
+impl DmaTable {
+    /// Whether `[iova, iova + size)` overlaps a mapping. `size` is non-zero and the range
+    /// does not wrap (checked by the caller).
+    pub(crate) fn overlaps(&self, iova: u64, size: u64) -> bool {
+        let end = iova + size;
+        if let Some((_, m)) = self.maps.range(..end).next_back() {
+            return m.end() > iova;
+        }
+        false
+    }
+
+    pub(crate) fn insert(&mut self, m: DmaMapping) {
+        self.maps.insert(m.iova, m);
+    }
+
+    /// Removes the mapping that exactly matches `iova`/`size`.
+    pub(crate) fn remove_exact(&mut self, iova: u64, size: u64) -> Option<DmaMapping> {
+        match self.maps.get(&iova) {
+            Some(m) if m.size == size => self.maps.remove(&iova),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get_exact(&self, iova: u64, size: u64) -> Option<&DmaMapping> {
+        self.maps.get(&iova).filter(|m| m.size == size)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.maps.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &DmaMapping> {
+        self.maps.values()
+    }
+
+    /// The mapping that contains all of `[addr, addr + count)`, if any.
+    fn containing(&self, addr: u64, count: u64) -> Option<&DmaMapping> {
+        let end = addr.checked_add(count)?;
+        let (_, m) = self.maps.range(..=addr).next_back()?;
+        (end <= m.end()).then_some(m)
+    }
+}
+
+/// Everything needed to serve the server's DMA requests.
+pub(crate) struct DmaServer {
+    pub(crate) table: std::sync::RwLock<DmaTable>,
+    pub(crate) memory: Option<Arc<dyn DmaMemory>>,
+    /// What we advertised: the most bytes one DMA_READ/DMA_WRITE may move.
+    pub(crate) limits: DecodeLimits,
+}
+
+impl DmaServer {
+    /// Handles one server-to-client command. Returns the reply to send (header, payload) or
+    /// `None` when the command asked for no reply.
+    pub(crate) fn serve(&self, msg: &Message) -> Option<(Header, Vec<u8>)> {
+        let hdr = &msg.header;
+        let result = match decode_request(hdr, &msg.payload, msg.fds.len(), &self.limits) {
+            Ok(Request::DmaRead(a)) => self.dma_read(&a),
+            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| a.as_bytes().to_vec()),
+            Ok(other) => {
+                log::warn!("server sent {} to the client; refused", other.command());
+                Err(libc::EINVAL)
+            }
+            Err(e) => {
+                log::warn!("invalid server command: {e}");
+                Err(e.errno())
+            }
+        };
+        if hdr.no_reply() {
+            return None;
+        }
+        Some(match result {
+            Ok(payload) => (hdr.reply(payload.len()), payload),
+            Err(errno) => (hdr.error_reply(errno), Vec::new()),
+        })
+    }
+
+    fn check(&self, addr: u64, count: u64, need: u32) -> Result<Option<(Arc<OwnedFd>, u64)>, i32> {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let m = table.containing(addr, count).ok_or(libc::EFAULT)?;
+        if m.flags & need == 0 {
+            return Err(libc::EPERM);
+        }
+        Ok(m.fd.as_ref().map(|(fd, off)| (fd.clone(), off + (addr - m.iova))))
+    }
+
+    fn dma_read(&self, a: &DmaAccess) -> Result<Vec<u8>, i32> {
+        let via_fd = self.check(a.addr, a.count, DMA_MAP_FLAG_READ)?;
+        // `count` is bounded by our max_data_xfer_size (decode_request checked it).
+        let mut out = Vec::with_capacity(16 + a.count as usize);
+        out.extend_from_slice(a.as_bytes());
+        out.resize(16 + a.count as usize, 0);
+        let buf = &mut out[16..];
+        match (&self.memory, via_fd) {
+            (Some(mem), _) => mem.read(a.addr, buf)?,
+            (None, Some((fd, off))) => pread_all(fd.as_fd(), buf, off)?,
+            (None, None) => return Err(libc::EFAULT),
+        }
+        Ok(out)
+    }
+
+    fn dma_write(&self, a: &DmaAccess, data: &[u8]) -> Result<(), i32> {
+        let via_fd = self.check(a.addr, a.count, DMA_MAP_FLAG_WRITE)?;
+        match (&self.memory, via_fd) {
+            (Some(mem), _) => mem.write(a.addr, data),
+            (None, Some((fd, off))) => pwrite_all(fd.as_fd(), data, off),
+            (None, None) => Err(libc::EFAULT),
+        }
+    }
+}
+
+trait AsBytes {
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl AsBytes for DmaAccess {
+    fn as_bytes(&self) -> &[u8] {
+        vm_memory::ByteValued::as_slice(self)
+    }
+}
+
+fn pread_all(fd: std::os::fd::BorrowedFd<'_>, mut buf: &mut [u8], mut off: u64) -> Result<(), i32> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, off) {
+            Ok(0) => return Err(libc::EFAULT),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                off += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.raw_os_error()),
+        }
+    }
+    Ok(())
+}
+
+fn pwrite_all(fd: std::os::fd::BorrowedFd<'_>, mut data: &[u8], mut off: u64) -> Result<(), i32> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(fd, data, off) {
+            Ok(0) => return Err(libc::EFAULT),
+            Ok(n) => {
+                data = &data[n..];
+                off += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.raw_os_error()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(iova: u64, size: u64) -> DmaMapping {
+        DmaMapping { iova, size, flags: DMA_MAP_FLAG_READ, fd: None }
+    }
+
+    #[test]
+    fn overlap_and_containment() {
+        let mut t = DmaTable::default();
+        t.insert(map(0x1000, 0x1000));
+        t.insert(map(0x3000, 0x1000));
+        assert!(t.overlaps(0x1fff, 1));
+        assert!(!t.overlaps(0x2000, 0x1000));
+        assert!(t.overlaps(0x2000, 0x1001));
+        assert!(t.overlaps(0, 0x1001));
+        assert!(!t.overlaps(0, 0x1000));
+        assert!(t.containing(0x1000, 0x1000).is_some());
+        assert!(t.containing(0x1800, 0x801).is_none());
+        assert!(t.containing(0x2000, 1).is_none());
+        assert!(t.containing(u64::MAX, 2).is_none());
+        assert!(t.remove_exact(0x1000, 0x800).is_none());
+        assert!(t.remove_exact(0x1000, 0x1000).is_some());
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,304 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! IRQs: DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS for every data × action combination, with
+//! eventfds split by the server's `max_msg_fds`, and the eventfd state replayed after a
+//! reconnect.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vfio_user_proto::wire::{
+    self, IrqSet, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_MASK_BITS, IRQ_SET_ACTION_TRIGGER, IRQ_SET_ACTION_UNMASK,
+    IRQ_SET_DATA_BOOL, IRQ_SET_DATA_EVENTFD, IRQ_SET_DATA_MASK, IRQ_SET_DATA_NONE,
+};
+use vfio_user_proto::{Command, Reply};
+use vm_memory::ByteValued;
+
+use crate::client::{decode, lock, Client};
+use crate::error::{Error, Result};
+use crate::transport::Transport;
+
+pub use vfio_user_proto::IrqAction;
+
+/// What DEVICE_GET_IRQ_INFO reported for one IRQ index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqInfo {
+    /// IRQ index (PCI: 0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ).
+    pub index: u32,
+    /// `VFIO_IRQ_INFO_*` (EVENTFD, MASKABLE, AUTOMASKED, NORESIZE).
+    pub flags: u32,
+    /// Number of vectors.
+    pub count: u32,
+}
+
+impl From<IrqInfo> for vfio_bindings::bindings::vfio::vfio_irq_info {
+    fn from(i: IrqInfo) -> Self {
+        vfio_bindings::bindings::vfio::vfio_irq_info {
+            argsz: std::mem::size_of::<Self>() as u32,
+            flags: i.flags,
+            index: i.index,
+            count: i.count,
+        }
+    }
+}
+
+/// The data of a DEVICE_SET_IRQS call.
+#[derive(Clone, Copy, Debug)]
+pub enum IrqSetData<'a> {
+    /// DATA_NONE for `count` vectors. `count` 0 with [`IrqAction::Trigger`] and start 0
+    /// disables the whole index.
+    None {
+        /// Number of vectors.
+        count: u32,
+    },
+    /// DATA_BOOL: one flag per vector from `start`.
+    Bool(&'a [bool]),
+    /// DATA_EVENTFD: one entry per vector from `start`; `None` de-assigns that vector.
+    /// Sent in as many messages as the server's `max_msg_fds` requires.
+    Eventfds(&'a [Option<BorrowedFd<'a>>]),
+}
+
+impl IrqSetData<'_> {
+    fn count(&self) -> usize {
+        match self {
+            IrqSetData::None { count } => *count as usize,
+            IrqSetData::Bool(b) => b.len(),
+            IrqSetData::Eventfds(f) => f.len(),
+        }
+    }
+}
+
+fn action_flag(a: IrqAction) -> u32 {
+    match a {
+        IrqAction::Mask => IRQ_SET_ACTION_MASK,
+        IrqAction::Unmask => IRQ_SET_ACTION_UNMASK,
+        IrqAction::Trigger => IRQ_SET_ACTION_TRIGGER,
+    }
+}
+
+/// What SET_IRQS installed on the server and a reconnect sends again: the eventfds per
+/// (index, action flag) per vector, and the vectors masked with DATA_NONE / DATA_BOOL.
+#[derive(Default)]
+pub(crate) struct IrqState {
+    fds: BTreeMap<(u32, u32), BTreeMap<u32, Arc<OwnedFd>>>,
+    masked: BTreeMap<u32, BTreeSet<u32>>,
+}
+
+impl IrqState {
+    fn record(&mut self, index: u32, action: u32, start: u32, data: &IrqSetData<'_>) -> Result<()> {
+        let mask = |set: &mut BTreeSet<u32>, v: u32| match action {
+            IRQ_SET_ACTION_MASK => {
+                set.insert(v);
+            }
+            IRQ_SET_ACTION_UNMASK => {
+                set.remove(&v);
+            }
+            _ => {}
+        };
+        match data {
+            IrqSetData::None { count: 0 } if action == IRQ_SET_ACTION_TRIGGER => {
+                self.fds.retain(|(i, _), _| *i != index);
+                self.masked.remove(&index);
+            }
+            IrqSetData::None { count } => {
+                let set = self.masked.entry(index).or_default();
+                for v in start..start + count {
+                    mask(set, v);
+                }
+            }
+            IrqSetData::Bool(flags) => {
+                let set = self.masked.entry(index).or_default();
+                for (i, _) in flags.iter().enumerate().filter(|(_, &on)| on) {
+                    mask(set, start + i as u32);
+                }
+            }
+            IrqSetData::Eventfds(fds) => {
+                let map = self.fds.entry((index, action)).or_default();
+                for (i, fd) in fds.iter().enumerate() {
+                    let v = start + i as u32;
+                    match fd {
+                        Some(fd) => {
+                            map.insert(v, Arc::new(fd.try_clone_to_owned()?));
+                        }
+                        None => {
+                            map.remove(&v);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs every recorded eventfd on a new connection.
+    pub(crate) fn replay(&self, t: &Transport, timeout: Duration) -> Result<()> {
+        for (&(index, action), map) in &self.fds {
+            let mut run: Vec<(u32, BorrowedFd<'_>)> = Vec::new();
+            let flush = |run: &mut Vec<(u32, BorrowedFd<'_>)>| -> Result<()> {
+                if let Some(&(start, _)) = run.first() {
+                    let fds: Vec<Option<BorrowedFd<'_>>> = run.iter().map(|(_, f)| Some(*f)).collect();
+                    send_set_irqs(t, index, action, start, &IrqSetData::Eventfds(&fds), timeout)?;
+                }
+                run.clear();
+                Ok(())
+            };
+            for (&v, fd) in map {
+                if run.last().is_some_and(|&(last, _)| last + 1 != v) {
+                    flush(&mut run)?;
+                }
+                run.push((v, fd.as_fd()));
+            }
+            flush(&mut run)?;
+        }
+        for (&index, set) in &self.masked {
+            let mut vectors = set.iter().copied().peekable();
+            while let Some(first) = vectors.next() {
+                let mut count = 1;
+                while first.checked_add(count).is_some_and(|next| vectors.next_if_eq(&next).is_some()) {
+                    count += 1;
+                }
+                send_set_irqs(t, index, IRQ_SET_ACTION_MASK, first, &IrqSetData::None { count }, timeout)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends one logical SET_IRQS, split into messages as needed.
+fn send_set_irqs(
+    t: &Transport,
+    index: u32,
+    action: u32,
+    start: u32,
+    data: &IrqSetData<'_>,
+    timeout: Duration,
+) -> Result<()> {
+    let one = |flags: u32, start: u32, count: usize, extra: &[u8], fds: &[BorrowedFd<'_>]| -> Result<()> {
+        let set = IrqSet { argsz: (20 + extra.len()) as u32, flags: flags | action, index, start, count: count as u32 };
+        let msg = t.request(Command::DeviceSetIrqs, &[set.as_slice(), extra], fds, timeout)?;
+        match decode(t, &msg)? {
+            Reply::DeviceSetIrqs => Ok(()),
+            _ => Err(t.violation("DEVICE_SET_IRQS reply of another kind".into())),
+        }
+    };
+    match data {
+        IrqSetData::None { count } => one(IRQ_SET_DATA_NONE, start, *count as usize, &[], &[]),
+        IrqSetData::Bool(b) => {
+            let bytes: Vec<u8> = b.iter().map(|&x| x as u8).collect();
+            one(IRQ_SET_DATA_BOOL, start, b.len(), &bytes, &[])
+        }
+        IrqSetData::Eventfds([]) => one(IRQ_SET_DATA_EVENTFD, start, 0, &[], &[]),
+        IrqSetData::Eventfds(fds) => {
+            let max = t.negotiated.peer.max_msg_fds as usize;
+            if max == 0 && fds.iter().any(|f| f.is_some()) {
+                return Err(Error::Unsupported("the server accepts no file descriptors"));
+            }
+            let mut i = 0;
+            while i < fds.len() {
+                let some = fds[i].is_some();
+                let mut j = i;
+                while j < fds.len() && fds[j].is_some() == some && (!some || j - i < max.max(1)) {
+                    j += 1;
+                }
+                let run: Vec<BorrowedFd<'_>> = fds[i..j].iter().flatten().copied().collect();
+                one(IRQ_SET_DATA_EVENTFD, start + i as u32, j - i, &[], &run)?;
+                i = j;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl Client {
+    /// DEVICE_GET_IRQ_INFO for `index` (cached after the first call).
+    pub fn irq_info(&self, index: u32) -> Result<IrqInfo> {
+        if index >= self.device.num_irqs {
+            return Err(Error::InvalidInput("IRQ index out of range"));
+        }
+        if let Some(i) = lock(&self.irq_infos).get(&index) {
+            return Ok(*i);
+        }
+        let req = wire::IrqInfo { argsz: 16, index, ..Default::default() };
+        let (t, msg) = self.call(Command::DeviceGetIrqInfo, &[req.as_slice()], &[], None)?;
+        let info = match decode(&t, &msg)? {
+            Reply::DeviceGetIrqInfo(i) if i.index == index => IrqInfo { index, flags: i.flags, count: i.count },
+            Reply::DeviceGetIrqInfo(i) => {
+                return Err(t.violation(format!("IRQ info for index {} when {index} was asked", i.index)))
+            }
+            _ => return Err(t.violation("DEVICE_GET_IRQ_INFO reply of another kind".into())),
+        };
+        lock(&self.irq_infos).insert(index, info);
+        Ok(info)
+    }
+
+    /// DEVICE_SET_IRQS: `action` on the vectors `start..start + count` of `index`, with
+    /// `data`. Eventfds are split over several messages by the server's `max_msg_fds`, and
+    /// runs of `None` go in messages without fds (which de-assign those vectors). Installed
+    /// eventfds are remembered (duplicated) for [`reconnect`](Client::reconnect).
+    pub fn set_irqs(&self, index: u32, action: IrqAction, start: u32, data: IrqSetData<'_>) -> Result<()> {
+        let count = u32::try_from(data.count()).map_err(|_| Error::InvalidInput("too many vectors"))?;
+        let end = start.checked_add(count).ok_or(Error::InvalidInput("start + count wraps"))?;
+        let info = self.irq_info(index)?;
+        if count > 0 && end > info.count {
+            return Err(Error::InvalidInput("vectors beyond the IRQ index's count"));
+        }
+        let action = action_flag(action);
+        let mut state = lock(&self.irqs);
+        let t = self.transport();
+        send_set_irqs(&t, index, action, start, &data, self.config.timeout)?;
+        state.record(index, action, start, &data)
+    }
+
+    /// DEVICE_SET_IRQS with raw VFIO flags, as rust-vmm's `Client::set_irqs` takes them:
+    /// exactly one `DATA_*` and one `ACTION_*` bit; with DATA_EVENTFD, `fds` holds `count`
+    /// eventfds or none (de-assign). DATA_BOOL needs its flags: use
+    /// [`set_irqs`](Client::set_irqs).
+    pub fn set_irqs_raw(&self, index: u32, flags: u32, start: u32, count: u32, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let data = flags & IRQ_SET_DATA_MASK;
+        let action = flags & IRQ_SET_ACTION_MASK_BITS;
+        if flags & !(IRQ_SET_DATA_MASK | IRQ_SET_ACTION_MASK_BITS) != 0
+            || data.count_ones() != 1
+            || action.count_ones() != 1
+        {
+            return Err(Error::InvalidInput("SET_IRQS flags need one DATA and one ACTION bit"));
+        }
+        // Bound `count` before anything is allocated for it.
+        if count > 0 {
+            let max = self.irq_info(index)?.count;
+            if !start.checked_add(count).is_some_and(|end| end <= max) {
+                return Err(Error::InvalidInput("vectors beyond the IRQ index's count"));
+            }
+        }
+        let action = match action {
+            IRQ_SET_ACTION_MASK => IrqAction::Mask,
+            IRQ_SET_ACTION_UNMASK => IrqAction::Unmask,
+            _ => IrqAction::Trigger,
+        };
+        match data {
+            IRQ_SET_DATA_NONE if fds.is_empty() => self.set_irqs(index, action, start, IrqSetData::None { count }),
+            IRQ_SET_DATA_EVENTFD if fds.len() == count as usize => {
+                let v: Vec<Option<BorrowedFd<'_>>> = fds.iter().map(|f| Some(*f)).collect();
+                self.set_irqs(index, action, start, IrqSetData::Eventfds(&v))
+            }
+            IRQ_SET_DATA_EVENTFD if fds.is_empty() => {
+                let v: Vec<Option<BorrowedFd<'_>>> = vec![None; count as usize];
+                self.set_irqs(index, action, start, IrqSetData::Eventfds(&v))
+            }
+            _ => Err(Error::InvalidInput("SET_IRQS data does not match the flags")),
+        }
+    }
+
+    /// Installs `fds` as the trigger eventfds of vectors `start..` of `index`.
+    pub fn enable_irq_eventfds(&self, index: u32, start: u32, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let v: Vec<Option<BorrowedFd<'_>>> = fds.iter().map(|f| Some(*f)).collect();
+        self.set_irqs(index, IrqAction::Trigger, start, IrqSetData::Eventfds(&v))
+    }
+
+    /// Disables every vector of `index` (DATA_NONE | ACTION_TRIGGER, count 0).
+    pub fn disable_irqs(&self, index: u32) -> Result<()> {
+        self.set_irqs(index, IrqAction::Trigger, 0, IrqSetData::None { count: 0 })
+    }
+}

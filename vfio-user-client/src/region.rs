@@ -1,0 +1,399 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! Regions: info with capabilities (cached), safe mappings of mmappable areas, and the
+//! ioeventfds of DEVICE_GET_REGION_IO_FDS.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use vfio_user_proto::wire::{
+    self, RegionIoFds, RegionTypeCap, SparseArea, REGION_FLAG_CAPS, REGION_FLAG_MMAP, REGION_FLAG_READ,
+    REGION_FLAG_WRITE,
+};
+use vfio_user_proto::{parse_region_caps, Command, RegionCap, Reply};
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{AtomicAccess, ByteValued, Bytes, FileOffset, MmapRegion, VolatileMemory, VolatileSlice};
+
+use crate::client::{decode, lock, Client};
+use crate::config::MAX_INFO_ARGSZ;
+use crate::error::{Error, Result};
+
+/// The `argsz` of the first region-info request: enough for typical capability chains, so
+/// that one round trip usually suffices.
+const FIRST_REGION_ARGSZ: u32 = 1024;
+/// Entries asked for in the first IO-fds request.
+const FIRST_IO_FDS: u32 = 16;
+
+/// What DEVICE_GET_REGION_INFO reported for one region, validated.
+#[derive(Debug)]
+pub struct Region {
+    /// Region index.
+    pub index: u32,
+    /// `VFIO_REGION_INFO_FLAG_*`. MMAP is cleared when the server sent no fd.
+    pub flags: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Offset of the region in its mmap fd (base of the sparse areas).
+    pub offset: u64,
+    /// The capabilities (SPARSE_MMAP areas are within the region).
+    pub caps: Vec<RegionCap>,
+    fd: Option<Arc<File>>,
+}
+
+impl Region {
+    /// Readable through REGION_READ.
+    pub fn readable(&self) -> bool {
+        self.flags & REGION_FLAG_READ != 0
+    }
+
+    /// Writable through REGION_WRITE.
+    pub fn writable(&self) -> bool {
+        self.flags & REGION_FLAG_WRITE != 0
+    }
+
+    /// Mappable: the server set MMAP and sent the fd.
+    pub fn mappable(&self) -> bool {
+        self.flags & REGION_FLAG_MMAP != 0 && self.fd.is_some()
+    }
+
+    /// The SPARSE_MMAP areas, if the server sent that capability.
+    pub fn sparse_areas(&self) -> Option<&[SparseArea]> {
+        self.caps.iter().find_map(|c| match c {
+            RegionCap::SparseMmap(a) => Some(a.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// The SPARSE_MMAP areas as `vfio_bindings` structs (what rust-vmm's
+    /// `Region::sparse_areas` holds); empty without that capability.
+    pub fn sparse_mmap_areas(&self) -> Vec<vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area> {
+        self.sparse_areas()
+            .unwrap_or_default()
+            .iter()
+            .map(|a| vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area { offset: a.offset, size: a.size })
+            .collect()
+    }
+
+    /// The areas that may be mmapped: the sparse areas, or the whole region without that
+    /// capability; none when the region is not mappable.
+    pub fn mmap_areas(&self) -> Vec<SparseArea> {
+        if !self.mappable() {
+            return Vec::new();
+        }
+        match self.sparse_areas() {
+            Some(a) => a.iter().filter(|a| a.size != 0).copied().collect(),
+            None => vec![SparseArea { offset: 0, size: self.size }],
+        }
+    }
+
+    /// The TYPE capability (device-specific regions).
+    pub fn region_type(&self) -> Option<RegionTypeCap> {
+        self.caps.iter().find_map(|c| match c {
+            RegionCap::Type(t) => Some(*t),
+            _ => None,
+        })
+    }
+
+    /// The mmap fd.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The mmap fd and the region's offset in it, as vm-memory's `FileOffset` (what
+    /// rust-vmm's `Region::file_offset` holds).
+    pub fn file_offset(&self) -> Option<FileOffset> {
+        self.fd.as_ref().map(|f| FileOffset::from_arc(f.clone(), self.offset))
+    }
+}
+
+impl From<&Region> for vfio_bindings::bindings::vfio::vfio_region_info {
+    fn from(r: &Region) -> Self {
+        vfio_bindings::bindings::vfio::vfio_region_info {
+            argsz: std::mem::size_of::<Self>() as u32,
+            flags: r.flags & !REGION_FLAG_CAPS,
+            index: r.index,
+            cap_offset: 0,
+            size: r.size,
+            offset: r.offset,
+        }
+    }
+}
+
+/// One mmapped area of a region; unmapped on drop.
+#[derive(Debug)]
+pub struct MappedArea {
+    offset: u64,
+    mmap: MmapRegion,
+}
+
+impl MappedArea {
+    /// Offset of the area within the region.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Size of the area.
+    pub fn len(&self) -> usize {
+        self.mmap.size()
+    }
+
+    /// Whether the area is empty (never: empty areas are not mapped).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The host address of the mapping, e.g. to register it with the hypervisor as guest
+    /// memory. Valid while this area (its [`RegionMapping`]) lives.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.mmap.as_ptr()
+    }
+
+    /// The whole area as a volatile slice.
+    pub fn as_volatile_slice(&self) -> VolatileSlice<'_> {
+        self.mmap.as_volatile_slice()
+    }
+}
+
+/// The mmapped areas of one region, with bounds-checked volatile accessors. The mappings
+/// live as long as this handle.
+#[derive(Debug)]
+pub struct RegionMapping {
+    index: u32,
+    areas: Vec<MappedArea>,
+}
+
+impl RegionMapping {
+    /// The region index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The mapped areas.
+    pub fn areas(&self) -> &[MappedArea] {
+        &self.areas
+    }
+
+    /// The area holding `[offset, offset + len)` and the offset within it.
+    fn locate(&self, offset: u64, len: usize) -> Result<(&MappedArea, usize)> {
+        let end = offset.checked_add(len as u64).ok_or(Error::InvalidInput("offset + length wraps"))?;
+        self.areas
+            .iter()
+            .find(|a| offset >= a.offset && end <= a.offset + a.len() as u64)
+            .map(|a| (a, (offset - a.offset) as usize))
+            .ok_or(Error::InvalidInput("range not inside one mapped area"))
+    }
+
+    /// Copies from the mapping at `offset` (region offset) into `buf`.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (a, off) = self.locate(offset, buf.len())?;
+        a.mmap.as_volatile_slice().read_slice(buf, off).map_err(|_| Error::InvalidInput("bad range"))
+    }
+
+    /// Copies `data` into the mapping at `offset` (region offset).
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let (a, off) = self.locate(offset, data.len())?;
+        a.mmap.as_volatile_slice().write_slice(data, off).map_err(|_| Error::InvalidInput("bad range"))
+    }
+
+    /// One aligned access of exactly `size_of::<T>()` bytes (a device register read).
+    pub fn load<T: AtomicAccess>(&self, offset: u64) -> Result<T> {
+        let (a, off) = self.locate(offset, std::mem::size_of::<T>())?;
+        a.mmap.as_volatile_slice().load(off, Ordering::SeqCst).map_err(|_| Error::InvalidInput("unaligned access"))
+    }
+
+    /// One aligned store of exactly `size_of::<T>()` bytes (a device register write).
+    pub fn store<T: AtomicAccess>(&self, offset: u64, val: T) -> Result<()> {
+        let (a, off) = self.locate(offset, std::mem::size_of::<T>())?;
+        a.mmap
+            .as_volatile_slice()
+            .store(val, off, Ordering::SeqCst)
+            .map_err(|_| Error::InvalidInput("unaligned access"))
+    }
+
+    /// A volatile slice of `[offset, offset + len)`.
+    pub fn slice(&self, offset: u64, len: usize) -> Result<VolatileSlice<'_>> {
+        let (a, off) = self.locate(offset, len)?;
+        a.mmap.get_slice(off, len).map_err(|_| Error::InvalidInput("bad range"))
+    }
+}
+
+/// An ioeventfd (or ioregionfd) from DEVICE_GET_REGION_IO_FDS.
+#[derive(Debug, Clone)]
+pub struct IoRegionFd {
+    /// Offset within the region.
+    pub offset: u64,
+    /// Access size (0: any).
+    pub size: u64,
+    /// `IO_FD_TYPE_*`: 0 ioeventfd, 1 ioregionfd, 2 libvfio-user shadow ioeventfd.
+    pub kind: u32,
+    /// `IOEVENTFD_FLAG_*` (DATAMATCH, PIO, ...).
+    pub flags: u32,
+    /// The value to match (or the ioregionfd user data).
+    pub datamatch: u64,
+    /// The fd, shared among the entries that named the same one.
+    pub fd: Arc<OwnedFd>,
+}
+
+impl Client {
+    /// The info of region `index`, from the cache or with DEVICE_GET_REGION_INFO (asking
+    /// again with the `argsz` the server needs when its capabilities did not fit).
+    pub fn region_info(&self, index: u32) -> Result<Arc<Region>> {
+        if index >= self.device.num_regions {
+            return Err(Error::InvalidInput("region index out of range"));
+        }
+        if let Some(r) = lock(&self.regions).get(&index) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(self.fetch_region_info(index)?);
+        lock(&self.regions).insert(index, r.clone());
+        Ok(r)
+    }
+
+    /// The info of every region, in index order (rust-vmm `Client::region` looks into this).
+    pub fn regions(&self) -> Result<Vec<Arc<Region>>> {
+        (0..self.device.num_regions).map(|i| self.region_info(i)).collect()
+    }
+
+    fn fetch_region_info(&self, index: u32) -> Result<Region> {
+        let mut argsz = FIRST_REGION_ARGSZ;
+        for _ in 0..3 {
+            let req = wire::RegionInfo { argsz, index, ..Default::default() };
+            let (t, mut msg) = self.call(Command::DeviceGetRegionInfo, &[req.as_slice()], &[], None)?;
+            let info = match decode(&t, &msg)? {
+                Reply::DeviceGetRegionInfo(info, _) => info,
+                _ => return Err(t.violation("DEVICE_GET_REGION_INFO reply of another kind".into())),
+            };
+            let got = msg.payload.len();
+            if got > argsz as usize || info.index != index {
+                return Err(t.violation(format!(
+                    "region info reply of {got} bytes for index {} (asked {argsz} bytes for index {index})",
+                    info.index
+                )));
+            }
+            if info.argsz as usize > got {
+                if info.argsz <= argsz || info.argsz > MAX_INFO_ARGSZ {
+                    return Err(t.violation(format!("region {index}: unusable argsz {} in reply", info.argsz)));
+                }
+                argsz = info.argsz;
+                continue;
+            }
+            let caps = if info.flags & REGION_FLAG_CAPS != 0 {
+                parse_region_caps(&msg.payload).map_err(|e| t.violation(format!("region {index}: {e}")))?
+            } else {
+                Vec::new()
+            };
+            for c in &caps {
+                if let RegionCap::SparseMmap(areas) = c {
+                    for a in areas {
+                        if !a.offset.checked_add(a.size).is_some_and(|end| end <= info.size)
+                            || info.offset.checked_add(a.offset).is_none()
+                        {
+                            return Err(t.violation(format!("region {index}: sparse area {a:?} outside the region")));
+                        }
+                    }
+                }
+            }
+            let mut flags = info.flags;
+            let fd = msg.fds.pop();
+            if fd.is_some() && flags & REGION_FLAG_MMAP == 0 {
+                return Err(t.violation(format!("region {index}: fd sent for a region without MMAP")));
+            }
+            if fd.is_none() && flags & REGION_FLAG_MMAP != 0 {
+                log::warn!("region {index}: MMAP set but no fd sent; the region is used through messages only");
+                flags &= !REGION_FLAG_MMAP;
+            }
+            return Ok(Region {
+                index,
+                flags,
+                size: info.size,
+                offset: info.offset,
+                caps,
+                fd: fd.map(|f| Arc::new(File::from(f))),
+            });
+        }
+        Err(self.transport().violation(format!("region {index}: argsz keeps growing")))
+    }
+
+    /// Maps every mmappable area of region `index` (shared, with the region's READ/WRITE
+    /// access). The mappings are unmapped when the returned handle is dropped.
+    pub fn map_region(&self, index: u32) -> Result<RegionMapping> {
+        let r = self.region_info(index)?;
+        let Some(file) = r.fd.clone() else {
+            return Err(Error::Unsupported("region is not mappable"));
+        };
+        let mut prot = 0;
+        if r.readable() {
+            prot |= libc::PROT_READ;
+        }
+        if r.writable() {
+            prot |= libc::PROT_WRITE;
+        }
+        let mut areas = Vec::new();
+        for a in r.mmap_areas() {
+            let size = usize::try_from(a.size).map_err(|_| Error::InvalidInput("area too large"))?;
+            let mmap = MmapRegionBuilder::new(size)
+                .with_file_offset(FileOffset::from_arc(file.clone(), r.offset + a.offset))
+                .with_mmap_prot(prot)
+                .with_mmap_flags(libc::MAP_SHARED)
+                .build()
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+            areas.push(MappedArea { offset: a.offset, mmap });
+        }
+        Ok(RegionMapping { index, areas })
+    }
+
+    /// The ioeventfds the server offers for region `index` (DEVICE_GET_REGION_IO_FDS),
+    /// validated: known types, access sizes 0/1/2/4/8, ranges inside the region, fd
+    /// indexes within the fds sent.
+    pub fn region_io_fds(&self, index: u32) -> Result<Vec<IoRegionFd>> {
+        let region = self.region_info(index)?;
+        let mut argsz = 16 + 40 * FIRST_IO_FDS;
+        for _ in 0..3 {
+            let req = RegionIoFds { argsz, flags: 0, index, count: 0 };
+            let (t, msg) = self.call(Command::DeviceGetRegionIoFds, &[req.as_slice()], &[], None)?;
+            let (r, entries) = match decode(&t, &msg)? {
+                Reply::DeviceGetRegionIoFds(r, e) => (r, e.to_vec()),
+                _ => return Err(t.violation("DEVICE_GET_REGION_IO_FDS reply of another kind".into())),
+            };
+            if msg.payload.len() > argsz as usize || r.index != index {
+                return Err(t.violation(format!("IO fds reply for index {} larger than asked", r.index)));
+            }
+            if msg.fds.len() > t.negotiated.local.max_msg_fds as usize {
+                return Err(t.violation(format!("{} fds with one message", msg.fds.len())));
+            }
+            if entries.is_empty() && r.count > 0 {
+                if r.argsz <= argsz || r.argsz > MAX_INFO_ARGSZ {
+                    return Err(t.violation(format!("region {index}: unusable IO fds argsz {}", r.argsz)));
+                }
+                argsz = r.argsz;
+                continue;
+            }
+            let fds: Vec<Arc<OwnedFd>> = msg.fds.into_iter().map(Arc::new).collect();
+            let mut out = Vec::with_capacity(entries.len());
+            for e in entries {
+                let inside = e.offset.checked_add(e.size).is_some_and(|end| end <= region.size);
+                if e.type_ > wire::IO_FD_TYPE_IOEVENTFD_SHADOW || !matches!(e.size, 0 | 1 | 2 | 4 | 8) || !inside {
+                    return Err(t.violation(format!("region {index}: invalid IO fd entry {e:?}")));
+                }
+                out.push(IoRegionFd {
+                    offset: e.offset,
+                    size: e.size,
+                    kind: e.type_,
+                    flags: e.flags,
+                    datamatch: e.datamatch,
+                    fd: match fds.get(e.fd_index as usize) {
+                        Some(fd) => fd.clone(),
+                        None => {
+                            return Err(t.violation(format!("region {index}: fd_index {} out of range", e.fd_index)))
+                        }
+                    },
+                });
+            }
+            return Ok(out);
+        }
+        Err(self.transport().violation(format!("region {index}: IO fds argsz keeps growing")))
+    }
+}

@@ -1,0 +1,279 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The send side of a connection: combining small messages from many threads into few
+//! `sendmsg` calls, coalescing small posted writes into REGION_WRITE_MULTI, and noticing a
+//! server that stopped reading.
+//!
+//! One thread at a time holds the send lock and writes to the socket. A thread that finds
+//! it free sends its own message at once (after anything queued); a thread that finds it
+//! taken queues a copy of its small, fd-less message and returns; the holder sends the queue
+//! before it lets go, in as few system calls as the socket allows. Every path sends the
+//! queue before its own message, and the queue is FIFO, so a message is never overtaken by
+//! one submitted after it returned. Messages with fds, and large ones, wait for the lock.
+
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
+
+use vfio_user_proto::header::FLAGS_NO_REPLY;
+use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
+use vfio_user_proto::{Command, FrameError, Header, Sender};
+use vm_memory::ByteValued;
+
+use crate::stats::{bump, Counters};
+
+/// Largest message (payload bytes) that is copied into the queue rather than waited for.
+const COMBINE_MAX: usize = 4096;
+
+/// Most entries in one REGION_WRITE_MULTI (QEMU sends at most 200).
+pub(crate) const WRITE_MULTI_MAX: usize = 200;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A message waiting for the send lock's holder.
+enum Queued {
+    /// A whole message (header with its id, payload).
+    Msg(Header, Vec<u8>),
+    /// A posted write of at most 8 bytes, with the id allocated for it.
+    Write(u16, WriteMultiEntry),
+}
+
+/// The sending half of a connection.
+pub(crate) struct SendPath {
+    sender: Sender,
+    lock: Mutex<()>,
+    queue: Mutex<Vec<Queued>>,
+    /// Whether `queue` may be non-empty.
+    queued: AtomicBool,
+    /// Sends in progress, and sends completed: the stall watchdog compares the latter
+    /// between its looks (`watch`: count seen and since when, ms).
+    in_flight: AtomicU64,
+    completed: AtomicU64,
+    watch: Mutex<Option<(u64, u64)>>,
+    /// Most entries the peer takes in one REGION_WRITE_MULTI.
+    multi_fit: usize,
+    stats: Arc<Counters>,
+}
+
+impl SendPath {
+    /// `peer_max_xfer` bounds a REGION_WRITE_MULTI like a REGION_WRITE: 16 + the limit.
+    pub(crate) fn new(sender: Sender, peer_max_xfer: u32, stats: Arc<Counters>) -> SendPath {
+        SendPath {
+            sender,
+            lock: Mutex::new(()),
+            queue: Mutex::new(Vec::new()),
+            queued: AtomicBool::new(false),
+            in_flight: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            watch: Mutex::new(None),
+            multi_fit: ((peer_max_xfer as usize + 16 - 8) / 24).clamp(1, WRITE_MULTI_MAX),
+            stats,
+        }
+    }
+
+    /// Sends `msgs` in order, after anything queued. Small fd-less messages may be handed to
+    /// the thread that holds the send lock: then this returns before they are on the wire,
+    /// but nothing submitted later can overtake them.
+    pub(crate) fn send(&self, msgs: &[(Header, &[&[u8]])], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        let size: usize = msgs.iter().flat_map(|(_, p)| p.iter()).map(|p| p.len()).sum();
+        let small = fds.is_empty() && size <= COMBINE_MAX;
+        let guard = match self.lock.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) if small => {
+                {
+                    let mut q = lock(&self.queue);
+                    q.extend(msgs.iter().map(|(h, p)| Queued::Msg(*h, p.concat())));
+                }
+                self.queued.store(true, Ordering::SeqCst);
+                return self.recheck();
+            }
+            Err(TryLockError::WouldBlock) => lock(&self.lock),
+        };
+        let sent = self.drain_locked().and_then(|()| match (msgs, fds) {
+            ([(h, parts)], _) => self.track(|| self.sender.send(*h, parts, fds)),
+            (_, []) => self.track(|| self.sender.send_batch(msgs)),
+            _ => Err(FrameError::Io(std::io::ErrorKind::InvalidInput.into())),
+        });
+        drop(guard);
+        sent.and_then(|()| self.recheck())
+    }
+
+    /// Queues a small posted write (id `id`) to be sent, coalesced with its neighbours, by
+    /// the send lock's holder, or sends it now if the lock is free.
+    pub(crate) fn post_small_write(&self, id: u16, entry: WriteMultiEntry) -> Result<(), FrameError> {
+        lock(&self.queue).push(Queued::Write(id, entry));
+        self.queued.store(true, Ordering::SeqCst);
+        self.recheck()
+    }
+
+    /// Sends the queue if nobody holds the send lock. Every holder calls this after letting
+    /// go, so a message queued while it held the lock is never stranded.
+    fn recheck(&self) -> Result<(), FrameError> {
+        while self.queued.load(Ordering::SeqCst) {
+            let guard = match self.lock.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return Ok(()),
+            };
+            let sent = self.drain_locked();
+            drop(guard);
+            sent?;
+        }
+        Ok(())
+    }
+
+    /// Sends everything queued; the send lock is held.
+    fn drain_locked(&self) -> Result<(), FrameError> {
+        if !self.queued.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        while self.queued.swap(false, Ordering::SeqCst) {
+            let items = std::mem::take(&mut *lock(&self.queue));
+            let mut encoded: Vec<(Header, Vec<u8>)> = Vec::with_capacity(items.len());
+            let mut items = items.into_iter().peekable();
+            while let Some(item) = items.next() {
+                match item {
+                    Queued::Msg(h, p) => encoded.push((h, p)),
+                    Queued::Write(id, first) => {
+                        let mut run = vec![first];
+                        while run.len() < self.multi_fit {
+                            match items.next_if(|i| matches!(i, Queued::Write(..))) {
+                                Some(Queued::Write(_, e)) => run.push(e),
+                                _ => break,
+                            }
+                        }
+                        if run.len() > 1 {
+                            bump(&self.stats.write_multi_messages);
+                            self.stats.write_multi_entries.fetch_add(run.len() as u64, Ordering::Relaxed);
+                        }
+                        encoded.push(encode_writes(id, &run));
+                    }
+                }
+            }
+            let parts: Vec<[&[u8]; 1]> = encoded.iter().map(|(_, p)| [&p[..]]).collect();
+            let msgs: Vec<(Header, &[&[u8]])> = encoded.iter().zip(&parts).map(|((h, _), p)| (*h, &p[..])).collect();
+            self.track(|| self.sender.send_batch(&msgs))?;
+        }
+        Ok(())
+    }
+
+    /// Runs a send, counting it for [`SendPath::stalled`].
+    pub(crate) fn track<T>(&self, send: impl FnOnce() -> T) -> T {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sent = send();
+        self.completed.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        sent
+    }
+
+    /// Whether sends have been in progress without one completing for longer than
+    /// `timeout` (the server stopped reading). Called periodically by one thread.
+    pub(crate) fn stalled(&self, timeout: Duration) -> bool {
+        let now = crate::transport::now_ms();
+        let completed = self.completed.load(Ordering::SeqCst);
+        let mut w = lock(&self.watch);
+        match *w {
+            Some((seen, since)) if seen == completed && self.in_flight.load(Ordering::SeqCst) != 0 => {
+                now.saturating_sub(since) > timeout.as_millis() as u64
+            }
+            _ => {
+                *w = Some((completed, now));
+                false
+            }
+        }
+    }
+
+    /// The framing layer's sender (for replies to server commands, which are not queued).
+    pub(crate) fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
+    /// Number of queued messages (tests).
+    #[cfg(test)]
+    pub(crate) fn queued_len(&self) -> usize {
+        lock(&self.queue).len()
+    }
+
+    /// Holds the send lock (tests).
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> MutexGuard<'_, ()> {
+        lock(&self.lock)
+    }
+
+    /// What a holder does after letting go (tests that held the lock by hand).
+    #[cfg(test)]
+    pub(crate) fn after_hold(&self) -> Result<(), FrameError> {
+        self.recheck()
+    }
+}
+
+/// One posted REGION_WRITE, or a REGION_WRITE_MULTI of several, with NO_REPLY.
+fn encode_writes(id: u16, run: &[WriteMultiEntry]) -> (Header, Vec<u8>) {
+    let mut body = Vec::with_capacity(8 + run.len() * 24);
+    let mut hdr = if let [e] = run {
+        let a = RegionAccess { offset: e.offset, region: e.region, count: e.count };
+        body.extend_from_slice(a.as_slice());
+        body.extend_from_slice(&e.data[..(e.count as usize).min(e.data.len())]);
+        Header::command(id, Command::RegionWrite, body.len())
+    } else {
+        body.extend_from_slice(WriteMulti { wr_cnt: run.len() as u64 }.as_slice());
+        for e in run {
+            body.extend_from_slice(e.as_slice());
+        }
+        Header::command(id, Command::RegionWriteMulti, body.len())
+    };
+    hdr.flags |= FLAGS_NO_REPLY;
+    (hdr, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    use vfio_user_proto::wire::WRITE_MULTI_DATA_MAX;
+    use vfio_user_proto::{decode_request, Connection, DecodeLimits, Request};
+
+    use super::*;
+
+    fn write(i: u8) -> WriteMultiEntry {
+        WriteMultiEntry { offset: u64::from(i), region: 0, count: 1, data: [i; WRITE_MULTI_DATA_MAX] }
+    }
+
+    #[test]
+    fn queued_messages_keep_their_order_and_only_neighbouring_writes_coalesce() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (sender, _) = Connection::new(a).split();
+        let s = SendPath::new(sender, 1 << 20, Default::default());
+        let mut peer = Connection::new(b);
+        let guard = s.hold();
+        s.post_small_write(1, write(1)).unwrap();
+        s.post_small_write(2, write(2)).unwrap();
+        s.send(&[(Header::command(3, Command::DeviceReset, 0), &[])], &[]).unwrap();
+        s.post_small_write(4, write(4)).unwrap();
+        assert_eq!(s.queued_len(), 4, "all queued behind the held lock");
+        drop(guard);
+        // A message with an fd waits for the lock and sends the queue first.
+        let (e, _keep) = UnixStream::pair().unwrap();
+        s.send(&[(Header::command(5, Command::DmaMap, 0), &[&[0u8; 32]])], &[e.as_fd()]).unwrap();
+        let limits = DecodeLimits::default();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let m = peer.recv().unwrap();
+            let r = decode_request(&m.header, &m.payload, m.fds.len(), &limits);
+            got.push(match r {
+                Ok(Request::RegionWriteMulti(e)) => {
+                    format!("multi{:?}", e.iter().map(|e| e.offset).collect::<Vec<_>>())
+                }
+                Ok(Request::RegionWrite(a, _)) => format!("write{}", a.offset),
+                _ => format!("{}:{}", m.header.command, m.fds.len()),
+            });
+        }
+        assert_eq!(got, ["multi[1, 2]", "13:0", "write4", "2:1"]);
+    }
+}

@@ -1,0 +1,631 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! One connection to a server: sending, matching replies to requests by `msg_id`, reading
+//! the socket, serving server-initiated commands, timeouts and disconnects.
+//!
+//! # Design
+//! * Sending (`send.rs`): one thread at a time holds the send lock; small messages from
+//!   threads that find it taken are queued and sent by the holder in one `sendmsg`, small
+//!   posted writes coalesced into REGION_WRITE_MULTI. The queue is FIFO and every sender
+//!   empties it before its own message, so nothing overtakes a message submitted before.
+//!   A send making no progress for longer than the timeout (the server stopped reading)
+//!   closes the connection.
+//! * Pending table (`pending.rs`): `msg_id` → waiter slot;
+//!   a slot receives the reply message with its fds.
+//! * Reading: exactly one thread at a time holds the *reader role* and owns the
+//!   `Receiver`. A thread waiting for its reply takes the role itself when nobody holds
+//!   it, so a lone request costs no thread hand-off; otherwise it sleeps on its slot until
+//!   the reader delivers the reply or hands it the role. A background thread holds the role
+//!   while no caller does, so server-initiated commands and EOF are seen while the client
+//!   is idle; it steps aside while callers are active.
+//! * Whoever reads dispatches every message: replies to their slots, DMA_READ/DMA_WRITE to
+//!   the DMA server, anything else closes the connection.
+//! * A twin socket, when negotiated, has its own thread that serves DMA on it.
+//! * On disconnect or a protocol violation every waiter wakes with
+//!   `Error::Disconnected` and later calls fail fast.
+
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::dma::DmaServer;
+use crate::error::{DisconnectReason, Error, Result};
+use crate::pending::{Delivery, PendingTable, ReaderRole};
+use crate::send::SendPath;
+use crate::stats::{bump, Counters};
+use vfio_user_proto::header::FLAGS_NO_REPLY;
+use vfio_user_proto::wire::WriteMultiEntry;
+use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
+
+/// How long the background reader stays out of the way after a caller read the socket
+/// itself. Bounds the delay of server-initiated commands on the main socket while the
+/// client goes idle (the twin socket has no such delay).
+const BACKGROUND_BACKOFF: Duration = Duration::from_millis(1);
+
+/// The receive timeout of the main socket: how often a reader blocked in `recvmsg` looks
+/// at its deadline.
+pub(crate) const RECV_TICK: Duration = Duration::from_millis(20);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One connection.
+pub(crate) struct Transport {
+    send: SendPath,
+    state: Mutex<PendingTable>,
+    bg_cv: Condvar,
+    rx: Mutex<Receiver>,
+    twin: Option<Sender>,
+    pub(crate) stats: Arc<Counters>,
+    /// A send making no progress for this long (the server stopped reading) closes the
+    /// connection.
+    send_timeout: Duration,
+    pub(crate) negotiated: Negotiated,
+    dma: Arc<DmaServer>,
+}
+
+/// A [`Transport`] with the threads that serve it.
+pub(crate) struct Link {
+    pub(crate) transport: Arc<Transport>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Link {
+    /// Starts the background reader (and the twin-socket thread) of `transport`.
+    pub(crate) fn start(transport: Transport, twin_rx: Option<Receiver>) -> Result<Link> {
+        let transport = Arc::new(transport);
+        let mut threads = Vec::new();
+        let t = transport.clone();
+        threads.push(std::thread::Builder::new().name("vfio-user-rx".into()).spawn(move || t.background())?);
+        if let Some(rx) = twin_rx {
+            let t = transport.clone();
+            let spawned = std::thread::Builder::new().name("vfio-user-twin".into()).spawn(move || t.twin_loop(rx));
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    let mut link = Link { transport, threads };
+                    link.stop();
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(Link { transport, threads })
+    }
+
+    /// Closes the connection and waits for its threads.
+    pub(crate) fn stop(&mut self) {
+        self.transport.fail(DisconnectReason::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Transport {
+    /// Wraps a negotiated connection whose socket has the receive timeout [`RECV_TICK`].
+    pub(crate) fn new(
+        sender: Sender,
+        rx: Receiver,
+        twin: Option<Sender>,
+        negotiated: Negotiated,
+        dma: Arc<DmaServer>,
+        send_timeout: Duration,
+        stats: Arc<Counters>,
+    ) -> Transport {
+        Transport {
+            send: SendPath::new(sender, negotiated.peer.max_data_xfer_size, stats.clone()),
+            stats,
+            state: Mutex::new(PendingTable::new()),
+            bg_cv: Condvar::new(),
+            rx: Mutex::new(rx),
+            twin,
+            send_timeout,
+            negotiated,
+            dma,
+        }
+    }
+
+    /// Closes the connection when a send has been blocked for longer than the timeout (the
+    /// server stopped reading); the blocked sender then fails with EPIPE. Called by the
+    /// background reader at least every [`RECV_TICK`].
+    fn check_send_stall(&self) {
+        if self.send.stalled(self.send_timeout) {
+            self.fail(DisconnectReason::Io(libc::ETIMEDOUT));
+        }
+    }
+
+    /// The reason the connection is down, if it is.
+    pub(crate) fn dead(&self) -> Option<DisconnectReason> {
+        lock(&self.state).dead.clone()
+    }
+
+    /// Sends a command and waits for its reply. Error replies become [`Error::Server`]; the
+    /// returned message is a successful reply to `cmd` (not yet decoded).
+    pub(crate) fn request(
+        &self,
+        cmd: Command,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.start(cmd, parts, fds, timeout)?.finish()
+    }
+
+    /// Sends a command; its reply is collected with [`Ticket::finish`]. Several tickets may
+    /// be outstanding at once (pipelining from one thread).
+    pub(crate) fn start(
+        &self,
+        cmd: Command,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<Ticket<'_>> {
+        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        let (id, cv) = {
+            let mut st = lock(&self.state);
+            if let Some(r) = &st.dead {
+                return Err(Error::Disconnected(r.clone()));
+            }
+            st.register()?
+        };
+        let mut ticket = Ticket { t: self, id, cv, cmd, deadline, timeout, done: false };
+        if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
+            ticket.done = true;
+            lock(&self.state).remove(id);
+            return Err(e);
+        }
+        Ok(ticket)
+    }
+
+    /// Sends several commands in as few system calls as possible (no fds); their replies
+    /// are collected with [`Ticket::finish`], in any order.
+    pub(crate) fn start_batch(&self, reqs: &[(Command, &[&[u8]])], timeout: Duration) -> Result<Vec<Ticket<'_>>> {
+        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        let mut tickets = Vec::with_capacity(reqs.len());
+        {
+            let mut st = lock(&self.state);
+            if let Some(r) = &st.dead {
+                return Err(Error::Disconnected(r.clone()));
+            }
+            for (cmd, _) in reqs {
+                match st.register() {
+                    Ok((id, cv)) => tickets.push(Ticket { t: self, id, cv, cmd: *cmd, deadline, timeout, done: false }),
+                    Err(e) => {
+                        for t in &mut tickets {
+                            t.done = true;
+                            st.remove(t.id);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let msgs: Vec<(Header, &[&[u8]])> =
+            tickets.iter().zip(reqs).map(|(t, (cmd, parts))| (Header::command(t.id, *cmd, 0), *parts)).collect();
+        if let Err(e) = self.send.send(&msgs, &[]).map_err(|e| self.send_error(e)) {
+            let mut st = lock(&self.state);
+            for t in &mut tickets {
+                t.done = true;
+                st.remove(t.id);
+            }
+            return Err(e);
+        }
+        Ok(tickets)
+    }
+
+    /// Sends a command with NO_REPLY.
+    pub(crate) fn post(&self, cmd: Command, parts: &[&[u8]]) -> Result<()> {
+        let id = self.posted_id()?;
+        let mut hdr = Header::command(id, cmd, 0);
+        hdr.flags |= FLAGS_NO_REPLY;
+        self.send(hdr, parts, &[])
+    }
+
+    fn posted_id(&self) -> Result<u16> {
+        let mut st = lock(&self.state);
+        if let Some(r) = &st.dead {
+            return Err(Error::Disconnected(r.clone()));
+        }
+        st.posted_id()
+    }
+
+    /// Sends a small posted write, coalesced into REGION_WRITE_MULTI with its neighbours
+    /// when writes queue up behind another send.
+    pub(crate) fn post_small_write(&self, entry: WriteMultiEntry) -> Result<()> {
+        let id = self.posted_id()?;
+        self.send.post_small_write(id, entry).map_err(|e| self.send_error(e))
+    }
+
+    fn send(&self, hdr: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.send.send(&[(hdr, parts)], fds).map_err(|e| self.send_error(e))
+    }
+
+    /// The error of a failed send: invalid arguments are the caller's; anything else breaks
+    /// the connection.
+    fn send_error(&self, e: FrameError) -> Error {
+        match e {
+            FrameError::Io(e) if e.kind() == std::io::ErrorKind::InvalidInput => Error::Send(FrameError::Io(e)),
+            e => {
+                let reason = DisconnectReason::Io(e.errno());
+                self.fail(reason.clone());
+                Error::Disconnected(self.dead().unwrap_or(reason))
+            }
+        }
+    }
+
+    /// Waits for the reply to `id`, reading the socket itself when nobody else does.
+    fn wait(&self, id: u16, cv: &Condvar, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
+        let mut st = lock(&self.state);
+        // The clock is read only when a wait did not end with the reply.
+        let mut check_clock = false;
+        loop {
+            if let Some(m) = st.take_reply(id) {
+                return Ok(m);
+            }
+            if let Some(r) = &st.dead {
+                let r = r.clone();
+                st.remove(id);
+                return Err(Error::Disconnected(r));
+            }
+            let now = if check_clock { Some(now_ms()) } else { None };
+            if now.is_some_and(|now| now >= deadline) {
+                st.abandon(id);
+                bump(&self.stats.timeouts);
+                return Err(Error::Timeout { command: cmd, timeout });
+            }
+            check_clock = true;
+            if st.reader == ReaderRole::None {
+                st.reader = ReaderRole::Caller;
+                st.caller_reads = st.caller_reads.wrapping_add(1);
+                drop(st);
+                if let Some(m) = self.read_session(Some(id), Some(deadline)) {
+                    return Ok(m);
+                }
+                st = lock(&self.state);
+                continue;
+            }
+            let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
+            st.set_sleeping(id, true);
+            st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st.set_sleeping(id, false);
+        }
+    }
+
+    /// Holds the reader role: reads and dispatches messages until the reply to `until` (a
+    /// caller) or any caller's reply (the background reader) has been delivered, the
+    /// deadline passes or the connection dies. Releases the role on return.
+    ///
+    /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
+    /// itself (one system call per message) and the deadline is checked at least that often.
+    ///
+    /// A caller that reads its own reply gets it back directly (its slot freed), without
+    /// the round through the pending table.
+    fn read_session(&self, until: Option<u16>, deadline: Option<u64>) -> Option<Message> {
+        let mut rx = lock(&self.rx);
+        let mut own = None;
+        loop {
+            match rx.recv_timed() {
+                Ok(msg) if until == Some(msg.header.msg_id) && msg.header.is_reply() => {
+                    own = Some(msg);
+                    break;
+                }
+                Ok(msg) => match self.dispatch(msg) {
+                    Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
+                    Ok(d) => {
+                        match d {
+                            Delivery::Late => bump(&self.stats.late_replies),
+                            Delivery::PostedError => bump(&self.stats.posted_errors),
+                            _ => {}
+                        }
+                        if deadline.is_some_and(|d| now_ms() >= d) {
+                            break;
+                        }
+                    }
+                    Err(reason) => {
+                        self.fail(reason);
+                        break;
+                    }
+                },
+                Err(FrameError::WouldBlock) => {
+                    if until.is_none() {
+                        self.check_send_stall();
+                    }
+                    if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.fail(frame_reason(e));
+                    break;
+                }
+            }
+        }
+        let buffered = rx.has_buffered_message();
+        drop(rx);
+        let mut st = lock(&self.state);
+        st.reader = ReaderRole::None;
+        if let (Some(id), Some(_)) = (until, &own) {
+            st.remove(id);
+        }
+        if !st.wake_one_waiter() && buffered {
+            st.kick_background = true;
+            self.bg_cv.notify_one();
+        }
+        own
+    }
+
+    /// Routes one message from the main socket.
+    fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
+        if msg.header.is_command() {
+            if let Some((hdr, payload)) = self.serve(&msg) {
+                // Replies are not queued: they answer the server, nothing orders them.
+                if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[&payload], &[])) {
+                    return Err(DisconnectReason::Io(e.errno()));
+                }
+            }
+            return Ok(Delivery::Command);
+        }
+        if !msg.header.is_reply() {
+            return Err(DisconnectReason::ProtocolViolation(format!(
+                "message with undefined type (flags {:#x})",
+                msg.header.flags
+            )));
+        }
+        lock(&self.state).deliver(msg)
+    }
+
+    /// The background reader: holds the reader role whenever no caller does.
+    fn background(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.dead.is_some() {
+                return;
+            }
+            drop(st);
+            self.check_send_stall();
+            st = lock(&self.state);
+            // Sleeping callers take the role themselves when it is handed to them; requests
+            // sent but not waited for yet (pipelining) still need someone to read.
+            if st.reader == ReaderRole::None && (st.kick_background || !st.has_sleepers()) {
+                let seen = st.caller_reads;
+                if st.kick_background {
+                    st.kick_background = false;
+                } else {
+                    // Stay out of the way of callers that read for themselves.
+                    st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+                    if st.caller_reads != seen || st.reader != ReaderRole::None {
+                        continue;
+                    }
+                    if st.dead.is_some() {
+                        return;
+                    }
+                }
+                st.reader = ReaderRole::Background;
+                drop(st);
+                self.read_session(None, None);
+                st = lock(&self.state);
+                continue;
+            }
+            st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Serves the twin socket: only server commands arrive there.
+    fn twin_loop(&self, mut rx: Receiver) {
+        let Some(sender) = &self.twin else { return };
+        loop {
+            let msg = match rx.recv() {
+                Ok(m) => m,
+                Err(e) => {
+                    self.fail(frame_reason(e));
+                    return;
+                }
+            };
+            if !msg.header.is_command() {
+                self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
+                return;
+            }
+            if let Some((hdr, payload)) = self.serve(&msg) {
+                if let Err(e) = sender.send(hdr, &[&payload], &[]) {
+                    self.fail(DisconnectReason::Io(e.errno()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves a server command, counting the outcome.
+    fn serve(&self, msg: &Message) -> Option<(Header, Vec<u8>)> {
+        let reply = self.dma.serve(msg);
+        match &reply {
+            Some((h, _)) if h.is_error() => bump(&self.stats.dma_refused),
+            _ => bump(&self.stats.dma_served),
+        }
+        reply
+    }
+
+    /// Records a protocol violation, closes the connection and returns the error to report.
+    pub(crate) fn violation(&self, why: String) -> Error {
+        log::error!("vfio-user server: {why}");
+        self.fail(DisconnectReason::ProtocolViolation(why.clone()));
+        Error::Protocol(why)
+    }
+
+    /// Marks the connection dead (first reason wins), wakes every waiter and shuts the
+    /// sockets down so that blocked readers return.
+    pub(crate) fn fail(&self, reason: DisconnectReason) {
+        {
+            let mut st = lock(&self.state);
+            if st.dead.is_some() {
+                return;
+            }
+            if reason != DisconnectReason::Shutdown {
+                log::warn!("vfio-user connection lost: {reason}");
+            }
+            if matches!(reason, DisconnectReason::ProtocolViolation(_)) {
+                bump(&self.stats.violations);
+            }
+            st.dead = Some(reason);
+            st.wake_all();
+            self.bg_cv.notify_all();
+        }
+        let _ = self.send.sender().shutdown();
+        if let Some(s) = &self.twin {
+            let _ = s.shutdown();
+        }
+    }
+}
+
+/// A request that has been sent and whose reply has not been collected yet. Dropping it
+/// unfinished abandons the request (a late reply is discarded).
+pub(crate) struct Ticket<'a> {
+    t: &'a Transport,
+    id: u16,
+    cv: Arc<Condvar>,
+    cmd: Command,
+    deadline: u64,
+    timeout: Duration,
+    done: bool,
+}
+
+impl Ticket<'_> {
+    /// Waits for the reply: a successful reply to the command, or the error.
+    pub(crate) fn finish(mut self) -> Result<Message> {
+        self.done = true;
+        let t = self.t;
+        let msg = t.wait(self.id, &self.cv, self.deadline, self.cmd, self.timeout)?;
+        if msg.header.command != self.cmd as u16 {
+            let why = format!("reply to {} (msg_id {}) carries command {}", self.cmd, self.id, msg.header.command);
+            return Err(t.violation(why));
+        }
+        if msg.header.is_error() {
+            return Err(Error::Server { command: self.cmd, errno: msg.header.errno() });
+        }
+        Ok(msg)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.t.state).abandon(self.id);
+        }
+    }
+}
+
+/// A monotonic clock in milliseconds, read from the kernel's coarse clock (no hardware
+/// counter read): timeouts are seconds, a few milliseconds of resolution are plenty.
+pub(crate) fn now_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
+}
+
+fn frame_reason(e: FrameError) -> DisconnectReason {
+    match e {
+        FrameError::Closed | FrameError::EofMidMessage { .. } => DisconnectReason::Closed,
+        FrameError::Io(e) => DisconnectReason::Io(e.raw_os_error().unwrap_or(libc::EIO)),
+        other => DisconnectReason::ProtocolViolation(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::sync::RwLock;
+
+    use vfio_user_proto::wire::WRITE_MULTI_DATA_MAX;
+    use vfio_user_proto::{decode_request, Capabilities, Connection, DecodeLimits, Request};
+
+    use super::*;
+    use crate::dma::DmaTable;
+
+    fn transport(write_multiple: bool) -> (Arc<Transport>, Connection) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(RECV_TICK)).unwrap();
+        let (sender, rx) = Connection::new(a).split();
+        let peer = Capabilities { write_multiple, ..Default::default() };
+        let negotiated = Negotiated { major: 0, minor: 0, local: Capabilities::default(), peer, twin_socket: false };
+        let dma = Arc::new(DmaServer {
+            table: RwLock::new(DmaTable::default()),
+            memory: None,
+            limits: DecodeLimits::default(),
+        });
+        (
+            Arc::new(Transport::new(sender, rx, None, negotiated, dma, Duration::from_secs(10), Default::default())),
+            Connection::new(b),
+        )
+    }
+
+    fn entry(i: u8) -> WriteMultiEntry {
+        WriteMultiEntry { offset: u64::from(i) * 4, region: 1, count: 4, data: [i; WRITE_MULTI_DATA_MAX] }
+    }
+
+    #[test]
+    fn posted_writes_queued_behind_a_send_are_coalesced() {
+        let (t, mut peer) = transport(true);
+        let guard = t.send.hold();
+        let threads: Vec<_> = (0..5u8)
+            .map(|i| {
+                let t = t.clone();
+                std::thread::spawn(move || t.post_small_write(entry(i)).unwrap())
+            })
+            .collect();
+        // The writers queue behind the held send lock and return.
+        for th in threads {
+            th.join().unwrap();
+        }
+        assert_eq!(t.send.queued_len(), 5);
+        drop(guard);
+        t.send.after_hold().unwrap();
+        let m = peer.recv().unwrap();
+        assert!(m.header.no_reply());
+        let limits = DecodeLimits::default();
+        match decode_request(&m.header, &m.payload, 0, &limits).unwrap() {
+            Request::RegionWriteMulti(e) => {
+                let mut offsets: Vec<u64> = e.iter().map(|e| e.offset).collect();
+                offsets.sort();
+                assert_eq!(offsets, [0, 4, 8, 12, 16]);
+                assert!(e.iter().all(|e| e.count == 4 && e.data[0] as u64 * 4 == e.offset));
+            }
+            r => panic!("expected one REGION_WRITE_MULTI, got {r:?}"),
+        }
+        let st = t.stats.snapshot();
+        assert_eq!((st.write_multi_messages, st.write_multi_entries), (1, 5));
+        // A lone posted write goes out as a plain REGION_WRITE.
+        t.post_small_write(entry(9)).unwrap();
+        let m = peer.recv().unwrap();
+        match decode_request(&m.header, &m.payload, 0, &limits).unwrap() {
+            Request::RegionWrite(a, d) => assert_eq!((a.offset, d), (36, &[9u8; 4][..])),
+            r => panic!("{r:?}"),
+        }
+        t.fail(DisconnectReason::Shutdown);
+    }
+
+    #[test]
+    fn a_request_flushes_queued_posted_writes_first() {
+        let (t, mut peer) = transport(true);
+        let guard = t.send.hold();
+        t.post_small_write(entry(1)).unwrap();
+        t.post_small_write(entry(2)).unwrap();
+        drop(guard); // nobody drains: the next send must send them first
+        let t2 = t.clone();
+        let h = std::thread::spawn(move || t2.request(Command::DeviceReset, &[], &[], Duration::from_secs(10)));
+        let first = peer.recv().unwrap();
+        assert_eq!(first.header.cmd(), Ok(Command::RegionWriteMulti));
+        let reset = peer.recv().unwrap();
+        assert_eq!(reset.header.cmd(), Ok(Command::DeviceReset));
+        peer.send(reset.header.reply(0), &[], &[]).unwrap();
+        let m = h.join().unwrap().unwrap();
+        assert!(m.header.is_reply());
+        t.fail(DisconnectReason::Shutdown);
+    }
+}
