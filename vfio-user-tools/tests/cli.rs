@@ -144,6 +144,39 @@ fn serve_gpio_toggles_its_pins_and_exits_cleanly_on_sigint() {
 }
 
 #[test]
+fn serve_takes_a_connected_socket_by_fd_and_exits_when_its_client_leaves() {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    // The child inherits `theirs` under the same number: clear its close-on-exec flag.
+    // SAFETY: fcntl on a descriptor we own; F_SETFD only changes its flags.
+    assert_eq!(unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) }, 0);
+    let mut child = Command::new(BIN)
+        .args(["serve", "gpio", "--fd", &theirs.as_raw_fd().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(theirs);
+    let c = Client::from_fd(OwnedFd::from(ours), Config::default()).unwrap();
+    let mut id = [0u8; 4];
+    c.region_read(7, 0, &mut id).unwrap();
+    assert_eq!(id, [0x4f, 0x49, 0xc8, 0x0d]);
+    c.shutdown().unwrap();
+    drop(c);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("serve --fd did not exit after its only client left");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn serve_refuses_bad_arguments() {
     let o = run(&["serve", "demo"]);
     assert!(!o.status.success(), "a socket path or fd is required");
