@@ -1,0 +1,228 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The sample devices `demo` and `serve` run: a DMA "doorbell" device and a GPIO card.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+use rustix::fs::{memfd_create, MemfdFlags};
+use vfio_user_server::{
+    Bar, DeviceDescription, DeviceMut, DmaHandle, IrqHandle, MsixConfig, PcieConfig, Server, ServerLimits,
+};
+
+/// Vendor ID of the demo device (not assigned to anyone: a made-up ID for a sample).
+pub const DEMO_VENDOR: u16 = 0x5655;
+/// Device ID of the demo device.
+pub const DEMO_DEVICE: u16 = 0xd0e0;
+/// Size of the demo device's BAR0 (registers, MSI-X table and PBA).
+pub const DEMO_BAR0_SIZE: u64 = 0x1000;
+/// Size of the demo device's BAR2 (memory: the first page trapped, the second mmappable).
+pub const DEMO_BAR2_SIZE: u64 = 0x2000;
+
+/// BAR0 register: DMA address (64-bit, little-endian).
+pub const REG_ADDR: u64 = 0x00;
+/// BAR0 register: DMA length in bytes (32-bit; at most [`MAX_DMA_LEN`]).
+pub const REG_LEN: u64 = 0x08;
+/// BAR0 register: the 32-bit pattern the device writes, repeated, into `ADDR..ADDR+LEN`.
+pub const REG_PATTERN: u64 = 0x0c;
+/// BAR0 register: writing anything here starts the DMA, then raises MSI-X vector 0 (and
+/// INTx).
+pub const REG_DOORBELL: u64 = 0x10;
+/// BAR0 register (read-only): number of doorbells completed.
+pub const REG_DONE: u64 = 0x14;
+/// BAR0 register (read-only): errno of the last DMA (0 = success).
+pub const REG_ERROR: u64 = 0x18;
+/// Bytes of registers.
+const REGS: usize = 0x20;
+/// Largest DMA the demo device does per doorbell.
+pub const MAX_DMA_LEN: u32 = 1 << 20;
+
+/// The demo device: registers in BAR0 with a doorbell that makes the device write a
+/// pattern into client memory by DMA and raise an interrupt; BAR2 is plain memory backed by
+/// a memfd, whose second page the client may mmap (a sparse mmap area).
+pub struct DemoDevice {
+    regs: Mutex<[u8; REGS]>,
+    irq: IrqHandle,
+    dma: DmaHandle,
+    bar2: Arc<OwnedFd>,
+}
+
+impl DemoDevice {
+    fn doorbell(&self) {
+        let (addr, len, pattern) = {
+            let r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
+            let u64_at = |o: u64| u64::from_le_bytes(r[o as usize..o as usize + 8].try_into().unwrap_or_default());
+            let u32_at = |o: u64| u32::from_le_bytes(r[o as usize..o as usize + 4].try_into().unwrap_or_default());
+            (u64_at(REG_ADDR), u32_at(REG_LEN), u32_at(REG_PATTERN))
+        };
+        // No lock is held across the DMA (see `DmaHandle`).
+        let errno = if len > MAX_DMA_LEN {
+            libc::EINVAL
+        } else {
+            let data: Vec<u8> = pattern.to_le_bytes().iter().copied().cycle().take(len as usize).collect();
+            match self.dma.write(addr, &data) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::warn!("demo device: DMA write of {len} bytes at {addr:#x} failed: {e}");
+                    e.errno()
+                }
+            }
+        };
+        log::info!("demo device: doorbell: {len} bytes of {pattern:#010x} at {addr:#x}: errno {errno}");
+        {
+            let mut r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
+            let done = u32::from_le_bytes(r[REG_DONE as usize..REG_DONE as usize + 4].try_into().unwrap_or_default());
+            r[REG_DONE as usize..REG_DONE as usize + 4].copy_from_slice(&done.wrapping_add(1).to_le_bytes());
+            r[REG_ERROR as usize..REG_ERROR as usize + 4].copy_from_slice(&(errno as u32).to_le_bytes());
+        }
+        // An interrupt without an eventfd is lost, as on hardware: not an error.
+        if let Err(e) = self.irq.trigger_msix(0).and_then(|()| self.irq.trigger_intx()) {
+            log::warn!("demo device: raising the interrupt: {e}");
+        }
+    }
+}
+
+impl vfio_user_server::Device for DemoDevice {
+    fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        match region {
+            0 => {
+                let r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = r.get(offset as usize + i).copied().unwrap_or(0);
+                }
+                Ok(())
+            }
+            2 => {
+                rustix::io::pread(&*self.bar2, &mut *data, offset)?;
+                Ok(())
+            }
+            _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+
+    fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        match region {
+            0 => {
+                let mut ring = false;
+                {
+                    let mut r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
+                    for (i, b) in data.iter().enumerate() {
+                        let o = offset + i as u64;
+                        if o < REG_DOORBELL {
+                            r[o as usize] = *b;
+                        } else if o < REG_DOORBELL + 4 {
+                            ring = true;
+                        }
+                    }
+                }
+                if ring {
+                    self.doorbell();
+                }
+                Ok(())
+            }
+            2 => {
+                rustix::io::pwrite(&*self.bar2, data, offset)?;
+                Ok(())
+            }
+            _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+
+    fn reset(&self, _kind: vfio_user_server::ResetKind) -> io::Result<()> {
+        *self.regs.lock().unwrap_or_else(|e| e.into_inner()) = [0; REGS];
+        Ok(())
+    }
+}
+
+/// The demo device's description: BAR0 registers + MSI-X (2 vectors) table at 0x800 and PBA
+/// at 0xc00, BAR2 memory with a sparse mmap area, INTx, PM, PCI Express, a device serial
+/// number.
+pub fn demo_server() -> Result<Server<DemoDevice>, vfio_user_server::Error> {
+    let memfd = memfd_create("vfio-user-demo-bar2", MemfdFlags::CLOEXEC)?;
+    rustix::fs::ftruncate(&memfd, DEMO_BAR2_SIZE)?;
+    let bar2 = Arc::new(memfd);
+    let desc = DeviceDescription::builder(DEMO_VENDOR, DEMO_DEVICE)
+        .subsystem(DEMO_VENDOR, 0x0001)
+        .class_code(0xff0000)
+        .revision(1)
+        .bar(0, Bar::memory32(DEMO_BAR0_SIZE))
+        .bar(2, Bar::memory32(DEMO_BAR2_SIZE).mmap(bar2.clone(), 0).sparse(&[(0x1000, 0x1000)]))
+        .intx()
+        .msix(MsixConfig { vectors: 2, table_bar: 0, table_offset: 0x800, pba_bar: 0, pba_offset: 0xc00 })
+        .power_management()
+        .pcie(PcieConfig { flr: true })
+        .serial_number(0x0123_4567_89ab_cdef)
+        .build()?;
+    Server::with_handles(desc, ServerLimits::default(), |irq, dma| DemoDevice {
+        regs: Mutex::new([0; REGS]),
+        irq,
+        dma,
+        bar2,
+    })
+}
+
+/// Vendor ID of the GPIO card.
+pub const GPIO_VENDOR: u16 = 0x494f;
+/// Device ID of the GPIO card.
+pub const GPIO_DEVICE: u16 = 0x0dc8;
+/// Offset of the 16 input pins in BAR2.
+const PINS: u64 = 0;
+/// Offset of the output latch (read back as written).
+const OUTPUTS: u64 = 4;
+
+/// A 16-input PCI GPIO card, the same device as the server crate's `gpio` example (itself
+/// after libvfio-user's `gpio-pci-idio-16`): a 256-byte BAR2 whose first two bytes are the
+/// input pins, which toggle on every read; byte 4 is an output latch.
+#[derive(Default)]
+pub struct Gpio {
+    pins: u16,
+    outputs: u8,
+}
+
+impl DeviceMut for Gpio {
+    fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        if region != 2 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let pins = self.pins.to_le_bytes();
+        let mut touched_pins = false;
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = match offset + i as u64 {
+                o @ (PINS | 1) => {
+                    touched_pins = true;
+                    pins[o as usize]
+                }
+                OUTPUTS => self.outputs,
+                _ => 0,
+            };
+        }
+        if touched_pins {
+            self.pins = !self.pins;
+        }
+        Ok(())
+    }
+
+    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        if region != 2 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        for (i, b) in data.iter().enumerate() {
+            if offset + i as u64 == OUTPUTS {
+                self.outputs = *b;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The GPIO card's server.
+pub fn gpio_server() -> Result<Server<Mutex<Gpio>>, vfio_user_server::Error> {
+    let desc = DeviceDescription::builder(GPIO_VENDOR, GPIO_DEVICE)
+        .class_code(0x088000)
+        .bar(2, Bar::memory32(0x100))
+        .intx()
+        .build()?;
+    Server::new(desc, Mutex::new(Gpio::default()))
+}

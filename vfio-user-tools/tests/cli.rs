@@ -1,0 +1,280 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The built `vfio-user` binary's `demo`, `serve`, `lspci` and `bench` subcommands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vfio_user_client::{Client, Config};
+
+const BIN: &str = env!("CARGO_BIN_EXE_vfio-user");
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vfu-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A `vfio-user serve` child, killed if the test fails before it ends it.
+struct Served {
+    child: Child,
+    path: PathBuf,
+}
+
+impl Served {
+    fn start(sample: &str, path: PathBuf) -> Served {
+        let child = Command::new(BIN)
+            .args(["serve", sample, "--socket-path"])
+            .arg(&path)
+            .arg("-vv")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while !path.exists() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Served { child, path }
+    }
+
+    fn signal(&mut self, sig: i32) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill() on the pid of our own, not yet reaped, child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+        let t = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (status, err);
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "serve did not exit on signal {sig}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(path: &Path) -> Client {
+    Client::connect(path, Config::default()).unwrap()
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let o = run(&["demo"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "demo failed: {out}\n{}", String::from_utf8_lossy(&o.stderr));
+    for want in [
+        "Negotiated: protocol 0.",
+        "Device: flags 0x3 (PCI, resettable), 9 regions, 5 IRQ indexes",
+        "[0] BAR0    size 0x1000",
+        "[2] BAR2    size 0x2000 (8 KiB), flags read,write,mmap,caps, mmap areas 0x1000+0x1000",
+        "cap SPARSE_MMAP: 0x1000+0x1000",
+        "[7] CONFIG",
+        "[2] MSI-X           count 2",
+        "IDs: vendor 5655 device d0e0",
+        "Region 2: Memory, 32-bit, non-prefetchable at 0x0 [size=8 KiB]",
+        "Capabilities: [48] MSI-X",
+        "Capabilities: [100 v1] Device Serial Number",
+        "IRQ: MSI-X vector 0 fired",
+        "DMA: verified 4096 bytes of 0xc0ffee42",
+        "Latency: 10000 lock-step 4-byte config reads: p50",
+        "All checks passed.",
+    ] {
+        assert!(out.contains(want), "demo output lacks {want:?}:\n{out}");
+    }
+}
+
+#[test]
+fn serve_demo_answers_and_exits_cleanly_on_sigterm_with_a_client_connected() {
+    let dir = tmp_dir("serve-demo");
+    let mut s = Served::start("demo", dir.join("demo.sock"));
+    let c = connect(&s.path);
+    let mut id = [0u8; 4];
+    c.region_read(7, 0, &mut id).unwrap();
+    assert_eq!(id, [0x55, 0x56, 0xe0, 0xd0]);
+    let (status, err) = s.signal(libc::SIGTERM);
+    assert!(status.success(), "exit status {status:?}; stderr:\n{err}");
+    assert!(!s.path.exists(), "the socket was not removed");
+    assert!(err.contains("client connected"), "-vv logs at info level and above:\n{err}");
+    assert!(c.region_read(7, 0, &mut id).is_err(), "the server is gone");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serve_gpio_toggles_its_pins_and_exits_cleanly_on_sigint() {
+    let dir = tmp_dir("serve-gpio");
+    let mut s = Served::start("gpio", dir.join("gpio.sock"));
+    {
+        let c = connect(&s.path);
+        let mut id = [0u8; 4];
+        c.region_read(7, 0, &mut id).unwrap();
+        assert_eq!(id, [0x4f, 0x49, 0xc8, 0x0d]);
+        let (mut a, mut b) = ([0u8; 2], [0u8; 2]);
+        c.region_read(2, 0, &mut a).unwrap();
+        c.region_read(2, 0, &mut b).unwrap();
+        assert_eq!(u16::from_le_bytes(a), !u16::from_le_bytes(b), "pins toggle on each read");
+        c.region_write(2, 4, &[0x5a]).unwrap();
+        let mut o = [0u8; 1];
+        c.region_read(2, 4, &mut o).unwrap();
+        assert_eq!(o, [0x5a]);
+    }
+    let (status, err) = s.signal(libc::SIGINT);
+    assert!(status.success(), "exit status {status:?}; stderr:\n{err}");
+    assert!(!s.path.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serve_takes_a_connected_socket_by_fd_and_exits_when_its_client_leaves() {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    // The child inherits `theirs` under the same number: clear its close-on-exec flag.
+    // SAFETY: fcntl on a descriptor we own; F_SETFD only changes its flags.
+    assert_eq!(unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) }, 0);
+    let mut child = Command::new(BIN)
+        .args(["serve", "gpio", "--fd", &theirs.as_raw_fd().to_string()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(theirs);
+    let c = Client::from_fd(OwnedFd::from(ours), Config::default()).unwrap();
+    let mut id = [0u8; 4];
+    c.region_read(7, 0, &mut id).unwrap();
+    assert_eq!(id, [0x4f, 0x49, 0xc8, 0x0d]);
+    c.shutdown().unwrap();
+    drop(c);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("serve --fd did not exit after its only client left");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serve_refuses_bad_arguments() {
+    let o = run(&["serve", "demo"]);
+    assert!(!o.status.success(), "a socket path or fd is required");
+    let o = run(&["serve", "demo", "--fd", "2"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must be > 2"));
+    let o = run(&["serve", "nosuch", "--socket-path", "/nonexistent/x.sock"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn lspci_decodes_regions_irqs_and_sized_bars() {
+    let dir = tmp_dir("lspci");
+    let s = Served::start("demo", dir.join("demo.sock"));
+    let o = run(&["lspci", s.path.to_str().unwrap(), "-v"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    for want in [
+        "Negotiated: protocol 0.",
+        "cap SPARSE_MMAP: 0x1000+0x1000",
+        "[0] INTx            count 1",
+        "Region 0: Memory, 32-bit, non-prefetchable at 0x0 [size=4 KiB]",
+        "Region 2: Memory, 32-bit, non-prefetchable at 0x0 [size=8 KiB]",
+        "Capabilities: [54] Express",
+    ] {
+        assert!(out.contains(want), "lspci output lacks {want:?}:\n{out}");
+    }
+    // BAR sizing restored the registers: a second run sees the same addresses.
+    let again = stdout(&run(&["lspci", s.path.to_str().unwrap()]));
+    assert!(again.contains("Region 0: Memory, 32-bit, non-prefetchable at 0x0 [size=4 KiB]"), "{again}");
+
+    // -x: exactly the lspci -x shape: slot line, hex lines, blank line.
+    let o = run(&["lspci", s.path.to_str().unwrap(), "-x"]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(lines[0].starts_with("00:00.0 "), "{out}");
+    assert_eq!(lines[1], "00: 55 56 e0 d0 00 00 10 00 01 00 00 ff 00 00 00 00", "{out}");
+    assert!(lines[4].starts_with("30: "));
+    assert_eq!(lines[5], "");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn real_lspci_decodes_our_dump() {
+    if Command::new("lspci").arg("--version").output().is_err() {
+        println!("note: skipping: `lspci` (pciutils) is not installed");
+        return;
+    }
+    let dir = tmp_dir("lspci-f");
+    let s = Served::start("demo", dir.join("demo.sock"));
+    for flags in [&["-xxxx"][..], &["-xxx", "-v"][..]] {
+        let mut args = vec!["lspci", s.path.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let o = run(&args);
+        assert!(o.status.success());
+        let dump = dir.join("dump.txt");
+        std::fs::write(&dump, &o.stdout).unwrap();
+        let o = Command::new("lspci").args(["-vv", "-nn", "-F"]).arg(&dump).output().unwrap();
+        let out = stdout(&o);
+        assert!(o.status.success(), "lspci -F failed: {}", String::from_utf8_lossy(&o.stderr));
+        for want in [
+            "[5655:d0e0]",
+            "Capabilities: [40] Power Management",
+            "Capabilities: [48] MSI-X: Enable- Count=2",
+            "Capabilities: [54] Express",
+        ] {
+            assert!(out.contains(want), "lspci -F output ({flags:?}) lacks {want:?}:\n{out}");
+        }
+        let dsn = out.contains("Device Serial Number 01-23-45-67-89-ab-cd-ef");
+        assert_eq!(dsn, flags[0] == "-xxxx", "the extended space is in -xxxx dumps only:\n{out}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bench_prints_both_sides_and_ratios() {
+    let dir = tmp_dir("bench");
+    let s = Served::start("demo", dir.join("demo.sock"));
+    let o = run(&["bench", s.path.to_str().unwrap(), "--seconds", "0.4"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    for want in ["vfio-user REGION_READ", "raw socketpair ping-pong", "vfio-user region_read_batch", "raw socketpair "]
+    {
+        assert!(out.contains(want), "bench output lacks {want:?}:\n{out}");
+    }
+    assert_eq!(out.matches("ratio vfio-user / raw").count(), 2, "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[4/4]"), "progress on stderr");
+    let o = run(&["bench", s.path.to_str().unwrap(), "--seconds", "0"]);
+    assert!(!o.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn every_subcommand_explains_itself() {
+    for sub in ["demo", "serve", "lspci", "bench", "trace"] {
+        let o = run(&[sub, "--help"]);
+        assert!(o.status.success());
+        assert!(stdout(&o).lines().count() > 3, "{sub} --help:\n{}", stdout(&o));
+    }
+}
