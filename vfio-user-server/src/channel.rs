@@ -215,6 +215,12 @@ impl Channel {
             return Ok(m);
         }
         loop {
+            if !inbox.receiver.has_buffered_message() {
+                // About to block in the socket: no queued reply may wait behind the read.
+                // (The caller skips its flush when a message is buffered, but that message
+                // may be a reply to our own DMA request rather than a command.)
+                self.flush().map_err(|e| self.broken(e))?;
+            }
             let m = inbox.receiver.recv().map_err(|e| self.broken(e))?;
             if let Some(c) = self.sort(m).map_err(|e| self.broken(e))? {
                 return Ok(c);

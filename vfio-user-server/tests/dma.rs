@@ -113,24 +113,30 @@ fn message_dma_from_a_device_thread_is_split_and_routed() {
     });
     let mut mem = vec![0u8; 0x10000];
     let mut sizes = Vec::new();
-    // Serve 3 writes + 3 reads, while also issuing our own commands in between.
-    for _ in 0..6 {
-        let id = h.client.send(Command::DeviceGetInfo, DeviceInfo { argsz: 16, ..Default::default() }.as_slice(), &[]);
-        let mut got_reply = false;
-        let mut served = false;
-        while !(got_reply && served) {
-            let m = h.client.recv();
-            if m.header.is_command() {
-                let a: DmaAccess = read_at(&m.payload, 0).unwrap();
-                sizes.push(a.count);
-                serve_dma(&mut h.client.conn, &m, &mut mem);
-                served = true;
-            } else {
-                assert_eq!(m.header.msg_id, id);
-                got_reply = true;
-            }
+    // Serve 3 writes + 3 reads, while keeping one command of our own in flight, so that
+    // DMA requests and replies to our commands interleave. The worker may send its next
+    // request before our reply arrives, so count each kind rather than pairing them.
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut replies = 0;
+    while sizes.len() < 6 || !in_flight.is_empty() {
+        if in_flight.is_empty() && sizes.len() < 6 {
+            in_flight.push_back(h.client.send(
+                Command::DeviceGetInfo,
+                DeviceInfo { argsz: 16, ..Default::default() }.as_slice(),
+                &[],
+            ));
+        }
+        let m = h.client.recv();
+        if m.header.is_command() {
+            let a: DmaAccess = read_at(&m.payload, 0).unwrap();
+            sizes.push(a.count);
+            serve_dma(&mut h.client.conn, &m, &mut mem);
+        } else {
+            assert_eq!(Some(m.header.msg_id), in_flight.pop_front());
+            replies += 1;
         }
     }
+    assert!(replies >= 1);
     worker.join().unwrap();
     assert_eq!(sizes, vec![4096, 4096, 1808, 4096, 4096, 1808]);
     assert_eq!(mem[9999], (9999u32) as u8);
