@@ -86,6 +86,7 @@ enum Slot {
 pub(crate) struct PendingTable {
     slots: HashMap<u16, Slot, BuildHasherDefault<IdHasher>>,
     spare: Vec<Arc<Condvar>>,
+    last_sweep: u64,
     posted: VecDeque<u16>,
     next_id: u16,
     /// Who reads the socket.
@@ -104,6 +105,7 @@ impl PendingTable {
         PendingTable {
             slots: HashMap::default(),
             spare: Vec::new(),
+            last_sweep: 0,
             posted: VecDeque::new(),
             next_id: 1,
             reader: ReaderRole::None,
@@ -127,7 +129,12 @@ impl PendingTable {
     /// Forgets abandoned ids older than [`ABANDONED_TTL_MS`], when the table is large.
     fn sweep(&mut self) {
         if self.slots.len() >= SWEEP_FROM {
-            self.sweep_at(crate::transport::now_ms());
+            let now = crate::transport::now_ms();
+            // At most once a second: a sweep walks the whole table.
+            if now.saturating_sub(self.last_sweep) >= 1000 {
+                self.last_sweep = now;
+                self.sweep_at(now);
+            }
         }
     }
 
