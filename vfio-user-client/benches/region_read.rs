@@ -191,8 +191,10 @@ fn main() {
     let ops: u64 = std::env::var("BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: run a smoke round.
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
-    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm runs one mode only (for profiling).
+    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm runs one mode only (for profiling);
+    // BENCH_THREADS sets the thread count of `concurrent` (default 16).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
+    let threads: u64 = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     let on = |m: &str| mode.is_empty() || mode == m;
     let rounds = 5;
     let (mut r, mut f, mut l, mut c, mut p, mut v) =
@@ -208,7 +210,7 @@ fn main() {
             l.insert(i, lockstep(ops));
         }
         if on("concurrent") {
-            c.insert(i, concurrent(ops, 16));
+            c.insert(i, concurrent(ops, threads));
         }
         if on("pipelined") {
             p.insert(i, pipelined(ops, 16));
@@ -222,7 +224,8 @@ fn main() {
     println!("raw socketpair ping-pong (32 B / 36 B): {:>10.0} ops/s", r);
     println!("bare proto framing, lock-step:          {:>10.0} ops/s  ({:.2}x raw)", f, f / r);
     println!("client lock-step 4-byte REGION_READ:    {:>10.0} ops/s  ({:.2}x raw)", l, l / r);
-    println!("client 16 threads 4-byte REGION_READ:   {:>10.0} ops/s  ({:.2}x lock-step)", c, c / l);
+    let label = format!("client {threads} threads 4-byte REGION_READ:");
+    println!("{label:<40}{c:>10.0} ops/s  ({:.2}x lock-step)", c / l);
     println!("client 16 pipelined (region_read_batch):{:>10.0} ops/s  ({:.2}x lock-step)", p, p / l);
     println!("rust-vmm vfio_user::Client lock-step:   {:>10.0} ops/s  ({:.2}x raw)", v, v / r);
 }
