@@ -40,9 +40,10 @@ use vfio_user_proto::wire::WriteMultiEntry;
 use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
 
 /// How long the background reader stays out of the way after a caller read the socket
-/// itself. Bounds the delay of server-initiated commands on the main socket while the
-/// client goes idle (the twin socket has no such delay).
-const BACKGROUND_BACKOFF: Duration = Duration::from_millis(1);
+/// itself: doubling from the first to the second value while callers stay active, so that
+/// it wakes rarely under load. Bounds the delay of server-initiated commands on the main
+/// socket when the client goes idle (the twin socket has no such delay).
+const BACKGROUND_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(8));
 
 /// The receive timeout of the main socket: how often a reader blocked in `recvmsg` looks
 /// at its deadline.
@@ -385,6 +386,7 @@ impl Transport {
 
     /// The background reader: holds the reader role whenever no caller does.
     fn background(&self) {
+        let mut backoff = BACKGROUND_BACKOFF.0;
         let mut st = lock(&self.state);
         loop {
             if st.dead.is_some() {
@@ -401,8 +403,9 @@ impl Transport {
                     st.kick_background = false;
                 } else {
                     // Stay out of the way of callers that read for themselves.
-                    st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+                    st = self.bg_cv.wait_timeout(st, backoff).unwrap_or_else(|e| e.into_inner()).0;
                     if st.caller_reads != seen || st.reader != ReaderRole::None {
+                        backoff = (backoff * 2).min(BACKGROUND_BACKOFF.1);
                         continue;
                     }
                     if st.dead.is_some() {
@@ -410,12 +413,14 @@ impl Transport {
                     }
                 }
                 st.reader = ReaderRole::Background;
+                backoff = BACKGROUND_BACKOFF.0;
                 drop(st);
                 self.read_session(None, None);
                 st = lock(&self.state);
                 continue;
             }
-            st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+            st = self.bg_cv.wait_timeout(st, backoff).unwrap_or_else(|e| e.into_inner()).0;
+            backoff = (backoff * 2).min(BACKGROUND_BACKOFF.1);
         }
     }
 
