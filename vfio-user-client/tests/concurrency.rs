@@ -270,6 +270,31 @@ fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
 }
 
 #[test]
+fn a_client_made_from_an_fd_reconnects_over_a_socket_it_is_given() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DmaMap);
+        f.reply(&m, &[]);
+    });
+    c.dma_map(0x1000, 0x1000, DmaProt::READ).unwrap();
+    h.join().unwrap();
+    assert!(matches!(c.reconnect(), Err(Error::Unsupported(_))), "no path to reconnect to");
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut f = Fake::new(b);
+        f.handshake();
+        let m = f.expect(Command::DmaMap);
+        assert!(m.fds.is_empty(), "a mapping without fd is replayed without one");
+        f.reply(&m, &[]);
+        while f.conn.recv().is_ok() {}
+    });
+    c.reconnect_with(a).unwrap();
+    assert!(c.disconnected().is_none());
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
 fn reconnect_refuses_a_different_device() {
     let path = socket_path("other-device");
     let _ = std::fs::remove_file(&path);
