@@ -130,6 +130,38 @@ fn region_reply_larger_than_argsz_or_growing_argsz_is_refused() {
 }
 
 #[test]
+fn a_mmap_fd_shorter_than_the_region_is_not_mapped() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let short = memfd(0x1000);
+        let m = f.expect(Command::DeviceGetRegionInfo);
+        let flags = REGION_FLAG_READ | REGION_FLAG_WRITE | REGION_FLAG_MMAP;
+        let info = RegionInfo { argsz: 32, flags, index: 0, cap_offset: 0, size: 0x4000, offset: 0 };
+        f.reply_fds(&m, &[info.as_slice()], &[&short]);
+        // Region 1: sealed against shrinking.
+        let sealed =
+            rustix::fs::memfd_create("sealed", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+                .unwrap();
+        rustix::fs::ftruncate(&sealed, 0x1000).unwrap();
+        rustix::fs::fcntl_add_seals(&sealed, rustix::fs::SealFlags::SHRINK).unwrap();
+        let m = f.expect(Command::DeviceGetRegionInfo);
+        let info = RegionInfo { index: 1, size: 0x1000, ..info };
+        f.reply_fds(&m, &[info.as_slice()], &[&sealed]);
+        drain(f);
+    });
+    let r0 = c.region_info(0).unwrap();
+    assert!(r0.mappable() && !r0.sealed_against_shrink());
+    let e = c.map_region(0).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    let r1 = c.region_info(1).unwrap();
+    assert!(r1.sealed_against_shrink());
+    let map = c.map_region(1).unwrap();
+    map.store::<u64>(0xff8, 7).unwrap();
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
 fn reply_to_a_msg_id_not_pending_closes_the_connection() {
     let (c, h) = start(test_config(), |mut f| {
         f.handshake();
