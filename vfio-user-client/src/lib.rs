@@ -19,7 +19,8 @@
 //!   mappings, IRQ eventfds and IRQ masks.
 //! * **Hardened**: every reply is treated as hostile — sizes bounded by what was asked,
 //!   counts and capability chains checked, stray fds refused, unknown replies close the
-//!   connection. No panic, no unbounded allocation.
+//!   connection. No panic, no unbounded allocation, and no `unsafe` in this crate
+//!   (`#![forbid(unsafe_code)]`: mappings go through vm-memory, fds through rustix).
 //!
 //! # Example
 //! ```no_run
@@ -109,6 +110,7 @@
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod client;
 mod config;
