@@ -171,14 +171,14 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Ticket<'_>> {
         let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
-        let (id, cv) = {
+        let id = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
                 return Err(Error::Disconnected(r.clone()));
             }
             st.register()?
         };
-        let mut ticket = Ticket { t: self, id, cv, cmd, deadline, timeout, done: false };
+        let mut ticket = Ticket { t: self, id, cmd, deadline, timeout, done: false };
         if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
             ticket.done = true;
             lock(&self.state).remove(id);
@@ -199,7 +199,7 @@ impl Transport {
             }
             for (cmd, _) in reqs {
                 match st.register() {
-                    Ok((id, cv)) => tickets.push(Ticket { t: self, id, cv, cmd: *cmd, deadline, timeout, done: false }),
+                    Ok(id) => tickets.push(Ticket { t: self, id, cmd: *cmd, deadline, timeout, done: false }),
                     Err(e) => {
                         for t in &mut tickets {
                             t.done = true;
@@ -264,7 +264,7 @@ impl Transport {
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
-    fn wait(&self, id: u16, cv: &Condvar, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
+    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
         let mut st = lock(&self.state);
         // The clock is read only when a wait did not end with the reply.
         let mut check_clock = false;
@@ -295,6 +295,9 @@ impl Transport {
                 continue;
             }
             let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
+            let Some(cv) = st.condvar(id) else {
+                return Err(Error::Protocol(format!("msg_id {id} vanished from the pending table")));
+            };
             st.set_sleeping(id, true);
             st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
             st.set_sleeping(id, false);
@@ -495,7 +498,6 @@ impl Transport {
 pub(crate) struct Ticket<'a> {
     t: &'a Transport,
     id: u16,
-    cv: Arc<Condvar>,
     cmd: Command,
     deadline: u64,
     timeout: Duration,
@@ -507,7 +509,7 @@ impl Ticket<'_> {
     pub(crate) fn finish(mut self) -> Result<Message> {
         self.done = true;
         let t = self.t;
-        let msg = t.wait(self.id, &self.cv, self.deadline, self.cmd, self.timeout)?;
+        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout)?;
         if msg.header.command != self.cmd as u16 {
             let why = format!("reply to {} (msg_id {}) carries command {}", self.cmd, self.id, msg.header.command);
             return Err(t.violation(why));
