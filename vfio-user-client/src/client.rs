@@ -209,8 +209,11 @@ impl Client {
     /// `max_data_xfer_size`).
     pub fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let t = self.transport();
-        let chunk = self.chunk(&t);
+        // The link stays read-locked for the call (no reference count to bump): reconnect
+        // closes the old connection first, which ends calls in flight at once.
+        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let t = &*link.transport;
+        let chunk = self.chunk(t);
         let mut done = 0usize;
         while done < data.len() {
             let n = (data.len() - done).min(chunk);
@@ -281,8 +284,9 @@ impl Client {
     /// the server's `max_data_xfer_size`).
     pub fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let t = self.transport();
-        let chunk = self.chunk(&t);
+        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let t = &*link.transport;
+        let chunk = self.chunk(t);
         let mut off = offset;
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };
@@ -303,7 +307,8 @@ impl Client {
     /// REGION_WRITE_MULTI when the server accepts it. Errors on the server are not reported.
     pub fn region_write_posted(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let t = self.transport();
+        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let t = &*link.transport;
         let n = t.negotiated;
         if self.config.coalesce_writes
             && n.peer.write_multiple
@@ -314,7 +319,7 @@ impl Client {
             e.data[..data.len()].copy_from_slice(data);
             return t.post_small_write(e);
         }
-        let chunk = self.chunk(&t);
+        let chunk = self.chunk(t);
         let mut off = offset;
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };
