@@ -219,7 +219,7 @@ impl Client {
             let n = (data.len() - done).min(chunk);
             let a = RegionAccess { offset: offset + done as u64, region, count: n as u32 };
             let msg = t.request(Command::RegionRead, &[a.as_slice()], &[], self.config.timeout)?;
-            match decode(&t, &msg)? {
+            match decode(t, &msg)? {
                 Reply::RegionRead(r, bytes) if r == a => data[done..done + n].copy_from_slice(bytes),
                 Reply::RegionRead(r, _) => {
                     let (want, got) = ((a.region, a.offset, a.count), (r.region, r.offset, r.count));
@@ -291,7 +291,7 @@ impl Client {
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };
             let msg = t.request(Command::RegionWrite, &[a.as_slice(), part], &[], self.config.timeout)?;
-            match decode(&t, &msg)? {
+            match decode(t, &msg)? {
                 Reply::RegionWrite(None) => {}
                 Reply::RegionWrite(Some(r)) if r == a => {}
                 _ => return Err(t.violation(format!("REGION_WRITE reply does not echo the request {a:?}"))),
