@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use vfio_user_client::{Client, Config, RegionReadOp};
 use vfio_user_proto::request::VersionWire;
-use vfio_user_proto::wire::{read_at, DeviceInfo, RegionAccess, DEVICE_FLAGS_PCI};
+use vfio_user_proto::wire::{read_at, DeviceInfo, RegionAccess, RegionInfo, DEVICE_FLAGS_PCI};
 use vfio_user_proto::{Capabilities, Command, Connection, Header};
 use vm_memory::ByteValued;
 
@@ -48,12 +48,19 @@ fn responder(sock: UnixStream) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut c = Connection::new(sock);
         let m = c.recv().unwrap();
-        let caps = Capabilities::default().to_json();
+        let caps = Capabilities { write_multiple: true, ..Default::default() }.to_json();
         c.send(m.header.reply(0), &[VersionWire { major: 0, minor: 0 }.as_slice(), &caps], &[]).unwrap();
         let m = c.recv().unwrap();
         let info = DeviceInfo { argsz: 16, flags: DEVICE_FLAGS_PCI, num_regions: 9, num_irqs: 5 };
         c.send(m.header.reply(0), &[info.as_slice()], &[]).unwrap();
         while let Ok(m) = c.recv() {
+            if m.header.command == Command::DeviceGetRegionInfo as u16 {
+                // For rust-vmm's client, which reads every region's info at connect time.
+                let i: RegionInfo = read_at(&m.payload, 0).unwrap();
+                let r = RegionInfo { argsz: 32, flags: 3, index: i.index, cap_offset: 0, size: 0x1000, offset: 0 };
+                c.send(m.header.reply(0), &[r.as_slice()], &[]).unwrap();
+                continue;
+            }
             if m.header.command != Command::RegionRead as u16 {
                 continue;
             }
@@ -109,6 +116,27 @@ fn lockstep(ops: u64) -> f64 {
     ops as f64 / secs
 }
 
+/// rust-vmm's `vfio_user::Client` 0.1.7 against the same responder, lock-step (it needs
+/// `&mut self`, so no concurrency without a mutex around it).
+fn rust_vmm(ops: u64) -> f64 {
+    let path = std::env::temp_dir().join(format!("vfio-user-bench-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let h = std::thread::spawn(move || responder(listener.accept().unwrap().0).join().unwrap());
+    let mut c = vfio_user::Client::new(&path).unwrap();
+    let mut b = [0u8; 4];
+    let t = Instant::now();
+    for i in 0..ops {
+        c.region_read(0, i % 1024, &mut b).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    c.shutdown().unwrap();
+    drop(c);
+    h.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+    ops as f64 / secs
+}
+
 /// `threads` threads reading at once: total ops per second.
 fn concurrent(ops: u64, threads: u64) -> f64 {
     let (c, h) = client();
@@ -154,6 +182,34 @@ fn pipelined(ops: u64, depth: u64) -> f64 {
     (rounds * depth) as f64 / secs
 }
 
+/// `threads` threads each posting 4-byte writes (NO_REPLY), then one read each to make sure
+/// the server has taken them all: posted writes per second, and the REGION_WRITE_MULTI
+/// messages they were coalesced into.
+fn posted(ops: u64, threads: u64) -> (f64, u64, u64) {
+    let (c, h) = client();
+    let per = ops / threads;
+    let t = Instant::now();
+    let ts: Vec<_> = (0..threads)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    c.region_write_posted(0, i % 1024, &[1, 2, 3, 4]).unwrap();
+                }
+                c.region_read(0, 0, &mut [0; 4]).unwrap();
+            })
+        })
+        .collect();
+    for t in ts {
+        t.join().unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let st = c.stats();
+    c.shutdown().unwrap();
+    h.join().unwrap();
+    ((per * threads) as f64 / secs, st.write_multi_messages, st.write_multi_entries)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -163,12 +219,14 @@ fn main() {
     let ops: u64 = std::env::var("BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: run a smoke round.
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
-    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined runs one mode only (for profiling).
+    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm|posted runs one mode only;
+    // BENCH_THREADS sets the thread count of `concurrent` (default 16).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
+    let threads: u64 = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     let on = |m: &str| mode.is_empty() || mode == m;
     let rounds = 5;
-    let (mut r, mut f, mut l, mut c, mut p) =
-        (vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]);
+    let (mut r, mut f, mut l, mut c, mut p, mut v) =
+        (vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]);
     for i in 0..rounds {
         if on("raw") {
             r.insert(i, raw(ops));
@@ -180,17 +238,41 @@ fn main() {
             l.insert(i, lockstep(ops));
         }
         if on("concurrent") {
-            c.insert(i, concurrent(ops, 16));
+            c.insert(i, concurrent(ops, threads));
         }
         if on("pipelined") {
             p.insert(i, pipelined(ops, 16));
         }
+        if on("rustvmm") {
+            v.insert(i, rust_vmm(ops));
+        }
     }
-    let (r, f, l, c, p) = (median(r), median(f), median(l), median(c), median(p));
+    let (r, f, l, c, p, v) = (median(r), median(f), median(l), median(c), median(p), median(v));
+    let (mut w1, mut w16, mut multi) = (Vec::new(), Vec::new(), (0, 0));
+    if on("posted") {
+        for _ in 0..rounds {
+            w1.push(posted(ops, 1).0);
+            let (ops_s, msgs, entries) = posted(ops, threads);
+            w16.push(ops_s);
+            multi = (msgs, entries);
+        }
+    }
     println!("ops per round: {ops}, rounds: {rounds} (medians)");
     println!("raw socketpair ping-pong (32 B / 36 B): {:>10.0} ops/s", r);
     println!("bare proto framing, lock-step:          {:>10.0} ops/s  ({:.2}x raw)", f, f / r);
     println!("client lock-step 4-byte REGION_READ:    {:>10.0} ops/s  ({:.2}x raw)", l, l / r);
-    println!("client 16 threads 4-byte REGION_READ:   {:>10.0} ops/s  ({:.2}x lock-step)", c, c / l);
+    let label = format!("client {threads} threads 4-byte REGION_READ:");
+    println!("{label:<40}{c:>10.0} ops/s  ({:.2}x lock-step)", c / l);
     println!("client 16 pipelined (region_read_batch):{:>10.0} ops/s  ({:.2}x lock-step)", p, p / l);
+    println!("rust-vmm vfio_user::Client lock-step:   {:>10.0} ops/s  ({:.2}x raw)", v, v / r);
+    if !w1.is_empty() {
+        println!("posted 4-byte writes, 1 thread:         {:>10.0} writes/s", median(w1));
+        let label = format!("posted 4-byte writes, {threads} threads:");
+        println!(
+            "{label:<40}{:>10.0} writes/s  (last round: {} REGION_WRITE_MULTI carrying {} writes)",
+            median(w16),
+            multi.0,
+            multi.1
+        );
+    }
 }

@@ -209,14 +209,17 @@ impl Client {
     /// `max_data_xfer_size`).
     pub fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let t = self.transport();
-        let chunk = self.chunk(&t);
+        // The link stays read-locked for the call (no reference count to bump): reconnect
+        // closes the old connection first, which ends calls in flight at once.
+        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let t = &*link.transport;
+        let chunk = self.chunk(t);
         let mut done = 0usize;
         while done < data.len() {
             let n = (data.len() - done).min(chunk);
             let a = RegionAccess { offset: offset + done as u64, region, count: n as u32 };
             let msg = t.request(Command::RegionRead, &[a.as_slice()], &[], self.config.timeout)?;
-            match decode(&t, &msg)? {
+            match decode(t, &msg)? {
                 Reply::RegionRead(r, bytes) if r == a => data[done..done + n].copy_from_slice(bytes),
                 Reply::RegionRead(r, _) => {
                     let (want, got) = ((a.region, a.offset, a.count), (r.region, r.offset, r.count));
@@ -281,13 +284,14 @@ impl Client {
     /// the server's `max_data_xfer_size`).
     pub fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let t = self.transport();
-        let chunk = self.chunk(&t);
+        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let t = &*link.transport;
+        let chunk = self.chunk(t);
         let mut off = offset;
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };
             let msg = t.request(Command::RegionWrite, &[a.as_slice(), part], &[], self.config.timeout)?;
-            match decode(&t, &msg)? {
+            match decode(t, &msg)? {
                 Reply::RegionWrite(None) => {}
                 Reply::RegionWrite(Some(r)) if r == a => {}
                 _ => return Err(t.violation(format!("REGION_WRITE reply does not echo the request {a:?}"))),
@@ -303,7 +307,8 @@ impl Client {
     /// REGION_WRITE_MULTI when the server accepts it. Errors on the server are not reported.
     pub fn region_write_posted(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let t = self.transport();
+        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let t = &*link.transport;
         let n = t.negotiated;
         if self.config.coalesce_writes
             && n.peer.write_multiple
@@ -314,7 +319,7 @@ impl Client {
             e.data[..data.len()].copy_from_slice(data);
             return t.post_small_write(e);
         }
-        let chunk = self.chunk(&t);
+        let chunk = self.chunk(t);
         let mut off = offset;
         for part in data.chunks(chunk) {
             let a = RegionAccess { offset: off, region, count: part.len() as u32 };

@@ -102,7 +102,7 @@ impl Config {
     /// Whether to offer twin-socket mode (default on): server-initiated DMA then travels on
     /// a socket of its own, served by a thread of its own, at once. Without it, DMA requests
     /// on the main socket are served by whichever thread reads it; right after a burst of
-    /// requests the background reader steps back in within about a millisecond.
+    /// requests the background reader steps back in within 1 to 8 milliseconds.
     pub fn twin_socket(mut self, on: bool) -> Self {
         self.twin_socket = on;
         self

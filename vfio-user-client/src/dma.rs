@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use vfio_user_proto::wire::{DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
 use vfio_user_proto::{decode_request, DecodeLimits, Header, Message, Request};
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace};
 
 /// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the
 /// DMA address (IOVA) given in DMA_MAP.
@@ -134,7 +134,7 @@ impl DmaServer {
         let hdr = &msg.header;
         let result = match decode_request(hdr, &msg.payload, msg.fds.len(), &self.limits) {
             Ok(Request::DmaRead(a)) => self.dma_read(&a),
-            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| a.as_bytes().to_vec()),
+            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| a.as_slice().to_vec()),
             Ok(other) => {
                 log::warn!("server sent {} to the client; refused", other.command());
                 Err(libc::EINVAL)
@@ -166,7 +166,7 @@ impl DmaServer {
         let via_fd = self.check(a.addr, a.count, DMA_MAP_FLAG_READ)?;
         // `count` is bounded by our max_data_xfer_size (decode_request checked it).
         let mut out = Vec::with_capacity(16 + a.count as usize);
-        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(a.as_slice());
         out.resize(16 + a.count as usize, 0);
         let buf = &mut out[16..];
         match (&self.memory, via_fd) {
@@ -184,16 +184,6 @@ impl DmaServer {
             (None, Some((fd, off))) => pwrite_all(fd.as_fd(), data, off),
             (None, None) => Err(libc::EFAULT),
         }
-    }
-}
-
-trait AsBytes {
-    fn as_bytes(&self) -> &[u8];
-}
-
-impl AsBytes for DmaAccess {
-    fn as_bytes(&self) -> &[u8] {
-        vm_memory::ByteValued::as_slice(self)
     }
 }
 

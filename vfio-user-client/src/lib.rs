@@ -13,12 +13,14 @@
 //!   DEVICE_FEATURE, migration v2 and DMA logging; server-initiated DMA_READ/DMA_WRITE
 //!   served from the VMM's guest memory.
 //! * **Concurrent**: every method takes `&self`; many requests are in flight at once, their
-//!   replies matched by message id. Every request has a timeout; a disconnect wakes every
+//!   replies matched by message id, and one thread can pipeline
+//!   ([`Client::region_read_batch`]). Every request has a timeout; a disconnect wakes every
 //!   waiter; [`Client::reconnect`] reconnects to a restarted server and replays DMA
-//!   mappings and IRQ eventfds.
+//!   mappings, IRQ eventfds and IRQ masks.
 //! * **Hardened**: every reply is treated as hostile — sizes bounded by what was asked,
 //!   counts and capability chains checked, stray fds refused, unknown replies close the
-//!   connection. No panic, no unbounded allocation.
+//!   connection. No panic, no unbounded allocation, and no `unsafe` in this crate
+//!   (`#![forbid(unsafe_code)]`: mappings go through vm-memory, fds through rustix).
 //!
 //! # Example
 //! ```no_run
@@ -41,18 +43,22 @@
 //!   client is idle, so server-initiated DMA and a closed socket are seen at any time; with
 //!   a twin socket a thread of its own serves DMA there.
 //! * **Timeouts**: every request has one ([`Config::timeout`], 5 s like QEMU;
-//!   [`Config::reset_timeout`] and `*_with_timeout` for slow calls). A timed-out request
-//!   keeps its id reserved and its late reply is dropped; the connection stays up. A send
-//!   blocked for longer than the timeout (a server that stopped reading) closes the
-//!   connection.
+//!   [`Config::reset_timeout`] and `*_with_timeout` for slow calls), and so does connecting.
+//!   A timed-out request keeps its id reserved (up to a minute) and its late reply is
+//!   dropped; the connection stays up. Sends making no progress for longer than the timeout
+//!   (a server that stopped reading) close the connection.
 //! * **Disconnect**: EOF, an I/O error or a protocol violation marks the connection dead,
 //!   wakes every waiter with [`Error::Disconnected`] and makes later calls fail fast.
 //! * **Reconnect**: [`Client::reconnect`] connects to the same path, renegotiates, checks
 //!   the device is the same, and replays DMA mappings (from the client's duplicates of their
-//!   fds) and IRQ eventfds, so the VMM's device model survives a server restart.
+//!   fds), IRQ eventfds and IRQ masks, so the VMM's device model survives a server restart.
+//! * **Sending**: one thread at a time writes to the socket; a thread that finds it busy
+//!   queues its small request for that thread, which sends the queue in one `sendmsg`. The
+//!   queue is FIFO and emptied before any other send, so nothing overtakes a message
+//!   submitted earlier.
 //! * **Posted writes** ([`Client::region_write_posted`]) are NO_REPLY; small ones that
-//!   queue up behind another send are coalesced into REGION_WRITE_MULTI. Any later request
-//!   flushes the queue first, so it is ordered after them.
+//!   queue up are coalesced into REGION_WRITE_MULTI (when the server accepts it). They take
+//!   effect before the reply to any request made after them.
 //! * **Pipelining** from one thread: [`Client::region_read_batch`].
 //! * **Observability**: [`Client::stats`] counts timeouts, dropped late replies, error
 //!   replies to posted writes, coalesced writes, served and refused server DMA, protocol
@@ -63,8 +69,10 @@
 //! checked against its request (sizes, echoed fields, `argsz`, counts, fds); capability
 //! chains are walked within `argsz` with loop detection; a server reporting more than 100
 //! regions or 50 IRQ indexes is refused; a reply of an unknown type, to an id that is not
-//! pending, of another command, or with a stray fd closes the connection. Server DMA is
-//! checked against the client's own table of mappings and their access rights.
+//! pending, of another command, or with a stray fd closes the connection. A server that
+//! trickles bytes, never answers, never reads or never accepts runs into a timeout. Server
+//! DMA is checked against the client's own table of mappings and their access rights. A
+//! chaos test feeds pseudo-random replies to every call.
 //!
 //! # Moving from rust-vmm's `vfio_user::Client` (as Cloud Hypervisor uses it)
 //!
@@ -102,6 +110,7 @@
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod client;
 mod config;

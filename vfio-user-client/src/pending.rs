@@ -86,6 +86,7 @@ enum Slot {
 pub(crate) struct PendingTable {
     slots: HashMap<u16, Slot, BuildHasherDefault<IdHasher>>,
     spare: Vec<Arc<Condvar>>,
+    last_sweep: u64,
     posted: VecDeque<u16>,
     next_id: u16,
     /// Who reads the socket.
@@ -104,6 +105,7 @@ impl PendingTable {
         PendingTable {
             slots: HashMap::default(),
             spare: Vec::new(),
+            last_sweep: 0,
             posted: VecDeque::new(),
             next_id: 1,
             reader: ReaderRole::None,
@@ -127,7 +129,12 @@ impl PendingTable {
     /// Forgets abandoned ids older than [`ABANDONED_TTL_MS`], when the table is large.
     fn sweep(&mut self) {
         if self.slots.len() >= SWEEP_FROM {
-            self.sweep_at(crate::transport::now_ms());
+            let now = crate::transport::now_ms();
+            // At most once a second: a sweep walks the whole table.
+            if now.saturating_sub(self.last_sweep) >= 1000 {
+                self.last_sweep = now;
+                self.sweep_at(now);
+            }
         }
     }
 
@@ -136,12 +143,28 @@ impl PendingTable {
     }
 
     /// Allocates an id for a request and its waiter slot.
-    pub(crate) fn register(&mut self) -> Result<(u16, Arc<Condvar>)> {
+    pub(crate) fn register(&mut self) -> Result<u16> {
         self.sweep();
-        let id = self.free_id()?;
         let cv = self.spare.pop().unwrap_or_default();
-        self.slots.insert(id, Slot::Waiting { cv: cv.clone(), reply: None, sleeping: false });
-        Ok((id, cv))
+        for _ in 0..=u16::MAX as u32 {
+            let id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1);
+            if let std::collections::hash_map::Entry::Vacant(v) = self.slots.entry(id) {
+                v.insert(Slot::Waiting { cv, reply: None, sleeping: false });
+                return Ok(id);
+            }
+        }
+        self.spare.push(cv);
+        Err(Error::NoMessageId)
+    }
+
+    /// The condition variable the requester of `id` sleeps on (taken only when it must
+    /// sleep, so that a request that never sleeps does not touch its reference count).
+    pub(crate) fn condvar(&self, id: u16) -> Option<Arc<Condvar>> {
+        match self.slots.get(&id) {
+            Some(Slot::Waiting { cv, .. }) => Some(cv.clone()),
+            _ => None,
+        }
     }
 
     /// Allocates an id for a NO_REPLY command and remembers it for a while.
@@ -166,12 +189,10 @@ impl PendingTable {
         }
     }
 
-    /// Forgets `id`. Called by the requester itself (under the lock, never sleeping on the
-    /// condition variable any more), so its condition variable can be reused: the
-    /// requester's own reference is dropped unused.
+    /// Forgets `id`, keeping its condition variable for reuse when nobody else holds it.
     pub(crate) fn remove(&mut self, id: u16) {
         if let Some(Slot::Waiting { cv, .. }) = self.slots.remove(&id) {
-            if self.spare.len() < SPARE_CONDVARS && Arc::strong_count(&cv) <= 2 {
+            if self.spare.len() < SPARE_CONDVARS && Arc::strong_count(&cv) == 1 {
                 self.spare.push(cv);
             }
         }
@@ -279,11 +300,11 @@ mod tests {
     fn ids_skip_those_in_use_and_wrap() {
         let mut t = PendingTable::new();
         t.next_id = u16::MAX;
-        let (a, _) = t.register().unwrap();
-        let (b, _) = t.register().unwrap();
+        let a = t.register().unwrap();
+        let b = t.register().unwrap();
         assert_eq!((a, b), (u16::MAX, 0));
         t.next_id = u16::MAX;
-        let (c, _) = t.register().unwrap();
+        let c = t.register().unwrap();
         assert_eq!(c, 1, "ids in use are skipped");
     }
 
@@ -300,16 +321,16 @@ mod tests {
     fn old_abandoned_ids_are_swept_from_a_large_table() {
         let mut t = PendingTable::new();
         for _ in 0..SWEEP_FROM {
-            let (id, _) = t.register().unwrap();
+            let id = t.register().unwrap();
             t.abandon(id);
         }
-        let (waiting, _) = t.register().unwrap();
+        let waiting = t.register().unwrap();
         // A minute and a bit later, the abandoned ids go; the waiting request stays.
         t.sweep_at(crate::transport::now_ms() + ABANDONED_TTL_MS + 1);
         assert_eq!(t.len(), 1);
         assert!(t.take_reply(waiting).is_none());
         // Recent ones stay.
-        let (recent, _) = t.register().unwrap();
+        let recent = t.register().unwrap();
         t.abandon(recent);
         t.sweep_at(crate::transport::now_ms());
         assert_eq!(t.len(), 2);
@@ -318,12 +339,12 @@ mod tests {
     #[test]
     fn delivery_rules() {
         let mut t = PendingTable::new();
-        let (id, _) = t.register().unwrap();
+        let id = t.register().unwrap();
         assert_eq!(t.deliver(reply(id, false)), Ok(Delivery::Reply(id)));
         assert!(t.deliver(reply(id, false)).is_err(), "a second reply is a violation");
         assert!(t.take_reply(id).is_some());
         assert!(t.deliver(reply(id, false)).is_err(), "no longer pending");
-        let (late, _) = t.register().unwrap();
+        let late = t.register().unwrap();
         t.abandon(late);
         assert_eq!(t.deliver(reply(late, false)), Ok(Delivery::Late));
         assert_eq!(t.len(), 0);

@@ -102,6 +102,17 @@ impl Region {
         self.fd.as_ref().map(|f| f.as_fd())
     }
 
+    /// Whether the mmap fd is sealed against shrinking (`F_SEAL_SHRINK`). A server can
+    /// otherwise truncate the file behind a mapping, and accesses to the mapping then raise
+    /// SIGBUS in the VMM; a VMM that must survive a hostile server maps only sealed regions
+    /// (libvfio-user and rust-vmm's server do not seal).
+    pub fn sealed_against_shrink(&self) -> bool {
+        self.fd
+            .as_ref()
+            .and_then(|f| rustix::fs::fcntl_get_seals(f).ok())
+            .is_some_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
+    }
+
     /// The mmap fd and the region's offset in it, as vm-memory's `FileOffset` (what
     /// rust-vmm's `Region::file_offset` holds).
     pub fn file_offset(&self) -> Option<FileOffset> {
@@ -318,12 +329,22 @@ impl Client {
     }
 
     /// Maps every mmappable area of region `index` (shared, with the region's READ/WRITE
-    /// access). The mappings are unmapped when the returned handle is dropped.
+    /// access). The mappings are unmapped when the returned handle is dropped. A regular file
+    /// (memfd) shorter than the areas is refused, as accesses past its end would raise
+    /// SIGBUS; see [`Region::sealed_against_shrink`] for a server that shrinks it later.
     pub fn map_region(&self, index: u32) -> Result<RegionMapping> {
         let r = self.region_info(index)?;
         let Some(file) = r.fd.clone() else {
             return Err(Error::Unsupported("region is not mappable"));
         };
+        let st = rustix::fs::fstat(&*file).map_err(std::io::Error::from)?;
+        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        for a in r.mmap_areas() {
+            let end = r.offset.checked_add(a.offset).and_then(|o| o.checked_add(a.size));
+            if regular && !end.is_some_and(|end| end <= st.st_size as u64) {
+                return Err(Error::Protocol(format!("region {index}: mmap fd shorter than area {a:?}")));
+            }
+        }
         let mut prot = 0;
         if r.readable() {
             prot |= libc::PROT_READ;

@@ -106,9 +106,22 @@ impl SendPath {
     /// Queues a small posted write (id `id`) to be sent, coalesced with its neighbours, by
     /// the send lock's holder, or sends it now if the lock is free.
     pub(crate) fn post_small_write(&self, id: u16, entry: WriteMultiEntry) -> Result<(), FrameError> {
-        lock(&self.queue).push(Queued::Write(id, entry));
-        self.queued.store(true, Ordering::SeqCst);
-        self.recheck()
+        let guard = match self.lock.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                lock(&self.queue).push(Queued::Write(id, entry));
+                self.queued.store(true, Ordering::SeqCst);
+                return self.recheck();
+            }
+        };
+        // The socket is free: send it now, as a plain REGION_WRITE, after anything queued.
+        let sent = self.drain_locked().and_then(|()| {
+            let (h, body) = encode_writes(id, &[entry]);
+            self.track(|| self.sender.send(h, &[&body], &[]))
+        });
+        drop(guard);
+        sent.and_then(|()| self.recheck())
     }
 
     /// Sends the queue if nobody holds the send lock. Every holder calls this after letting

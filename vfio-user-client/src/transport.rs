@@ -40,9 +40,10 @@ use vfio_user_proto::wire::WriteMultiEntry;
 use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
 
 /// How long the background reader stays out of the way after a caller read the socket
-/// itself. Bounds the delay of server-initiated commands on the main socket while the
-/// client goes idle (the twin socket has no such delay).
-const BACKGROUND_BACKOFF: Duration = Duration::from_millis(1);
+/// itself: doubling from the first to the second value while callers stay active, so that
+/// it wakes rarely under load. Bounds the delay of server-initiated commands on the main
+/// socket when the client goes idle (the twin socket has no such delay).
+const BACKGROUND_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(8));
 
 /// The receive timeout of the main socket: how often a reader blocked in `recvmsg` looks
 /// at its deadline.
@@ -170,14 +171,14 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Ticket<'_>> {
         let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
-        let (id, cv) = {
+        let id = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
                 return Err(Error::Disconnected(r.clone()));
             }
             st.register()?
         };
-        let mut ticket = Ticket { t: self, id, cv, cmd, deadline, timeout, done: false };
+        let mut ticket = Ticket { t: self, id, cmd, deadline, timeout, done: false };
         if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
             ticket.done = true;
             lock(&self.state).remove(id);
@@ -198,7 +199,7 @@ impl Transport {
             }
             for (cmd, _) in reqs {
                 match st.register() {
-                    Ok((id, cv)) => tickets.push(Ticket { t: self, id, cv, cmd: *cmd, deadline, timeout, done: false }),
+                    Ok(id) => tickets.push(Ticket { t: self, id, cmd: *cmd, deadline, timeout, done: false }),
                     Err(e) => {
                         for t in &mut tickets {
                             t.done = true;
@@ -263,7 +264,7 @@ impl Transport {
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
-    fn wait(&self, id: u16, cv: &Condvar, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
+    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
         let mut st = lock(&self.state);
         // The clock is read only when a wait did not end with the reply.
         let mut check_clock = false;
@@ -294,6 +295,9 @@ impl Transport {
                 continue;
             }
             let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
+            let Some(cv) = st.condvar(id) else {
+                return Err(Error::Protocol(format!("msg_id {id} vanished from the pending table")));
+            };
             st.set_sleeping(id, true);
             st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
             st.set_sleeping(id, false);
@@ -385,6 +389,7 @@ impl Transport {
 
     /// The background reader: holds the reader role whenever no caller does.
     fn background(&self) {
+        let mut backoff = BACKGROUND_BACKOFF.0;
         let mut st = lock(&self.state);
         loop {
             if st.dead.is_some() {
@@ -401,8 +406,9 @@ impl Transport {
                     st.kick_background = false;
                 } else {
                     // Stay out of the way of callers that read for themselves.
-                    st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+                    st = self.bg_cv.wait_timeout(st, backoff).unwrap_or_else(|e| e.into_inner()).0;
                     if st.caller_reads != seen || st.reader != ReaderRole::None {
+                        backoff = (backoff * 2).min(BACKGROUND_BACKOFF.1);
                         continue;
                     }
                     if st.dead.is_some() {
@@ -410,12 +416,14 @@ impl Transport {
                     }
                 }
                 st.reader = ReaderRole::Background;
+                backoff = BACKGROUND_BACKOFF.0;
                 drop(st);
                 self.read_session(None, None);
                 st = lock(&self.state);
                 continue;
             }
-            st = self.bg_cv.wait_timeout(st, BACKGROUND_BACKOFF).unwrap_or_else(|e| e.into_inner()).0;
+            st = self.bg_cv.wait_timeout(st, backoff).unwrap_or_else(|e| e.into_inner()).0;
+            backoff = (backoff * 2).min(BACKGROUND_BACKOFF.1);
         }
     }
 
@@ -490,7 +498,6 @@ impl Transport {
 pub(crate) struct Ticket<'a> {
     t: &'a Transport,
     id: u16,
-    cv: Arc<Condvar>,
     cmd: Command,
     deadline: u64,
     timeout: Duration,
@@ -502,7 +509,7 @@ impl Ticket<'_> {
     pub(crate) fn finish(mut self) -> Result<Message> {
         self.done = true;
         let t = self.t;
-        let msg = t.wait(self.id, &self.cv, self.deadline, self.cmd, self.timeout)?;
+        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout)?;
         if msg.header.command != self.cmd as u16 {
             let why = format!("reply to {} (msg_id {}) carries command {}", self.cmd, self.id, msg.header.command);
             return Err(t.violation(why));

@@ -31,7 +31,8 @@ impl Rng {
     }
 }
 
-/// A reply to `m` that is wrong in a random way (or, sometimes, right).
+/// A reply to `m` that is wrong in a random way (or, sometimes, right). Send errors are
+/// ignored: the client may well have closed the connection already.
 fn hostile_reply(f: &Fake, m: &vfio_user_proto::Message, rng: &mut Rng) {
     let mut h = m.header.reply(0);
     let mut payload: Vec<u8> = (0..rng.below(80)).map(|_| rng.next() as u8).collect();
@@ -46,8 +47,8 @@ fn hostile_reply(f: &Fake, m: &vfio_user_proto::Message, rng: &mut Rng) {
         4 => {
             // A header announcing more than is sent: the stream stalls mid-message.
             h.msg_size = 16 + payload.len() as u32 + rng.below(64) as u32 + 1;
-            f.write_bytes(h.as_slice());
-            f.write_bytes(&payload);
+            use std::io::Write;
+            let _ = (&f.sock).write_all(h.as_slice()).and_then(|()| (&f.sock).write_all(&payload));
             return;
         }
         5 => {
@@ -59,14 +60,14 @@ fn hostile_reply(f: &Fake, m: &vfio_user_proto::Message, rng: &mut Rng) {
         }
         6 => {
             let fds: Vec<OwnedFd> = (0..=rng.below(2)).map(|_| eventfd()).collect();
-            let refs: Vec<&OwnedFd> = fds.iter().collect();
-            f.reply_fds(m, &[&payload], &refs);
+            let refs: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+            let _ = f.conn.sender.send(h, &[&payload], &refs);
             return;
         }
         7 => {
             // A server-to-client command instead of a reply.
             let c = if rng.below(2) == 0 { Command::DmaRead } else { Command::DmaWrite };
-            f.raw(Header::command(rng.next() as u16, c, 0), &[&payload]);
+            let _ = f.conn.sender.send(Header::command(rng.next() as u16, c, 0), &[&payload], &[]);
             return;
         }
         _ => {}

@@ -270,6 +270,110 @@ fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
 }
 
 #[test]
+fn a_client_made_from_an_fd_reconnects_over_a_socket_it_is_given() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DmaMap);
+        f.reply(&m, &[]);
+    });
+    c.dma_map(0x1000, 0x1000, DmaProt::READ).unwrap();
+    h.join().unwrap();
+    assert!(matches!(c.reconnect(), Err(Error::Unsupported(_))), "no path to reconnect to");
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut f = Fake::new(b);
+        f.handshake();
+        let m = f.expect(Command::DmaMap);
+        assert!(m.fds.is_empty(), "a mapping without fd is replayed without one");
+        f.reply(&m, &[]);
+        while f.conn.recv().is_ok() {}
+    });
+    c.reconnect_with(a).unwrap();
+    assert!(c.disconnected().is_none());
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+/// Serves REGION_READ (and nothing else) until the client hangs up or `stop` is set.
+fn serve_reads(mut f: Fake, stop: Arc<std::sync::atomic::AtomicBool>) {
+    while let Ok(m) = f.conn.recv() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return; // "crash": drop the connection
+        }
+        if let Ok(Request::RegionRead(a)) = decode_request(&m.header, &m.payload, 0, &f.limits) {
+            f.reply(&m, &[a.as_slice(), &vec![7; a.count as usize]]);
+        }
+    }
+}
+
+#[test]
+fn reconnect_while_threads_keep_reading() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let path = socket_path("busy-reconnect");
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let crash = Arc::new(AtomicBool::new(false));
+    let first = {
+        let (l, crash) = (listener.try_clone().unwrap(), crash.clone());
+        std::thread::spawn(move || {
+            let mut f = Fake::new(l.accept().unwrap().0);
+            f.handshake();
+            serve_reads(f, crash);
+        })
+    };
+    let c = Arc::new(Client::connect(&path, test_config()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let ok_after = Arc::new(AtomicU64::new(0));
+    let reconnected = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (c, done, ok_after, reconnected) = (c.clone(), done.clone(), ok_after.clone(), reconnected.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    let after = reconnected.load(Ordering::SeqCst);
+                    let mut b = [0u8; 4];
+                    match c.region_read(0, 0, &mut b) {
+                        Ok(()) => {
+                            assert_eq!(b, [7; 4]);
+                            if after {
+                                ok_after.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Err(Error::Disconnected(_)) => std::thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    // Crash the server (it drops the connection at the next request, which the readers
+    // keep sending), then bring up a new one.
+    c.region_read(0, 0, &mut [0; 4]).unwrap();
+    crash.store(true, Ordering::SeqCst);
+    first.join().unwrap();
+    let second = {
+        let stop = Arc::new(AtomicBool::new(false));
+        std::thread::spawn(move || {
+            let mut f = Fake::new(listener.accept().unwrap().0);
+            f.handshake();
+            serve_reads(f, stop);
+        })
+    };
+    c.reconnect().unwrap();
+    reconnected.store(true, Ordering::SeqCst);
+    while ok_after.load(Ordering::SeqCst) < 40 {
+        std::thread::yield_now();
+    }
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.join().unwrap();
+    }
+    c.shutdown().unwrap();
+    second.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn reconnect_refuses_a_different_device() {
     let path = socket_path("other-device");
     let _ = std::fs::remove_file(&path);

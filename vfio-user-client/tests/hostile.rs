@@ -130,6 +130,38 @@ fn region_reply_larger_than_argsz_or_growing_argsz_is_refused() {
 }
 
 #[test]
+fn a_mmap_fd_shorter_than_the_region_is_not_mapped() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let short = memfd(0x1000);
+        let m = f.expect(Command::DeviceGetRegionInfo);
+        let flags = REGION_FLAG_READ | REGION_FLAG_WRITE | REGION_FLAG_MMAP;
+        let info = RegionInfo { argsz: 32, flags, index: 0, cap_offset: 0, size: 0x4000, offset: 0 };
+        f.reply_fds(&m, &[info.as_slice()], &[&short]);
+        // Region 1: sealed against shrinking.
+        let sealed =
+            rustix::fs::memfd_create("sealed", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+                .unwrap();
+        rustix::fs::ftruncate(&sealed, 0x1000).unwrap();
+        rustix::fs::fcntl_add_seals(&sealed, rustix::fs::SealFlags::SHRINK).unwrap();
+        let m = f.expect(Command::DeviceGetRegionInfo);
+        let info = RegionInfo { index: 1, size: 0x1000, ..info };
+        f.reply_fds(&m, &[info.as_slice()], &[&sealed]);
+        drain(f);
+    });
+    let r0 = c.region_info(0).unwrap();
+    assert!(r0.mappable() && !r0.sealed_against_shrink());
+    let e = c.map_region(0).unwrap_err();
+    assert!(matches!(e, Error::Protocol(_)), "{e}");
+    let r1 = c.region_info(1).unwrap();
+    assert!(r1.sealed_against_shrink());
+    let map = c.map_region(1).unwrap();
+    map.store::<u64>(0xff8, 7).unwrap();
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+#[test]
 fn reply_to_a_msg_id_not_pending_closes_the_connection() {
     let (c, h) = start(test_config(), |mut f| {
         f.handshake();
@@ -283,23 +315,30 @@ fn a_server_that_never_answers_times_out_and_a_late_reply_is_dropped() {
 #[test]
 fn a_server_trickling_its_reply_cannot_hold_a_caller_past_the_timeout() {
     let config = test_config().timeout(Duration::from_millis(100));
-    let (c, h) = start(config, |mut f| {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(config, move |mut f| {
         f.handshake();
         let m = f.expect(Command::RegionRead);
-        let a = RegionAccess { offset: 0, region: 0, count: 4 };
-        let mut bytes = m.header.reply(20).as_slice().to_vec();
+        let a: RegionAccess = vfio_user_proto::wire::read_at(&m.payload, 0).unwrap();
+        let mut bytes = m.header.reply(16 + a.count as usize).as_slice().to_vec();
         bytes.extend_from_slice(a.as_slice());
-        bytes.extend_from_slice(b"slow");
-        for b in bytes {
-            f.write_bytes(&[b]);
-            std::thread::sleep(Duration::from_millis(20));
+        bytes.resize(bytes.len() + a.count as usize, 0x5a);
+        // One byte every few milliseconds (the whole reply would take minutes) until the
+        // client has given up; then the rest at once.
+        let mut sent = 0;
+        while rx.try_recv().is_err() && sent < bytes.len() - 1 {
+            f.write_bytes(&bytes[sent..sent + 1]);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(5));
         }
+        f.write_bytes(&bytes[sent..]);
         let m = f.expect(Command::DeviceReset);
         f.reply(&m, &[]);
         drain(f);
     });
-    let e = c.region_read(0, 0, &mut [0; 4]).unwrap_err();
+    let e = c.region_read(0, 0, &mut [0; 4096]).unwrap_err();
     assert!(matches!(e, Error::Timeout { command: Command::RegionRead, .. }), "{e}");
+    tx.send(()).unwrap();
     c.reset_with_timeout(Duration::from_secs(10)).unwrap();
     assert!(c.disconnected().is_none(), "the late, whole reply was dropped");
     c.shutdown().unwrap();

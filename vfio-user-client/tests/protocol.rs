@@ -12,7 +12,7 @@ use common::*;
 use vfio_user_client::{DmaProt, Error, IrqAction, IrqSetData, MigState, RegionCap};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::{decode_request, Capabilities, Command, FeatureRequest, IrqData, Request, TwinSocket};
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemoryMmap};
 
 fn req<'a>(f: &Fake, m: &'a vfio_user_proto::Message) -> Request<'a> {
     decode_request(&m.header, &m.payload, m.fds.len(), &f.limits).unwrap()
@@ -578,6 +578,29 @@ fn server_dma_on_the_twin_socket() {
     let mut b = [0u8; 3];
     gm.read_slice(&mut b, GuestAddress(0x10_0020)).unwrap();
     assert_eq!(&b, b"abc");
+}
+
+#[test]
+fn server_dma_from_guest_memory_atomic() {
+    // What Cloud Hypervisor keeps its guest memory in.
+    let gm = vm_memory::GuestMemoryAtomic::new(
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0x10_0000), 0x10000)]).unwrap(),
+    );
+    gm.memory().write_slice(b"atomic", GuestAddress(0x10_0100)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(test_config().twin_socket(false).guest_memory(gm.clone()), move |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DmaMap);
+        f.reply(&m, &[]);
+        rx.recv().unwrap();
+        let hd = vfio_user_proto::Header::command(60, Command::DmaRead, 0);
+        f.conn.send(hd, &[DmaAccess { addr: 0x10_0100, count: 6 }.as_slice()], &[]).unwrap();
+        let r = f.conn.recv().unwrap();
+        assert_eq!(&r.payload[16..], b"atomic");
+    });
+    c.dma_map(0x10_0000, 0x10000, DmaProt::READ).unwrap();
+    tx.send(()).unwrap();
+    h.join().unwrap();
 }
 
 #[test]

@@ -94,6 +94,28 @@ fn region(index: u32, flags: u32, size: u64) -> ServerRegion {
     }
 }
 
+/// Like [`setup`], but the server accepts `connections` connections one after the other
+/// (rust-vmm's `Server::run` serves one connection per call).
+fn setup_reconnectable(tag: &str, connections: usize) -> Setup {
+    let path = std::env::temp_dir().join(format!("vfio-user-client-rustvmm-{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let bar0 = memfd(0x1000);
+    let mut regions: Vec<ServerRegion> = (0..9).map(|i| region(i, 0, 0)).collect();
+    regions[7] = region(7, REGION_FLAG_READ | REGION_FLAG_WRITE, 256);
+    let irqs: Vec<IrqInfo> =
+        (0..5).map(|index| IrqInfo { index, flags: IRQ_INFO_EVENTFD, count: if index == 2 { 4 } else { 1 } }).collect();
+    let server = Server::new(&path, true, irqs, regions).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut backend = Backend { log: log.clone(), config: (0..=255).collect() };
+    let server = std::thread::spawn(move || {
+        for _ in 0..connections {
+            server.run(&mut backend).unwrap();
+        }
+    });
+    let client = Client::connect(&path, Config::default().timeout(std::time::Duration::from_secs(10))).unwrap();
+    Setup { client, log, bar0, server, path }
+}
+
 struct Setup {
     client: Client,
     log: Arc<Mutex<Vec<String>>>,
@@ -222,4 +244,28 @@ fn dma_irqs_and_reset() {
     );
     assert!(DmaUnmapFlags::from_bits_retain(2).contains(DmaUnmapFlags::GET_DIRTY_PAGE_INFO));
     assert!(!DmaUnmapFlags::from_bits_retain(2).contains(DmaUnmapFlags::UNMAP_ALL));
+}
+
+#[test]
+fn reconnect_replays_dma_and_irqs_to_a_new_connection() {
+    let s = setup_reconnectable("reconnect", 2);
+    let c = &s.client;
+    let mem = memfd(0x2000);
+    c.dma_map_fd(0x10_0000, 0x2000, mem.as_fd(), 0, DmaProt::READ_WRITE).unwrap();
+    let efd = eventfd();
+    c.enable_irq_eventfds(2, 0, &[efd.as_fd()]).unwrap();
+    // The connection drops (here: our side); the server goes back to accepting.
+    c.shutdown().unwrap();
+    assert!(matches!(c.region_read(7, 0, &mut [0; 4]), Err(Error::Disconnected(_))));
+    c.reconnect().unwrap();
+    let mut b = [0u8; 4];
+    c.region_read(7, 4, &mut b).unwrap();
+    assert_eq!(b, [4, 5, 6, 7]);
+    let log = finish(s);
+    let trigger_efd = IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER;
+    let expected = ["map 0x3 0x0 0x100000 0x2000 fd=true".to_string(), format!("irqs 2 {trigger_efd:#x} 0 1 fds=1")];
+    // Once on the first connection, once replayed on the second.
+    assert_eq!(log, [expected.clone(), expected].concat());
+    let mut v = [0u8; 8];
+    assert_eq!(rustix::io::read(&efd, &mut v).unwrap(), 8, "the server signalled our eventfd");
 }
