@@ -13,19 +13,30 @@ use std::time::{Duration, Instant};
 
 use common::Client;
 
-/// The example binary, built by `cargo test` next to the test binaries (built here if a
-/// single test target was asked for).
+/// The example binary. `cargo test` builds it next to the test binaries; a run limited to
+/// test targets (`cargo test --tests`, as `cargo llvm-cov` does) does not, and then it is
+/// built here, once, into the same target directory.
 fn example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("gpio");
-    if !path.exists() {
-        let status = Process::new(env!("CARGO"))
-            .args(["build", "-p", "vfio-user-server", "--example", "gpio"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            // <target-dir>/<profile>/deps/<test binary>
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let path = profile_dir.join("examples").join("gpio");
+            if !path.exists() {
+                let target_dir = profile_dir.parent().unwrap();
+                let mut cmd = Process::new(env!("CARGO"));
+                cmd.args(["build", "-p", "vfio-user-server", "--example", "gpio", "--target-dir"]).arg(target_dir);
+                if profile_dir.file_name().is_some_and(|n| n == "release") {
+                    cmd.arg("--release");
+                }
+                assert!(cmd.status().unwrap().success());
+            }
+            assert!(path.exists(), "{} was not built", path.display());
+            path
+        })
+        .clone()
 }
 
 #[test]
