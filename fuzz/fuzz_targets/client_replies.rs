@@ -91,8 +91,7 @@ fn plausible(inp: &mut Input, m: &Message, keep: &mut Vec<UnixStream>) -> (Vec<u
             }
             let minor = if sel & 32 != 0 { u16::from(inp.u8()) } else { 2 };
             p.extend_from_slice(VersionWire { major: 0, minor }.as_slice());
-            p.extend_from_slice(&caps.to_json());
-            p.push(0);
+            p.extend_from_slice(&caps.to_json()); // NUL included
         }
         Request::DeviceGetInfo(_) => {
             let sel = inp.u8();
