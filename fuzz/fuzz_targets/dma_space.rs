@@ -184,9 +184,7 @@ fuzz_target!(|data: &[u8]| {
                     1 => size = 0,
                     2 => iova = u64::MAX - PAGE + 1,
                     3 => size = u64::from(inp.u8()) + 1,
-                    // Only for mmap: a FILE_IO mapping of a too small fd is accepted although
-                    // map()'s doc says EINVAL (reported; see fuzz/README.md).
-                    4 if kind == RegionKind::Mmap => file_len = file_len.saturating_sub(PAGE),
+                    4 => file_len = file_len.saturating_sub(PAGE),
                     _ => {}
                 }
                 let with_fd = kind != RegionKind::Message;
