@@ -184,9 +184,7 @@ fuzz_target!(|data: &[u8]| {
                     1 => size = 0,
                     2 => iova = u64::MAX - PAGE + 1,
                     3 => size = u64::from(inp.u8()) + 1,
-                    // Only for mmap: a FILE_IO mapping of a too small fd is accepted although
-                    // map()'s doc says EINVAL (reported; see fuzz/README.md).
-                    4 if kind == RegionKind::Mmap => file_len = file_len.saturating_sub(PAGE),
+                    4 => file_len = file_len.saturating_sub(PAGE).max(1),
                     _ => {}
                 }
                 let with_fd = kind != RegionKind::Message;
@@ -210,7 +208,8 @@ fuzz_target!(|data: &[u8]| {
                     Err(libc::EEXIST)
                 } else if with_fd && file_len < file_offset + size {
                     // Documented for every fd-backed mapping (map(): "an fd smaller than
-                    // file_offset + size (regular files and memfds)").
+                    // file_offset + size"). The generator never makes a file of size 0,
+                    // which FILE_IO takes as "size unknown" (procfs).
                     Err(libc::EINVAL)
                 } else {
                     Ok(())

@@ -110,6 +110,11 @@ impl Region {
                     return Err(Error::InvalidArgument("file offset + size out of range"));
                 }
                 if file_io {
+                    // procfs files such as /proc/<pid>/mem (FILE_IO's use case) are regular
+                    // files of size 0: a size of 0 is taken as "unknown".
+                    if file.metadata()?.len() != 0 {
+                        check_file_size(&file, file_offset, size)?;
+                    }
                     Backing::FileIo { file, offset: file_offset, dirty: DirtyBitmap::new(size) }
                 } else {
                     Backing::Mmap(mmap_region(file, iova, size, file_offset, prot)?)
@@ -212,12 +217,20 @@ impl Region {
     }
 }
 
-fn mmap_region(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Result<GuestRegionMmap<DirtyBitmap>> {
+/// Refuses a regular file (memfd included) smaller than `offset + size`: mapped, it would
+/// SIGBUS on access; read with FILE_IO, it would come up short. Other fds have no
+/// meaningful size and are accepted.
+fn check_file_size(file: &File, offset: u64, size: u64) -> Result<()> {
     let meta = file.metadata()?;
-    // A regular file (memfd included) that is too small would SIGBUS on access.
-    if meta.file_type().is_file() && meta.len() < offset + size {
+    if meta.file_type().is_file() && meta.len() < offset.saturating_add(size) {
         return Err(Error::InvalidArgument("fd is smaller than offset + size"));
     }
+    Ok(())
+}
+
+fn mmap_region(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Result<GuestRegionMmap<DirtyBitmap>> {
+    // A regular file (memfd included) that is too small would SIGBUS on access.
+    check_file_size(&file, offset, size)?;
     let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("size too large"))?;
     let mmap = MmapRegionBuilder::new_with_bitmap(len, DirtyBitmap::new(size))
         .with_mmap_prot(prot.mmap_prot())

@@ -171,7 +171,8 @@ impl DmaSpace {
     /// Errors: `EINVAL` for size 0, `iova + size` wrapping, `iova`/`size`/
     /// `file_offset` not aligned to [`DmaConfig::min_page_size`], no read and
     /// no write permission, `file_io` without fd, or an fd smaller than
-    /// `file_offset + size` (regular files and memfds); `ENOSPC` when
+    /// `file_offset + size` (regular files and memfds; with `file_io`, a file
+    /// of size 0, as procfs reports, counts as unsized); `ENOSPC` when
     /// `max_maps` mappings exist; `EEXIST` on overlap with a mapping; the
     /// errno of `mmap` otherwise. On error the fd is closed.
     pub fn map(&self, req: MapRequest) -> Result<()> {

@@ -167,10 +167,17 @@ fn file_io_region() {
     let e = s.translate(0x2000_0000, 16, false).unwrap_err();
     assert!(matches!(e, Error::NotMappable { .. }));
     assert_eq!(e.errno(), libc::ENOTSUP);
-    // Regular files with st_size 0 (e.g. /proc/<pid>/mem) are accepted for
-    // FILE_IO; an access past EOF of a short file is an error, not a crash.
+    // A file known to be too short is refused; one of size 0 (as /proc/<pid>/mem
+    // reports) is accepted for FILE_IO, and an access past its end is an error, not a crash.
     let short = Mem::new(PAGE);
-    s.map(MapRequest { file_io: true, ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE) }).unwrap();
+    let e = s.map(MapRequest { file_io: true, ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE) }).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    let unsized_file = rustix::fs::memfd_create("size-0", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    s.map(MapRequest {
+        file_io: true,
+        ..MapRequest { fd: Some(unsized_file), ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE) }
+    })
+    .unwrap();
     let mut big = vec![0u8; 2 * PAGE as usize];
     assert!(s.read(PAGE, &mut big).is_err());
 }

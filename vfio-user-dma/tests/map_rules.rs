@@ -43,6 +43,11 @@ fn invalid_arguments() {
         "fd smaller than offset + size"
     );
     assert_eq!(
+        errno(s.map(MapRequest { file_io: true, ..req(&mem, 0, 8 * PAGE, 9 * PAGE, Prot::READ_WRITE) })),
+        libc::EINVAL,
+        "FILE_IO fd smaller than offset + size (found by the dma_space fuzz target)"
+    );
+    assert_eq!(
         errno(s.map(req(&mem, 0, PAGE, u64::MAX - PAGE + 1, Prot::READ_WRITE))),
         libc::EINVAL,
         "offset + size wraps"
