@@ -262,3 +262,35 @@ fn twin_socket_protocol_violation() {
     twin.send(hdr, &[&req.payload[..16], b"abcd"], &[]).unwrap();
     assert_eq!(worker.join().unwrap(), Err(libc::EINVAL));
 }
+
+#[test]
+fn a_dma_reply_read_together_with_a_command_does_not_hold_back_its_reply() {
+    let mut h = spawn();
+    h.client.dma_map(0x10000, 0x1000, None).unwrap();
+    let dma = h.dma.clone();
+    let worker = std::thread::spawn(move || {
+        let mut b = [0u8; 4];
+        dma.read(0x10000, &mut b).map(|()| b)
+    });
+    let req = h.client.recv();
+    assert_eq!(req.header.command, Command::DmaRead as u16);
+    // One write holding a command and the DMA reply: the server reads both at once.
+    let mut bytes = Header::command(77, Command::DeviceGetInfo, 16).as_slice().to_vec();
+    bytes.extend_from_slice(DeviceInfo { argsz: 16, ..Default::default() }.as_slice());
+    let a: DmaAccess = read_at(&req.payload, 0).unwrap();
+    let mut rh = req.header.reply(0);
+    rh.msg_size = 36;
+    bytes.extend_from_slice(rh.as_slice());
+    bytes.extend_from_slice(a.as_slice());
+    bytes.extend_from_slice(b"data");
+    std::io::Write::write_all(&mut h.client.raw, &bytes).unwrap();
+    // The reply to the command must come without anything else arriving.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut conn = Connection::new(h.client.raw.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = tx.send(conn.recv().map(|m| (m.header.msg_id, m.header.command)).ok());
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the reply was held back");
+    assert_eq!(got, Some((77, Command::DeviceGetInfo as u16)));
+    assert_eq!(&worker.join().unwrap().unwrap(), b"data");
+}
