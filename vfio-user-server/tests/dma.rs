@@ -113,22 +113,21 @@ fn message_dma_from_a_device_thread_is_split_and_routed() {
     });
     let mut mem = vec![0u8; 0x10000];
     let mut sizes = Vec::new();
-    // Serve 3 writes + 3 reads, while also issuing our own commands in between.
-    for _ in 0..6 {
-        let id = h.client.send(Command::DeviceGetInfo, DeviceInfo { argsz: 16, ..Default::default() }.as_slice(), &[]);
-        let mut got_reply = false;
-        let mut served = false;
-        while !(got_reply && served) {
-            let m = h.client.recv();
-            if m.header.is_command() {
-                let a: DmaAccess = read_at(&m.payload, 0).unwrap();
-                sizes.push(a.count);
-                serve_dma(&mut h.client.conn, &m, &mut mem);
-                served = true;
-            } else {
-                assert_eq!(m.header.msg_id, id);
-                got_reply = true;
+    // Serve the 3 writes + 3 reads while also issuing commands of our own: DMA requests
+    // and replies to our commands arrive interleaved, in any order.
+    let info = DeviceInfo { argsz: 16, ..Default::default() };
+    let mut waiting = vec![h.client.send(Command::DeviceGetInfo, info.as_slice(), &[])];
+    while sizes.len() < 6 || !waiting.is_empty() {
+        let m = h.client.recv();
+        if m.header.is_command() {
+            let a: DmaAccess = read_at(&m.payload, 0).unwrap();
+            sizes.push(a.count);
+            serve_dma(&mut h.client.conn, &m, &mut mem);
+            if sizes.len() < 6 {
+                waiting.push(h.client.send(Command::DeviceGetInfo, info.as_slice(), &[]));
             }
+        } else {
+            assert_eq!(m.header.msg_id, waiting.remove(0), "replies in order");
         }
     }
     worker.join().unwrap();
