@@ -74,6 +74,8 @@ fn fd_backed_regions_are_accessed_directly() {
     let mut buf = [0u8; 2];
     h.dma.read(0x11000, &mut buf).unwrap();
     assert_eq!(&buf, b"cd");
+    h.dma.write_obj(0x10100, &DmaAccess { addr: 1, count: 2 }).unwrap();
+    assert_eq!(h.dma.read_obj::<DmaAccess>(0x10100).unwrap(), DmaAccess { addr: 1, count: 2 });
     assert!(h.dma.read(0x11fff, &mut buf).is_err(), "beyond the region");
     assert!(h.dma.read(0x50000, &mut buf).is_err(), "unmapped");
     h.client.dma_unmap(0, 0x10000, 0x2000).unwrap();
