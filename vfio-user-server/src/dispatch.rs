@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, RwLock};
 
 use vfio_user_proto::connection::Message;
-use vfio_user_proto::request::{decode_request, DecodeLimits, FeatureRequest, Request};
+use vfio_user_proto::request::{decode_request, DecodeLimits, Request};
 use vfio_user_proto::version::{server_negotiate, Capabilities, Negotiated, NegotiationError, TwinSocket};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::{build_region_info, HEADER_SIZE};
@@ -279,9 +279,8 @@ impl<D: Device> Core<D> {
                 self.out.extend_from_slice(unmap.as_slice());
                 Ok(())
             }
-            Request::DeviceFeature(_, FeatureRequest::Probe { .. }) | Request::DeviceFeature(..) => {
-                Err(Error::NotSupported)
-            }
+            // No feature yet (migration and DMA logging come later), PROBE included.
+            Request::DeviceFeature(..) => Err(Error::NotSupported),
             Request::MigDataRead(_) | Request::MigDataWrite(..) => {
                 Err(Error::InvalidArgument("not in a migration state"))
             }

@@ -14,6 +14,7 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use vfio_user_proto::wire::{DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
+use vm_memory::ByteValued;
 
 use crate::channel::ChannelSlot;
 use crate::error::{Error, Result};
@@ -214,6 +215,20 @@ impl DmaHandle {
         }
         drop(maps);
         self.channel.get()?.dma_write(iova, data)
+    }
+}
+
+impl DmaHandle {
+    /// Reads a plain-data object (a descriptor, say) from guest memory at `iova`.
+    pub fn read_obj<T: ByteValued + Default>(&self, iova: u64) -> Result<T> {
+        let mut v = T::default();
+        self.read(iova, v.as_mut_slice())?;
+        Ok(v)
+    }
+
+    /// Writes a plain-data object to guest memory at `iova`.
+    pub fn write_obj<T: ByteValued>(&self, iova: u64, v: &T) -> Result<()> {
+        self.write(iova, v.as_slice())
     }
 }
 

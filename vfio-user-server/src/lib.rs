@@ -40,6 +40,12 @@
 //!   reply that answers nothing, an undefined message type) close the connection; the
 //!   device's DMA regions and eventfds are released and the next client is accepted.
 //! * DEVICE_FEATURE answers `ENOTSUP` (no features yet); MIG_DATA_* `EINVAL`.
+//! * Replies without descriptors are queued and sent, several in one `send`, before the
+//!   server waits for the client again; replies always leave in command order, but a
+//!   DMA_READ / DMA_WRITE from a device thread may overtake queued replies (the protocol
+//!   tells them apart by the message type).
+//! * The MSI-X table's mask bits count only once the client writes the emulated table
+//!   (QEMU and Cloud Hypervisor keep their own table); see [`irq`].
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 
