@@ -137,3 +137,9 @@ pub use irq::{IrqAction, IrqInfo, IrqSetData};
 pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
 pub use stats::Stats;
 pub use vfio_user_proto::{MigState, Negotiated, RegionCap};
+
+/// The workspace README's examples, compiled and run as doctests of this crate (its
+/// dev-dependencies include the server crate the device example uses).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
