@@ -113,21 +113,19 @@ fn message_dma_from_a_device_thread_is_split_and_routed() {
     });
     let mut mem = vec![0u8; 0x10000];
     let mut sizes = Vec::new();
-    // Serve 3 writes + 3 reads, while also issuing our own commands in between.
-    for _ in 0..6 {
+    // Serve 3 writes + 3 reads, while also issuing our own commands in between. (The
+    // device's next request may overtake the reply to our command.)
+    while sizes.len() < 6 {
         let id = h.client.send(Command::DeviceGetInfo, DeviceInfo { argsz: 16, ..Default::default() }.as_slice(), &[]);
-        let mut got_reply = false;
-        let mut served = false;
-        while !(got_reply && served) {
+        loop {
             let m = h.client.recv();
             if m.header.is_command() {
                 let a: DmaAccess = read_at(&m.payload, 0).unwrap();
                 sizes.push(a.count);
                 serve_dma(&mut h.client.conn, &m, &mut mem);
-                served = true;
             } else {
                 assert_eq!(m.header.msg_id, id);
-                got_reply = true;
+                break;
             }
         }
     }
@@ -234,16 +232,9 @@ fn malformed_dma_replies_and_short_files() {
     assert_eq!(&m.payload[16..], b"ok");
     h.client.conn.send(m.header.reply(0), &[], &[]).unwrap();
     assert!(!h.client.reply_to(wr, Command::RegionWrite).header.is_error());
-    // A mapping larger than its file: accesses past the end fail instead of reading zeros.
+    // A mapping larger than its file is refused (it would fault with SIGBUS past the end).
     let small = memfd(0x1000);
-    h.client.dma_map(0x40000, 0x2000, Some(&small)).unwrap();
-    let mut b = [0u8; 8];
-    h.dma.read(0x40ff8, &mut b).unwrap();
-    assert!(h.dma.read(0x41000, &mut b).is_err());
-    // The DmaTransport view always goes through messages.
-    use vfio_user_server::DmaTransport;
-    assert_eq!(h.dma.max_data_xfer_size(), 1 << 20);
-    assert!(h.dma.dma_read(0x90000, &mut b).is_err(), "unmapped");
+    assert_eq!(h.client.dma_map(0x40000, 0x2000, Some(&small)).unwrap_err(), libc::EINVAL);
     h.client.assert_alive();
 }
 
