@@ -117,9 +117,9 @@ impl Channel {
         *self.dispatcher.lock().unwrap_or_else(|e| e.into_inner()) == Some(thread::current().id())
     }
 
-    /// Queues a reply without fds (a whole message). Replies go out when the
-    /// request-handling thread has no further command buffered ([`Self::flush`]), so the
-    /// replies to pipelined commands leave in one `send`; large ones go at once.
+    /// Queues a reply without fds (a whole message). Queued replies go out before the
+    /// request-handling thread waits for the client ([`Self::flush`]), so the replies to
+    /// pipelined commands leave in one `send`; large ones go at once.
     pub(crate) fn queue(&self, msg: &[u8]) -> std::result::Result<(), FrameError> {
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
         if b.is_empty() && msg.len() >= BATCH_LIMIT {
@@ -145,12 +145,6 @@ impl Channel {
             b.shrink_to(BATCH_LIMIT);
         }
         r
-    }
-
-    /// Whether a client command is ready without reading the socket.
-    pub(crate) fn has_buffered(&self) -> bool {
-        let inbox = self.inbox();
-        !inbox.queued.is_empty() || inbox.receiver.has_buffered_message()
     }
 
     /// Sorts one received message: a command is returned, a reply is routed to its waiter.
@@ -209,16 +203,16 @@ impl Channel {
     }
 
     /// The next client command, blocking until one arrives (or the connection breaks).
+    /// Queued replies are sent before it blocks.
     pub(crate) fn next_command_blocking(&self) -> std::result::Result<Message, FrameError> {
         let mut inbox = self.inbox();
         if let Some(m) = inbox.queued.pop_front() {
             return Ok(m);
         }
         loop {
-            // Never block with replies still queued: the caller skips its flush when a
-            // message is buffered, and that message may be a DMA reply sorted away here.
             if !inbox.receiver.has_buffered_message() {
-                self.flush()?;
+                // About to wait for the client: it may be waiting for these.
+                self.flush().map_err(|e| self.broken(e))?;
             }
             let m = inbox.receiver.recv().map_err(|e| self.broken(e))?;
             if let Some(c) = self.sort(m).map_err(|e| self.broken(e))? {

@@ -356,7 +356,9 @@ impl DescriptionBuilder {
         self
     }
 
-    /// An MSI-X capability; the table and PBA are emulated in the given BARs.
+    /// An MSI-X capability; the table and PBA are emulated in the given BARs (accesses to
+    /// them never reach the device), and the pages holding them are left out of those BARs'
+    /// mmap areas.
     pub fn msix(mut self, msix: MsixConfig) -> Self {
         self.d.msix = Some(msix);
         self

@@ -48,6 +48,12 @@
 //!   it with `pread`/`pwrite`. DMA_UNMAP with the legacy GET_DIRTY_BITMAP flag needs DMA
 //!   logging to be active; the bitmap's `size` must be the exact byte count rounded up to
 //!   at most a multiple of 8.
+//! * Replies without descriptors are queued and sent, several in one `send`, before the
+//!   server waits for the client again; replies always leave in command order, but a
+//!   DMA_READ / DMA_WRITE from a device thread may overtake queued replies (the protocol
+//!   tells them apart by the message type).
+//! * The MSI-X table's mask bits count only once the client writes the emulated table
+//!   (QEMU and Cloud Hypervisor keep their own table); see [`irq`].
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 

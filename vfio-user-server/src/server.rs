@@ -307,18 +307,15 @@ impl<D: Device> Server<D> {
                 return Ok(());
             }
             if let Some(chan) = &self.chan {
-                let mut next = match chan.next_command_blocking() {
+                // Replies are queued and leave when the channel is about to wait for the
+                // client, so pipelined commands get theirs in one send.
+                let next = match chan.next_command_blocking() {
                     Ok(m) => self.core.handle(chan, m),
                     Err(e) => {
                         log::debug!("closing the connection: {e}");
                         Next::Close
                     }
                 };
-                // Replies leave when no further command is waiting (pipelined commands get
-                // their replies in one send).
-                if next == Next::Continue && !chan.has_buffered() && chan.flush().is_err() {
-                    next = Next::Close;
-                }
                 if next == Next::Close {
                     self.disconnect();
                 }

@@ -74,6 +74,8 @@ fn fd_backed_regions_are_accessed_directly() {
     let mut buf = [0u8; 2];
     h.dma.read(0x11000, &mut buf).unwrap();
     assert_eq!(&buf, b"cd");
+    h.dma.write_obj(0x10100, &DmaAccess { addr: 1, count: 2 }).unwrap();
+    assert_eq!(h.dma.read_obj::<DmaAccess>(0x10100).unwrap(), DmaAccess { addr: 1, count: 2 });
     assert!(h.dma.read(0x11fff, &mut buf).is_err(), "beyond the region");
     assert!(h.dma.read(0x50000, &mut buf).is_err(), "unmapped");
     h.client.dma_unmap(0, 0x10000, 0x2000).unwrap();
@@ -113,20 +115,21 @@ fn message_dma_from_a_device_thread_is_split_and_routed() {
     });
     let mut mem = vec![0u8; 0x10000];
     let mut sizes = Vec::new();
-    // Serve 3 writes + 3 reads, while also issuing our own commands in between. (The
-    // device's next request may overtake the reply to our command.)
-    while sizes.len() < 6 {
-        let id = h.client.send(Command::DeviceGetInfo, DeviceInfo { argsz: 16, ..Default::default() }.as_slice(), &[]);
-        loop {
-            let m = h.client.recv();
-            if m.header.is_command() {
-                let a: DmaAccess = read_at(&m.payload, 0).unwrap();
-                sizes.push(a.count);
-                serve_dma(&mut h.client.conn, &m, &mut mem);
-            } else {
-                assert_eq!(m.header.msg_id, id);
-                break;
+    // Serve the 3 writes + 3 reads while also issuing commands of our own: DMA requests
+    // and replies to our commands arrive interleaved, in any order.
+    let info = DeviceInfo { argsz: 16, ..Default::default() };
+    let mut waiting = vec![h.client.send(Command::DeviceGetInfo, info.as_slice(), &[])];
+    while sizes.len() < 6 || !waiting.is_empty() {
+        let m = h.client.recv();
+        if m.header.is_command() {
+            let a: DmaAccess = read_at(&m.payload, 0).unwrap();
+            sizes.push(a.count);
+            serve_dma(&mut h.client.conn, &m, &mut mem);
+            if sizes.len() < 6 {
+                waiting.push(h.client.send(Command::DeviceGetInfo, info.as_slice(), &[]));
             }
+        } else {
+            assert_eq!(m.header.msg_id, waiting.remove(0), "replies in order");
         }
     }
     worker.join().unwrap();
@@ -252,4 +255,36 @@ fn twin_socket_protocol_violation() {
     hdr.msg_id = hdr.msg_id.wrapping_add(1);
     twin.send(hdr, &[&req.payload[..16], b"abcd"], &[]).unwrap();
     assert_eq!(worker.join().unwrap(), Err(libc::EINVAL));
+}
+
+#[test]
+fn a_dma_reply_read_together_with_a_command_does_not_hold_back_its_reply() {
+    let mut h = spawn();
+    h.client.dma_map(0x10000, 0x1000, None).unwrap();
+    let dma = h.dma.clone();
+    let worker = std::thread::spawn(move || {
+        let mut b = [0u8; 4];
+        dma.read(0x10000, &mut b).map(|()| b)
+    });
+    let req = h.client.recv();
+    assert_eq!(req.header.command, Command::DmaRead as u16);
+    // One write holding a command and the DMA reply: the server reads both at once.
+    let mut bytes = Header::command(77, Command::DeviceGetInfo, 16).as_slice().to_vec();
+    bytes.extend_from_slice(DeviceInfo { argsz: 16, ..Default::default() }.as_slice());
+    let a: DmaAccess = read_at(&req.payload, 0).unwrap();
+    let mut rh = req.header.reply(0);
+    rh.msg_size = 36;
+    bytes.extend_from_slice(rh.as_slice());
+    bytes.extend_from_slice(a.as_slice());
+    bytes.extend_from_slice(b"data");
+    std::io::Write::write_all(&mut h.client.raw, &bytes).unwrap();
+    // The reply to the command must come without anything else arriving.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut conn = Connection::new(h.client.raw.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = tx.send(conn.recv().map(|m| (m.header.msg_id, m.header.command)).ok());
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the reply was held back");
+    assert_eq!(got, Some((77, Command::DeviceGetInfo as u16)));
+    assert_eq!(&worker.join().unwrap().unwrap(), b"data");
 }

@@ -16,11 +16,15 @@ use common::Client;
 /// The example binary, built by `cargo test` next to the test binaries (built here if a
 /// single test target was asked for).
 fn example() -> PathBuf {
+    // <target>/<profile>/deps/<this test>
     let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("gpio");
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join("gpio");
     if !path.exists() {
+        let target_dir = profile_dir.parent().unwrap();
         let status = Process::new(env!("CARGO"))
-            .args(["build", "-p", "vfio-user-server", "--example", "gpio"])
+            .args(["build", "-p", "vfio-user-server", "--example", "gpio", "--target-dir"])
+            .arg(target_dir)
             .status()
             .unwrap();
         assert!(status.success());
