@@ -64,7 +64,11 @@ impl Device for Dev {
     }
 
     fn dma_map(&self, r: &DmaRegion) -> io::Result<()> {
-        self.seen.lock().unwrap().push(Seen::Map(r.iova, r.size, r.fd.is_some()));
+        self.seen.lock().unwrap().push(Seen::Map(
+            r.iova,
+            r.size,
+            r.kind == vfio_user_server::vfio_user_dma::RegionKind::Mmap,
+        ));
         Ok(())
     }
 
@@ -341,7 +345,7 @@ fn irq_eventfd_reset_and_reconnect_replay() {
     drop(c);
     let c2 = h.connect(Config::default());
     assert_eq!(cfg_read32(&c2, 0), 0x0042_1b36);
-    assert!(h.dma.region(0x30_0000, 1).is_none(), "the departed client's mapping is gone");
+    assert!(h.dma.region_at(0x30_0000).is_none(), "the departed client's mapping is gone");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! The device's DMA API: copies, typed objects and zero-copy scatter-gather
 //! translation, across adjacent regions of any kind.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use vm_memory::bitmap::RefSlice;
 use vm_memory::{ByteValued, VolatileSlice};
@@ -42,7 +42,52 @@ fn segments(snap: &Snapshot, iova: u64, len: usize, write: bool) -> Result<Vec<S
     Ok(segs)
 }
 
+/// A [`Segment`] that does not keep its region alive (see [`unpinned`]).
+pub(crate) struct Unpinned {
+    pub(crate) region: Weak<Region>,
+    /// Address of the segment's first byte.
+    pub(crate) iova: u64,
+    off: u64,
+    buf_off: usize,
+    len: usize,
+}
+
+/// Drops the references `segments` took, keeping weak ones.
+///
+/// The copy API (`read`/`write`) may reach message regions, where a chunk
+/// waits for the client's DMA_READ/DMA_WRITE reply. Holding an `Arc` of any
+/// region of the access across that round trip would make `unmap` of that
+/// region wait for the reply; when the thread calling `unmap` is the one that
+/// reads those replies (a server's request loop on the main socket), that is a
+/// deadlock that only `unmap_timeout` breaks. So an access pins a region
+/// ([`DmaSpace::pin`], which also checks that it is still mapped) only while it
+/// copies locally or marks pages dirty, never while it waits for the client:
+/// `unmap` never waits for a client reply. A message chunk whose check passed
+/// just before a concurrent unmap may still reach the client after the unmap;
+/// the client then sees an access to memory it no longer maps and refuses it.
+fn unpinned(segs: Vec<Segment>) -> Vec<Unpinned> {
+    segs.into_iter()
+        .map(|s| Unpinned {
+            region: Arc::downgrade(&s.region),
+            iova: s.region.iova + s.off,
+            off: s.off,
+            buf_off: s.buf_off,
+            len: s.len,
+        })
+        .collect()
+}
+
 impl DmaSpace {
+    /// The region `region` if it is still mapped in the current snapshot (not
+    /// unmapped, nor unmapped and replaced), else `EFAULT` at `iova`.
+    pub(crate) fn pin(&self, region: &Weak<Region>, iova: u64) -> Result<Arc<Region>> {
+        let snap = self.snapshot.load();
+        find(&snap, iova)
+            .filter(|r| std::ptr::eq(Arc::as_ptr(r), region.as_ptr()))
+            .cloned()
+            .ok_or(Error::Unmapped { iova })
+    }
+
     /// Runs `f` on the single mmap/file-I/O region that holds the whole
     /// access, or returns `None` when the access needs the general path
     /// (several regions, or a message region). The snapshot guard is only
@@ -76,11 +121,14 @@ impl DmaSpace {
         if let Some(r) = self.fast_path(iova, buf.len(), false, |reg, off| reg.read_local(off, buf)) {
             return r;
         }
-        let segs = segments(&self.snapshot.load(), iova, buf.len(), false)?;
+        // Not in the `for` expression: its temporaries (the snapshot) would live for the loop.
+        let segs = unpinned(segments(&self.snapshot.load(), iova, buf.len(), false)?);
         for s in segs {
             let part = &mut buf[s.buf_off..s.buf_off + s.len];
-            if !s.region.read_local(s.off, part)? {
-                self.message_read(s.region.iova + s.off, part)?;
+            let region = self.pin(&s.region, s.iova)?;
+            if !region.read_local(s.off, part)? {
+                drop(region);
+                self.message_read(&s.region, s.iova, part)?;
             }
         }
         Ok(())
@@ -97,11 +145,13 @@ impl DmaSpace {
         if let Some(r) = self.fast_path(iova, data.len(), true, |reg, off| reg.write_local(off, data)) {
             return r;
         }
-        let segs = segments(&self.snapshot.load(), iova, data.len(), true)?;
+        let segs = unpinned(segments(&self.snapshot.load(), iova, data.len(), true)?);
         for s in segs {
             let part = &data[s.buf_off..s.buf_off + s.len];
-            if !s.region.write_local(s.off, part)? {
-                self.message_write(&s.region, s.off, part)?;
+            let region = self.pin(&s.region, s.iova)?;
+            if !region.write_local(s.off, part)? {
+                drop(region);
+                self.message_write(&s.region, s.iova, s.off, part)?;
             }
         }
         Ok(())

@@ -3,6 +3,8 @@
 //! Message-based DMA: regions mapped without an fd are reached with
 //! vfio-user DMA_READ / DMA_WRITE messages sent by the server.
 
+use std::sync::Weak;
+
 use crate::error::{Error, Result};
 use crate::region::Region;
 use crate::space::DmaSpace;
@@ -25,30 +27,43 @@ impl DmaSpace {
         t.max_data_xfer_size().max(1)
     }
 
-    /// Reads message-region memory `[iova, iova + buf.len())`, in chunks.
-    pub(crate) fn message_read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
+    /// Reads message-region memory of `region` at `[iova, iova + buf.len())`,
+    /// in chunks. The region is not kept alive while a chunk waits for the
+    /// client (see `access::unpinned`): each chunk first checks that it is
+    /// still mapped, so a transfer stops (`EFAULT`) once the region is unmapped.
+    pub(crate) fn message_read(&self, region: &Weak<Region>, iova: u64, buf: &mut [u8]) -> Result<()> {
         let t = self.transport().ok_or(Error::NoTransport)?;
         let chunk = Self::chunk_size(t.as_ref());
         let mut addr = iova;
         for part in buf.chunks_mut(chunk) {
+            drop(self.pin(region, addr)?);
             t.dma_read(addr, part)?;
             addr += part.len() as u64;
         }
         Ok(())
     }
 
-    /// Writes message-region memory of `region` at region offset `off`, in
-    /// chunks, marking the pages of each completed chunk dirty.
-    pub(crate) fn message_write(&self, region: &Region, off: u64, data: &[u8]) -> Result<()> {
+    /// Writes message-region memory of `region` at `iova` (region offset
+    /// `off`), in chunks, marking the pages of each chunk dirty.
+    ///
+    /// Pages are marked before the message is sent (so that a concurrent
+    /// unmap-with-dirty-bitmap reports them) and again after the reply (so
+    /// that a report taken while the write was in flight does not lose it).
+    /// The region is not kept alive while waiting for the client.
+    pub(crate) fn message_write(&self, region: &Weak<Region>, iova: u64, off: u64, data: &[u8]) -> Result<()> {
         let t = self.transport().ok_or(Error::NoTransport)?;
         let chunk = Self::chunk_size(t.as_ref());
-        let mut off = off;
+        let mut done = 0u64;
         for part in data.chunks(chunk) {
-            let res = t.dma_write(region.iova + off, part);
+            let len = part.len() as u64;
+            self.pin(region, iova + done)?.dirty().mark(off + done, len);
+            let res = t.dma_write(iova + done, part);
             // A failed write may still have changed part of the memory.
-            region.dirty().mark(off, part.len() as u64);
+            if let Some(r) = region.upgrade() {
+                r.dirty().mark(off + done, len);
+            }
             res?;
-            off += part.len() as u64;
+            done += len;
         }
         Ok(())
     }

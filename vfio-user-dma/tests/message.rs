@@ -108,3 +108,77 @@ fn message_writes_mark_pages_dirty() {
     assert_eq!(bm, vec![(1 << 2) | (1 << 3) | (1 << 10) | (1 << 11)]);
     assert_eq!(s.report(BASE, 16 * PAGE, PAGE).unwrap(), vec![0], "cleared by the report");
 }
+
+/// A transport whose first message blocks until the test lets it go, the way a
+/// server's DMA request on its main socket waits for a reply that only the
+/// request loop (the thread that also handles DMA_UNMAP) can read.
+struct Gated {
+    inflight: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl DmaTransport for Gated {
+    fn max_data_xfer_size(&self) -> usize {
+        PAGE as usize
+    }
+    fn dma_read(&self, _iova: u64, buf: &mut [u8]) -> vfio_user_dma::Result<()> {
+        let _ = self.inflight.send(());
+        let _ = self.release.lock().unwrap().recv();
+        buf.fill(7);
+        Ok(())
+    }
+    fn dma_write(&self, iova: u64, data: &[u8]) -> vfio_user_dma::Result<()> {
+        self.dma_read(iova, &mut data.to_vec())
+    }
+}
+
+/// Regression: an access to a message region held the region across the
+/// round trip, so `unmap` on the thread that reads the replies waited for
+/// `unmap_timeout` and returned EBUSY. It now returns at once; the access
+/// stops with EFAULT at its next chunk.
+#[test]
+fn unmap_does_not_wait_for_a_message_round_trip() {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    let s = Arc::new(DmaSpace::new(vfio_user_dma::DmaConfig {
+        unmap_timeout: Duration::from_secs(30),
+        ..Default::default()
+    }));
+    // A mmapped region after the message region: a guard on it must not be
+    // held across the message chunk either.
+    let mem = Mem::new(PAGE);
+    s.map(msg_req(BASE, 2 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, BASE + 2 * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.start_logging(PAGE, &[]).unwrap();
+    let (inflight, wait_inflight) = mpsc::sync_channel(4);
+    let (go, release) = mpsc::channel();
+    s.set_transport(Some(Arc::new(Gated { inflight, release: std::sync::Mutex::new(release) })));
+    for write in [false, true] {
+        let dev = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                if write {
+                    s.write(BASE, &[1; 3 * PAGE as usize])
+                } else {
+                    s.read(BASE, &mut [0; 3 * PAGE as usize])
+                }
+            })
+        };
+        wait_inflight.recv().unwrap();
+        let t = Instant::now();
+        if write {
+            // The legacy unmap-with-bitmap sees the page of the chunk in flight.
+            let bm = s.unmap_with_dirty_bitmap(BASE, 2 * PAGE, PAGE).unwrap();
+            assert_eq!(bm, vec![0b01]);
+        } else {
+            s.unmap(BASE, 2 * PAGE).unwrap();
+        }
+        s.unmap(BASE + 2 * PAGE, PAGE).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "unmap waited for the client: {:?}", t.elapsed());
+        go.send(()).unwrap();
+        let e = dev.join().unwrap().unwrap_err();
+        assert_eq!(e.errno(), libc::EFAULT, "{e}");
+        s.map(msg_req(BASE, 2 * PAGE, Prot::READ_WRITE)).unwrap();
+        s.map(req(&mem, BASE + 2 * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    }
+}

@@ -373,7 +373,7 @@ fn check_error(m: Message) -> Result<Message> {
     }
 }
 
-/// The current connection's channel, shared with [`crate::DmaHandle`]s.
+/// The current connection's channel, shared with [`crate::ShutdownHandle`]s.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ChannelSlot(Arc<Mutex<Option<Arc<Channel>>>>);
 
@@ -384,5 +384,33 @@ impl ChannelSlot {
 
     pub(crate) fn set(&self, c: Option<Arc<Channel>>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = c;
+    }
+}
+
+/// The [`vfio_user_dma::DmaTransport`] of one connection: DMA_READ / DMA_WRITE for the
+/// `DmaSpace`'s message-based mappings, over the twin socket when negotiated, else over
+/// the main socket with the routing above. Set on connect, cleared on disconnect.
+///
+/// The `DmaSpace` keeps no mapping alive while a call waits for the client (see
+/// `vfio_user_dma`'s message path), so DMA_UNMAP, handled by the thread that also routes
+/// main-socket replies, never waits for a reply only that thread could read.
+#[derive(Debug)]
+pub(crate) struct SocketTransport(pub(crate) Arc<Channel>);
+
+fn dma_error(e: Error) -> vfio_user_dma::Error {
+    vfio_user_dma::Error::from_errno(e.errno())
+}
+
+impl vfio_user_dma::DmaTransport for SocketTransport {
+    fn max_data_xfer_size(&self) -> usize {
+        self.0.max_data_xfer_size()
+    }
+
+    fn dma_read(&self, iova: u64, buf: &mut [u8]) -> vfio_user_dma::Result<()> {
+        self.0.dma_read(iova, buf).map_err(dma_error)
+    }
+
+    fn dma_write(&self, iova: u64, data: &[u8]) -> vfio_user_dma::Result<()> {
+        self.0.dma_write(iova, data).map_err(dma_error)
     }
 }

@@ -85,14 +85,21 @@ pub trait Device: Send + Sync {
         Ok(())
     }
 
-    /// The client added a DMA region. Failing refuses the DMA_MAP. Default: accept.
+    /// The client added a DMA region, already mapped in the server's
+    /// [`DmaSpace`](crate::vfio_user_dma::DmaSpace): the device may access it through its
+    /// [`DmaHandle`](crate::DmaHandle) from now on. Failing refuses the DMA_MAP (the mapping
+    /// is removed again). Default: accept.
     fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
         let _ = region;
         Ok(())
     }
 
-    /// The client removed a DMA region (or disconnected). The device must drop every
-    /// reference to it before returning.
+    /// The client is removing a DMA region (DMA_UNMAP, or it disconnected). Called before
+    /// the mapping is removed: the device should drop any [`DmaGuard`] or `memory()` view
+    /// it keeps, since the framework then waits (bounded) for those before it unmaps the
+    /// memory and replies.
+    ///
+    /// [`DmaGuard`]: crate::vfio_user_dma::DmaGuard
     fn dma_unmap(&self, region: &DmaRegion) {
         let _ = region;
     }

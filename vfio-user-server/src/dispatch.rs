@@ -10,19 +10,20 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
+use vfio_user_dma::{DmaConfig, DmaSpace, MapRequest, Prot, TRACK_PAGE_SIZE};
 use vfio_user_proto::connection::Message;
-use vfio_user_proto::request::{decode_request, DecodeLimits, Request};
+use vfio_user_proto::request::{decode_request, DecodeLimits, FeatureRequest, Request};
 use vfio_user_proto::version::{server_negotiate, Capabilities, Negotiated, NegotiationError, TwinSocket};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::{build_region_info, HEADER_SIZE};
 use vm_memory::ByteValued;
 
-use crate::channel::{Channel, ChannelSlot};
+use crate::channel::Channel;
 use crate::description::DeviceDescription;
 use crate::device::{Device, ResetKind};
-use crate::dma::{DmaHandle, DmaMappings, DmaRegion};
+use crate::dma::DmaHandle;
 use crate::error::{Error, Result};
 use crate::irq::{IrqHandle, IrqState, VectorState};
 use crate::pci::config::ConfigSpace;
@@ -37,11 +38,24 @@ pub struct ServerLimits {
     pub max_data_xfer_size: u32,
     /// Most DMA regions at once.
     pub max_dma_maps: u32,
+    /// Supported DMA page sizes (OR of powers of two, the `pgsizes` capability): DMA_MAP
+    /// address, size and offset must be multiples of the smallest. `0` means 4096.
+    pub pgsizes: u64,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { max_msg_fds: 16, max_data_xfer_size: 1 << 20, max_dma_maps: 4096 }
+        ServerLimits { max_msg_fds: 16, max_data_xfer_size: 1 << 20, max_dma_maps: 4096, pgsizes: 4096 }
+    }
+}
+
+impl ServerLimits {
+    fn pgsizes(&self) -> u64 {
+        if self.pgsizes == 0 {
+            4096
+        } else {
+            self.pgsizes
+        }
     }
 }
 
@@ -89,8 +103,11 @@ impl<D: Device> Core<D> {
         let config = ConfigSpace::new(&desc)?;
         let irq = IrqHandle { state: Arc::new(Mutex::new(IrqState::new(&desc))) };
         let dma = DmaHandle {
-            maps: Arc::new(RwLock::new(DmaMappings::new(limits.max_dma_maps as usize, 4096))),
-            channel: ChannelSlot::default(),
+            space: Arc::new(DmaSpace::new(DmaConfig {
+                pgsizes: limits.pgsizes(),
+                max_maps: limits.max_dma_maps as usize,
+                ..Default::default()
+            })),
         };
         let device = make(irq.clone(), dma.clone());
         Ok(Core {
@@ -119,7 +136,7 @@ impl<D: Device> Core<D> {
         self.out.clear();
         self.out.extend_from_slice(&[0; HEADER_SIZE]);
         let res = match decode_request(&header, &payload, fds.len(), &self.decode_limits()) {
-            Ok(req) => self.process(chan, req, fds, &mut reply_fds, &mut next),
+            Ok(req) => self.process(chan, req, &payload, fds, &mut reply_fds, &mut next),
             Err(e) => Err(Error::Decode(e)),
         };
         if header.no_reply() {
@@ -158,6 +175,7 @@ impl<D: Device> Core<D> {
         &mut self,
         chan: &Channel,
         req: Request<'_>,
+        payload: &[u8],
         mut fds: Vec<OwnedFd>,
         reply_fds: &mut Vec<ReplyFd>,
         next: &mut Next,
@@ -254,33 +272,9 @@ impl<D: Device> Core<D> {
                 }
                 self.reset(ResetKind::Device)
             }
-            Request::DmaMap { map, fd } => {
-                let fd = if fd { fds.pop().map(Arc::new) } else { None };
-                let region = DmaRegion { iova: map.addr, size: map.size, offset: map.offset, flags: map.flags, fd };
-                self.dma.maps_mut().map(region.clone())?;
-                if let Err(e) = self.device.dma_map(&region) {
-                    let _ = self.dma.maps_mut().unmap(region.iova, region.size);
-                    return Err(e.into());
-                }
-                Ok(())
-            }
-            Request::DmaUnmap { unmap, bitmap } => {
-                if bitmap.is_some() {
-                    return Err(Error::NotSupported);
-                }
-                let gone = if unmap.flags & DMA_UNMAP_FLAG_ALL != 0 {
-                    self.dma.maps_mut().unmap_all()
-                } else {
-                    vec![self.dma.maps_mut().unmap(unmap.addr, unmap.size)?]
-                };
-                for r in &gone {
-                    self.device.dma_unmap(r);
-                }
-                self.out.extend_from_slice(unmap.as_slice());
-                Ok(())
-            }
-            // No feature yet (migration and DMA logging come later), PROBE included.
-            Request::DeviceFeature(..) => Err(Error::NotSupported),
+            Request::DmaMap { map, fd } => self.dma_map(map, if fd { fds.pop() } else { None }),
+            Request::DmaUnmap { unmap, bitmap } => self.dma_unmap(unmap, bitmap),
+            Request::DeviceFeature(head, feature) => self.device_feature(head, feature, payload),
             Request::MigDataRead(_) | Request::MigDataWrite(..) => {
                 Err(Error::InvalidArgument("not in a migration state"))
             }
@@ -307,7 +301,7 @@ impl<D: Device> Core<D> {
             max_msg_fds: self.limits.max_msg_fds,
             max_data_xfer_size: self.limits.max_data_xfer_size,
             max_dma_maps: self.limits.max_dma_maps,
-            pgsizes: 4096,
+            pgsizes: self.limits.pgsizes(),
             twin_socket: Some(TwinSocket { supported: true, fd_index: None }),
             write_multiple: true,
         };
@@ -337,6 +331,131 @@ impl<D: Device> Core<D> {
         self.out.extend_from_slice(&n.local.to_json());
         self.negotiated = Some(n);
         self.device.client_connected(true);
+        Ok(())
+    }
+
+    /// DMA_MAP: the flags become the mapping's permissions and kind (the decoder refused
+    /// unknown bits, MMAP together with FILE_IO, and either without an fd), the space maps
+    /// it, then the device is told (and may refuse it).
+    fn dma_map(&mut self, map: DmaMap, fd: Option<OwnedFd>) -> Result<()> {
+        let req = MapRequest {
+            iova: map.addr,
+            size: map.size,
+            file_offset: map.offset,
+            prot: Prot { read: map.flags & DMA_MAP_FLAG_READ != 0, write: map.flags & DMA_MAP_FLAG_WRITE != 0 },
+            // With an fd, MMAP is the default; FILE_IO asks for pread/pwrite instead.
+            file_io: map.flags & DMA_MAP_FLAG_FILE_IO != 0,
+            fd,
+        };
+        self.dma.space.map(req)?;
+        let region = self.dma.space.region_at(map.addr).ok_or(Error::InvalidArgument("DMA mapping vanished"))?;
+        if let Err(e) = self.device.dma_map(&region) {
+            let _ = self.dma.space.unmap(region.iova, region.size);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// DMA_UNMAP (one exact mapping, ALL, or the legacy GET_DIRTY_BITMAP form). The device
+    /// is told first, so it can drop views it keeps; the space then removes the mapping,
+    /// waiting for accesses in flight (bounded, `EBUSY` after which the mapping is gone
+    /// all the same).
+    fn dma_unmap(&mut self, unmap: DmaUnmap, bitmap: Option<DmaBitmap>) -> Result<()> {
+        let space = Arc::clone(&self.dma.space);
+        if unmap.flags & DMA_UNMAP_FLAG_ALL != 0 {
+            for r in &space.regions() {
+                self.device.dma_unmap(r);
+            }
+            space.unmap_all()?;
+            self.out.extend_from_slice(unmap.as_slice());
+            return Ok(());
+        }
+        let region = space
+            .region_at(unmap.addr)
+            .filter(|r| r.iova == unmap.addr && r.size == unmap.size)
+            .ok_or(vfio_user_dma::Error::NoSuchMapping { iova: unmap.addr, size: unmap.size })?;
+        let Some(bm) = bitmap else {
+            self.device.dma_unmap(&region);
+            space.unmap(unmap.addr, unmap.size)?;
+            self.out.extend_from_slice(unmap.as_slice());
+            return Ok(());
+        };
+        // The decoder checked pgsize (a power of two dividing size) and bm.size >= the
+        // bitmap's bytes. Accept at most the rounding to whole u64 words, so that a client
+        // cannot make us allocate what its argsz allows (up to 4 GiB).
+        let need = (unmap.size / bm.pgsize).div_ceil(8);
+        if bm.size > need.next_multiple_of(8) {
+            return Err(Error::InvalidArgument("DMA_UNMAP bitmap size larger than the bitmap"));
+        }
+        if space.logging_page_size().is_none() {
+            return Err(vfio_user_dma::Error::LoggingNotActive.into());
+        }
+        if need > space.config().max_bitmap_bytes as u64 {
+            return Err(
+                vfio_user_dma::Error::BitmapTooLarge { bytes: need, limit: space.config().max_bitmap_bytes }.into()
+            );
+        }
+        self.device.dma_unmap(&region);
+        let mut bits = space.unmap_with_dirty_bitmap(unmap.addr, unmap.size, bm.pgsize)?;
+        bits.resize(bm.size as usize, 0);
+        self.out.extend_from_slice(unmap.as_slice());
+        self.out.extend_from_slice(bm.as_slice());
+        self.out.extend_from_slice(&bits);
+        Ok(())
+    }
+
+    /// Which operations a feature supports, for PROBE: `(get, set)`, `None` if unknown.
+    /// MIGRATION and MIG_DEVICE_STATE are not supported yet.
+    fn feature_ops(feature: u16) -> Option<(bool, bool)> {
+        match feature {
+            FEATURE_DMA_LOGGING_START | FEATURE_DMA_LOGGING_STOP => Some((false, true)),
+            FEATURE_DMA_LOGGING_REPORT => Some((true, false)),
+            _ => None,
+        }
+    }
+
+    /// DEVICE_FEATURE. The reply to SET and PROBE echoes the request payload (START with
+    /// the page size the device uses); the reply to GET appends the data to the request's
+    /// and updates `argsz`.
+    fn device_feature(&mut self, head: DeviceFeature, req: FeatureRequest<'_>, payload: &[u8]) -> Result<()> {
+        let space = &self.dma.space;
+        match req {
+            FeatureRequest::Probe { feature, get, set } => {
+                let (can_get, can_set) = Self::feature_ops(feature).ok_or(Error::NotSupported)?;
+                if (get && !can_get) || (set && !can_set) {
+                    return Err(Error::NotSupported);
+                }
+                self.out.extend_from_slice(payload);
+            }
+            FeatureRequest::DmaLoggingStart { control, ranges } => {
+                // Pages are tracked at 4 KiB at least; a smaller request gets 4 KiB, and
+                // the reply says so.
+                let page_size = control.page_size.max(TRACK_PAGE_SIZE);
+                let ranges: Vec<(u64, u64)> = ranges.iter().map(|r| (r.iova, r.length)).collect();
+                space.start_logging(page_size, &ranges)?;
+                self.out.extend_from_slice(payload);
+                let echo = DmaLoggingControl { page_size, ..control };
+                self.out[HEADER_SIZE + 8..HEADER_SIZE + 24].copy_from_slice(echo.as_slice());
+            }
+            FeatureRequest::DmaLoggingStop => {
+                space.stop_logging();
+                self.out.extend_from_slice(payload);
+            }
+            FeatureRequest::DmaLoggingReport(r) => {
+                let words = space.report(r.iova, r.length, r.page_size)?;
+                let argsz = u32::try_from(8 + 24 + words.len() * 8).map_err(|_| Error::InvalidArgument("report"))?;
+                self.out.extend_from_slice(DeviceFeature { argsz, ..head }.as_slice());
+                self.out.extend_from_slice(r.as_slice());
+                self.out.reserve(words.len() * 8);
+                for w in words {
+                    self.out.extend_from_slice(&w.to_ne_bytes());
+                }
+            }
+            FeatureRequest::MigrationGet
+            | FeatureRequest::MigStateGet
+            | FeatureRequest::MigStateSet(_)
+            | FeatureRequest::Unknown { .. } => return Err(Error::NotSupported),
+        }
         Ok(())
     }
 
@@ -405,11 +524,14 @@ impl<D: Device> Core<D> {
         }
     }
 
-    /// The client went away: unmap its DMA regions and close its eventfds, keep the rest.
+    /// The client went away: unmap its DMA regions (closing their fds), stop DMA logging,
+    /// drop the DMA transport and close its eventfds; keep the rest.
     pub(crate) fn disconnect(&mut self) {
-        let gone = self.dma.maps_mut().unmap_all();
-        for r in &gone {
+        for r in &self.dma.space.regions() {
             self.device.dma_unmap(r);
+        }
+        if let Err(e) = self.dma.space.clear() {
+            log::warn!("DMA mappings released late after disconnect: {e}");
         }
         let changes = {
             let mut irq = self.irq.lock();

@@ -17,15 +17,9 @@ pub enum Error {
     /// A request argument is invalid (out-of-range index, offset, count, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(&'static str),
-    /// No DMA mapping matches.
-    #[error("no such DMA mapping")]
-    NoSuchMapping,
-    /// A DMA mapping overlaps an existing one.
-    #[error("DMA mapping overlaps an existing one")]
-    Overlap,
-    /// The client's DMA mapping limit is reached.
-    #[error("too many DMA mappings")]
-    TooManyMappings,
+    /// A DMA mapping, access or dirty-logging operation failed (carries its errno).
+    #[error(transparent)]
+    Dma(#[from] vfio_user_dma::Error),
     /// The operation is not supported by this device.
     #[error("operation not supported")]
     NotSupported,
@@ -51,9 +45,7 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Description(_) | Error::InvalidArgument(_) => libc::EINVAL,
-            Error::NoSuchMapping => libc::ENOENT,
-            Error::Overlap => libc::EEXIST,
-            Error::TooManyMappings => libc::ENOSPC,
+            Error::Dma(e) => e.errno(),
             Error::NotSupported => libc::ENOTSUP,
             Error::NotConnected => libc::ENOTCONN,
             Error::Decode(e) => e.errno(),
@@ -83,9 +75,9 @@ mod tests {
     #[test]
     fn errnos() {
         assert_eq!(Error::InvalidArgument("x").errno(), libc::EINVAL);
-        assert_eq!(Error::NoSuchMapping.errno(), libc::ENOENT);
-        assert_eq!(Error::Overlap.errno(), libc::EEXIST);
-        assert_eq!(Error::TooManyMappings.errno(), libc::ENOSPC);
+        assert_eq!(Error::Dma(vfio_user_dma::Error::NoSuchMapping { iova: 0, size: 1 }).errno(), libc::ENOENT);
+        assert_eq!(Error::Dma(vfio_user_dma::Error::Overlap { iova: 0, size: 1 }).errno(), libc::EEXIST);
+        assert_eq!(Error::Dma(vfio_user_dma::Error::TooManyMappings(1)).errno(), libc::ENOSPC);
         assert_eq!(Error::NotSupported.errno(), libc::ENOTSUP);
         assert_eq!(Error::Io(io::Error::from_raw_os_error(libc::EBUSY)).errno(), libc::EBUSY);
         assert_eq!(Error::Io(io::Error::other("x")).errno(), libc::EIO);

@@ -9,8 +9,9 @@
 //! framework does the rest: VERSION negotiation (twin socket included), validation of
 //! every command, configuration-space emulation (header, BAR sizing, PM, MSI, MSI-X,
 //! PCI Express with FLR, vendor-specific and DSN capabilities), the MSI-X table and PBA,
-//! SET_IRQS with mask and pending state ([`IrqHandle`]), DMA bookkeeping and server-to-client
-//! DMA ([`DmaHandle`]), and the connection lifecycle ([`Server`]).
+//! SET_IRQS with mask and pending state ([`IrqHandle`]), the client's DMA mappings as a
+//! `vfio-user-dma` `DmaSpace` with server-to-client DMA ([`DmaHandle`]), DMA dirty logging,
+//! and the connection lifecycle ([`Server`]).
 //!
 //! ```no_run
 //! use vfio_user_server::{Bar, Device, DeviceDescription, Endpoint, Listener, Server};
@@ -39,7 +40,14 @@
 //! * Framing errors (a size below the header or above the limit, EOF inside a message, a
 //!   reply that answers nothing, an undefined message type) close the connection; the
 //!   device's DMA regions and eventfds are released and the next client is accepted.
-//! * DEVICE_FEATURE answers `ENOTSUP` (no features yet); MIG_DATA_* `EINVAL`.
+//! * DEVICE_FEATURE supports DMA_LOGGING_START / STOP / REPORT (and PROBE of them);
+//!   MIGRATION and MIG_DEVICE_STATE answer `ENOTSUP`, MIG_DATA_* `EINVAL`. A logging page
+//!   size below 4096 is raised to 4096 in the START reply.
+//! * DMA_MAP flags: READ / WRITE give the mapping's permissions (neither: `EINVAL`);
+//!   libvfio-user's MMAP bit (the default with an fd) mmaps the fd, its FILE_IO bit accesses
+//!   it with `pread`/`pwrite`. DMA_UNMAP with the legacy GET_DIRTY_BITMAP flag needs DMA
+//!   logging to be active; the bitmap's `size` must be the exact byte count rounded up to
+//!   at most a multiple of 8.
 //! * Replies without descriptors are queued and sent, several in one `send`, before the
 //!   server waits for the client again; replies always leave in command order, but a
 //!   DMA_READ / DMA_WRITE from a device thread may overtake queued replies (the protocol
@@ -67,7 +75,9 @@ pub use description::{
 };
 pub use device::{Device, DeviceMut, IoEventFd, ResetKind};
 pub use dispatch::ServerLimits;
-pub use dma::{DmaHandle, DmaMappings, DmaRegion, DmaTransport};
+pub use dma::{DmaHandle, DmaRegion};
 pub use error::{Error, Result};
 pub use irq::{IrqHandle, VectorState};
 pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle};
+/// The DMA crate the framework maps the client's memory with ([`DmaHandle::space`]).
+pub use vfio_user_dma;

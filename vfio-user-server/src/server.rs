@@ -22,7 +22,7 @@ use std::sync::Arc;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use vfio_user_proto::connection::Connection;
 
-use crate::channel::{Channel, ChannelSlot};
+use crate::channel::{Channel, ChannelSlot, SocketTransport};
 use crate::description::DeviceDescription;
 use crate::device::Device;
 use crate::dispatch::{Core, Next, ServerLimits};
@@ -154,6 +154,8 @@ pub struct Server<D: Device> {
     listener: Option<Listener>,
     pending: Option<UnixStream>,
     chan: Option<Arc<Channel>>,
+    /// The current channel, for [`ShutdownHandle`]s.
+    slot: ChannelSlot,
     stop: Arc<Stop>,
 }
 
@@ -173,7 +175,7 @@ impl<D: Device> Server<D> {
         let core = Core::new(desc, limits, make)?;
         let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let stop = Arc::new(Stop { efd, requested: AtomicBool::new(false) });
-        Ok(Server { core, listener: None, pending: None, chan: None, stop })
+        Ok(Server { core, listener: None, pending: None, chan: None, slot: ChannelSlot::default(), stop })
     }
 
     /// Sets where clients come from (replacing any previous endpoint; a connected client
@@ -195,14 +197,21 @@ impl<D: Device> Server<D> {
         self.core.irq.clone()
     }
 
-    /// A handle to reach guest memory.
+    /// A handle to reach the client's memory (the device side of the server's
+    /// [`DmaSpace`](vfio_user_dma::DmaSpace)).
     pub fn dma_handle(&self) -> DmaHandle {
         self.core.dma.clone()
     }
 
+    /// The server's [`DmaSpace`](vfio_user_dma::DmaSpace): the client's DMA mappings.
+    /// Shorthand for `dma_handle().space().clone()`; see [`DmaHandle::space`].
+    pub fn dma_space(&self) -> Arc<vfio_user_dma::DmaSpace> {
+        self.core.dma.space.clone()
+    }
+
     /// A handle that stops [`run`](Self::run).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle { stop: self.stop.clone(), channel: self.core.dma.channel.clone() }
+        ShutdownHandle { stop: self.stop.clone(), channel: self.slot.clone() }
     }
 
     /// Whether a client is connected.
@@ -215,7 +224,9 @@ impl<D: Device> Server<D> {
         // The thread that accepts is the one that handles requests (run(), or an event loop
         // calling handle_request(), which sets it again on every step).
         chan.set_dispatcher();
-        self.core.dma.channel.set(Some(chan.clone()));
+        self.slot.set(Some(chan.clone()));
+        // Message-based DMA mappings are reached through this connection.
+        self.core.dma.space.set_transport(Some(Arc::new(SocketTransport(chan.clone()))));
         self.chan = Some(chan);
         log::info!("vfio-user client connected");
     }
@@ -223,8 +234,10 @@ impl<D: Device> Server<D> {
     /// Drops the current client, if any, releasing what it held.
     pub fn disconnect(&mut self) {
         if let Some(chan) = self.chan.take() {
+            // Closing first wakes device threads waiting for a DMA reply, so that the
+            // DmaSpace's clear() in Core::disconnect does not wait for them.
             chan.close();
-            self.core.dma.channel.set(None);
+            self.slot.set(None);
             self.core.disconnect();
             log::info!("vfio-user client disconnected; its DMA regions and eventfds were released");
         }

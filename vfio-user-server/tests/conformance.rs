@@ -31,7 +31,8 @@ use vfio_user_server::{Endpoint, Listener, Server, ServerLimits, ShutdownHandle}
 use vm_memory::ByteValued;
 
 /// The limits the suite runs with: small, so that E2BIG, too many fds and ENOSPC are cheap.
-pub const LIMITS: ServerLimits = ServerLimits { max_msg_fds: 4, max_data_xfer_size: 0x10000, max_dma_maps: 4 };
+pub const LIMITS: ServerLimits =
+    ServerLimits { max_msg_fds: 4, max_data_xfer_size: 0x10000, max_dma_maps: 4, pgsizes: 4096 };
 
 /// A server on its own thread accepting clients on a socket path, one after another.
 struct ListenServer {

@@ -16,6 +16,7 @@ use vfio_user_proto::connection::{Connection, Message};
 use vfio_user_proto::header::{FLAGS_NO_REPLY, FLAGS_TYPE_COMMAND};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::Header;
+use vfio_user_server::vfio_user_dma::RegionKind;
 use vfio_user_server::{
     Bar, Device, DeviceDescription, DeviceRegion, DmaHandle, DmaRegion, Endpoint, IoEventFd, IrqHandle, MsixConfig,
     PcieConfig, ResetKind, Server, ServerLimits, ShutdownHandle, VectorState,
@@ -113,7 +114,7 @@ impl Device for TestDev {
     }
 
     fn dma_map(&self, r: &DmaRegion) -> io::Result<()> {
-        self.seen.lock().unwrap().push(Seen::Map(r.iova, r.size, r.fd.is_some()));
+        self.seen.lock().unwrap().push(Seen::Map(r.iova, r.size, r.kind != RegionKind::Message));
         if r.iova == 0xdead_0000 {
             return Err(io::Error::from_raw_os_error(libc::EFAULT));
         }
@@ -323,7 +324,11 @@ impl Client {
     }
 
     pub fn dma_map(&mut self, addr: u64, size: u64, fd: Option<&OwnedFd>) -> Result<(), i32> {
-        let m = DmaMap { argsz: 32, flags: DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE, offset: 0, addr, size };
+        self.dma_map_flags(addr, size, DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE, fd)
+    }
+
+    pub fn dma_map_flags(&mut self, addr: u64, size: u64, flags: u32, fd: Option<&OwnedFd>) -> Result<(), i32> {
+        let m = DmaMap { argsz: 32, flags, offset: 0, addr, size };
         let fds: Vec<_> = fd.iter().map(|f| f.as_fd()).collect();
         self.call(Command::DmaMap, m.as_slice(), &fds).map(|_| ())
     }

@@ -266,13 +266,13 @@ pub fn all() -> Vec<Case> {
         err("DMA_UNMAP address + size wraps u64", DmaUnmap, unmap(24, 0, u64::MAX, 2), EINVAL),
         err("DMA_UNMAP with an fd", DmaUnmap, unmap(24, 0, 0x100000, 0x1000), EINVAL).fds(Fds::Memfd),
         err(
-            "DMA_UNMAP dirty bitmap (unsupported)",
+            "DMA_UNMAP dirty bitmap of a never-mapped region",
             DmaUnmap,
             cat(&[
                 &unmap(4096, DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, 0x100000, 0x1000),
                 DmaBitmap { pgsize: 4096, size: 8 }.as_slice(),
             ]),
-            ENOTSUP,
+            ENOENT,
         ),
         // --- DEVICE_GET_INFO
         err("GET_INFO argsz 8", DeviceGetInfo, gi(8), EINVAL),
