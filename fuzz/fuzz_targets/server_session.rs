@@ -362,7 +362,8 @@ fn step<D: Device>(server: &mut Server<D>) -> bool {
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input::new(data);
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let limits = ServerLimits { max_msg_fds: 4, max_data_xfer_size: MAX_XFER, max_dma_maps: 8 };
+    let limits =
+        ServerLimits { max_msg_fds: 4, max_data_xfer_size: MAX_XFER, max_dma_maps: 8, ..ServerLimits::default() };
     let ioefd = Arc::new(common::eventfd());
     let mut server = Server::with_handles(description(), limits, |_, _| FuzzDev { ioefd }).unwrap();
     server.set_endpoint(vfio_user_server::Endpoint::Stream(theirs));
