@@ -14,7 +14,7 @@ use crate::array::WireArray;
 use crate::command::Command;
 use crate::error::DecodeError;
 use crate::header::Header;
-use crate::request::{Version, VersionWire};
+use crate::request::{exact, fixed, Version, VersionWire};
 use crate::wire::*;
 
 /// The sub-region entries of a DEVICE_GET_REGION_IO_FDS reply, in either layout.
@@ -101,18 +101,6 @@ pub enum Reply<'a> {
     MigDataRead(MigData, &'a [u8]),
     /// MIG_DATA_WRITE.
     MigDataWrite,
-}
-
-fn fixed<T: ByteValued + Default>(cmd: Command, p: &[u8]) -> Result<T, DecodeError> {
-    read_at(p, 0).ok_or(DecodeError::Truncated { cmd, need: std::mem::size_of::<T>(), got: p.len() })
-}
-
-fn exact(cmd: Command, p: &[u8], expect: usize) -> Result<(), DecodeError> {
-    match p.len() {
-        n if n < expect => Err(DecodeError::Truncated { cmd, need: expect, got: n }),
-        n if n > expect => Err(DecodeError::SizeMismatch { cmd, expect, got: n }),
-        _ => Ok(()),
-    }
 }
 
 fn fds_at_most(cmd: Command, nfds: usize, max: usize, expect: &'static str) -> Result<(), DecodeError> {

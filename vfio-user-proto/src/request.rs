@@ -175,11 +175,14 @@ pub enum Request<'a> {
     MigDataWrite(MigData, &'a [u8]),
 }
 
-fn fixed<T: ByteValued + Default>(cmd: Command, p: &[u8]) -> Result<T, DecodeError> {
+/// The fixed part of a payload, or `Truncated`. Shared with the reply decoder.
+pub(crate) fn fixed<T: ByteValued + Default>(cmd: Command, p: &[u8]) -> Result<T, DecodeError> {
     read_at(p, 0).ok_or(DecodeError::Truncated { cmd, need: std::mem::size_of::<T>(), got: p.len() })
 }
 
-fn exact(cmd: Command, p: &[u8], expect: usize) -> Result<(), DecodeError> {
+/// Exactly `expect` bytes: fewer is `Truncated`, more is `SizeMismatch`. Shared with the
+/// reply decoder.
+pub(crate) fn exact(cmd: Command, p: &[u8], expect: usize) -> Result<(), DecodeError> {
     match p.len() {
         n if n < expect => Err(DecodeError::Truncated { cmd, need: expect, got: n }),
         n if n > expect => Err(DecodeError::SizeMismatch { cmd, expect, got: n }),
