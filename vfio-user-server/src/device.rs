@@ -18,6 +18,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
+use vfio_user_proto::MigState;
+
 use crate::dma::DmaRegion;
 use crate::irq::VectorState;
 
@@ -47,6 +49,14 @@ pub struct IoEventFd {
 
 fn unsupported() -> io::Error {
     io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+/// What a migratable device supports: the flags of the MIGRATION feature. STOP_COPY (and
+/// with it STOP, RESUMING, RUNNING and ERROR) is always supported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MigrationSupport {
+    /// The device supports PRE_COPY: it can stream state while it keeps running.
+    pub pre_copy: bool,
 }
 
 /// A device served over vfio-user, with shared (`&self`) access.
@@ -116,6 +126,42 @@ pub trait Device: Send + Sync {
         Vec::new()
     }
 
+    /// Whether the device can migrate, and which optional states it supports. `None` (the
+    /// default): MIGRATION and MIG_DEVICE_STATE are refused with `ENOTSUP` and MIG_DATA_*
+    /// with `EINVAL`.
+    fn migration(&self) -> Option<MigrationSupport> {
+        None
+    }
+
+    /// Takes one arc of the migration state machine, `from → to`. The framework
+    /// decomposes a requested transition into the spec's direct arcs (`RUNNING → STOP`,
+    /// `STOP → STOP_COPY`, `PRE_COPY → STOP_COPY`, `STOP → RESUMING`, `RESUMING → STOP`,
+    /// ...) and calls this once per arc, in order; it is never called with `from == to`,
+    /// nor with an arc the device's [`MigrationSupport`] excludes. Arcs into PRE_COPY or
+    /// STOP_COPY start a save session (the next [`migration_read`](Device::migration_read)
+    /// begins the stream); `STOP → RESUMING` starts a load session; `RESUMING → STOP` ends
+    /// it and is where incomplete or invalid data must be refused. Failing leaves the
+    /// device in ERROR until DEVICE_RESET. Default: accept.
+    fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
+        let _ = (from, to);
+        Ok(())
+    }
+
+    /// Save: fills the front of `data` with the next bytes of the state stream (PRE_COPY
+    /// or STOP_COPY) and returns how many; fewer than `data.len()` (0 included) means no
+    /// more data for now (PRE_COPY) or the end of the stream (STOP_COPY). Default: no data.
+    fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
+        let _ = data;
+        Ok(0)
+    }
+
+    /// Load: the next bytes of the state stream in RESUMING, in the order they were
+    /// read on the source. Default: `EINVAL`.
+    fn migration_write(&self, data: &[u8]) -> io::Result<()> {
+        let _ = data;
+        Err(unsupported())
+    }
+
     /// A client connected (after VERSION) or went away (`false`; its DMA regions have
     /// been unmapped and its eventfds closed already). Default: nothing.
     fn client_connected(&self, connected: bool) {
@@ -179,6 +225,29 @@ pub trait DeviceMut: Send {
         Vec::new()
     }
 
+    /// See [`Device::migration`].
+    fn migration(&mut self) -> Option<MigrationSupport> {
+        None
+    }
+
+    /// See [`Device::migration_transition`].
+    fn migration_transition(&mut self, from: MigState, to: MigState) -> io::Result<()> {
+        let _ = (from, to);
+        Ok(())
+    }
+
+    /// See [`Device::migration_read`].
+    fn migration_read(&mut self, data: &mut [u8]) -> io::Result<usize> {
+        let _ = data;
+        Ok(0)
+    }
+
+    /// See [`Device::migration_write`].
+    fn migration_write(&mut self, data: &[u8]) -> io::Result<()> {
+        let _ = data;
+        Err(unsupported())
+    }
+
     /// See [`Device::client_connected`].
     fn client_connected(&mut self, connected: bool) {
         let _ = connected;
@@ -222,91 +291,88 @@ impl<T: DeviceMut> Device for Mutex<T> {
         self.lock().unwrap_or_else(|e| e.into_inner()).region_io_fds(region)
     }
 
+    fn migration(&self) -> Option<MigrationSupport> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).migration()
+    }
+
+    fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).migration_transition(from, to)
+    }
+
+    fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).migration_read(data)
+    }
+
+    fn migration_write(&self, data: &[u8]) -> io::Result<()> {
+        self.lock().unwrap_or_else(|e| e.into_inner()).migration_write(data)
+    }
+
     fn client_connected(&self, connected: bool) {
         self.lock().unwrap_or_else(|e| e.into_inner()).client_connected(connected)
     }
 }
 
-impl<T: Device + ?Sized> Device for Arc<T> {
-    fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        (**self).region_read(region, offset, data)
-    }
+/// `Device` for smart pointers to a device: every method forwards to the pointee.
+macro_rules! forward_device {
+    ($($ptr:ident),*) => {$(
+        impl<T: Device + ?Sized> Device for $ptr<T> {
+            fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+                (**self).region_read(region, offset, data)
+            }
 
-    fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
-        (**self).region_write(region, offset, data)
-    }
+            fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+                (**self).region_write(region, offset, data)
+            }
 
-    fn config_read(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        (**self).config_read(offset, data)
-    }
+            fn config_read(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
+                (**self).config_read(offset, data)
+            }
 
-    fn config_write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        (**self).config_write(offset, data)
-    }
+            fn config_write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+                (**self).config_write(offset, data)
+            }
 
-    fn reset(&self, kind: ResetKind) -> io::Result<()> {
-        (**self).reset(kind)
-    }
+            fn reset(&self, kind: ResetKind) -> io::Result<()> {
+                (**self).reset(kind)
+            }
 
-    fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
-        (**self).dma_map(region)
-    }
+            fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
+                (**self).dma_map(region)
+            }
 
-    fn dma_unmap(&self, region: &DmaRegion) {
-        (**self).dma_unmap(region)
-    }
+            fn dma_unmap(&self, region: &DmaRegion) {
+                (**self).dma_unmap(region)
+            }
 
-    fn irq_state_changed(&self, index: u32, vector: u32, state: VectorState) {
-        (**self).irq_state_changed(index, vector, state)
-    }
+            fn irq_state_changed(&self, index: u32, vector: u32, state: VectorState) {
+                (**self).irq_state_changed(index, vector, state)
+            }
 
-    fn region_io_fds(&self, region: u32) -> Vec<IoEventFd> {
-        (**self).region_io_fds(region)
-    }
+            fn region_io_fds(&self, region: u32) -> Vec<IoEventFd> {
+                (**self).region_io_fds(region)
+            }
 
-    fn client_connected(&self, connected: bool) {
-        (**self).client_connected(connected)
-    }
+            fn migration(&self) -> Option<MigrationSupport> {
+                (**self).migration()
+            }
+
+            fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
+                (**self).migration_transition(from, to)
+            }
+
+            fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
+                (**self).migration_read(data)
+            }
+
+            fn migration_write(&self, data: &[u8]) -> io::Result<()> {
+                (**self).migration_write(data)
+            }
+
+            fn client_connected(&self, connected: bool) {
+                (**self).client_connected(connected)
+            }
+        }
+    )*};
 }
 
-impl<T: Device + ?Sized> Device for Box<T> {
-    fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        (**self).region_read(region, offset, data)
-    }
-
-    fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
-        (**self).region_write(region, offset, data)
-    }
-
-    fn config_read(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        (**self).config_read(offset, data)
-    }
-
-    fn config_write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        (**self).config_write(offset, data)
-    }
-
-    fn reset(&self, kind: ResetKind) -> io::Result<()> {
-        (**self).reset(kind)
-    }
-
-    fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
-        (**self).dma_map(region)
-    }
-
-    fn dma_unmap(&self, region: &DmaRegion) {
-        (**self).dma_unmap(region)
-    }
-
-    fn irq_state_changed(&self, index: u32, vector: u32, state: VectorState) {
-        (**self).irq_state_changed(index, vector, state)
-    }
-
-    fn region_io_fds(&self, region: u32) -> Vec<IoEventFd> {
-        (**self).region_io_fds(region)
-    }
-
-    fn client_connected(&self, connected: bool) {
-        (**self).client_connected(connected)
-    }
-}
+forward_device!(Arc, Box);

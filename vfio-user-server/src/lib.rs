@@ -73,7 +73,7 @@ pub mod server;
 pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
 };
-pub use device::{Device, DeviceMut, IoEventFd, ResetKind};
+pub use device::{Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
 pub use dispatch::ServerLimits;
 pub use dma::{DmaHandle, DmaRegion};
 pub use error::{Error, Result};
@@ -81,3 +81,4 @@ pub use irq::{IrqHandle, VectorState};
 pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle};
 /// The DMA crate the framework maps the client's memory with ([`DmaHandle::space`]).
 pub use vfio_user_dma;
+pub use vfio_user_proto::MigState;
