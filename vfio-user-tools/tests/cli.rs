@@ -4,12 +4,14 @@
 //! The built `vfio-user` binary's `demo`, `serve`, `lspci` and `bench` subcommands.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use vfio_user_client::{Client, Config};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vfio-user");
+mod common;
+
+use common::{Served, BIN};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vfu-cli-{name}-{}", std::process::id()));
@@ -24,53 +26,6 @@ fn run(args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A `vfio-user serve` child, killed if the test fails before it ends it.
-struct Served {
-    child: Child,
-    path: PathBuf,
-}
-
-impl Served {
-    fn start(sample: &str, path: PathBuf) -> Served {
-        let child = Command::new(BIN)
-            .args(["serve", sample, "--socket-path"])
-            .arg(&path)
-            .arg("-vv")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while !path.exists() {
-            assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Served { child, path }
-    }
-
-    fn signal(&mut self, sig: i32) -> (std::process::ExitStatus, String) {
-        // SAFETY: kill() on the pid of our own, not yet reaped, child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-        let t = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                return (status, err);
-            }
-            assert!(t.elapsed() < Duration::from_secs(20), "serve did not exit on signal {sig}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn connect(path: &Path) -> Client {

@@ -7,13 +7,14 @@
 //! destination must carry on where the source stopped. Also the `migrate` subcommand.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vfio_user_client::{Client, Config, DmaProt, MigState, MigrateOptions, Migration};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vfio-user");
+mod common;
+
+use common::{Served, BIN};
 
 // The demo device's registers (see vfio-user-tools/src/devices.rs).
 const REG_ADDR: u64 = 0x00;
@@ -25,41 +26,13 @@ const BAR2_SIZE: usize = 0x2000;
 const IOVA: u64 = 0x4000_0000;
 const PAGES: u32 = 64;
 
-struct Served {
-    child: Child,
-    path: PathBuf,
+/// A quiet `vfio-user serve` child on a fresh socket path.
+fn serve(sample: &str, name: &str) -> Served {
+    Served::quiet(sample, std::env::temp_dir().join(format!("vfu-migrate-{name}-{}.sock", std::process::id())))
 }
 
-impl Served {
-    fn start(sample: &str, name: &str) -> Served {
-        let path = std::env::temp_dir().join(format!("vfu-migrate-{name}-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let child = Command::new(BIN)
-            .args(["serve", sample, "--socket-path"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while !path.exists() {
-            assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Served { child, path }
-    }
-
-    fn connect(&self) -> Client {
-        Client::connect(&self.path, Config::default()).unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.path);
-    }
+fn connect(s: &Served) -> Client {
+    Client::connect(&s.path, Config::default()).unwrap()
 }
 
 fn memfd(size: u64) -> OwnedFd {
@@ -107,10 +80,10 @@ fn wait_for_seq(c: &Client, above: u64) -> u64 {
 
 #[test]
 fn device_migrates_between_processes_while_it_writes_by_dma() {
-    let a = Served::start("demo", "src");
-    let b = Served::start("demo", "dst");
-    let src = a.connect();
-    let dst = b.connect();
+    let a = serve("demo", "src");
+    let b = serve("demo", "dst");
+    let src = connect(&a);
+    let dst = connect(&b);
     // One guest memory, mapped into both devices (as a VMM keeps its RAM across a local
     // migration).
     let guest = memfd(u64::from(PAGES) * 4096);
@@ -177,10 +150,10 @@ fn device_migrates_between_processes_while_it_writes_by_dma() {
 
 #[test]
 fn migrate_subcommand_moves_the_state_and_reports_each_step() {
-    let a = Served::start("demo", "cli-src");
-    let b = Served::start("demo", "cli-dst");
+    let a = serve("demo", "cli-src");
+    let b = serve("demo", "cli-dst");
     {
-        let src = a.connect();
+        let src = connect(&a);
         src.region_write(2, 0x100, b"state that must move").unwrap();
     }
     let out = Command::new(BIN).args(["migrate", "--from"]).arg(&a.path).arg("--to").arg(&b.path).output().unwrap();
@@ -190,7 +163,7 @@ fn migrate_subcommand_moves_the_state_and_reports_each_step() {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
     assert!(text.contains("source: device STOP, destination: device RUNNING"), "{text}");
-    let dst = b.connect();
+    let dst = connect(&b);
     let mut got = [0u8; 20];
     dst.region_read(2, 0x100, &mut got).unwrap();
     assert_eq!(&got, b"state that must move");
@@ -199,13 +172,13 @@ fn migrate_subcommand_moves_the_state_and_reports_each_step() {
 
 #[test]
 fn migrate_subcommand_refuses_a_device_that_cannot_migrate() {
-    let a = Served::start("gpio", "gpio-src");
-    let b = Served::start("demo", "gpio-dst");
+    let a = serve("gpio", "gpio-src");
+    let b = serve("demo", "gpio-dst");
     let out = Command::new(BIN).args(["migrate", "--from"]).arg(&a.path).arg("--to").arg(&b.path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("source: device cannot migrate"), "{err}");
     // The destination was not touched.
-    let dst = b.connect();
+    let dst = connect(&b);
     assert_eq!(dst.migration_state().unwrap(), MigState::Running);
 }

@@ -1,0 +1,75 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! What the tests of the `vfio-user` binary share: running `vfio-user serve` as a child.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_vfio-user");
+
+/// A `vfio-user serve` child, killed if the test fails before it ends it.
+pub struct Served {
+    pub child: Child,
+    pub path: PathBuf,
+}
+
+impl Served {
+    /// Serves `sample` at `path`, logging at debug level into a pipe (read by `signal`).
+    pub fn start(sample: &str, path: PathBuf) -> Served {
+        Self::spawn(sample, path, true)
+    }
+
+    /// Serves `sample` at `path` with its output discarded (for long-running tests).
+    pub fn quiet(sample: &str, path: PathBuf) -> Served {
+        Self::spawn(sample, path, false)
+    }
+
+    fn spawn(sample: &str, path: PathBuf, log: bool) -> Served {
+        let _ = std::fs::remove_file(&path);
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", sample, "--socket-path"]).arg(&path).stdout(Stdio::null());
+        if log {
+            cmd.arg("-vv").stderr(Stdio::piped());
+        } else {
+            cmd.stderr(Stdio::null());
+        }
+        let child = cmd.spawn().unwrap();
+        let t = Instant::now();
+        while !path.exists() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Served { child, path }
+    }
+
+    /// Sends `sig` and waits for the exit: its status and what it logged.
+    pub fn signal(&mut self, sig: i32) -> (std::process::ExitStatus, String) {
+        // SAFETY: kill() on the pid of our own, not yet reaped, child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+        let t = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                if let Some(mut e) = self.child.stderr.take() {
+                    e.read_to_string(&mut err).unwrap();
+                }
+                return (status, err);
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "serve did not exit on signal {sig}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
