@@ -69,11 +69,18 @@ pub(crate) struct IrqState {
     pub(crate) msix_table_used: bool,
 }
 
+/// Signals an interrupt eventfd without ever blocking. The descriptor's flags are shared
+/// with the client's own copy (one open file), so they are left as the client made them —
+/// libvfio-user's client reads its eventfd blocking. A write could block only when the
+/// counter is at its maximum (the interrupt is pending anyway) or the client passed
+/// something else, a full pipe say: `poll` first, and skip the write when it would block.
 fn signal(fd: &Option<OwnedFd>) {
     if let Some(fd) = fd {
-        // An eventfd only fails to take a write when its counter would overflow, in which
-        // case it is already signalled.
-        let _ = rustix::io::write(fd.as_fd(), &1u64.to_ne_bytes());
+        let mut p = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::OUT)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        if matches!(rustix::event::poll(&mut p, Some(&zero)), Ok(1)) {
+            let _ = rustix::io::write(fd.as_fd(), &1u64.to_ne_bytes());
+        }
     }
 }
 
@@ -217,14 +224,6 @@ impl IrqState {
         let before = self.states(index);
         match data {
             IrqData::Eventfd(_) => {
-                // Signalling must never block the device: make sure the descriptors are
-                // non-blocking (eventfds usually are already; a pipe would not be).
-                for fd in &fds {
-                    let flags = rustix::fs::fcntl_getfl(fd)?;
-                    if !flags.contains(rustix::fs::OFlags::NONBLOCK) {
-                        rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
-                    }
-                }
                 let mut fds = fds.into_iter();
                 for v in start..start + count {
                     let fd = fds.next();

@@ -52,7 +52,12 @@
 //!   elsewhere. In STOP and STOP_COPY, DMA_MAP, DMA_UNMAP, SET_IRQS and DEVICE_RESET get
 //!   `EBUSY` (libvfio-user answers `EINVAL` and also refuses the info queries, which change
 //!   nothing); in STOP_COPY region accesses get `EBUSY` too. The state survives a client's
-//!   disconnect. Devices without migration get `ENOTSUP` for both features.
+//!   disconnect. Devices without migration get `ENOTSUP` for both features. A
+//!   MIG_DATA_READ reply is as long as the request asked, zero-padded after the `size`
+//!   bytes it announces, as libvfio-user sends it (its client reads exactly that length).
+//! * Interrupt eventfds are signalled without touching their flags (the open file is the
+//!   client's too, and libvfio-user's client reads it blocking); a write that would block
+//!   (a full counter, or a full pipe or socket passed instead) is skipped after a `poll`.
 //! * DMA_MAP flags: READ / WRITE give the mapping's permissions (neither: `EINVAL`);
 //!   libvfio-user's MMAP bit (the default with an fd) mmaps the fd, its FILE_IO bit accesses
 //!   it with `pread`/`pwrite`. DMA_UNMAP with the legacy GET_DIRTY_BITMAP flag needs DMA

@@ -110,7 +110,11 @@ impl<D: Device> Core<D> {
         if n > want {
             return Err(Error::Io(std::io::Error::other("device returned more migration data than asked")));
         }
-        self.out.truncate(start + n);
+        // The reply keeps the requested length, zero-padded past the `n` bytes that `argsz`
+        // and `size` announce, as libvfio-user sends it: its client reads exactly that many
+        // bytes and takes a shorter reply for a broken connection. (Our decoder, like the
+        // spec's readers, goes by `size`.)
+        self.out[start + n..].fill(0);
         let head = MigData { argsz: 8 + n as u32, size: n as u32 };
         self.out[HEADER_SIZE..start].copy_from_slice(head.as_slice());
         Ok(())

@@ -112,14 +112,15 @@ fn stray_fds_are_closed() {
 }
 
 #[test]
-fn trigger_fds_are_made_non_blocking() {
+fn a_blocking_socket_as_trigger_fd_keeps_its_flags_and_never_blocks_the_server() {
     let mut h = spawn();
     let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
     let fd = std::os::fd::OwnedFd::from(a);
     assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
     h.client.set_irqs(IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 0, 0, 1, &[], &[&fd]).unwrap();
-    assert!(rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
-    // Raising it until the socket buffer is full never blocks.
+    // The open file is shared with the client: its flags are not the server's to change.
+    assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
+    // Raising it until the socket buffer is full, and far beyond, never blocks.
     for _ in 0..100_000 {
         h.irq.trigger_intx().unwrap();
     }

@@ -214,3 +214,21 @@ fn msix_enabled_by_a_client_that_keeps_its_own_table() {
     h.client.write(7, cap + 2, &0x8000u16.to_le_bytes()).unwrap();
     assert_eq!(efd_count(&e), 1);
 }
+
+/// The eventfds a client passes stay as the client made them: the server shares their
+/// open file, and libvfio-user's client reads its INTx eventfd blocking (a server that set
+/// O_NONBLOCK on it made that read fail with EAGAIN). That signalling still never blocks
+/// is `hostile.rs`'s concern.
+#[test]
+fn client_eventfd_flags_are_left_alone() {
+    let mut h = spawn();
+    let blocking = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    h.client.set_irqs(EFD_TRIGGER, INTX, 0, 1, &[], &[&blocking]).unwrap();
+    let flags = rustix::fs::fcntl_getfl(&blocking).unwrap();
+    assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK), "the server changed the client's fd flags");
+    h.irq.trigger_intx().unwrap();
+    // A blocking read returns the signal.
+    let mut b = [0u8; 8];
+    assert_eq!(rustix::io::read(&blocking, &mut b).unwrap(), 8);
+    assert_eq!(u64::from_ne_bytes(b), 1);
+}

@@ -7,6 +7,8 @@
 //! arcs the device is asked to take, ERROR and the way out of it, commands a stopped device
 //! refuses, and the save / load streams between two servers.
 
+mod common;
+
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use vfio_user_server::{
     Bar, DeviceDescription, DeviceMut, Endpoint, Listener, MigState, MigrationSupport, ResetKind, Server,
     ShutdownHandle,
 };
+use vm_memory::ByteValued;
 
 const STORAGE: usize = 0x3000;
 
@@ -461,4 +464,26 @@ fn state_survives_a_reconnect() {
     let c = h.connect();
     assert_eq!(c.migration_state().unwrap(), MigState::Stop);
     c.set_migration_state(MigState::Running).unwrap();
+}
+
+/// Byte-level: the SET reply echoes the request (libvfio-user's client compares it, with
+/// data_fd = -1), and a MIG_DATA_READ reply keeps the requested length, zero-padded after
+/// the `size` bytes it announces (libvfio-user's client reads exactly that length).
+#[test]
+fn wire_form_of_the_migration_replies() {
+    let h = Harness::start(true);
+    let mut c = common::Client::new(std::os::unix::net::UnixStream::connect(&h.path).unwrap());
+    c.version_ok();
+    let flags = u32::from(FEATURE_MIG_DEVICE_STATE) | DEVICE_FEATURE_SET;
+    let body = FeatureMigState { device_state: MigState::StopCopy as u32, data_fd: u32::MAX };
+    let set = [DeviceFeature { argsz: 16, flags }.as_slice(), body.as_slice()].concat();
+    let m = c.call(vfio_user_proto::Command::DeviceFeature, &set, &[]).unwrap();
+    assert_eq!(m.payload, set);
+    let want = STORAGE as u32 + 0x100;
+    let m = c.call(vfio_user_proto::Command::MigDataRead, MigData { argsz: 8 + want, size: want }.as_slice(), &[]);
+    let m = m.unwrap();
+    assert_eq!(m.payload.len(), 8 + want as usize);
+    let head: MigData = read_at(&m.payload, 0).unwrap();
+    assert_eq!((head.argsz, head.size), (8 + STORAGE as u32, STORAGE as u32));
+    assert!(m.payload[8 + STORAGE..].iter().all(|&b| b == 0));
 }
