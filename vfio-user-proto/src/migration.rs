@@ -91,13 +91,18 @@ pub fn is_direct_arc(from: MigState, to: MigState, pre_copy: bool) -> bool {
 }
 
 /// The states a transition from `from` to `to` passes through, `to` included, or `None`
-/// when the transition is not allowed. `from == to` gives an empty path.
+/// when the transition is not allowed. `from == to` gives an empty path, except for ERROR,
+/// which is never a valid request.
 pub fn transition_path(from: MigState, to: MigState, pre_copy: bool) -> Option<Vec<MigState>> {
     use MigState::*;
+    // ERROR can never be requested, not even by a device already in it.
+    if to == Error {
+        return None;
+    }
     if from == to {
         return Some(Vec::new());
     }
-    if matches!(to, Error | RunningP2p | PreCopyP2p) || matches!(from, Error | RunningP2p | PreCopyP2p) {
+    if matches!(to, RunningP2p | PreCopyP2p) || matches!(from, Error | RunningP2p | PreCopyP2p) {
         return None;
     }
     if from == StopCopy && to == PreCopy {
@@ -172,9 +177,7 @@ mod tests {
         assert_eq!(transition_path(StopCopy, PreCopy, true), None);
         assert_eq!(transition_path(Resuming, PreCopy, true), Some(vec![Stop, Running, PreCopy]));
         for s in MigState::ALL {
-            if s != Error {
-                assert_eq!(transition_path(s, Error, true), None);
-            }
+            assert_eq!(transition_path(s, Error, true), None, "{s} -> ERROR");
             assert_eq!(transition_path(Error, Running, true), None);
             assert_eq!(transition_path(s, RunningP2p, true).is_some(), s == RunningP2p);
             // Without PRE_COPY support, nothing reaches or leaves it.

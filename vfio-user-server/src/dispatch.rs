@@ -17,7 +17,7 @@ use vfio_user_proto::connection::Message;
 use vfio_user_proto::request::{decode_request, DecodeLimits, FeatureRequest, Request};
 use vfio_user_proto::version::{server_negotiate, Capabilities, Negotiated, NegotiationError, TwinSocket};
 use vfio_user_proto::wire::*;
-use vfio_user_proto::{build_region_info, HEADER_SIZE};
+use vfio_user_proto::{build_region_info, MigState, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::channel::Channel;
@@ -26,6 +26,7 @@ use crate::device::{Device, ResetKind};
 use crate::dma::DmaHandle;
 use crate::error::{Error, Result};
 use crate::irq::{IrqHandle, IrqState, VectorState};
+use crate::migration::refused_in;
 use crate::pci::config::ConfigSpace;
 use crate::region::{diff, region_table, RegionFacts};
 
@@ -90,8 +91,9 @@ pub(crate) struct Core<D> {
     pub(crate) irq: IrqHandle,
     pub(crate) dma: DmaHandle,
     pub(crate) limits: ServerLimits,
+    pub(crate) mig_state: MigState,
     negotiated: Option<Negotiated>,
-    out: Vec<u8>,
+    pub(crate) out: Vec<u8>,
 }
 
 impl<D: Device> Core<D> {
@@ -118,6 +120,7 @@ impl<D: Device> Core<D> {
             irq,
             dma,
             limits,
+            mig_state: MigState::Running,
             negotiated: None,
             out: Vec::new(),
         })
@@ -185,6 +188,9 @@ impl<D: Device> Core<D> {
         }
         if self.negotiated.is_none() {
             return Err(Error::InvalidArgument("VERSION must come first"));
+        }
+        if let Some(why) = refused_in(self.mig_state, &req) {
+            return Err(Error::MigrationStopped(why));
         }
         match req {
             Request::Version(_) => Err(Error::InvalidArgument("second VERSION")),
@@ -270,14 +276,14 @@ impl<D: Device> Core<D> {
                 if !self.desc.reset {
                     return Err(Error::NotSupported);
                 }
+                self.mig_reset();
                 self.reset(ResetKind::Device)
             }
             Request::DmaMap { map, fd } => self.dma_map(map, if fd { fds.pop() } else { None }),
             Request::DmaUnmap { unmap, bitmap } => self.dma_unmap(unmap, bitmap),
             Request::DeviceFeature(head, feature) => self.device_feature(head, feature, payload),
-            Request::MigDataRead(_) | Request::MigDataWrite(..) => {
-                Err(Error::InvalidArgument("not in a migration state"))
-            }
+            Request::MigDataRead(m) => self.mig_data_read(m),
+            Request::MigDataWrite(_, data) => self.mig_data_write(data),
             Request::DmaRead(_) | Request::DmaWrite(..) => {
                 Err(Error::InvalidArgument("DMA_READ/DMA_WRITE go to the client"))
             }
@@ -405,11 +411,13 @@ impl<D: Device> Core<D> {
     }
 
     /// Which operations a feature supports, for PROBE: `(get, set)`, `None` if unknown.
-    /// MIGRATION and MIG_DEVICE_STATE are not supported yet.
-    fn feature_ops(feature: u16) -> Option<(bool, bool)> {
+    /// The migration features exist only for a device that can migrate.
+    fn feature_ops(&self, feature: u16) -> Option<(bool, bool)> {
         match feature {
             FEATURE_DMA_LOGGING_START | FEATURE_DMA_LOGGING_STOP => Some((false, true)),
             FEATURE_DMA_LOGGING_REPORT => Some((true, false)),
+            FEATURE_MIGRATION => self.device.migration().map(|_| (true, false)),
+            FEATURE_MIG_DEVICE_STATE => self.device.migration().map(|_| (true, true)),
             _ => None,
         }
     }
@@ -421,7 +429,7 @@ impl<D: Device> Core<D> {
         let space = &self.dma.space;
         match req {
             FeatureRequest::Probe { feature, get, set } => {
-                let (can_get, can_set) = Self::feature_ops(feature).ok_or(Error::NotSupported)?;
+                let (can_get, can_set) = self.feature_ops(feature).ok_or(Error::NotSupported)?;
                 if (get && !can_get) || (set && !can_set) {
                     return Err(Error::NotSupported);
                 }
@@ -451,10 +459,10 @@ impl<D: Device> Core<D> {
                     self.out.extend_from_slice(&w.to_ne_bytes());
                 }
             }
-            FeatureRequest::MigrationGet
-            | FeatureRequest::MigStateGet
-            | FeatureRequest::MigStateSet(_)
-            | FeatureRequest::Unknown { .. } => return Err(Error::NotSupported),
+            FeatureRequest::MigrationGet => self.migration_get(head)?,
+            FeatureRequest::MigStateGet => self.mig_state_get(head)?,
+            FeatureRequest::MigStateSet(state) => self.mig_state_set(state, payload)?,
+            FeatureRequest::Unknown { .. } => return Err(Error::NotSupported),
         }
         Ok(())
     }

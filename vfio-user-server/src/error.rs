@@ -20,6 +20,10 @@ pub enum Error {
     /// A DMA mapping, access or dirty-logging operation failed (carries its errno).
     #[error(transparent)]
     Dma(#[from] vfio_user_dma::Error),
+    /// The device is stopped for migration (STOP or STOP_COPY) and refuses a command that
+    /// would change it.
+    #[error("refused: {0}")]
+    MigrationStopped(&'static str),
     /// The operation is not supported by this device.
     #[error("operation not supported")]
     NotSupported,
@@ -46,6 +50,7 @@ impl Error {
         match self {
             Error::Description(_) | Error::InvalidArgument(_) => libc::EINVAL,
             Error::Dma(e) => e.errno(),
+            Error::MigrationStopped(_) => libc::EBUSY,
             Error::NotSupported => libc::ENOTSUP,
             Error::NotConnected => libc::ENOTCONN,
             Error::Decode(e) => e.errno(),
@@ -79,6 +84,7 @@ mod tests {
         assert_eq!(Error::Dma(vfio_user_dma::Error::Overlap { iova: 0, size: 1 }).errno(), libc::EEXIST);
         assert_eq!(Error::Dma(vfio_user_dma::Error::TooManyMappings(1)).errno(), libc::ENOSPC);
         assert_eq!(Error::NotSupported.errno(), libc::ENOTSUP);
+        assert_eq!(Error::MigrationStopped("x").errno(), libc::EBUSY);
         assert_eq!(Error::Io(io::Error::from_raw_os_error(libc::EBUSY)).errno(), libc::EBUSY);
         assert_eq!(Error::Io(io::Error::other("x")).errno(), libc::EIO);
         assert_eq!(Error::Remote(libc::EFAULT).errno(), libc::EFAULT);

@@ -40,9 +40,19 @@
 //! * Framing errors (a size below the header or above the limit, EOF inside a message, a
 //!   reply that answers nothing, an undefined message type) close the connection; the
 //!   device's DMA regions and eventfds are released and the next client is accepted.
-//! * DEVICE_FEATURE supports DMA_LOGGING_START / STOP / REPORT (and PROBE of them);
-//!   MIGRATION and MIG_DEVICE_STATE answer `ENOTSUP`, MIG_DATA_* `EINVAL`. A logging page
-//!   size below 4096 is raised to 4096 in the START reply.
+//! * DEVICE_FEATURE supports DMA_LOGGING_START / STOP / REPORT (and PROBE of them). A
+//!   logging page size below 4096 is raised to 4096 in the START reply.
+//! * Migration v2, for a device whose [`Device::migration`] says it can: MIGRATION (GET,
+//!   PROBE) and MIG_DEVICE_STATE (GET, SET, PROBE); a SET is walked arc by arc along the
+//!   spec's shortest path through [`Device::migration_transition`] and answered when done.
+//!   A refused transition (to ERROR, STOP_COPY → PRE_COPY, out of ERROR, anything touching
+//!   PRE_COPY without support) gets `EINVAL` and changes nothing; a failed arc leaves the
+//!   device in ERROR with the arc's errno, and DEVICE_RESET brings it back to RUNNING.
+//!   MIG_DATA_READ is served in PRE_COPY / STOP_COPY, MIG_DATA_WRITE in RESUMING, `EINVAL`
+//!   elsewhere. In STOP and STOP_COPY, DMA_MAP, DMA_UNMAP, SET_IRQS and DEVICE_RESET get
+//!   `EBUSY` (libvfio-user answers `EINVAL` and also refuses the info queries, which change
+//!   nothing); in STOP_COPY region accesses get `EBUSY` too. The state survives a client's
+//!   disconnect. Devices without migration get `ENOTSUP` for both features.
 //! * DMA_MAP flags: READ / WRITE give the mapping's permissions (neither: `EINVAL`);
 //!   libvfio-user's MMAP bit (the default with an fd) mmaps the fd, its FILE_IO bit accesses
 //!   it with `pread`/`pwrite`. DMA_UNMAP with the legacy GET_DIRTY_BITMAP flag needs DMA
@@ -66,6 +76,7 @@ mod dispatch;
 pub mod dma;
 pub mod error;
 pub mod irq;
+mod migration;
 pub mod pci;
 mod region;
 pub mod server;
