@@ -1,7 +1,7 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! The client against a hostile server. `Client::from_fd` runs over a socket pair with 50 ms
+//! The client against a hostile server. `Client::from_fd` runs over a socket pair with 5 ms
 //! timeouts; a fake server thread answers every request with what the input says, and the
 //! main thread runs a fixed script of client calls (device and region info for every region,
 //! IRQ info, IO fds, region read / write / posted write, DMA map / unmap / unmap with bitmap
@@ -298,8 +298,8 @@ fuzz_target!(|data: &[u8]| {
     let server_input = data[1..].to_vec();
     let server = std::thread::spawn(move || fake_server(b, server_input));
     let config = Config::default()
-        .timeout(Duration::from_millis(50))
-        .reset_timeout(Duration::from_millis(50))
+        .timeout(Duration::from_millis(5))
+        .reset_timeout(Duration::from_millis(5))
         .twin_socket(twin)
         .max_msg_fds(4);
     if let Ok(c) = Client::from_fd(OwnedFd::from(a), config) {

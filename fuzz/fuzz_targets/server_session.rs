@@ -26,7 +26,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use common::{fds_for, memfd, Input};
 use libfuzzer_sys::fuzz_target;
@@ -34,10 +34,11 @@ use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags}
 use vfio_user_proto::connection::{Connection, Receiver};
 use vfio_user_proto::header::{FLAGS_KNOWN, FLAGS_NO_REPLY};
 use vfio_user_proto::wire::*;
+use vfio_user_proto::migration::is_direct_arc;
 use vfio_user_proto::{decode_reply, Command, FrameError, Header, Request, HEADER_SIZE};
 use vfio_user_server::{
-    Bar, Device, DeviceDescription, DeviceRegion, Event, IoEventFd, MsixConfig, PcieConfig, ResetKind, Server,
-    ServerLimits,
+    Bar, Device, DeviceDescription, DeviceRegion, Event, IoEventFd, MigState, MigrationSupport, MsixConfig,
+    PcieConfig, ResetKind, Server, ServerLimits,
 };
 use vm_memory::ByteValued;
 
@@ -81,6 +82,8 @@ fn description() -> DeviceDescription {
 /// Answers deterministically and checks the framework's bounds.
 struct FuzzDev {
     ioefd: Arc<OwnedFd>,
+    /// The migration state as the arcs taken say, and the bytes loaded in RESUMING.
+    mig: Mutex<(MigState, u64)>,
 }
 
 fn check(region: u32, offset: u64, len: usize) {
@@ -123,13 +126,55 @@ impl Device for FuzzDev {
         Ok(())
     }
 
-    fn reset(&self, _kind: ResetKind) -> io::Result<()> {
-        Ok(())
-    }
-
     fn dma_map(&self, r: &vfio_user_server::DmaRegion) -> io::Result<()> {
         if r.iova == 0xdead_0000 {
             return Err(io::Error::from_raw_os_error(libc::EFAULT));
+        }
+        Ok(())
+    }
+
+    fn migration(&self) -> Option<MigrationSupport> {
+        Some(MigrationSupport { pre_copy: true })
+    }
+
+    fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
+        let mut m = self.mig.lock().unwrap();
+        assert_eq!(m.0, from, "arc {from} -> {to} does not start where the device is");
+        assert!(is_direct_arc(from, to, true), "the framework took {from} -> {to}, not a direct arc");
+        if (from, to) == (MigState::Resuming, MigState::Stop) && m.1 % 2 == 1 {
+            // An odd load is "invalid data": the device lands in ERROR.
+            m.0 = MigState::Error;
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        if to == MigState::Resuming {
+            m.1 = 0;
+        }
+        m.0 = to;
+        Ok(())
+    }
+
+    fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
+        let m = self.mig.lock().unwrap();
+        assert!(m.0.is_saving(), "migration data read in {}", m.0);
+        let n = data.len().min(100);
+        data[..n].fill(0x33);
+        Ok(n)
+    }
+
+    fn migration_write(&self, data: &[u8]) -> io::Result<()> {
+        let mut m = self.mig.lock().unwrap();
+        assert_eq!(m.0, MigState::Resuming, "migration data written in {}", m.0);
+        m.1 += data.len() as u64;
+        Ok(())
+    }
+
+    fn reset(&self, kind: ResetKind) -> io::Result<()> {
+        // DEVICE_RESET also resets the migration state (refused while stopped); an FLR
+        // through config space leaves it alone.
+        if kind == ResetKind::Device {
+            let mut m = self.mig.lock().unwrap();
+            assert!(!m.0.is_stopped(), "DEVICE_RESET reached a stopped device");
+            m.0 = MigState::Running;
         }
         Ok(())
     }
@@ -283,7 +328,12 @@ fn build(inp: &mut Input, cmd: u16, nfds: usize) -> Vec<u8> {
             let feature = u32::from(inp.u8() % 10);
             let ops = [DEVICE_FEATURE_PROBE, DEVICE_FEATURE_GET, DEVICE_FEATURE_SET][usize::from(inp.u8() % 3)];
             let data_len = usize::from(inp.u8() % 40);
-            let data = inp.bytes(data_len).to_vec();
+            let mut data = inp.bytes(data_len).to_vec();
+            if feature == u32::from(FEATURE_MIG_DEVICE_STATE) && ops == DEVICE_FEATURE_SET && inp.u8() & 3 != 0 {
+                // Mostly valid states, so that the state machine gets walked.
+                data = FeatureMigState { device_state: u32::from(inp.u8() % 8), data_fd: u32::MAX }.as_slice().to_vec();
+            }
+            let data_len = data.len();
             p.extend_from_slice(DeviceFeature { argsz: 8 + data_len as u32 + 64, flags: feature | ops }.as_slice());
             p.extend_from_slice(&data);
         }
@@ -365,7 +415,7 @@ fuzz_target!(|data: &[u8]| {
     let limits =
         ServerLimits { max_msg_fds: 4, max_data_xfer_size: MAX_XFER, max_dma_maps: 8, ..ServerLimits::default() };
     let ioefd = Arc::new(common::eventfd());
-    let mut server = Server::with_handles(description(), limits, |_, _| FuzzDev { ioefd }).unwrap();
+    let mut server = Server::with_handles(description(), limits, |_, _| FuzzDev { ioefd, mig: Mutex::new((MigState::Running, 0)) }).unwrap();
     server.set_endpoint(vfio_user_server::Endpoint::Stream(theirs));
     assert!(step(&mut server));
     let (_tx, rx) = Connection::new(ours.try_clone().unwrap()).split();

@@ -12,6 +12,10 @@
 //!   fd, DMA_UNMAP (one, all, with dirty bitmap); SET_IRQS for every data × action; RESET;
 //!   DEVICE_FEATURE, migration v2 and DMA logging; server-initiated DMA_READ/DMA_WRITE
 //!   served from the VMM's guest memory.
+//! * **Live migration in one call**: [`migrate`] moves a device's state from one server to
+//!   another (PRE_COPY rounds while it runs, STOP_COPY, RESUMING, STOP, RUNNING), streaming
+//!   chunk by chunk, with the source's dirty pages collected for the VMM; [`Migration`]
+//!   gives the same steps one by one.
 //! * **Concurrent**: every method takes `&self`; many requests are in flight at once, their
 //!   replies matched by message id, and one thread can pipeline
 //!   ([`Client::region_read_batch`]). Every request has a timeout; a disconnect wakes every
@@ -119,6 +123,7 @@ mod dma;
 mod dma_map;
 mod error;
 mod irq;
+mod migrate;
 mod migration;
 mod pending;
 mod region;
@@ -134,6 +139,7 @@ pub use dma::{DmaMapping, DmaMemory};
 pub use dma_map::DmaProt;
 pub use error::{DisconnectReason, Error, Result};
 pub use irq::{IrqAction, IrqInfo, IrqSetData};
+pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
 pub use stats::Stats;
 pub use vfio_user_proto::{MigState, Negotiated, RegionCap};

@@ -9,8 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use rustix::fs::{memfd_create, MemfdFlags};
 use vfio_user_server::{
-    Bar, DeviceDescription, DeviceMut, DmaHandle, IrqHandle, MsixConfig, PcieConfig, Server, ServerLimits,
+    Bar, DeviceDescription, DeviceMut, DmaHandle, IrqHandle, MigState, MigrationSupport, MsixConfig, PcieConfig,
+    Server, ServerLimits,
 };
+
+use crate::demo_migration::{runs_in, snapshot, snapshot_len, Sessions, Writer};
 
 /// Vendor ID of the demo device (not assigned to anyone: a made-up ID for a sample).
 pub const DEMO_VENDOR: u16 = 0x5655;
@@ -34,22 +37,51 @@ pub const REG_DOORBELL: u64 = 0x10;
 pub const REG_DONE: u64 = 0x14;
 /// BAR0 register (read-only): errno of the last DMA (0 = success).
 pub const REG_ERROR: u64 = 0x18;
+/// BAR0 register: number of pages from `ADDR` the background writer keeps writing to while
+/// the device runs (0 stops it); see `demo_migration`.
+pub const REG_STREAM: u64 = 0x1c;
+/// BAR0 register (read-only, 64-bit): the writer's sequence number, i.e. writes done.
+pub const REG_SEQ: u64 = 0x20;
 /// Bytes of registers.
-const REGS: usize = 0x20;
+const REGS: usize = 0x28;
 /// Largest DMA the demo device does per doorbell.
 pub const MAX_DMA_LEN: u32 = 1 << 20;
 
 /// The demo device: registers in BAR0 with a doorbell that makes the device write a
 /// pattern into client memory by DMA and raise an interrupt; BAR2 is plain memory backed by
-/// a memfd, whose second page the client may mmap (a sparse mmap area).
+/// a memfd, whose second page the client may mmap (a sparse mmap area). It can migrate
+/// (with PRE_COPY), and a background writer keeps dirtying client memory on request.
 pub struct DemoDevice {
     regs: Mutex<[u8; REGS]>,
     irq: IrqHandle,
     dma: DmaHandle,
     bar2: Arc<OwnedFd>,
+    writer: Writer,
+    sessions: Mutex<Sessions>,
+    /// The migration state, as the framework last moved it.
+    mig_state: Mutex<MigState>,
 }
 
 impl DemoDevice {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registers with the writer's live sequence number.
+    fn regs_now(&self) -> [u8; REGS] {
+        let mut r = *self.regs.lock().unwrap_or_else(|e| e.into_inner());
+        let (seq, _) = self.writer.status();
+        r[REG_SEQ as usize..REG_SEQ as usize + 8].copy_from_slice(&seq.to_le_bytes());
+        r
+    }
+
+    /// Points the writer at the pages the registers say.
+    fn configure_writer(&self, r: &[u8; REGS]) {
+        let addr = u64::from_le_bytes(r[REG_ADDR as usize..REG_ADDR as usize + 8].try_into().unwrap_or_default());
+        let pages = u32::from_le_bytes(r[REG_STREAM as usize..REG_STREAM as usize + 4].try_into().unwrap_or_default());
+        self.writer.configure(addr, pages);
+    }
+
     fn doorbell(&self) {
         let (addr, len, pattern) = {
             let r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,7 +120,7 @@ impl vfio_user_server::Device for DemoDevice {
     fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
         match region {
             0 => {
-                let r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
+                let r = self.regs_now();
                 for (i, b) in data.iter_mut().enumerate() {
                     *b = r.get(offset as usize + i).copied().unwrap_or(0);
                 }
@@ -105,17 +137,22 @@ impl vfio_user_server::Device for DemoDevice {
     fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         match region {
             0 => {
-                let mut ring = false;
-                {
+                let (mut ring, mut stream) = (false, false);
+                let regs = {
                     let mut r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
                     for (i, b) in data.iter().enumerate() {
                         let o = offset + i as u64;
-                        if o < REG_DOORBELL {
+                        if o < REG_DOORBELL || (REG_STREAM..REG_STREAM + 4).contains(&o) {
                             r[o as usize] = *b;
+                            stream |= o >= REG_STREAM;
                         } else if o < REG_DOORBELL + 4 {
                             ring = true;
                         }
                     }
+                    *r
+                };
+                if stream {
+                    self.configure_writer(&regs);
                 }
                 if ring {
                     self.doorbell();
@@ -132,7 +169,60 @@ impl vfio_user_server::Device for DemoDevice {
 
     fn reset(&self, _kind: vfio_user_server::ResetKind) -> io::Result<()> {
         *self.regs.lock().unwrap_or_else(|e| e.into_inner()) = [0; REGS];
+        self.writer.configure(0, 0);
+        self.writer.set_seq(0);
+        self.writer.set_running(true);
+        self.sessions().clear();
+        *self.mig_state.lock().unwrap_or_else(|e| e.into_inner()) = MigState::Running;
         Ok(())
+    }
+
+    fn migration(&self) -> Option<MigrationSupport> {
+        Some(MigrationSupport { pre_copy: true })
+    }
+
+    fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
+        if runs_in(from) && !runs_in(to) {
+            self.writer.set_running(false);
+        }
+        let len = snapshot_len(REGS, DEMO_BAR2_SIZE);
+        match (from, to) {
+            (_, MigState::PreCopy | MigState::StopCopy) => {
+                let snap = snapshot(&self.regs_now(), &self.bar2, DEMO_BAR2_SIZE)?;
+                self.sessions().start_save(snap);
+            }
+            (_, MigState::Resuming) => self.sessions().start_load(),
+            (MigState::Resuming, _) => {
+                let state = self.sessions().finish_load(len)?;
+                let mut regs = [0u8; REGS];
+                regs.copy_from_slice(&state[..REGS]);
+                rustix::io::pwrite(&*self.bar2, &state[REGS..], 0)?;
+                *self.regs.lock().unwrap_or_else(|e| e.into_inner()) = regs;
+                let seq =
+                    u64::from_le_bytes(regs[REG_SEQ as usize..REG_SEQ as usize + 8].try_into().unwrap_or_default());
+                self.writer.set_seq(seq);
+                self.configure_writer(&regs);
+            }
+            _ => {}
+        }
+        if !runs_in(from) && runs_in(to) {
+            self.writer.set_running(true);
+        }
+        *self.mig_state.lock().unwrap_or_else(|e| e.into_inner()) = to;
+        Ok(())
+    }
+
+    fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
+        let pre_copy = *self.mig_state.lock().unwrap_or_else(|e| e.into_inner()) == MigState::PreCopy;
+        let mut s = self.sessions();
+        if pre_copy && s.round_ended() {
+            s.next_round(snapshot(&self.regs_now(), &self.bar2, DEMO_BAR2_SIZE)?);
+        }
+        Ok(s.read(data))
+    }
+
+    fn migration_write(&self, data: &[u8]) -> io::Result<()> {
+        self.sessions().write(data, snapshot_len(REGS, DEMO_BAR2_SIZE))
     }
 }
 
@@ -158,8 +248,11 @@ pub fn demo_server() -> Result<Server<DemoDevice>, vfio_user_server::Error> {
     Server::with_handles(desc, ServerLimits::default(), |irq, dma| DemoDevice {
         regs: Mutex::new([0; REGS]),
         irq,
+        writer: Writer::new(dma.clone()),
         dma,
         bar2,
+        sessions: Mutex::default(),
+        mig_state: Mutex::new(MigState::Running),
     })
 }
 

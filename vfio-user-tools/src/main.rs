@@ -11,11 +11,13 @@
 
 mod bench;
 mod demo;
+mod demo_migration;
 mod describe;
 mod devices;
 mod errno;
 mod inspect;
 mod lspci;
+mod migrate;
 mod pci;
 mod serve;
 mod stats;
@@ -91,6 +93,26 @@ enum Cmd {
         #[arg(long, default_value_t = 8.0)]
         seconds: f64,
     },
+    /// Migrates a device's state from one server to another (live migration v2): the
+    /// source iterates in PRE_COPY while it runs, stops in STOP_COPY, and its state streams
+    /// into the destination in RESUMING, which then goes to STOP and RUNNING. Each step is
+    /// printed as it happens.
+    ///
+    /// Example: vfio-user migrate --from /tmp/a.sock --to /tmp/b.sock
+    Migrate {
+        /// The source server's socket.
+        #[arg(long)]
+        from: PathBuf,
+        /// The destination server's socket.
+        #[arg(long)]
+        to: PathBuf,
+        /// Most PRE_COPY rounds before the source is stopped.
+        #[arg(long, default_value_t = 8)]
+        rounds: usize,
+        /// Leave the destination in STOP instead of RUNNING.
+        #[arg(long)]
+        no_resume: bool,
+    },
     /// A transparent proxy between a client and a server that prints every message both ways,
     /// decoded (like strace for vfio-user), passing file descriptors through.
     ///
@@ -127,6 +149,7 @@ fn main() -> ExitCode {
         }
         Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
         Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),
+        Cmd::Migrate { from, to, rounds, no_resume } => migrate::run(&from, &to, rounds, !no_resume),
         Cmd::Trace { listen, connect, json, once } => (|| {
             let json = json.map(File::create).transpose()?;
             let log = Arc::new(trace::Log::new(Box::new(std::io::stdout()), json));
