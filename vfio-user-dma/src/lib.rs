@@ -14,6 +14,9 @@
 //! * **message** (no fd): DMA_READ / DMA_WRITE through a [`DmaTransport`]
 //!   supplied by the server, split into `max_data_xfer_size` chunks.
 //!
+//! [`DmaSpace::read_by_message`] and [`DmaSpace::write_by_message`] use messages for
+//! any mapping, fd or not.
+//!
 //! Device writes mark pages in per-region dirty bitmaps while dirty logging is
 //! active ([`DmaSpace::start_logging`], [`DmaSpace::report`]).
 //!
@@ -108,6 +111,7 @@
 
 mod access;
 mod bitmap;
+mod by_message;
 mod dirty;
 mod error;
 mod memory;

@@ -56,17 +56,19 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// A 32-bit memory BAR of `size` bytes (a power of two, at least 16).
+    /// A 32-bit memory BAR of `size` bytes (any nonzero size; see
+    /// [`decoded_size`](Self::decoded_size)).
     pub fn memory32(size: u64) -> Self {
         Bar { size, kind: BarKind::Memory32, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
-    /// A 64-bit memory BAR of `size` bytes; it also occupies the next BAR slot.
+    /// A 64-bit memory BAR of `size` bytes (any nonzero size); it also occupies the next
+    /// BAR slot.
     pub fn memory64(size: u64) -> Self {
         Bar { size, kind: BarKind::Memory64, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
-    /// An I/O BAR of `size` bytes (a power of two, 4 to 256).
+    /// An I/O BAR of `size` bytes (1 to 256).
     pub fn io(size: u64) -> Self {
         Bar { size, kind: BarKind::Io, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
@@ -93,9 +95,27 @@ impl Bar {
         self
     }
 
-    /// Size in bytes.
+    /// Size in bytes of the region (what REGION_INFO reports; accesses beyond it are
+    /// refused).
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The smallest size a BAR of this kind decodes: 4 bytes of I/O space, 16 of memory.
+    pub fn min_decoded_size(&self) -> u64 {
+        if self.kind == BarKind::Io {
+            4
+        } else {
+            16
+        }
+    }
+
+    /// The size the BAR decodes in configuration space (what BAR sizing reports): the
+    /// region size rounded up to a power of two, at least
+    /// [`min_decoded_size`](Self::min_decoded_size). A BAR of 8 bytes decodes 16, one of
+    /// `0x3000` bytes decodes `0x4000`. `None` when no 64-bit power of two is large enough.
+    pub fn decoded_size(&self) -> Option<u64> {
+        self.size.max(self.min_decoded_size()).checked_next_power_of_two()
     }
 
     /// The kind of BAR.
@@ -446,20 +466,21 @@ impl DescriptionBuilder {
     fn check_bars(&mut self) {
         for i in 0..6 {
             let Some(bar) = self.d.bars[i].clone() else { continue };
-            let min = if bar.kind == BarKind::Io { 4 } else { 16 };
-            if !bar.size.is_power_of_two() || bar.size < min {
-                self.errors.push(format!("BAR{i} size {:#x} is not a power of two >= {min}", bar.size));
+            // Any nonzero region size; the BAR decodes the next power of two.
+            let decoded = bar.decoded_size().unwrap_or(u64::MAX);
+            if bar.size == 0 {
+                self.errors.push(format!("BAR{i} has size 0"));
             }
             match bar.kind {
-                BarKind::Io if bar.size > 256 => self.errors.push(format!("I/O BAR{i} larger than 256 bytes")),
+                BarKind::Io if decoded > 256 => self.errors.push(format!("I/O BAR{i} larger than 256 bytes")),
                 BarKind::Io if bar.prefetchable || bar.mmap.is_some() => {
                     self.errors.push(format!("I/O BAR{i} cannot be prefetchable or mmapped"))
                 }
-                BarKind::Memory32 if bar.size > 1 << 31 => self.errors.push(format!("32-bit BAR{i} larger than 2 GiB")),
+                BarKind::Memory32 if decoded > 1 << 31 => self.errors.push(format!("32-bit BAR{i} larger than 2 GiB")),
                 BarKind::Memory64 if i == 5 || self.d.bars[i + 1].is_some() => {
                     self.errors.push(format!("64-bit BAR{i} needs BAR{} free", i + 1))
                 }
-                BarKind::Memory64 if bar.size > 1 << 63 => self.errors.push(format!("BAR{i} too large")),
+                BarKind::Memory64 if bar.decoded_size().is_none() => self.errors.push(format!("BAR{i} too large")),
                 _ => {}
             }
             if i > 0 && matches!(&self.d.bars[i - 1], Some(b) if b.kind == BarKind::Memory64) {
@@ -600,8 +621,11 @@ mod tests {
     #[test]
     fn bad_descriptions_are_refused() {
         let b = || DeviceDescription::builder(1, 2);
-        assert!(b().bar(0, Bar::memory32(0x1001)).build().is_err());
-        assert!(b().bar(0, Bar::memory32(8)).build().is_err());
+        assert!(b().bar(0, Bar::memory32(0)).build().is_err());
+        assert!(b().bar(0, Bar::io(0)).build().is_err());
+        assert!(b().bar(0, Bar::memory32((1 << 31) + 1)).build().is_err(), "decodes 4 GiB");
+        assert!(b().bar(0, Bar::memory64((1 << 63) + 1)).build().is_err());
+        assert!(b().bar(0, Bar::io(257)).build().is_err());
         assert!(b().bar(5, Bar::memory64(0x1000)).build().is_err());
         assert!(b().bar(0, Bar::memory64(0x1000)).bar(1, Bar::io(4)).build().is_err());
         assert!(b().bar(0, Bar::io(512)).build().is_err());
@@ -619,6 +643,29 @@ mod tests {
         assert!(b().bar(0, Bar::memory32(0x1000).mmap(memfd(), 0).sparse(&[(0, 0x2000)])).build().is_err());
         assert!(b().bar(0, Bar::memory32(0x1000).sparse(&[(0, 0x1000)])).build().is_err());
         assert!(b().bar(0, Bar::memory32(0x2000).mmap(memfd(), 0x10)).build().is_err(), "unaligned offset");
+    }
+
+    /// Any nonzero BAR size is accepted; the region keeps its size and the BAR decodes the
+    /// next power of two, at least 16 bytes of memory or 4 of I/O.
+    #[test]
+    fn bars_of_any_size() {
+        let d = DeviceDescription::builder(1, 2)
+            .bar(0, Bar::memory32(8))
+            .bar(1, Bar::memory32(0x3000).mmap(memfd(), 0).sparse(&[(0, 0x1000), (0x2000, 0x1000)]))
+            .bar(2, Bar::memory64(0x1001))
+            .bar(4, Bar::io(1))
+            .bar(5, Bar::memory32(1 << 31))
+            .build()
+            .unwrap();
+        let sizes: Vec<_> = [0, 1, 2, 4, 5].iter().map(|&i| d.bar(i).unwrap().size()).collect();
+        assert_eq!(sizes, vec![8, 0x3000, 0x1001, 1, 1 << 31]);
+        let decoded: Vec<_> = [0, 1, 2, 4, 5].iter().map(|&i| d.bar(i).unwrap().decoded_size()).collect();
+        assert_eq!(decoded, vec![Some(16), Some(0x4000), Some(0x2000), Some(4), Some(1 << 31)]);
+        assert_eq!(Bar::memory64(u64::MAX).decoded_size(), None);
+        assert_eq!(Bar::memory64(1 << 63).decoded_size(), Some(1 << 63));
+        // The mmap areas are checked against the region's size, not the decoded one.
+        let over = Bar::memory32(0x3000).mmap(memfd(), 0).sparse(&[(0x3000, 0x1000)]);
+        assert!(DeviceDescription::builder(1, 2).bar(0, over).build().is_err());
     }
 
     #[test]

@@ -61,6 +61,22 @@ impl DmaHandle {
         self.space.write(iova, data)
     }
 
+    /// Reads `buf.len()` bytes of client memory at `iova` with DMA_READ messages, even
+    /// where the client mapped an fd ([`DmaSpace::read_by_message`]): the range must be
+    /// mapped and readable, and is split at the client's `max_data_xfer_size` as for
+    /// mappings without fd. The same rules as for those apply on the main socket (see
+    /// above).
+    pub fn read_by_message(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
+        self.space.read_by_message(iova, buf)
+    }
+
+    /// Writes `data` to client memory at `iova` with DMA_WRITE messages, even where the
+    /// client mapped an fd ([`DmaSpace::write_by_message`]). The client does the write,
+    /// so the pages are not marked in the server's dirty log.
+    pub fn write_by_message(&self, iova: u64, data: &[u8]) -> Result<()> {
+        self.space.write_by_message(iova, data)
+    }
+
     /// Reads a `T` at `iova` ([`DmaSpace::read_obj`]).
     pub fn read_obj<T: ByteValued>(&self, iova: u64) -> Result<T> {
         self.space.read_obj(iova)

@@ -238,3 +238,65 @@ pub(crate) fn diff(
 ) -> Vec<(u32, u32, crate::irq::VectorState)> {
     before.iter().zip(after).enumerate().filter(|(_, (b, a))| b != a).map(|(v, (_, a))| (index, v as u32, *a)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::description::Bar;
+    use crate::dispatch::ServerLimits;
+
+    /// Counts the accesses that reach it.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl Device for Counter {
+        fn region_read(&self, _: u32, _: u64, data: &mut [u8]) -> std::io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            data.fill(0x5a);
+            Ok(())
+        }
+
+        fn region_write(&self, _: u32, _: u64, _: &[u8]) -> std::io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    /// A BAR region keeps its own size in REGION_INFO even when the BAR decodes more, and
+    /// accesses past the region's end never reach the device.
+    #[test]
+    fn odd_sized_bar_regions_report_and_enforce_their_size() {
+        let fd = rustix::fs::memfd_create("bar1", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 0x3000).unwrap();
+        let desc = DeviceDescription::builder(0xdead, 0xbeef)
+            .bar(0, Bar::memory32(8))
+            .bar(1, Bar::memory32(0x3000).mmap(Arc::new(fd), 0).sparse(&[(0, 0x1000), (0x2000, 0x1000)]))
+            .build()
+            .unwrap();
+        let table = region_table(&desc);
+        let (info0, caps0, fd0) = table[0].info(0);
+        assert_eq!(
+            (info0.size, info0.flags, caps0.len(), fd0.is_none()),
+            (8, REGION_FLAG_READ | REGION_FLAG_WRITE, 0, true)
+        );
+        let (info1, caps1, fd1) = table[1].info(1);
+        assert_eq!(info1.size, 0x3000);
+        assert_ne!(info1.flags & REGION_FLAG_MMAP, 0);
+        assert!(fd1.is_some());
+        let areas = vec![SparseArea { offset: 0, size: 0x1000 }, SparseArea { offset: 0x2000, size: 0x1000 }];
+        assert!(matches!(&caps1[..], [RegionCap::SparseMmap(a)] if *a == areas));
+
+        let mut core = Core::new(desc, ServerLimits::default(), |_, _| Counter::default()).unwrap();
+        let mut buf = [0u8; 8];
+        core.region_read(0, 0, &mut buf).unwrap();
+        assert_eq!(buf, [0x5a; 8]);
+        assert!(core.region_read(0, 8, &mut buf).is_err(), "inside the decoded 16 bytes, past the region");
+        assert!(core.region_read(0, 1, &mut buf).is_err());
+        assert!(core.region_write(0, 8, &[0; 4]).is_err());
+        assert!(core.region_write(1, 0x2ffc, &[0; 8]).is_err());
+        core.region_write(1, 0x2ff8, &[0; 8]).unwrap();
+        assert_eq!(core.device.0.load(Ordering::SeqCst), 2, "only the two accesses in range arrived");
+    }
+}

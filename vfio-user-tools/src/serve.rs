@@ -57,6 +57,9 @@ pub enum Sample {
     /// A 16-input GPIO card (vendor 494f device 0dc8): BAR2 byte 0-1 are input pins that
     /// toggle on each read, byte 4 an output latch.
     Gpio,
+    /// libvfio-user's sample `server` (dead:beef): a BAR0 timer that raises INTx and does
+    /// DMA, BAR1 memory with sparse mmap areas, migration (`vfio_user_samples::server`).
+    LvuServer,
 }
 
 /// Where the server takes its clients from.
@@ -135,6 +138,12 @@ pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
         Sample::Gpio => {
             let s = devices::gpio_server().map_err(|e| e.to_string())?;
             log::info!("gpio device {:04x}:{:04x}: {what}", devices::GPIO_VENDOR, devices::GPIO_DEVICE);
+            run(s, endpoint, signals)
+        }
+        Sample::LvuServer => {
+            use vfio_user_samples::server::{new_server, DEVICE_ID, VENDOR_ID};
+            let s = new_server().map_err(|e| e.to_string())?;
+            log::info!("libvfio-user sample server {VENDOR_ID:04x}:{DEVICE_ID:04x}: {what}");
             run(s, endpoint, signals)
         }
     }

@@ -99,6 +99,34 @@ fn serve_gpio_toggles_its_pins_and_exits_cleanly_on_sigint() {
 }
 
 #[test]
+fn serve_lvu_server_is_libvfio_users_sample_device() {
+    let dir = tmp_dir("serve-lvu");
+    let mut s = Served::start("lvu-server", dir.join("lvu.sock"));
+    {
+        let c = connect(&s.path);
+        let mut id = [0u8; 4];
+        c.region_read(7, 0, &mut id).unwrap();
+        assert_eq!(id, [0xad, 0xde, 0xef, 0xbe]);
+        assert_eq!((c.region_info(0).unwrap().size, c.region_info(1).unwrap().size), (8, 0x3000));
+        c.region_write(1, 0x2000, b"bar1").unwrap();
+        let mut b = [0u8; 4];
+        c.region_read(1, 0x2000, &mut b).unwrap();
+        assert_eq!(&b, b"bar1");
+    }
+    // Unlike the `server` binary, `serve` keeps serving after the client leaves.
+    {
+        let c = connect(&s.path);
+        let mut b = [0u8; 4];
+        c.region_read(1, 0x2000, &mut b).unwrap();
+        assert_eq!(&b, b"bar1");
+    }
+    let (status, err) = s.signal(libc::SIGTERM);
+    assert!(status.success(), "exit status {status:?}; stderr:\n{err}");
+    assert!(err.contains("libvfio-user sample server dead:beef"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn serve_takes_a_connected_socket_by_fd_and_exits_when_its_client_leaves() {
     use std::os::fd::{AsRawFd, OwnedFd};
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
