@@ -300,6 +300,7 @@ fuzz_target!(|data: &[u8]| {
     let config = Config::default()
         .timeout(Duration::from_millis(5))
         .reset_timeout(Duration::from_millis(5))
+        .connect_timeout(Duration::from_millis(5))
         .twin_socket(twin)
         .max_msg_fds(4);
     if let Ok(c) = Client::from_fd(OwnedFd::from(a), config) {

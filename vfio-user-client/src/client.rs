@@ -109,7 +109,7 @@ impl Client {
 
     /// Connects to the server listening at `path`.
     pub fn connect(path: &Path, config: Config) -> Result<Client> {
-        let sock = crate::connect::connect_path(path, config.timeout).map_err(Error::Connect)?;
+        let sock = crate::connect::connect_path(path, config.connect_timeout).map_err(Error::Connect)?;
         Client::open(Some(path.to_path_buf()), sock, config)
     }
 
@@ -361,7 +361,7 @@ impl Client {
     /// connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
     pub fn reconnect(&self) -> Result<()> {
         let path = self.path.as_ref().ok_or(Error::Unsupported("connected by fd: use reconnect_with"))?;
-        let sock = crate::connect::connect_path(path, self.config.timeout).map_err(Error::Connect)?;
+        let sock = crate::connect::connect_path(path, self.config.connect_timeout).map_err(Error::Connect)?;
         self.reconnect_with(sock)
     }
 
@@ -395,7 +395,7 @@ pub(crate) fn decode<'a>(t: &Transport, msg: &'a Message) -> Result<Reply<'a>> {
 
 fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceInfo> {
     let req = wire::DeviceInfo { argsz: 16, ..Default::default() };
-    let msg = t.request(Command::DeviceGetInfo, &[req.as_slice()], &[], config.timeout)?;
+    let msg = t.request(Command::DeviceGetInfo, &[req.as_slice()], &[], config.connect_timeout)?;
     let info = match decode(t, &msg)? {
         Reply::DeviceGetInfo(i) => i,
         _ => return Err(t.violation("DEVICE_GET_INFO reply of another kind".into())),

@@ -29,6 +29,7 @@ pub const MAX_INFO_ARGSZ: u32 = 64 * 1024;
 #[derive(Clone)]
 pub struct Config {
     pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     pub(crate) reset_timeout: Duration,
     pub(crate) max_msg_fds: u32,
     pub(crate) max_data_xfer_size: u32,
@@ -43,6 +44,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_TIMEOUT,
             reset_timeout: DEFAULT_RESET_TIMEOUT,
             max_msg_fds: 16,
             max_data_xfer_size: vfio_user_proto::version::DEFAULT_MAX_DATA_XFER_SIZE,
@@ -59,6 +61,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .field("reset_timeout", &self.reset_timeout)
             .field("max_msg_fds", &self.max_msg_fds)
             .field("max_data_xfer_size", &self.max_data_xfer_size)
@@ -75,6 +78,14 @@ impl Config {
     /// The timeout of every request (default 5 s). Must be non-zero.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The timeout of connecting: the socket connect, VERSION and the DEVICE_GET_INFO that
+    /// follows (default 5 s), separate from [`timeout`](Config::timeout) so that a client
+    /// with short request timeouts still tolerates a server slow to start.
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t.max(Duration::from_millis(1));
         self
     }
 

@@ -61,9 +61,9 @@ pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>, stats
     let json = offered.to_json();
     let v = VersionWire { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR };
     sender.send(Header::command(0, Command::Version, 0), &[v.as_slice(), &json], &[]).map_err(Error::Send)?;
-    let deadline = Instant::now() + config.timeout;
+    let deadline = Instant::now() + config.connect_timeout;
     let msg = recv_until(&mut rx, &poll_sock, deadline).map_err(|e| match e {
-        RecvError::Timeout => Error::Timeout { command: Command::Version, timeout: config.timeout },
+        RecvError::Timeout => Error::Timeout { command: Command::Version, timeout: config.connect_timeout },
         RecvError::Frame(e) => Error::Protocol(format!("VERSION: {e}")),
     })?;
     let (negotiated, twin_fd) = check_version_reply(msg, &offered)?;

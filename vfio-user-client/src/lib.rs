@@ -47,7 +47,8 @@
 //!   client is idle, so server-initiated DMA and a closed socket are seen at any time; with
 //!   a twin socket a thread of its own serves DMA there.
 //! * **Timeouts**: every request has one ([`Config::timeout`], 5 s like QEMU;
-//!   [`Config::reset_timeout`] and `*_with_timeout` for slow calls), and so does connecting.
+//!   [`Config::reset_timeout`] and `*_with_timeout` for slow calls), and so does connecting
+//!   ([`Config::connect_timeout`]).
 //!   A timed-out request keeps its id reserved (up to a minute) and its late reply is
 //!   dropped; the connection stays up. Sends making no progress for longer than the timeout
 //!   (a server that stopped reading) close the connection.

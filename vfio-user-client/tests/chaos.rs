@@ -79,7 +79,10 @@ fn hostile_reply(f: &Fake, m: &vfio_user_proto::Message, rng: &mut Rng) {
 fn random_replies_never_panic_or_hang() {
     for seed in 1..=200u64 {
         let t = Duration::from_millis(20);
-        let config = test_config().timeout(t).reset_timeout(t).twin_socket(false);
+        // Short timeouts for the calls; the handshake (not what is tested) may take its time
+        // on a loaded machine.
+        let config =
+            test_config().timeout(t).reset_timeout(t).connect_timeout(Duration::from_secs(10)).twin_socket(false);
         let (c, h) = start(config, move |mut f| {
             f.handshake();
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);

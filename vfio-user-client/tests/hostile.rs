@@ -356,7 +356,7 @@ fn a_server_that_never_accepts_makes_connect_time_out() {
     rustix::net::listen(&listener, 0).unwrap();
     // Fill the backlog (length 0 admits one pending connection), never accept.
     let _filler = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    let config = test_config().timeout(Duration::from_millis(100));
+    let config = test_config().connect_timeout(Duration::from_millis(100));
     let e = vfio_user_client::Client::connect(&path, config).unwrap_err();
     assert!(matches!(&e, Error::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut), "{e}");
     let _ = std::fs::remove_file(&path);
@@ -367,7 +367,7 @@ fn a_server_that_accepts_but_never_answers_version_times_out() {
     let path = std::env::temp_dir().join(format!("vfio-user-client-silent-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let config = test_config().timeout(Duration::from_millis(100));
+    let config = test_config().connect_timeout(Duration::from_millis(100));
     let e = vfio_user_client::Client::connect(&path, config).unwrap_err();
     assert!(matches!(e, Error::Timeout { command: Command::Version, .. }), "{e}");
     let _ = std::fs::remove_file(&path);
