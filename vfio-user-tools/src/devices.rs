@@ -1,7 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! The sample devices `demo` and `serve` run: a DMA "doorbell" device and a GPIO card.
+//! The `demo` device, which `demo` and `serve demo` run: a DMA "doorbell" device that can
+//! migrate. (`serve` takes its other samples from `vfio-user-samples`.)
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -9,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use rustix::fs::{memfd_create, MemfdFlags};
 use vfio_user_server::{
-    Bar, DeviceDescription, DeviceMut, DmaHandle, IrqHandle, MigState, MigrationSupport, MsixConfig, PcieConfig,
-    Server, ServerLimits,
+    Bar, DeviceDescription, DmaHandle, IrqHandle, MigState, MigrationSupport, MsixConfig, PcieConfig, Server,
+    ServerLimits,
 };
 
 use crate::demo_migration::{runs_in, snapshot, snapshot_len, Sessions, Writer};
@@ -254,68 +255,4 @@ pub fn demo_server() -> Result<Server<DemoDevice>, vfio_user_server::Error> {
         sessions: Mutex::default(),
         mig_state: Mutex::new(MigState::Running),
     })
-}
-
-/// Vendor ID of the GPIO card.
-pub const GPIO_VENDOR: u16 = 0x494f;
-/// Device ID of the GPIO card.
-pub const GPIO_DEVICE: u16 = 0x0dc8;
-/// Offset of the 16 input pins in BAR2.
-const PINS: u64 = 0;
-/// Offset of the output latch (read back as written).
-const OUTPUTS: u64 = 4;
-
-/// A 16-input PCI GPIO card, the same device as the server crate's `gpio` example (itself
-/// after libvfio-user's `gpio-pci-idio-16`): a 256-byte BAR2 whose first two bytes are the
-/// input pins, which toggle on every read; byte 4 is an output latch.
-#[derive(Default)]
-pub struct Gpio {
-    pins: u16,
-    outputs: u8,
-}
-
-impl DeviceMut for Gpio {
-    fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        if region != 2 {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let pins = self.pins.to_le_bytes();
-        let mut touched_pins = false;
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = match offset + i as u64 {
-                o @ (PINS | 1) => {
-                    touched_pins = true;
-                    pins[o as usize]
-                }
-                OUTPUTS => self.outputs,
-                _ => 0,
-            };
-        }
-        if touched_pins {
-            self.pins = !self.pins;
-        }
-        Ok(())
-    }
-
-    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
-        if region != 2 {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        for (i, b) in data.iter().enumerate() {
-            if offset + i as u64 == OUTPUTS {
-                self.outputs = *b;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The GPIO card's server.
-pub fn gpio_server() -> Result<Server<Mutex<Gpio>>, vfio_user_server::Error> {
-    let desc = DeviceDescription::builder(GPIO_VENDOR, GPIO_DEVICE)
-        .class_code(0x088000)
-        .bar(2, Bar::memory32(0x100))
-        .intx()
-        .build()?;
-    Server::new(desc, Mutex::new(Gpio::default()))
 }

@@ -3,16 +3,17 @@
 
 //! `vfio-user serve`: run a sample device on a socket until SIGTERM or SIGINT.
 //!
-//! Signals are handled without a new dependency: SIGTERM and SIGINT are blocked in every
-//! thread (before any is spawned) and one thread takes them with `sigwait`, then stops the
-//! server through its `ShutdownHandle`. The server unlinks the socket it bound when dropped.
+//! Signal handling is `vfio_user_samples::signals` (no dependency: the signals are blocked
+//! in every thread and taken with `sigwait`); the server unlinks the socket it bound when
+//! dropped.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use log::{LevelFilter, Log, Metadata, Record};
-use vfio_user_server::{Device, Endpoint, Listener, Server};
+use vfio_user_samples::gpio;
+use vfio_user_samples::signals::{block_termination_signals, endpoint_from_fd, serve_until_signal as run};
+use vfio_user_server::{Endpoint, Listener};
 
 use crate::devices;
 
@@ -71,59 +72,13 @@ pub enum Where {
     Fd(i32),
 }
 
-/// Blocks SIGTERM and SIGINT in this thread and every thread it spawns afterwards, and
-/// returns the set, for `sigwait`.
-fn block_termination_signals() -> libc::sigset_t {
-    // SAFETY: `sigset_t` is a plain C struct for which all-zero is a valid value; it is
-    // initialised by `sigemptyset` before use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, exclusively borrowed sigset_t; the calls only write to it
-    // and to this thread's signal mask.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-    set
-}
-
-fn run<D: Device + 'static>(mut server: Server<D>, endpoint: Endpoint, signals: libc::sigset_t) -> Result<(), String> {
-    server.set_endpoint(endpoint);
-    let stop = server.shutdown_handle();
-    let worker = std::thread::spawn(move || server.run());
-    std::thread::spawn(move || {
-        let mut sig = 0;
-        // SAFETY: `signals` is an initialised sigset_t and `sig` a valid out-pointer.
-        unsafe { libc::sigwait(&signals, &mut sig) };
-        log::info!("signal {sig}: shutting down");
-        stop.shutdown();
-    });
-    match worker.join() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the server thread panicked".into()),
-    }
-}
-
 /// Serves `sample` at `at` until SIGTERM / SIGINT (or, for a connected `--fd`, until its
 /// client leaves).
 pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
     let signals = block_termination_signals();
     let endpoint = match at {
         Where::Path(p) => Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
-        Where::Fd(fd) if fd > 2 => {
-            // Check the descriptor is open before taking ownership of it.
-            // SAFETY: fcntl(F_GETFD) on any integer is harmless; it only reports EBADF.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                return Err(format!("--fd {fd}: {}", std::io::Error::last_os_error()));
-            }
-            // SAFETY: by the backend convention the parent passed us this open socket;
-            // nothing else in this process owns it, and it is taken over exactly once here.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Endpoint::from_fd(fd).map_err(|e| format!("--fd: {e}"))?
-        }
-        Where::Fd(fd) => return Err(format!("--fd {fd}: not a passed socket (must be > 2)")),
+        Where::Fd(fd) => endpoint_from_fd(fd)?,
     };
     let what = match &endpoint {
         Endpoint::Listener(_) => "listening",
@@ -136,8 +91,8 @@ pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
             run(s, endpoint, signals)
         }
         Sample::Gpio => {
-            let s = devices::gpio_server().map_err(|e| e.to_string())?;
-            log::info!("gpio device {:04x}:{:04x}: {what}", devices::GPIO_VENDOR, devices::GPIO_DEVICE);
+            let s = gpio::new_server().map_err(|e| e.to_string())?;
+            log::info!("gpio device {:04x}:{:04x}: {what}", gpio::VENDOR_ID, gpio::DEVICE_ID);
             run(s, endpoint, signals)
         }
         Sample::LvuServer => {
