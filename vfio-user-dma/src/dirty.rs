@@ -67,20 +67,14 @@ fn check_page_size(page_size: u64) -> Result<()> {
 
 /// Reports the dirty pages of `region` inside the logged window `[lo, hi)`
 /// into `out`, whose bit `p` is the page `[base + p * psize, base + (p + 1) * psize)`
-/// of the report `[base, end)`.
+/// of the report starting at `base` (the window lies inside the report).
 ///
-/// With `clear`, tracked pages that lie entirely inside the report range are
-/// taken out; a page straddling the edge of the report stays dirty, because
-/// its other part has not been reported. (Straddling the edge of a logged
-/// window does not matter: that page was reported.)
-fn report_region(
-    region: &Region,
-    (lo, hi): (u64, u64),
-    (base, end): (u64, u64),
-    psize: u64,
-    clear: bool,
-    out: &mut ReportBitmap,
-) {
+/// With `clear`, tracked pages that lie entirely inside the window (which
+/// lies inside the report range) are taken out. A page straddling the edge of
+/// the window is reported but kept: it may be logged in another window too,
+/// whose part must be reported as well; [`report_map`] takes such pages out
+/// once every window is done.
+fn report_region(region: &Region, (lo, hi): (u64, u64), base: u64, psize: u64, clear: bool, out: &mut ReportBitmap) {
     let (lo, hi) = (lo.max(region.iova), hi.min(region.end()));
     if lo >= hi {
         return;
@@ -88,10 +82,9 @@ fn report_region(
     let g = TRACK_PAGE_SIZE;
     let t0 = (lo - region.iova) / g;
     let t1 = (hi - region.iova).div_ceil(g);
-    // Tracked pages entirely inside the report range (clipped to the region).
-    let (clo, chi) = (base.max(region.iova) - region.iova, end.min(region.end()) - region.iova);
-    let full0 = clo.div_ceil(g).max(t0);
-    let full1 = if end >= region.end() { t1 } else { (chi / g).min(t1) };
+    // Tracked pages entirely inside the window (clipped to the region).
+    let full0 = (lo - region.iova).div_ceil(g).max(t0);
+    let full1 = if hi >= region.end() { t1 } else { ((hi - region.iova) / g).min(t1) };
     let dirty = region.dirty();
     let aligned = psize == g && (region.iova.wrapping_sub(base)) % g == 0;
     let mut emit = |wi: u64, bits: u64| {
@@ -141,10 +134,42 @@ fn report_map(
     clear: bool,
     out: &mut ReportBitmap,
 ) {
-    for (a, b) in log.windows(iova, end) {
+    let windows = log.windows(iova, end);
+    let regions_in = |a: u64, b: u64| {
         let from = map.range(..=a).next_back().map_or(a, |(k, _)| *k);
-        for region in map.range(from..b).map(|(_, r)| r) {
-            report_region(region, (a, b), (iova, end), psize, clear, out);
+        map.range(from..b).map(|(_, r)| r)
+    };
+    for &(a, b) in &windows {
+        for region in regions_in(a, b) {
+            report_region(region, (a, b), iova, psize, clear, out);
+        }
+    }
+    if !clear {
+        return;
+    }
+    // The pages straddling a window's edge, kept above: every window they touch is
+    // reported now, so take out those lying entirely inside the report range. Taking a
+    // page out reports it again (an atomic swap), so a write since the pass above is not
+    // lost.
+    let g = TRACK_PAGE_SIZE;
+    for &(a, b) in &windows {
+        for edge in [a, b - 1] {
+            for region in regions_in(edge, edge + 1) {
+                if edge < region.iova || edge >= region.end() {
+                    continue;
+                }
+                let t = (edge - region.iova) / g;
+                let ps = region.iova + t * g;
+                let pe = ps.saturating_add(g).min(region.end());
+                if ps < iova || pe > end {
+                    continue; // straddles the report's edge: its other part is unreported
+                }
+                region.dirty().scan(t, t + 1, true, |_, _| {
+                    for (wa, wb) in log.windows(ps, pe) {
+                        out.set_range((wa - iova) / psize, (wb - 1 - iova) / psize + 1);
+                    }
+                });
+            }
         }
     }
 }
@@ -303,14 +328,14 @@ mod tests {
         r.dirty().mark(0, 0x10000);
         // Report [0x10800, 0x13800): pages 0 and 3 straddle the edges.
         let mut out = ReportBitmap::new(3, 1 << 20).unwrap();
-        report_region(&r, (0x10800, 0x13800), (0x10800, 0x13800), 4096, true, &mut out);
+        report_region(&r, (0x10800, 0x13800), 0x10800, 4096, true, &mut out);
         assert_eq!(set_bits(&out), vec![0, 1, 2]);
         for (page, dirty) in [(0, true), (1, false), (2, false), (3, true), (4, true)] {
             assert_eq!(r.dirty().is_dirty(page * 4096), dirty, "page {page}");
         }
         // Without `clear` nothing changes.
         let mut out = ReportBitmap::new(16, 1 << 20).unwrap();
-        report_region(&r, (0x10000, 0x20000), (0x10000, 0x20000), 4096, false, &mut out);
+        report_region(&r, (0x10000, 0x20000), 0x10000, 4096, false, &mut out);
         assert_eq!(set_bits(&out), [0].into_iter().chain(3..16).collect::<Vec<_>>());
         assert!(r.dirty().is_dirty(0));
     }
@@ -323,7 +348,7 @@ mod tests {
         // Report starts at page 66 of the region: aligned word path with a
         // negative shift.
         let mut out = ReportBitmap::new(128, 1 << 20).unwrap();
-        report_region(&r, (66 * 4096, 194 * 4096), (66 * 4096, 194 * 4096), 4096, true, &mut out);
+        report_region(&r, (66 * 4096, 194 * 4096), 66 * 4096, 4096, true, &mut out);
         assert_eq!(set_bits(&out), vec![4, 64]);
     }
 
@@ -332,7 +357,7 @@ mod tests {
         let r = region(0, 0x4000);
         r.dirty().mark(0x1000, 1);
         let mut out = ReportBitmap::new(32, 1 << 20).unwrap();
-        report_region(&r, (0, 0x4000), (0, 0x4000), 512, true, &mut out);
+        report_region(&r, (0, 0x4000), 0, 512, true, &mut out);
         assert_eq!(set_bits(&out), (8..16).collect::<Vec<_>>());
     }
 
@@ -341,7 +366,7 @@ mod tests {
         let r = region(0x10000, 0x2000);
         r.dirty().mark(0, 1);
         let mut out = ReportBitmap::new(2, 1 << 20).unwrap();
-        report_region(&r, (0x10100, 0x10300), (0x10100, 0x10300), 256, true, &mut out);
+        report_region(&r, (0x10100, 0x10300), 0x10100, 256, true, &mut out);
         assert_eq!(set_bits(&out), vec![0, 1]);
         assert!(r.dirty().is_dirty(0), "the page extends beyond the report");
         assert!(format!("{:?}", r.dirty()).contains("enabled: true"));
@@ -365,5 +390,32 @@ mod tests {
         s.unmap_all().unwrap();
         s.map(req(0)).unwrap();
         s.map(req(1 << 30)).unwrap();
+    }
+
+    /// Found by the dma_space fuzz target: a tracked page logged in two windows (the first
+    /// ends inside it, the second starts inside it) must be reported in both parts, not
+    /// taken out by the first window before the second is reported.
+    #[test]
+    fn a_page_split_between_two_windows_is_reported_in_both() {
+        let r = Arc::new(region(0x3000, 0x4000)); // tracked pages 0x3000..0x7000
+        r.dirty().mark(0x1000, 0x3000); // pages 0x4000, 0x5000, 0x6000
+        let mut map = BTreeMap::new();
+        map.insert(0x3000, Arc::clone(&r));
+        let log = LogState { page_size: 4096, ranges: vec![(0x33e8, 0x63e9), (0x6bb8, 0xebb8)], tracking_bytes: 0 };
+        let (iova, end) = (0x2343, 0x2343 + 0x23451);
+        let mut out = ReportBitmap::new((end - iova) / 512 + 1, 1 << 20).unwrap();
+        report_map(&map, &log, iova, end, 512, true, &mut out);
+        // [0x4000, 0x63e9) -> bits 14..=32; [0x6bb8, 0x7000) -> bits 36..=38.
+        assert_eq!(set_bits(&out), (14..=32).chain(36..=38).collect::<Vec<_>>());
+        // Everything reported was taken out: a second report is empty.
+        let mut again = ReportBitmap::new((end - iova) / 512 + 1, 1 << 20).unwrap();
+        report_map(&map, &log, iova, end, 512, true, &mut again);
+        assert!(set_bits(&again).is_empty());
+        // A page straddling the report's edge stays dirty.
+        r.dirty().mark(0x3000, 0x1000); // page 0x6000 again
+        let mut part = ReportBitmap::new(2, 1 << 20).unwrap();
+        report_map(&map, &log, 0x6000, 0x6800, 1024, true, &mut part);
+        assert_eq!(set_bits(&part), vec![0]);
+        assert!(r.dirty().is_dirty(0x3000));
     }
 }
