@@ -376,3 +376,63 @@ macro_rules! forward_device {
 }
 
 forward_device!(Arc, Box);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vfio_user_dma::{Prot, RegionKind};
+
+    /// A device that implements nothing: every method has its documented default.
+    struct Bare;
+    impl DeviceMut for Bare {}
+    struct BareShared;
+    impl Device for BareShared {}
+
+    fn check_defaults(d: &dyn Device) {
+        let einval = |r: io::Result<()>| r.unwrap_err().raw_os_error();
+        let mut buf = [0xaau8; 4];
+        assert_eq!(einval(d.region_read(0, 0, &mut buf)), Some(libc::EINVAL));
+        assert_eq!(einval(d.region_write(0, 0, &buf)), Some(libc::EINVAL));
+        d.config_read(0x40, &mut buf).unwrap();
+        assert_eq!(buf, [0; 4], "unclaimed config space reads as zeros");
+        d.config_write(0x40, &buf).unwrap();
+        d.reset(ResetKind::Device).unwrap();
+        d.reset(ResetKind::Flr).unwrap();
+        let r = DmaRegion { iova: 0x1000, size: 0x1000, prot: Prot::READ_WRITE, kind: RegionKind::Message };
+        d.dma_map(&r).unwrap();
+        d.dma_unmap(&r);
+        d.irq_state_changed(0, 0, VectorState { enabled: true, masked: false });
+        assert!(d.region_io_fds(0).is_empty());
+        assert_eq!(d.migration(), None, "not migratable unless it says so");
+        d.migration_transition(MigState::Running, MigState::Stop).unwrap();
+        assert_eq!(d.migration_read(&mut buf).unwrap(), 0);
+        assert_eq!(einval(d.migration_write(&buf)), Some(libc::EINVAL));
+        d.client_connected(true);
+        d.client_connected(false);
+    }
+
+    #[test]
+    fn defaults_hold_through_every_wrapper() {
+        check_defaults(&Mutex::new(Bare));
+        check_defaults(&BareShared);
+        check_defaults(&Arc::new(BareShared));
+        check_defaults(&Box::new(BareShared));
+        let boxed: Box<dyn Device> = Box::new(Mutex::new(Bare));
+        check_defaults(&boxed);
+        check_defaults(&Arc::new(Mutex::new(Bare)));
+    }
+
+    /// A poisoned mutex (a device method panicked on another thread) still serves.
+    #[test]
+    fn a_poisoned_device_mutex_still_serves() {
+        let m = Arc::new(Mutex::new(Bare));
+        let m2 = Arc::clone(&m);
+        let _ = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            panic!("device method panicked");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        check_defaults(&m);
+    }
+}

@@ -69,6 +69,19 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        // SIGTERM first: a clean exit also writes the child's coverage profile, which
+        // SIGKILL would lose. SIGKILL if it does not exit within 5 s.
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill() on the pid of our own, not yet reaped, child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
