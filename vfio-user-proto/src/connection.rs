@@ -204,6 +204,8 @@ pub struct Receiver {
     max_msg_size: usize,
     /// A large message being received straight into its payload.
     large: Option<Large>,
+    /// A payload given back with [`Receiver::recycle`], for the next large message.
+    spare: Vec<u8>,
 }
 
 /// A message whose header has arrived and whose payload is received into a buffer of its
@@ -313,7 +315,16 @@ impl Receiver {
         if avail < size {
             if size - HEADER_SIZE >= DIRECT_PAYLOAD {
                 // The rest goes straight into the payload (bounded by max_msg_size above).
-                let mut payload = vec![0; size - HEADER_SIZE];
+                let n = size - HEADER_SIZE;
+                let mut payload = match std::mem::take(&mut self.spare) {
+                    mut v if v.capacity() >= n => {
+                        // Only bytes past what it held before are zeroed.
+                        v.truncate(n);
+                        v.resize(n, 0);
+                        v
+                    }
+                    _ => vec![0; n],
+                };
                 let have = avail - HEADER_SIZE;
                 payload[..have].copy_from_slice(&self.buf[self.start + HEADER_SIZE..self.end]);
                 let end = self.consumed + size as u64;
@@ -332,6 +343,16 @@ impl Receiver {
         let fds = self.take_fds(self.consumed + size as u64);
         self.consume(size);
         Ok(Some(Message { header, payload, fds }))
+    }
+
+    /// Gives back the payload of a message received earlier, once done with it: the next
+    /// large payload is received into its memory rather than a newly allocated and zeroed
+    /// buffer. One is kept (the largest, up to `max_msg_size`); small ones are dropped.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        let cap = payload.capacity();
+        if cap >= DIRECT_PAYLOAD && cap <= self.max_msg_size && cap > self.spare.capacity() {
+            self.spare = payload;
+        }
     }
 
     /// Drops `n` bytes from the front of the buffer.
@@ -561,6 +582,7 @@ impl Connection {
                 pending_fds: 0,
                 max_msg_size: DEFAULT_MAX_MSG_SIZE,
                 large: None,
+                spare: Vec::new(),
             },
         }
     }

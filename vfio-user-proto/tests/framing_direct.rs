@@ -183,3 +183,44 @@ fn recv_into_eof_and_bounds() {
     a.write_all(Header::command(1, Command::RegionWrite, 2000).as_slice()).unwrap();
     assert!(matches!(b.receiver.peek_header(), Err(FrameError::Oversize { size: 2016, max: 1000 })));
 }
+
+#[test]
+fn a_recycled_payload_receives_the_next_large_message() {
+    let (a, mut b) = pair();
+    let send = |len: usize, seed: u8| {
+        let data = pattern(len, seed);
+        let a = a.try_clone().unwrap();
+        let d = data.clone();
+        let t = std::thread::spawn(move || {
+            let h = Header::command(1, Command::RegionWrite, d.len());
+            (&a).write_all(h.as_slice()).unwrap();
+            (&a).write_all(&d).unwrap();
+        });
+        (t, data)
+    };
+    let (t, data) = send(200_000, 1);
+    let m = b.recv().unwrap();
+    t.join().unwrap();
+    assert!(m.payload == data);
+    let ptr = m.payload.as_ptr();
+    b.receiver.recycle(m.payload);
+    // A smaller one reuses it; the bytes past its end are not part of it.
+    let (t, data) = send(150_000, 2);
+    let m = b.recv().unwrap();
+    t.join().unwrap();
+    assert_eq!(m.payload.as_ptr(), ptr);
+    assert!(m.payload == data);
+    b.receiver.recycle(m.payload);
+    // A larger one too, within its capacity.
+    let (t, data) = send(199_000, 3);
+    let m = b.recv().unwrap();
+    t.join().unwrap();
+    assert_eq!(m.payload.as_ptr(), ptr);
+    assert!(m.payload == data);
+    // Small payloads are not kept.
+    b.receiver.recycle(vec![0; 100]);
+    let (t, data) = send(50_000, 4);
+    let m = b.recv().unwrap();
+    t.join().unwrap();
+    assert!(m.payload == data);
+}
