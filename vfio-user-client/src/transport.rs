@@ -37,7 +37,7 @@ use crate::send::SendPath;
 use crate::stats::{bump, Counters};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
-use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
+use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender, HEADER_SIZE};
 
 /// How long the background reader stays out of the way after a caller read the socket
 /// itself: doubling from the first to the second value while callers stay active, so that
@@ -59,6 +59,9 @@ pub(crate) struct Transport {
     state: Mutex<PendingTable>,
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
+    /// Payload memory of the replies to server commands on the main socket (used by
+    /// whoever holds the reader role).
+    scratch: Mutex<Vec<u8>>,
     twin: Option<Sender>,
     pub(crate) stats: Arc<Counters>,
     /// A send making no progress for this long (the server stopped reading) closes the
@@ -128,6 +131,7 @@ impl Transport {
             state: Mutex::new(PendingTable::new()),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
+            scratch: Mutex::new(Vec::new()),
             twin,
             send_timeout,
             negotiated,
@@ -322,7 +326,7 @@ impl Transport {
                     own = Some(msg);
                     break;
                 }
-                Ok(msg) => match self.dispatch(msg) {
+                Ok(msg) => match self.dispatch(msg, &mut rx) {
                     Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
                     Ok(d) => {
                         match d {
@@ -367,15 +371,19 @@ impl Transport {
         own
     }
 
-    /// Routes one message from the main socket.
-    fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
+    /// Routes one message from the main socket (`rx` is its receiver, held by the reader).
+    fn dispatch(&self, msg: Message, rx: &mut Receiver) -> std::result::Result<Delivery, DisconnectReason> {
         if msg.header.is_command() {
-            if let Some((hdr, payload)) = self.serve(&msg) {
+            let mut out = lock(&self.scratch);
+            if let Some(hdr) = self.serve(&msg, &mut out) {
                 // Replies are not queued: they answer the server, nothing orders them.
-                if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[&payload], &[])) {
+                let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
+                if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[payload], &[])) {
                     return Err(DisconnectReason::Io(e.errno()));
                 }
             }
+            // A large DMA_WRITE's payload is received into this memory next time.
+            rx.recycle(msg.payload);
             return Ok(Delivery::Command);
         }
         if !msg.header.is_reply() {
@@ -430,6 +438,7 @@ impl Transport {
     /// Serves the twin socket: only server commands arrive there.
     fn twin_loop(&self, mut rx: Receiver) {
         let Some(sender) = &self.twin else { return };
+        let mut out = Vec::new();
         loop {
             let msg = match rx.recv() {
                 Ok(m) => m,
@@ -442,20 +451,22 @@ impl Transport {
                 self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
                 return;
             }
-            if let Some((hdr, payload)) = self.serve(&msg) {
-                if let Err(e) = sender.send(hdr, &[&payload], &[]) {
+            if let Some(hdr) = self.serve(&msg, &mut out) {
+                let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
+                if let Err(e) = sender.send(hdr, &[payload], &[]) {
                     self.fail(DisconnectReason::Io(e.errno()));
                     return;
                 }
             }
+            rx.recycle(msg.payload);
         }
     }
 
-    /// Serves a server command, counting the outcome.
-    fn serve(&self, msg: &Message) -> Option<(Header, Vec<u8>)> {
-        let reply = self.dma.serve(msg);
+    /// Serves a server command, counting the outcome; the reply's payload is left in `out`.
+    fn serve(&self, msg: &Message, out: &mut Vec<u8>) -> Option<Header> {
+        let reply = self.dma.serve(msg, out);
         match &reply {
-            Some((h, _)) if h.is_error() => bump(&self.stats.dma_refused),
+            Some(h) if h.is_error() => bump(&self.stats.dma_refused),
             _ => bump(&self.stats.dma_served),
         }
         reply
