@@ -247,7 +247,8 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: run a smoke round.
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
     // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm|posted|server runs one
-    // mode only (`server`: lock-step, threads and pipelined against our vfio-user-server);
+    // mode only (`server`: lock-step, threads and pipelined against our vfio-user-server;
+    // `srv-lock`, `srv-conc`, `srv-pipe`: one of them, with the lock-step reference);
     // BENCH_THREADS sets the thread count of `concurrent` (default 16); BENCH_ROUNDS the
     // number of interleaved rounds (default 5).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
@@ -260,7 +261,7 @@ fn main() {
     let mut res: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for _ in 0..rounds {
         let mut round = [f64::NAN; 9];
-        if on("raw") || on("lockstep") || on("server") {
+        if on("raw") || on("lockstep") || on("server") || on("srv-lock") {
             round[0] = raw(ops);
         }
         if on("framing") {
@@ -278,9 +279,13 @@ fn main() {
         if on("rustvmm") {
             round[5] = rust_vmm(ops);
         }
-        if on("server") {
+        if on("server") || on("srv-lock") || on("srv-conc") || on("srv-pipe") {
             round[6] = lockstep(ops, Peer::Server);
+        }
+        if on("server") || on("srv-conc") {
             round[7] = concurrent(ops, threads, Peer::Server);
+        }
+        if on("server") || on("srv-pipe") {
             round[8] = pipelined(ops, 16, Peer::Server);
         }
         for (r, v) in res.iter_mut().zip(round) {
