@@ -9,14 +9,17 @@
 //!   threads that find it taken are queued and sent by the holder in one `sendmsg`, small
 //!   posted writes coalesced into REGION_WRITE_MULTI. The queue is FIFO and every sender
 //!   empties it before its own message, so nothing overtakes a message submitted before.
-//!   A send making no progress for longer than the timeout (the server stopped reading)
-//!   closes the connection.
+//!   Callers a reader has just unparked defer their next small requests until the last of
+//!   them resumes, which sends them all at once. A send making no progress for longer than
+//!   the timeout (the server stopped reading) closes the connection.
 //! * Pending table (`pending.rs`): `msg_id` → waiter slot;
 //!   a slot receives the reply message with its fds.
 //! * Reading: exactly one thread at a time holds the *reader role* and owns the
 //!   `Receiver`. A thread waiting for its reply takes the role itself when nobody holds
-//!   it, so a lone request costs no thread hand-off; otherwise it sleeps on its slot until
-//!   the reader delivers the reply or hands it the role. A background thread holds the role
+//!   it, so a lone request costs no thread hand-off; otherwise it parks until the reader
+//!   delivers the reply or hands it the role. The reader handles every message a `recvmsg`
+//!   brought before it looks at its own reply: the replies are delivered under one lock of
+//!   the table and their owners unparked after it. A background thread holds the role
 //!   while no caller does, so server-initiated commands and EOF are seen while the client
 //!   is idle; it steps aside while callers are active.
 //! * Whoever reads dispatches every message: replies to their slots, DMA_READ/DMA_WRITE to
@@ -27,7 +30,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use crate::dma::DmaServer;
@@ -48,6 +51,14 @@ const BACKGROUND_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Dura
 /// The receive timeout of the main socket: how often a reader blocked in `recvmsg` looks
 /// at its deadline.
 pub(crate) const RECV_TICK: Duration = Duration::from_millis(20);
+
+/// A caller further than this from its deadline parks without a timeout; the background
+/// reader, which looks at least every [`RECV_TICK`] (or [`BACKGROUND_BACKOFF`]'s maximum),
+/// unparks callers this close to theirs.
+const LONG_PARK: Duration = Duration::from_millis(100);
+
+/// Most parked callers a reader wakes per lock of the pending table.
+const WAKE_BATCH: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -146,6 +157,12 @@ impl Transport {
         if self.send.stalled(self.send_timeout) {
             self.fail(DisconnectReason::Io(libc::ETIMEDOUT));
         }
+        // A safety net for deferred requests (sent by the last resumed caller normally).
+        if let Err(e) = self.send.recheck() {
+            self.send_error(e);
+        }
+        // Callers parked without a timeout that near their deadline park again with one.
+        lock(&self.state).wake_expiring(now_ms().saturating_add(LONG_PARK.as_millis() as u64));
     }
 
     /// The reason the connection is down, if it is.
@@ -180,7 +197,7 @@ impl Transport {
             if let Some(r) = &st.dead {
                 return Err(Error::Disconnected(r.clone()));
             }
-            st.register()?
+            st.register(deadline)?
         };
         let mut ticket = Ticket { t: self, id, cmd, deadline, timeout, done: false };
         if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
@@ -202,7 +219,7 @@ impl Transport {
                 return Err(Error::Disconnected(r.clone()));
             }
             for (cmd, _) in reqs {
-                match st.register() {
+                match st.register(deadline) {
                     Ok(id) => tickets.push(Ticket { t: self, id, cmd: *cmd, deadline, timeout, done: false }),
                     Err(e) => {
                         for t in &mut tickets {
@@ -273,7 +290,14 @@ impl Transport {
         // The clock is read only when a wait did not end with the reply.
         let mut check_clock = false;
         loop {
-            if let Some(m) = st.take_reply(id) {
+            if let Some((m, woken)) = st.take_reply(id) {
+                drop(st);
+                if woken {
+                    // The last caller of a woken batch to resume sends their deferred requests.
+                    if let Err(e) = self.send.resumed() {
+                        self.send_error(e);
+                    }
+                }
                 return Ok(m);
             }
             if let Some(r) = &st.dead {
@@ -299,12 +323,21 @@ impl Transport {
                 continue;
             }
             let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
-            let Some(cv) = st.condvar(id) else {
+            if !st.set_sleeping(id, Some(std::thread::current())) {
                 return Err(Error::Protocol(format!("msg_id {id} vanished from the pending table")));
-            };
-            st.set_sleeping(id, true);
-            st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
-            st.set_sleeping(id, false);
+            }
+            drop(st);
+            // Unparked by whoever delivers the reply or hands over the reader role; a
+            // spurious wake-up just goes round the loop. Far from the deadline, without a
+            // timeout (a timed park costs a kernel timer): the background reader unparks it
+            // in time (`wake_expiring`).
+            if left > LONG_PARK {
+                std::thread::park();
+            } else {
+                std::thread::park_timeout(left);
+            }
+            st = lock(&self.state);
+            st.set_sleeping(id, None);
         }
     }
 
@@ -313,48 +346,40 @@ impl Transport {
     /// deadline passes or the connection dies. Releases the role on return.
     ///
     /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
-    /// itself (one system call per message) and the deadline is checked at least that often.
+    /// itself (one system call per message, or per batch of pipelined ones) and the deadline
+    /// is checked at least that often.
+    ///
+    /// Every message already buffered is handled before the reader looks at its own state:
+    /// the replies of a batch are delivered under one lock of the pending table and their
+    /// parked owners unparked after it (so that they do not wake up to a taken lock), and the
+    /// role is handed over only once the buffer is empty.
     ///
     /// A caller that reads its own reply gets it back directly (its slot freed), without
     /// the round through the pending table.
     fn read_session(&self, until: Option<u16>, deadline: Option<u64>) -> Option<Message> {
         let mut rx = lock(&self.rx);
         let mut own = None;
+        // The background reader's periodic checks, also while messages keep coming.
+        let mut next_check = 0;
         loop {
-            match rx.recv_timed() {
-                Ok(msg) if until == Some(msg.header.msg_id) && msg.header.is_reply() => {
-                    own = Some(msg);
-                    break;
-                }
-                Ok(msg) => match self.dispatch(msg, &mut rx) {
-                    Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
-                    Ok(d) => {
-                        match d {
-                            Delivery::Late => bump(&self.stats.late_replies),
-                            Delivery::PostedError => bump(&self.stats.posted_errors),
-                            _ => {}
-                        }
-                        if deadline.is_some_and(|d| now_ms() >= d) {
-                            break;
-                        }
-                    }
-                    Err(reason) => {
-                        self.fail(reason);
-                        break;
-                    }
-                },
-                Err(FrameError::WouldBlock) => {
-                    if until.is_none() {
-                        self.check_send_stall();
-                    }
-                    if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    self.fail(frame_reason(e));
-                    break;
-                }
+            let (delivered, end) = match rx.recv_timed() {
+                Ok(msg) => self.handle_batch(msg, &mut rx, until, &mut own),
+                Err(FrameError::WouldBlock) => (false, None),
+                Err(e) => (false, Some(frame_reason(e))),
+            };
+            if until.is_none() && now_ms() >= next_check {
+                self.check_send_stall();
+                next_check = now_ms().saturating_add(RECV_TICK.as_millis() as u64);
+            }
+            if let Some(reason) = end {
+                self.fail(reason);
+                break;
+            }
+            if own.is_some() || (until.is_none() && delivered) {
+                break;
+            }
+            if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
+                break;
             }
         }
         let buffered = rx.has_buffered_message();
@@ -364,35 +389,94 @@ impl Transport {
         if let (Some(id), Some(_)) = (until, &own) {
             st.remove(id);
         }
-        if !st.wake_one_waiter() && buffered {
+        let (waiting, wake) = st.waiter_to_wake();
+        if !waiting && buffered {
             st.kick_background = true;
             self.bg_cv.notify_one();
+        }
+        drop(st);
+        if let Some(t) = wake {
+            t.unpark();
         }
         own
     }
 
-    /// Routes one message from the main socket (`rx` is its receiver, held by the reader).
-    fn dispatch(&self, msg: Message, rx: &mut Receiver) -> std::result::Result<Delivery, DisconnectReason> {
-        if msg.header.is_command() {
-            let mut out = lock(&self.scratch);
-            if let Some(hdr) = self.serve(&msg, &mut out) {
-                // Replies are not queued: they answer the server, nothing orders them.
-                let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
-                if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[payload], &[])) {
-                    return Err(DisconnectReason::Io(e.errno()));
+    /// Handles `first` and the messages buffered behind it (up to [`WAKE_BATCH`] replies to
+    /// parked callers): the reply to `until` goes to `own`, other replies to their slots
+    /// under one lock of the pending table, server commands are served. Returns whether a
+    /// reply was delivered to a slot, and the reason to close the connection, if any.
+    fn handle_batch(
+        &self,
+        first: Message,
+        rx: &mut Receiver,
+        until: Option<u16>,
+        own: &mut Option<Message>,
+    ) -> (bool, Option<DisconnectReason>) {
+        let mut wake: [Option<Thread>; WAKE_BATCH] = Default::default();
+        let (mut woken, mut delivered, mut end) = (0, false, None);
+        let mut st: Option<MutexGuard<'_, PendingTable>> = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            if msg.header.is_reply() && until == Some(msg.header.msg_id) {
+                *own = Some(msg);
+            } else if msg.header.is_reply() {
+                let table = st.get_or_insert_with(|| lock(&self.state));
+                match table.deliver(msg) {
+                    Ok((d, t)) => {
+                        match d {
+                            Delivery::Late => bump(&self.stats.late_replies),
+                            Delivery::PostedError => bump(&self.stats.posted_errors),
+                            _ => delivered = true,
+                        }
+                        if let Some(t) = t {
+                            wake[woken] = Some(t);
+                            woken += 1;
+                        }
+                    }
+                    Err(reason) => end = Some(reason),
+                }
+            } else {
+                drop(st.take());
+                if let Err(reason) = self.serve_command(msg, rx) {
+                    end = Some(reason);
                 }
             }
-            // A large DMA_WRITE's payload is received into this memory next time.
-            rx.recycle(msg.payload);
-            return Ok(Delivery::Command);
+            if end.is_none() && woken < WAKE_BATCH && rx.has_buffered_message() {
+                match rx.recv_timed() {
+                    Ok(m) => next = Some(m),
+                    Err(e) => end = Some(frame_reason(e)),
+                }
+            }
         }
-        if !msg.header.is_reply() {
+        drop(st);
+        // Counted first: the woken callers defer their next requests until the last resumes.
+        self.send.woke(woken);
+        for t in wake.iter_mut().take(woken).filter_map(Option::take) {
+            t.unpark();
+        }
+        (delivered, end)
+    }
+
+    /// Serves a server command from the main socket (`rx` is its receiver, held by the
+    /// reader); anything that is neither a command nor a reply breaks the connection.
+    fn serve_command(&self, msg: Message, rx: &mut Receiver) -> std::result::Result<(), DisconnectReason> {
+        if !msg.header.is_command() {
             return Err(DisconnectReason::ProtocolViolation(format!(
                 "message with undefined type (flags {:#x})",
                 msg.header.flags
             )));
         }
-        lock(&self.state).deliver(msg)
+        let mut out = lock(&self.scratch);
+        if let Some(hdr) = self.serve(&msg, &mut out) {
+            // Replies are not queued: they answer the server, nothing orders them.
+            let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
+            if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[payload], &[])) {
+                return Err(DisconnectReason::Io(e.errno()));
+            }
+        }
+        // A large DMA_WRITE's payload is received into this memory next time.
+        rx.recycle(msg.payload);
+        Ok(())
     }
 
     /// The background reader: holds the reader role whenever no caller does.
@@ -534,8 +618,11 @@ impl Ticket<'_> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            lock(&self.t.state).abandon(self.id);
+        let woken = !self.done && lock(&self.t.state).abandon(self.id);
+        if woken {
+            if let Err(e) = self.t.send.resumed() {
+                self.t.send_error(e);
+            }
         }
     }
 }
