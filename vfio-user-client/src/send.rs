@@ -22,13 +22,13 @@
 
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
-use vfio_user_proto::{Command, FrameError, Header, Sender, HEADER_SIZE};
+use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::stats::{bump, Counters};
@@ -61,23 +61,25 @@ struct Queue {
     items: Vec<Queued>,
     /// Payloads of the [`Queued::Msg`] items.
     bytes: Vec<u8>,
-    /// Callers unparked with their reply that have not resumed yet (see the module doc).
-    woken: usize,
 }
 
-/// The sending half of a connection.
+/// The sending half of a connection. The send lock is the framing layer's
+/// ([`Sender::lock`]): every send of the connection happens under it.
 pub(crate) struct SendPath {
     sender: Sender,
-    /// The send lock; it guards the buffer a batch is encoded into.
-    lock: Mutex<Vec<u8>>,
     queue: Mutex<Queue>,
-    /// The other half of the queue's double buffer (taken by the send lock's holder).
-    spare: Mutex<Queue>,
+    /// The other half of the queue's double buffer, and the buffer a batch is framed into
+    /// (used by the send lock's holder).
+    spare: Mutex<(Queue, Vec<u8>)>,
     /// Whether `queue` may be non-empty.
     queued: AtomicBool,
-    /// Sends in progress, and sends completed: the stall watchdog compares the latter
-    /// between its looks (`watch`: count seen and since when, ms).
-    in_flight: AtomicU64,
+    /// Callers unparked with their reply that have not resumed yet (see the module doc);
+    /// changed only under the `queue` lock, read without it to skip that lock when zero.
+    woken: AtomicUsize,
+    /// Sends started, and sends completed (in progress: the difference): the stall
+    /// watchdog compares the latter between its looks (`watch`: count seen and since when,
+    /// ms).
+    started: AtomicU64,
     completed: AtomicU64,
     watch: Mutex<Option<(u64, u64)>>,
     /// Most entries the peer takes in one REGION_WRITE_MULTI.
@@ -90,11 +92,11 @@ impl SendPath {
     pub(crate) fn new(sender: Sender, peer_max_xfer: u32, stats: Arc<Counters>) -> SendPath {
         SendPath {
             sender,
-            lock: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
-            spare: Mutex::new(Queue::default()),
+            spare: Mutex::new((Queue::default(), Vec::new())),
             queued: AtomicBool::new(false),
-            in_flight: AtomicU64::new(0),
+            woken: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             watch: Mutex::new(None),
             multi_fit: ((peer_max_xfer as usize + 16 - 8) / 24).clamp(1, WRITE_MULTI_MAX),
@@ -112,21 +114,28 @@ impl SendPath {
         if small && self.enqueue(msgs, true) {
             return Ok(());
         }
-        let guard = match self.lock.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) if small => {
+        let guard = match self.sender.try_lock() {
+            Some(g) => g,
+            None if small => {
                 self.enqueue(msgs, false);
                 return self.recheck();
             }
-            Err(TryLockError::WouldBlock) => lock(&self.lock),
+            None => self.sender.lock(),
         };
-        let mut guard = guard;
-        let sent = self.drain_locked(&mut guard).and_then(|()| match (msgs, fds) {
-            ([(h, parts)], _) => self.track(|| self.sender.send(*h, parts, fds)),
-            (_, []) => self.track(|| self.sender.send_batch(msgs)),
+        let sent = self.drain_locked(&guard).and_then(|()| match (msgs, fds) {
+            ([(h, parts)], _) => self.track(|| guard.send(*h, parts, fds)),
+            (_, []) => self.track(|| guard.send_batch(msgs)),
             _ => Err(FrameError::Io(std::io::ErrorKind::InvalidInput.into())),
         });
+        drop(guard);
+        sent.and_then(|()| self.recheck())
+    }
+
+    /// Sends one message now, waiting for the send lock (a reply to a server command: not
+    /// ordered with the queue), then sends what was queued meanwhile.
+    pub(crate) fn send_now(&self, h: Header, parts: &[&[u8]]) -> Result<(), FrameError> {
+        let guard = self.sender.lock();
+        let sent = self.track(|| guard.send(h, parts, &[]));
         drop(guard);
         sent.and_then(|()| self.recheck())
     }
@@ -134,8 +143,11 @@ impl SendPath {
     /// Queues `msgs`; with `only_if_deferring`, only while some unparked caller has not
     /// resumed (and the queue is not large). Returns whether they were queued.
     fn enqueue(&self, msgs: &[(Header, &[&[u8]])], only_if_deferring: bool) -> bool {
+        if only_if_deferring && self.woken.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
         let mut q = lock(&self.queue);
-        if only_if_deferring && (q.woken == 0 || q.bytes.len() >= QUEUE_FLUSH_BYTES) {
+        if only_if_deferring && (self.woken.load(Ordering::SeqCst) == 0 || q.bytes.len() >= QUEUE_FLUSH_BYTES) {
             return false;
         }
         for (h, parts) in msgs {
@@ -153,27 +165,23 @@ impl SendPath {
     /// Queues a small posted write (id `id`) to be sent, coalesced with its neighbours, by
     /// the send lock's holder or the last caller to resume, or sends it now.
     pub(crate) fn post_small_write(&self, id: u16, entry: WriteMultiEntry) -> Result<(), FrameError> {
-        {
+        if self.woken.load(Ordering::SeqCst) > 0 {
             let mut q = lock(&self.queue);
-            if q.woken > 0 && q.bytes.len() < QUEUE_FLUSH_BYTES {
+            if self.woken.load(Ordering::SeqCst) > 0 && q.bytes.len() < QUEUE_FLUSH_BYTES {
                 q.items.push(Queued::Write(id, entry));
                 self.queued.store(true, Ordering::SeqCst);
                 return Ok(());
             }
         }
-        let mut guard = match self.lock.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                lock(&self.queue).items.push(Queued::Write(id, entry));
-                self.queued.store(true, Ordering::SeqCst);
-                return self.recheck();
-            }
+        let Some(guard) = self.sender.try_lock() else {
+            lock(&self.queue).items.push(Queued::Write(id, entry));
+            self.queued.store(true, Ordering::SeqCst);
+            return self.recheck();
         };
         // The socket is free: send it now, as a plain REGION_WRITE, after anything queued.
-        let sent = self.drain_locked(&mut guard).and_then(|()| {
+        let sent = self.drain_locked(&guard).and_then(|()| {
             let (h, body) = encode_writes(id, &[entry]);
-            self.track(|| self.sender.send(h, &[&body], &[]))
+            self.track(|| guard.send(h, &[&body], &[]))
         });
         drop(guard);
         sent.and_then(|()| self.recheck())
@@ -183,16 +191,18 @@ impl SendPath {
     /// requests are deferred until the last of them has resumed.
     pub(crate) fn woke(&self, n: usize) {
         if n > 0 {
-            lock(&self.queue).woken += n;
+            let _q = lock(&self.queue);
+            self.woken.fetch_add(n, Ordering::SeqCst);
         }
     }
 
     /// A caller counted by [`woke`](Self::woke) has resumed; the last one sends the queue.
     pub(crate) fn resumed(&self) -> Result<(), FrameError> {
         let flush = {
-            let mut q = lock(&self.queue);
-            q.woken = q.woken.saturating_sub(1);
-            q.woken == 0 && !q.items.is_empty()
+            let q = lock(&self.queue);
+            let left = self.woken.load(Ordering::SeqCst).saturating_sub(1);
+            self.woken.store(left, Ordering::SeqCst);
+            left == 0 && !q.items.is_empty()
         };
         if flush {
             self.recheck()
@@ -206,25 +216,22 @@ impl SendPath {
     /// reader calls it periodically, so a deferred one is not either.
     pub(crate) fn recheck(&self) -> Result<(), FrameError> {
         while self.queued.load(Ordering::SeqCst) {
-            let mut guard = match self.lock.try_lock() {
-                Ok(g) => g,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => return Ok(()),
-            };
-            let sent = self.drain_locked(&mut guard);
+            let Some(guard) = self.sender.try_lock() else { return Ok(()) };
+            let sent = self.drain_locked(&guard);
             drop(guard);
             sent?;
         }
         Ok(())
     }
 
-    /// Sends everything queued, encoded back to back into `out` (the send lock's buffer),
-    /// with one `send` when the socket has room.
-    fn drain_locked(&self, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    /// Sends everything queued (the send lock is held: `guard`), framed back to back into
+    /// one buffer, with one `send` when the socket has room.
+    fn drain_locked(&self, guard: &SendGuard<'_>) -> Result<(), FrameError> {
         if !self.queued.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut batch = lock(&self.spare);
+        let mut spare = lock(&self.spare);
+        let (batch, out) = &mut *spare;
         while self.queued.swap(false, Ordering::SeqCst) {
             {
                 let mut q = lock(&self.queue);
@@ -232,7 +239,7 @@ impl SendPath {
                 std::mem::swap(&mut q.bytes, &mut batch.bytes);
             }
             out.clear();
-            let Queue { items, bytes, .. } = &mut *batch;
+            let Queue { items, bytes } = batch;
             let mut items = items.drain(..).peekable();
             while let Some(item) = items.next() {
                 match item {
@@ -256,7 +263,7 @@ impl SendPath {
             }
             drop(items);
             bytes.clear();
-            let sent = self.track(|| self.sender.send_framed(out));
+            let sent = self.track(|| guard.send_framed(out));
             if out.capacity() > 4 * QUEUE_FLUSH_BYTES {
                 *out = Vec::new();
             }
@@ -266,11 +273,12 @@ impl SendPath {
     }
 
     /// Runs a send, counting it for [`SendPath::stalled`].
-    pub(crate) fn track<T>(&self, send: impl FnOnce() -> T) -> T {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    /// Only called with the send lock held, so the counters have a single writer.
+    fn track<T>(&self, send: impl FnOnce() -> T) -> T {
+        let n = self.completed.load(Ordering::Relaxed) + 1;
+        self.started.store(n, Ordering::SeqCst);
         let sent = send();
-        self.completed.fetch_add(1, Ordering::SeqCst);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.completed.store(n, Ordering::SeqCst);
         sent
     }
 
@@ -278,10 +286,12 @@ impl SendPath {
     /// `timeout` (the server stopped reading). Called periodically by one thread.
     pub(crate) fn stalled(&self, timeout: Duration) -> bool {
         let now = crate::transport::now_ms();
+        // `completed` first: a send counted in it was counted in `started` before.
         let completed = self.completed.load(Ordering::SeqCst);
+        let in_flight = self.started.load(Ordering::SeqCst) != completed;
         let mut w = lock(&self.watch);
         match *w {
-            Some((seen, since)) if seen == completed && self.in_flight.load(Ordering::SeqCst) != 0 => {
+            Some((seen, since)) if seen == completed && in_flight => {
                 now.saturating_sub(since) > timeout.as_millis() as u64
             }
             _ => {
@@ -291,9 +301,9 @@ impl SendPath {
         }
     }
 
-    /// The framing layer's sender (for replies to server commands, which are not queued).
-    pub(crate) fn sender(&self) -> &Sender {
-        &self.sender
+    /// Shuts the socket down in both directions.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.sender.shutdown();
     }
 
     /// Number of queued messages (tests).
@@ -304,8 +314,8 @@ impl SendPath {
 
     /// Holds the send lock (tests).
     #[cfg(test)]
-    pub(crate) fn hold(&self) -> MutexGuard<'_, Vec<u8>> {
-        lock(&self.lock)
+    pub(crate) fn hold(&self) -> SendGuard<'_> {
+        self.sender.lock()
     }
 
     /// What a holder does after letting go (tests that held the lock by hand).

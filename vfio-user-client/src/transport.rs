@@ -179,33 +179,40 @@ impl Transport {
         fds: &[BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Message> {
-        self.start(cmd, parts, fds, timeout)?.finish()
-    }
-
-    /// Sends a command; its reply is collected with [`Ticket::finish`]. Several tickets may
-    /// be outstanding at once (pipelining from one thread).
-    pub(crate) fn start(
-        &self,
-        cmd: Command,
-        parts: &[&[u8]],
-        fds: &[BorrowedFd<'_>],
-        timeout: Duration,
-    ) -> Result<Ticket<'_>> {
         let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
-        let id = {
+        let (id, reader) = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
                 return Err(Error::Disconnected(r.clone()));
             }
-            st.register(deadline)?
+            let id = st.register(deadline)?;
+            // Nobody reads: this caller will read its own reply; it takes the role now,
+            // which spares it a lock of the table in `wait`.
+            let reader = st.reader == ReaderRole::None;
+            if reader {
+                st.reader = ReaderRole::Caller;
+                st.caller_reads = st.caller_reads.wrapping_add(1);
+            }
+            (id, reader)
         };
         let mut ticket = Ticket { t: self, id, cmd, deadline, timeout, done: false };
-        if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
+        let sent = self.send(Header::command(id, cmd, 0), parts, fds);
+        if reader {
+            if sent.is_ok() {
+                if let Some(m) = self.read_session(Some(id), Some(deadline)) {
+                    ticket.done = true;
+                    return ticket.check(m);
+                }
+            } else {
+                self.release_reader();
+            }
+        }
+        if let Err(e) = sent {
             ticket.done = true;
             lock(&self.state).remove(id);
             return Err(e);
         }
-        Ok(ticket)
+        ticket.finish()
     }
 
     /// Sends several commands in as few system calls as possible (no fds); their replies
@@ -384,9 +391,23 @@ impl Transport {
         }
         let buffered = rx.has_buffered_message();
         drop(rx);
+        self.release_reader_after(until.filter(|_| own.is_some()), buffered);
+        own
+    }
+
+    /// Gives up the reader role without having read (the caller's send failed).
+    fn release_reader(&self) {
+        let buffered = lock(&self.rx).has_buffered_message();
+        self.release_reader_after(None, buffered);
+    }
+
+    /// Gives up the reader role, freeing `own` (a caller's id whose reply it read itself),
+    /// and hands the role to a parked caller still waiting, or to the background reader
+    /// when messages are `buffered` and nobody waits.
+    fn release_reader_after(&self, own: Option<u16>, buffered: bool) {
         let mut st = lock(&self.state);
         st.reader = ReaderRole::None;
-        if let (Some(id), Some(_)) = (until, &own) {
+        if let Some(id) = own {
             st.remove(id);
         }
         let (waiting, wake) = st.waiter_to_wake();
@@ -398,7 +419,6 @@ impl Transport {
         if let Some(t) = wake {
             t.unpark();
         }
-        own
     }
 
     /// Handles `first` and the messages buffered behind it (up to [`WAKE_BATCH`] replies to
@@ -470,7 +490,7 @@ impl Transport {
         if let Some(hdr) = self.serve(&msg, &mut out) {
             // Replies are not queued: they answer the server, nothing orders them.
             let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
-            if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[payload], &[])) {
+            if let Err(e) = self.send.send_now(hdr, &[payload]) {
                 return Err(DisconnectReason::Io(e.errno()));
             }
         }
@@ -581,7 +601,7 @@ impl Transport {
             st.wake_all();
             self.bg_cv.notify_all();
         }
-        let _ = self.send.sender().shutdown();
+        self.send.shutdown();
         if let Some(s) = &self.twin {
             let _ = s.shutdown();
         }
@@ -605,6 +625,12 @@ impl Ticket<'_> {
         self.done = true;
         let t = self.t;
         let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout)?;
+        self.check(msg)
+    }
+
+    /// A reply to this ticket's command: a successful one, or the error it reports.
+    fn check(&self, msg: Message) -> Result<Message> {
+        let t = self.t;
         if msg.header.command != self.cmd as u16 {
             let why = format!("reply to {} (msg_id {}) carries command {}", self.cmd, self.id, msg.header.command);
             return Err(t.violation(why));

@@ -87,6 +87,62 @@ pub struct Sender {
 impl Sender {
     /// Sends one message: `header` (its `msg_size` is computed here) followed by `parts`,
     /// with `fds` attached. Blocks until the whole message is written.
+    pub fn send(&self, header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        self.lock().send(header, parts, fds)
+    }
+
+    /// Sends bytes that already hold one or more whole messages, headers included (a batch
+    /// of replies, or a message built in place), with no descriptors, under the same lock
+    /// as [`Sender::send`]. It uses `send(2)`, cheaper than `sendmsg(2)`. The caller is
+    /// responsible for the framing: every header's `msg_size` must match.
+    pub fn send_framed(&self, bytes: &[u8]) -> Result<(), FrameError> {
+        self.lock().send_framed(bytes)
+    }
+
+    /// Sends several messages without descriptors back to back, with as few `sendmsg` calls
+    /// as the socket allows (one when its buffer has room): each `(header, parts)` as in
+    /// [`Sender::send`]. A pipelining sender saves a system call per message.
+    pub fn send_batch(&self, msgs: &[(Header, &[&[u8]])]) -> Result<(), FrameError> {
+        self.lock().send_batch(msgs)
+    }
+
+    /// Takes the lock that keeps senders from interleaving, for several sends in a row, or
+    /// to combine other threads' messages while holding it.
+    pub fn lock(&self) -> SendGuard<'_> {
+        SendGuard { sock: &self.sock, _guard: self.lock.lock().unwrap_or_else(|e| e.into_inner()) }
+    }
+
+    /// [`lock`](Self::lock) if no other thread holds it.
+    pub fn try_lock(&self) -> Option<SendGuard<'_>> {
+        let guard = match self.lock.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(SendGuard { sock: &self.sock, _guard: guard })
+    }
+
+    /// The socket's descriptor.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Shuts the socket down in both directions, waking a receiver blocked on it.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Both)
+    }
+}
+
+/// Exclusive use of a [`Sender`]'s socket ([`Sender::lock`]): its sends do not take the
+/// lock again.
+#[derive(Debug)]
+pub struct SendGuard<'a> {
+    sock: &'a UnixStream,
+    _guard: std::sync::MutexGuard<'a, ()>,
+}
+
+impl SendGuard<'_> {
+    /// [`Sender::send`].
     pub fn send(&self, mut header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
         // Refusals carry a real errno (an `ErrorKind`-only error reported EIO).
         if parts.len() > MAX_SEND_PARTS || fds.len() > MAX_FDS_PER_MESSAGE {
@@ -114,7 +170,6 @@ impl Sender {
         }
         let mut iov = &mut iov_store[..=parts.len()];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut first = true;
         let mut remaining = header.msg_size as usize;
         while remaining > 0 {
@@ -136,12 +191,8 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends bytes that already hold one or more whole messages, headers included (a batch
-    /// of replies, or a message built in place), with no descriptors, under the same lock
-    /// as [`Sender::send`]. It uses `send(2)`, cheaper than `sendmsg(2)`. The caller is
-    /// responsible for the framing: every header's `msg_size` must match.
+    /// [`Sender::send_framed`].
     pub fn send_framed(&self, bytes: &[u8]) -> Result<(), FrameError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut rest = bytes;
         while !rest.is_empty() {
             match rustix::net::send(self.sock.as_fd(), rest, SendFlags::NOSIGNAL) {
@@ -154,9 +205,7 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends several messages without descriptors back to back, with as few `sendmsg` calls
-    /// as the socket allows (one when its buffer has room): each `(header, parts)` as in
-    /// [`Sender::send`]. A pipelining sender saves a system call per message.
+    /// [`Sender::send_batch`].
     pub fn send_batch(&self, msgs: &[(Header, &[&[u8]])]) -> Result<(), FrameError> {
         let invalid = || FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput));
         let mut headers = Vec::with_capacity(msgs.len());
@@ -176,7 +225,6 @@ impl Sender {
             iov_store.extend(parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
         }
         let mut iov = &mut iov_store[..];
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         while remaining > 0 {
             let n_iov = iov.len().min(IOV_MAX);
             match sendmsg(self.sock.as_fd(), &iov[..n_iov], &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL) {
@@ -190,16 +238,6 @@ impl Sender {
             }
         }
         Ok(())
-    }
-
-    /// The socket's descriptor.
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
-    }
-
-    /// Shuts the socket down in both directions, waking a receiver blocked on it.
-    pub fn shutdown(&self) -> io::Result<()> {
-        self.sock.shutdown(std::net::Shutdown::Both)
     }
 }
 
