@@ -186,12 +186,15 @@ impl Transport {
                 return Err(Error::Disconnected(r.clone()));
             }
             let id = st.register(deadline)?;
-            // Nobody reads: this caller will read its own reply; it takes the role now,
-            // which spares it a lock of the table in `wait`.
+            // Nobody reads: this caller will read its own reply; it takes the role now.
+            // Otherwise it will park: it records its thread now. Either spares it a lock of
+            // the table in `wait`.
             let reader = st.reader == ReaderRole::None;
             if reader {
                 st.reader = ReaderRole::Caller;
                 st.caller_reads = st.caller_reads.wrapping_add(1);
+            } else {
+                st.set_sleeping(id, Some(std::thread::current()));
             }
             (id, reader)
         };
@@ -212,7 +215,9 @@ impl Transport {
             lock(&self.state).remove(id);
             return Err(e);
         }
-        ticket.finish()
+        ticket.done = true;
+        let m = self.wait(id, deadline, cmd, timeout, !reader)?;
+        ticket.check(m)
     }
 
     /// Sends several commands in as few system calls as possible (no fds); their replies
@@ -292,10 +297,19 @@ impl Transport {
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
-    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
-        let mut st = lock(&self.state);
+    ///
+    /// With `parked`, the caller's thread is already recorded in its slot: it parks first.
+    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration, parked: bool) -> Result<Message> {
+        let mut st = if parked {
+            park_until(deadline.saturating_sub(now_ms()));
+            let mut st = lock(&self.state);
+            st.set_sleeping(id, None);
+            st
+        } else {
+            lock(&self.state)
+        };
         // The clock is read only when a wait did not end with the reply.
-        let mut check_clock = false;
+        let mut check_clock = parked;
         loop {
             if let Some((m, woken)) = st.take_reply(id) {
                 drop(st);
@@ -334,15 +348,7 @@ impl Transport {
                 return Err(Error::Protocol(format!("msg_id {id} vanished from the pending table")));
             }
             drop(st);
-            // Unparked by whoever delivers the reply or hands over the reader role; a
-            // spurious wake-up just goes round the loop. Far from the deadline, without a
-            // timeout (a timed park costs a kernel timer): the background reader unparks it
-            // in time (`wake_expiring`).
-            if left > LONG_PARK {
-                std::thread::park();
-            } else {
-                std::thread::park_timeout(left);
-            }
+            park_until(left.as_millis() as u64);
             st = lock(&self.state);
             st.set_sleeping(id, None);
         }
@@ -624,7 +630,7 @@ impl Ticket<'_> {
     pub(crate) fn finish(mut self) -> Result<Message> {
         self.done = true;
         let t = self.t;
-        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout)?;
+        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout, false)?;
         self.check(msg)
     }
 
@@ -650,6 +656,18 @@ impl Drop for Ticket<'_> {
                 self.t.send_error(e);
             }
         }
+    }
+}
+
+/// Parks the calling thread until it is unparked, for at most `left` ms: it is unparked by
+/// whoever delivers its reply or hands it the reader role; a spurious wake-up just makes
+/// its caller look again. Far from the deadline, without a timeout (a timed park costs a
+/// kernel timer): the background reader unparks it in time (`wake_expiring`).
+fn park_until(left: u64) {
+    if left > LONG_PARK.as_millis() as u64 {
+        std::thread::park();
+    } else {
+        std::thread::park_timeout(Duration::from_millis(left.max(1)));
     }
 }
 

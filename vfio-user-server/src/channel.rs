@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
 
@@ -102,6 +102,11 @@ pub(crate) struct Channel {
     dispatcher: Mutex<Option<ThreadId>>,
     /// Replies (whole messages without fds) waiting to go out in one `send`.
     batch: Mutex<Vec<u8>>,
+    /// Whether `batch` may be non-empty (read without its lock).
+    batched: AtomicBool,
+    /// Whether more client commands were already received when the last one was taken:
+    /// its reply is batched only then.
+    more: AtomicBool,
 }
 
 impl Channel {
@@ -120,6 +125,8 @@ impl Channel {
             local_max_xfer,
             dispatcher: Mutex::new(None),
             batch: Mutex::new(Vec::new()),
+            batched: AtomicBool::new(false),
+            more: AtomicBool::new(false),
         }
     }
 
@@ -158,14 +165,17 @@ impl Channel {
 
     /// Queues a reply without fds (a whole message). Queued replies go out before the
     /// request-handling thread waits for the client ([`Self::flush`]), so the replies to
-    /// pipelined commands leave in one `send`; large ones go at once.
+    /// pipelined commands leave in one `send`; large ones, and the reply to a command with
+    /// none received behind it (lock-step), go at once.
     pub(crate) fn queue(&self, msg: &[u8]) -> std::result::Result<(), FrameError> {
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-        if b.is_empty() && msg.len() >= BATCH_LIMIT {
+        if b.is_empty() && (msg.len() >= BATCH_LIMIT || !self.more.load(Ordering::Relaxed)) {
             return self.sender.send_framed(msg);
         }
         b.extend_from_slice(msg);
+        self.batched.store(true, Ordering::Relaxed);
         if b.len() >= BATCH_LIMIT {
+            self.batched.store(false, Ordering::Relaxed);
             self.sender.send_framed(&b)?;
             b.clear();
         }
@@ -174,7 +184,12 @@ impl Channel {
 
     /// Sends the queued replies.
     pub(crate) fn flush(&self) -> std::result::Result<(), FrameError> {
+        // Only the request-handling thread queues and flushes: no lock when nothing is queued.
+        if !self.batched.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        self.batched.store(false, Ordering::Relaxed);
         if b.is_empty() {
             return Ok(());
         }
@@ -264,6 +279,12 @@ impl Channel {
     /// made (the caller polls the socket instead of finding it empty with a failed read).
     pub(crate) fn next_command(&self, read: bool) -> std::result::Result<Option<Message>, FrameError> {
         let mut inbox = self.inbox();
+        let c = self.next_command_in(&mut inbox, read);
+        self.more.store(!inbox.queued.is_empty() || inbox.receiver.has_buffered_message(), Ordering::Relaxed);
+        c
+    }
+
+    fn next_command_in(&self, inbox: &mut Inbox, read: bool) -> std::result::Result<Option<Message>, FrameError> {
         if let Some(m) = inbox.queued.pop_front() {
             return Ok(Some(m));
         }
@@ -288,6 +309,7 @@ impl Channel {
     pub(crate) fn next_command_blocking(&self) -> std::result::Result<Message, FrameError> {
         let mut inbox = self.inbox();
         if let Some(m) = inbox.queued.pop_front() {
+            self.more.store(true, Ordering::Relaxed);
             return Ok(m);
         }
         loop {
@@ -302,6 +324,7 @@ impl Channel {
             }
             let m = inbox.receiver.recv().map_err(|e| self.broken(e))?;
             if let Some(c) = self.sort(m).map_err(|e| self.broken(e))? {
+                self.more.store(inbox.receiver.has_buffered_message(), Ordering::Relaxed);
                 return Ok(c);
             }
         }
