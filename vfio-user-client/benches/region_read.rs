@@ -235,6 +235,160 @@ fn posted(ops: u64, threads: u64) -> (f64, u64, u64) {
     ((per * threads) as f64 / secs, st.write_multi_messages, st.write_multi_entries)
 }
 
+/// What `threads` threads sharing one socket can reach on this machine at best, with none
+/// of vfio-user's work: 32-byte requests (the thread's index in byte 0) to an echo thread
+/// that answers everything one `read` brought with one `write` of 36-byte replies; a
+/// dedicated reader thread unparks each reply's thread; a thread woken with its reply
+/// queues its next request while other woken threads have not run yet, and the last one
+/// writes the queue (the client's deferred sends). With `socket` false, no socket at all:
+/// each request is handed to the echo thread through a queue (the cost of the thread
+/// hand-offs alone).
+fn ceiling(ops: u64, threads: usize, socket: bool) -> f64 {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::thread::Thread;
+
+    struct Slot {
+        done: AtomicBool,
+        thread: Mutex<Option<Thread>>,
+    }
+    struct Shared {
+        slots: Vec<Slot>,
+        /// Threads unparked with their reply that have not run yet.
+        woken: AtomicUsize,
+        /// Requests not written yet (socket), or not answered yet (no socket).
+        queue: Mutex<Vec<u8>>,
+        echo: Mutex<Option<Thread>>,
+        stop: AtomicBool,
+    }
+    impl Shared {
+        fn answer(&self, ids: &[u8]) {
+            self.woken.fetch_add(ids.len(), Ordering::SeqCst);
+            for &i in ids {
+                let s = &self.slots[i as usize];
+                s.done.store(true, Ordering::SeqCst);
+                if let Some(t) = s.thread.lock().unwrap().as_ref() {
+                    t.unpark();
+                }
+            }
+        }
+    }
+    let sh = Arc::new(Shared {
+        slots: (0..threads).map(|_| Slot { done: AtomicBool::new(false), thread: Mutex::new(None) }).collect(),
+        woken: AtomicUsize::new(0),
+        queue: Mutex::new(Vec::new()),
+        echo: Mutex::new(None),
+        stop: AtomicBool::new(false),
+    });
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let mut helpers = Vec::new();
+    if socket {
+        helpers.push(std::thread::spawn(move || {
+            let (mut buf, mut have, mut out) = (vec![0u8; 65536], 0, Vec::new());
+            while let Ok(n @ 1..) = b.read(&mut buf[have..]) {
+                have += n;
+                let whole = have / 32 * 32;
+                out.clear();
+                for req in buf[..whole].chunks(32) {
+                    out.extend_from_slice(&[req[0]; 36]);
+                }
+                buf.copy_within(whole..have, 0);
+                have -= whole;
+                if b.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        }));
+        let (sh, mut rd) = (sh.clone(), a.try_clone().unwrap());
+        helpers.push(std::thread::spawn(move || {
+            let (mut buf, mut have, mut ids) = (vec![0u8; 65536], 0, Vec::new());
+            while let Ok(n @ 1..) = rd.read(&mut buf[have..]) {
+                have += n;
+                let whole = have / 36 * 36;
+                ids.clear();
+                ids.extend(buf[..whole].chunks(36).map(|r| r[0]));
+                sh.answer(&ids);
+                buf.copy_within(whole..have, 0);
+                have -= whole;
+            }
+        }));
+    } else {
+        let sh2 = sh.clone();
+        helpers.push(std::thread::spawn(move || {
+            *sh2.echo.lock().unwrap() = Some(std::thread::current());
+            let mut ids = Vec::new();
+            while !sh2.stop.load(Ordering::SeqCst) {
+                std::mem::swap(&mut ids, &mut *sh2.queue.lock().unwrap());
+                if ids.is_empty() {
+                    std::thread::park();
+                    continue;
+                }
+                sh2.answer(&ids);
+                ids.clear();
+            }
+        }));
+        while sh.echo.lock().unwrap().is_none() {
+            std::thread::yield_now();
+        }
+    }
+    let writer = Arc::new(Mutex::new(a));
+    let per = ops / threads as u64;
+    let t = Instant::now();
+    let ts: Vec<_> = (0..threads)
+        .map(|i| {
+            let (sh, writer) = (sh.clone(), writer.clone());
+            std::thread::spawn(move || {
+                *sh.slots[i].thread.lock().unwrap() = Some(std::thread::current());
+                let mut local = Vec::new();
+                for k in 0..per {
+                    sh.slots[i].done.store(false, Ordering::SeqCst);
+                    let mut q = sh.queue.lock().unwrap();
+                    let left = if k == 0 { 0 } else { sh.woken.fetch_sub(1, Ordering::SeqCst) - 1 };
+                    if socket {
+                        q.extend_from_slice(&[i as u8; 32]);
+                        if left == 0 {
+                            std::mem::swap(&mut local, &mut *q);
+                            drop(q);
+                            writer.lock().unwrap().write_all(&local).unwrap();
+                            local.clear();
+                        } else {
+                            drop(q);
+                        }
+                    } else {
+                        q.push(i as u8);
+                        drop(q);
+                        sh.echo.lock().unwrap().as_ref().unwrap().unpark();
+                    }
+                    while !sh.slots[i].done.load(Ordering::SeqCst) {
+                        std::thread::park();
+                    }
+                }
+                // Whatever the others deferred to this thread.
+                sh.woken.fetch_sub(1, Ordering::SeqCst);
+                if socket {
+                    let rest = std::mem::take(&mut *sh.queue.lock().unwrap());
+                    if !rest.is_empty() {
+                        writer.lock().unwrap().write_all(&rest).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in ts {
+        t.join().unwrap();
+    }
+    let rate = (per * threads as u64) as f64 / t.elapsed().as_secs_f64();
+    sh.stop.store(true, Ordering::SeqCst);
+    if let Some(e) = sh.echo.lock().unwrap().as_ref() {
+        e.unpark();
+    }
+    let _ = writer.lock().unwrap().shutdown(std::net::Shutdown::Both);
+    for h in helpers {
+        h.join().unwrap();
+    }
+    rate
+}
+
 /// Median, minimum and maximum.
 fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut v = v.to_vec();
@@ -248,7 +402,8 @@ fn main() {
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
     // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm|posted|server runs one
     // mode only (`server`: lock-step, threads and pipelined against our vfio-user-server;
-    // `srv-lock`, `srv-conc`, `srv-pipe`: one of them, with the lock-step reference);
+    // `srv-lock`, `srv-conc`, `srv-pipe`: one of them, with the lock-step reference;
+    // `ceiling`: what threads sharing a socket reach at best on this machine, see `ceiling`);
     // BENCH_THREADS sets the thread count of `concurrent` (default 16); BENCH_ROUNDS the
     // number of interleaved rounds (default 5).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
@@ -256,12 +411,10 @@ fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let on = |m: &str| mode.is_empty() || mode == m;
     // Every measurement of a round, by name; ratios are taken within a round.
-    let names =
-        ["raw", "framing", "lockstep", "concurrent", "pipelined", "rustvmm", "srv-lock", "srv-conc", "srv-pipe"];
-    let mut res: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); 11];
     for _ in 0..rounds {
-        let mut round = [f64::NAN; 9];
-        if on("raw") || on("lockstep") || on("server") || on("srv-lock") {
+        let mut round = [f64::NAN; 11];
+        if on("raw") || on("lockstep") || on("server") || on("srv-lock") || on("ceiling") {
             round[0] = raw(ops);
         }
         if on("framing") {
@@ -287,6 +440,10 @@ fn main() {
         }
         if on("server") || on("srv-pipe") {
             round[8] = pipelined(ops, 16, Peer::Server);
+        }
+        if on("ceiling") {
+            round[9] = ceiling(ops, threads as usize, true);
+            round[10] = ceiling(ops, threads as usize, false);
         }
         for (r, v) in res.iter_mut().zip(round) {
             r.push(v);
@@ -317,6 +474,8 @@ fn main() {
     line("our server, client lock-step (config 4 B):", 6, Some((0, "raw")));
     line(&format!("our server, client {threads} threads:"), 7, Some((6, "lock-step")));
     line("our server, client 16 pipelined:", 8, Some((6, "lock-step")));
+    line(&format!("ceiling: {threads} threads, echo over a socket:"), 9, Some((0, "raw")));
+    line(&format!("ceiling: {threads} threads, no socket:"), 10, Some((0, "raw")));
     if on("posted") {
         let (mut w1, mut w16, mut multi) = (Vec::new(), Vec::new(), (0, 0));
         for _ in 0..rounds {
