@@ -484,6 +484,73 @@ impl Receiver {
         Ok((header, self.take_fds(msg_end)))
     }
 
+    /// Receives the next message, blocking, with its payload past the first `prefix` bytes
+    /// placed straight into a buffer that `body` chooses from the header and those bytes
+    /// (e.g. a DMA_WRITE's data into the memory its address names). The prefix is not
+    /// returned (`body` saw it). Returns `Ok(None)`, having consumed nothing, when the payload
+    /// is shorter than `prefix`, or `body` returns `None` or a buffer that is not exactly the
+    /// rest of the payload: the message is then taken with [`recv`](Self::recv). Errors as
+    /// with [`recv_into`](Self::recv_into).
+    pub fn recv_into_with<'b>(
+        &mut self,
+        prefix: usize,
+        body: impl FnOnce(&Header, &[u8]) -> Option<&'b mut [u8]>,
+    ) -> Result<Option<(Header, Vec<OwnedFd>)>, FrameError> {
+        let header = self.peek_header()?;
+        let size = header.msg_size as usize;
+        let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix) else {
+            return Ok(None);
+        };
+        // Wait until the prefix has arrived (the size bound was checked by peek_header).
+        loop {
+            match &self.large {
+                Some(l) if l.filled >= prefix => break,
+                Some(_) => {}
+                None if self.end - self.start >= HEADER_SIZE + prefix => break,
+                None if self.buf.len() - self.start < HEADER_SIZE + prefix => {
+                    self.compact();
+                    if self.buf.len() < HEADER_SIZE + prefix {
+                        self.buf.resize(HEADER_SIZE + prefix, 0);
+                    }
+                }
+                None => {}
+            }
+            self.fill(Fill::Blocking)?;
+        }
+        let seen = match &self.large {
+            Some(l) => &l.payload[..prefix],
+            None => &self.buf[self.start + HEADER_SIZE..self.start + HEADER_SIZE + prefix],
+        };
+        let Some(dst) = body(&header, seen).filter(|d| d.len() == rest) else {
+            return Ok(None);
+        };
+        // What has arrived past the prefix, and the stream offset past the message.
+        let (mut filled, msg_end) = match self.large.take() {
+            Some(l) => {
+                let got = &l.payload[prefix..l.filled];
+                dst[..got.len()].copy_from_slice(got);
+                (got.len(), l.end)
+            }
+            None => {
+                let avail = (self.end - self.start).min(size);
+                let end = self.consumed + size as u64;
+                let got = &self.buf[self.start + HEADER_SIZE + prefix..self.start + avail];
+                dst[..got.len()].copy_from_slice(got);
+                let n = got.len();
+                self.consume(avail);
+                (n, end)
+            }
+        };
+        while filled < rest {
+            let n = self.recv_some(&mut [IoSliceMut::new(&mut dst[filled..])], Fill::Blocking)?;
+            if n == 0 {
+                return Err(FrameError::EofMidMessage { got: size - rest + filled, need: size });
+            }
+            filled += n;
+        }
+        Ok(Some((header, self.take_fds(msg_end))))
+    }
+
     fn compact(&mut self) {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);

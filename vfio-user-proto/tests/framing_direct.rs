@@ -224,3 +224,69 @@ fn a_recycled_payload_receives_the_next_large_message() {
     t.join().unwrap();
     assert!(m.payload == data);
 }
+
+/// The buffer at the offset a DMA_WRITE-like prefix names.
+fn pick<'m>(mem: &'m mut [u8]) -> impl FnOnce(&Header, &[u8]) -> Option<&'m mut [u8]> {
+    move |h, p| {
+        let off = u64::from_le_bytes(p.try_into().unwrap()) as usize;
+        let n = h.msg_size as usize - 24;
+        Some(&mut mem[off..off + n])
+    }
+}
+
+#[test]
+fn recv_into_with_picks_the_buffer_from_the_prefix() {
+    let (a, mut b) = pair();
+    let mut mem = vec![0u8; 1 << 20];
+    let data = pattern(300_000, 5);
+    let send = |off: u64, data: &[u8]| {
+        let mut bytes = Header::command(1, Command::DmaWrite, 8 + data.len()).as_slice().to_vec();
+        bytes.extend_from_slice(&off.to_le_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    };
+    let (first, second) = (send(4096, &data), send(0, b"small"));
+    let t = std::thread::spawn(move || {
+        (&a).write_all(&first[..100]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        (&a).write_all(&first[100..]).unwrap();
+        (&a).write_all(&second).unwrap();
+        (&a).write_all(Header::command(2, Command::DeviceReset, 0).as_slice()).unwrap();
+        a
+    });
+    let (h, fds) = b.receiver.recv_into_with(8, pick(&mut mem)).unwrap().unwrap();
+    assert_eq!((h.msg_id, fds.len()), (1, 0));
+    assert!(mem[4096..4096 + data.len()] == data[..]);
+    b.receiver.recv_into_with(8, pick(&mut mem)).unwrap().unwrap();
+    assert_eq!(&mem[..5], b"small");
+    // Nothing chosen: nothing consumed.
+    assert!(b.receiver.recv_into_with(0, |_, _| None).unwrap().is_none());
+    assert_eq!(b.recv().unwrap().header.msg_id, 2);
+    drop(t.join().unwrap());
+}
+
+#[test]
+fn recv_into_with_consumes_nothing_unless_the_buffer_fits() {
+    let (mut a, mut b) = pair();
+    a.write_all(Header::command(1, Command::RegionWrite, 12).as_slice()).unwrap();
+    a.write_all(&[7; 12]).unwrap();
+    let mut buf = [0u8; 8];
+    // Longer prefix than the payload, then a buffer of the wrong size.
+    assert!(b.receiver.recv_into_with(13, |_, _| Some(&mut buf[..])).unwrap().is_none());
+    assert!(b.receiver.recv_into_with(4, |_, p| (p == [7; 4]).then_some(&mut buf[..7])).unwrap().is_none());
+    assert!(b.receiver.recv_into_with(4, |_, _| Some(&mut buf[..])).unwrap().is_some());
+    assert_eq!(buf, [7; 8]);
+    // A large payload already being received into its own buffer.
+    let body = pattern(100_000, 1);
+    let mut first = Header::command(3, Command::RegionWrite, 4 + body.len()).as_slice().to_vec();
+    first.extend_from_slice(&[9; 4]);
+    first.extend_from_slice(&body[..20_000]);
+    a.write_all(&first).unwrap();
+    assert!(matches!(b.try_recv(), Err(FrameError::WouldBlock)));
+    let rest = body[20_000..].to_vec();
+    let t = std::thread::spawn(move || a.write_all(&rest).map(|()| a));
+    let mut dst = vec![0u8; body.len()];
+    b.receiver.recv_into_with(4, |_, p| (p == [9; 4]).then_some(&mut dst[..])).unwrap().unwrap();
+    assert!(dst == body);
+    drop(t.join().unwrap().unwrap());
+}
