@@ -3,17 +3,19 @@
 
 //! Message DMA bandwidth: a device thread doing 1 MiB `DmaHandle` writes and reads to a
 //! mapping without fd (DMA_WRITE / DMA_READ, one message per transfer), against a raw
-//! socket-pair stream of 1 MiB chunks in the same run. Three clients answer:
+//! socket-pair stream of 1 MiB chunks in the same run. Four clients answer:
 //!
 //! * **responder**: a minimal client (a vfio-user-proto `Connection`) on the main socket,
 //!   copying into / out of a 64 MiB buffer (replies routed by the server's `run()` thread);
+//! * **responder, zero-copy**: the same receiving a DMA_WRITE's data straight into its
+//!   buffer (`Receiver::recv_into_with`), so that only the server's own path is measured;
 //! * **client**: our `vfio-user-client` serving a 64 MiB `GuestMemoryMmap`, on the main
 //!   socket (its background reader serves the requests);
 //! * **client, twin**: the same with the twin socket negotiated (the device thread sends
 //!   and receives on it itself; the client serves it on a thread of its own).
 //!
 //! `cargo bench -p vfio-user-server --bench message_dma`
-//! (`BENCH_ROUNDS`, default 9; `BENCH_PEER=responder|client|twin` for one client only;
+//! (`BENCH_ROUNDS`, default 9; `BENCH_PEER=responder|zero-copy|client|twin` for one only;
 //! `BENCH_SNDBUF=n` sets SO_SNDBUF on every socket, raw included)
 
 use std::io::{Read, Write};
@@ -111,8 +113,10 @@ fn server() -> (UnixStream, DmaHandle, ShutdownHandle) {
     (a, dma, stop)
 }
 
-/// The minimal responder: copies into / out of a 64 MiB buffer.
-fn with_responder() -> Setup {
+/// The minimal responder: copies into / out of a 64 MiB buffer; with `direct`, a
+/// DMA_WRITE's data is received straight into that buffer (`Receiver::recv_into_with`)
+/// instead of into a message and then copied.
+fn with_responder(direct: bool) -> Setup {
     let (a, dma, stop) = server();
     let mut c = Connection::new(a);
     let json = b"{\"capabilities\":{\"max_msg_fds\":8,\"max_data_xfer_size\":1048576}}\0";
@@ -122,7 +126,27 @@ fn with_responder() -> Setup {
     call(&mut c, 2, Command::DmaMap, &[map.as_slice()]);
     let responder = std::thread::spawn(move || {
         let mut mem = vec![0u8; SIZE];
-        while let Ok(m) = c.recv() {
+        loop {
+            if direct {
+                let mut access = None;
+                let got = c.receiver.recv_into_with(16, |h, p| {
+                    let a: DmaAccess = read_at(p, 0)?;
+                    access = Some(a);
+                    let off = usize::try_from(a.addr.checked_sub(IOVA)?).ok()?;
+                    (h.command == Command::DmaWrite as u16).then(|| mem.get_mut(off..off + a.count as usize))?
+                });
+                match (got, access) {
+                    (Ok(Some((h, _))), Some(a)) => {
+                        if c.send(h.reply(0), &[a.as_slice()], &[]).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    (Ok(_), _) => {}
+                    (Err(_), _) => return,
+                }
+            }
+            let Ok(m) = c.recv() else { return };
             let a: DmaAccess = read_at(&m.payload, 0).unwrap();
             let off = (a.addr - IOVA) as usize;
             let n = a.count as usize;
@@ -171,6 +195,9 @@ fn dma(h: &DmaHandle, write: bool) -> f64 {
     (n * MIB as u64) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// A client kind: its `BENCH_PEER` key, its label and how to set it up.
+type Kind = (&'static str, &'static str, fn() -> Setup);
+
 /// Median and range.
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -184,19 +211,21 @@ fn main() {
     } else {
         1
     };
-    // BENCH_PEER=responder|client|twin: that client only.
+    // BENCH_PEER=responder|zero-copy|client|twin: that client only.
     let only = std::env::var("BENCH_PEER").unwrap_or_default();
-    let on = |p: &str| only.is_empty() || only == p;
     let mut setups = Vec::new();
-    for (name, make) in [
-        ("responder", with_responder as fn() -> Setup),
-        ("client", || with_client(false)),
-        ("twin", || with_client(true)),
-    ] {
-        if on(name) {
-            setups.push((name, make()));
+    let kinds: [Kind; 4] = [
+        ("responder", "responder", || with_responder(false)),
+        ("zero-copy", "responder, zero-copy", || with_responder(true)),
+        ("client", "client", || with_client(false)),
+        ("twin", "client, twin", || with_client(true)),
+    ];
+    for (key, label, make) in kinds {
+        if only.is_empty() || only == key {
+            setups.push((label, make()));
         }
     }
+    let labels: Vec<&str> = setups.iter().map(|(l, _)| *l).collect();
     let mut raws = Vec::new();
     // Per setup: write rates, read rates, write/raw and read/raw of each round.
     let mut rates = vec![[Vec::new(), Vec::new(), Vec::new(), Vec::new()]; setups.len()];
@@ -215,12 +244,11 @@ fn main() {
     println!("median [min–max] of {rounds} rounds of {RUN:?} each; ratios within a round");
     let (m, lo, hi) = stats(raws);
     println!("raw socketpair stream, 1 MiB chunks:  {:6.2} GiB/s  [{:.2}–{:.2}]", g(m), g(lo), g(hi));
-    let names = ["responder", "client", "client, twin"].into_iter().filter(|n| on(n.split(", ").last().unwrap_or(n)));
-    for (name, r) in names.zip(rates) {
+    for (name, r) in labels.into_iter().zip(rates) {
         let [w, d, wr, dr] = r.map(stats);
         for (dir, rate, ratio) in [("DMA_WRITE", w, wr), ("DMA_READ", d, dr)] {
             println!(
-                "{dir:<9} 1 MiB, {name:<13}        {:6.2} GiB/s  [{:.2}–{:.2}]   {:.2}x raw [{:.2}–{:.2}]",
+                "{dir:<9} 1 MiB, {name:<20} {:6.2} GiB/s  [{:.2}–{:.2}]   {:.2}x raw [{:.2}–{:.2}]",
                 g(rate.0),
                 g(rate.1),
                 g(rate.2),
