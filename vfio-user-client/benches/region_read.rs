@@ -1,11 +1,12 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! 4-byte REGION_READ round trips against an in-process responder, compared with a raw
-//! socketpair ping-pong of the same sizes (32-byte request, 36-byte reply).
+//! 4-byte REGION_READ round trips against an in-process responder and against our
+//! `vfio-user-server` (on a thread, over a socketpair), compared with a raw socketpair
+//! ping-pong of the same sizes (32-byte request, 36-byte reply) in the same round.
 //!
 //! `cargo bench -p vfio-user-client --bench region_read` (ops count: `BENCH_OPS`, default
-//! 100000).
+//! 100000; see `main` for `BENCH_MODE`, `BENCH_THREADS`, `BENCH_ROUNDS`).
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -95,20 +96,44 @@ fn framing(ops: u64) -> f64 {
     ops as f64 / secs
 }
 
-fn client() -> (Arc<Client>, JoinHandle<()>) {
+/// Which peer the client talks to.
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    /// The minimal responder above; reads of region 0.
+    Responder,
+    /// Our `vfio-user-server` (`Server::run()` on a thread); reads of configuration space
+    /// (region 7, the vendor and device ID).
+    Server,
+}
+
+struct Nothing;
+impl vfio_user_server::DeviceMut for Nothing {}
+
+fn server(sock: UnixStream) -> JoinHandle<()> {
+    let desc = vfio_user_server::DeviceDescription::builder(0x1af4, 0x10f0).build().unwrap();
+    let mut server = vfio_user_server::Server::new(desc, std::sync::Mutex::new(Nothing)).unwrap();
+    server.set_endpoint(vfio_user_server::Endpoint::Stream(sock));
+    std::thread::spawn(move || server.run().unwrap())
+}
+
+/// A client of `peer`, and the region and offsets to read.
+fn client(peer: Peer) -> (Arc<Client>, JoinHandle<()>, u32, u64) {
     let (a, b) = UnixStream::pair().unwrap();
-    let h = responder(b);
+    let (h, region, span) = match peer {
+        Peer::Responder => (responder(b), 0, 1024),
+        Peer::Server => (server(b), 7, 64),
+    };
     let c = Client::from_fd(OwnedFd::from(a), Config::default().twin_socket(false)).unwrap();
-    (Arc::new(c), h)
+    (Arc::new(c), h, region, span)
 }
 
 /// Lock-step 4-byte reads from one thread: ops per second.
-fn lockstep(ops: u64) -> f64 {
-    let (c, h) = client();
+fn lockstep(ops: u64, peer: Peer) -> f64 {
+    let (c, h, region, span) = client(peer);
     let mut b = [0u8; 4];
     let t = Instant::now();
     for i in 0..ops {
-        c.region_read(0, i % 1024, &mut b).unwrap();
+        c.region_read(region, (i % span) & !3, &mut b).unwrap();
     }
     let secs = t.elapsed().as_secs_f64();
     c.shutdown().unwrap();
@@ -138,8 +163,8 @@ fn rust_vmm(ops: u64) -> f64 {
 }
 
 /// `threads` threads reading at once: total ops per second.
-fn concurrent(ops: u64, threads: u64) -> f64 {
-    let (c, h) = client();
+fn concurrent(ops: u64, threads: u64, peer: Peer) -> f64 {
+    let (c, h, region, span) = client(peer);
     let per = ops / threads;
     let t = Instant::now();
     let ts: Vec<_> = (0..threads)
@@ -148,7 +173,7 @@ fn concurrent(ops: u64, threads: u64) -> f64 {
             std::thread::spawn(move || {
                 let mut b = [0u8; 4];
                 for i in 0..per {
-                    c.region_read(0, i % 1024, &mut b).unwrap();
+                    c.region_read(region, (i % span) & !3, &mut b).unwrap();
                 }
             })
         })
@@ -163,8 +188,8 @@ fn concurrent(ops: u64, threads: u64) -> f64 {
 }
 
 /// One thread keeping `depth` reads in flight with `region_read_batch`: ops per second.
-fn pipelined(ops: u64, depth: u64) -> f64 {
-    let (c, h) = client();
+fn pipelined(ops: u64, depth: u64, peer: Peer) -> f64 {
+    let (c, h, region, span) = client(peer);
     let mut bufs = vec![[0u8; 4]; depth as usize];
     let rounds = ops / depth;
     let t = Instant::now();
@@ -172,7 +197,7 @@ fn pipelined(ops: u64, depth: u64) -> f64 {
         let mut batch: Vec<RegionReadOp<'_>> = bufs
             .iter_mut()
             .enumerate()
-            .map(|(i, b)| RegionReadOp { region: 0, offset: (r + i as u64) % 1024, data: b })
+            .map(|(i, b)| RegionReadOp { region, offset: ((r + i as u64) % span) & !3, data: b })
             .collect();
         c.region_read_batch(&mut batch).unwrap();
     }
@@ -186,7 +211,7 @@ fn pipelined(ops: u64, depth: u64) -> f64 {
 /// the server has taken them all: posted writes per second, and the REGION_WRITE_MULTI
 /// messages they were coalesced into.
 fn posted(ops: u64, threads: u64) -> (f64, u64, u64) {
-    let (c, h) = client();
+    let (c, h, _, _) = client(Peer::Responder);
     let per = ops / threads;
     let t = Instant::now();
     let ts: Vec<_> = (0..threads)
@@ -210,67 +235,260 @@ fn posted(ops: u64, threads: u64) -> (f64, u64, u64) {
     ((per * threads) as f64 / secs, st.write_multi_messages, st.write_multi_entries)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// What `threads` threads sharing one socket can reach on this machine at best, with none
+/// of vfio-user's work: 32-byte requests (the thread's index in byte 0) to an echo thread
+/// that answers everything one `read` brought with one `write` of 36-byte replies; a
+/// dedicated reader thread unparks each reply's thread; a thread woken with its reply
+/// queues its next request while other woken threads have not run yet, and the last one
+/// writes the queue (the client's deferred sends). With `socket` false, no socket at all:
+/// each request is handed to the echo thread through a queue (the cost of the thread
+/// hand-offs alone).
+fn ceiling(ops: u64, threads: usize, socket: bool) -> f64 {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::thread::Thread;
+
+    struct Slot {
+        done: AtomicBool,
+        thread: Mutex<Option<Thread>>,
+    }
+    struct Shared {
+        slots: Vec<Slot>,
+        /// Threads unparked with their reply that have not run yet.
+        woken: AtomicUsize,
+        /// Requests not written yet (socket), or not answered yet (no socket).
+        queue: Mutex<Vec<u8>>,
+        echo: Mutex<Option<Thread>>,
+        stop: AtomicBool,
+    }
+    impl Shared {
+        fn answer(&self, ids: &[u8]) {
+            self.woken.fetch_add(ids.len(), Ordering::SeqCst);
+            for &i in ids {
+                let s = &self.slots[i as usize];
+                s.done.store(true, Ordering::SeqCst);
+                if let Some(t) = s.thread.lock().unwrap().as_ref() {
+                    t.unpark();
+                }
+            }
+        }
+    }
+    let sh = Arc::new(Shared {
+        slots: (0..threads).map(|_| Slot { done: AtomicBool::new(false), thread: Mutex::new(None) }).collect(),
+        woken: AtomicUsize::new(0),
+        queue: Mutex::new(Vec::new()),
+        echo: Mutex::new(None),
+        stop: AtomicBool::new(false),
+    });
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let mut helpers = Vec::new();
+    if socket {
+        helpers.push(std::thread::spawn(move || {
+            let (mut buf, mut have, mut out) = (vec![0u8; 65536], 0, Vec::new());
+            while let Ok(n @ 1..) = b.read(&mut buf[have..]) {
+                have += n;
+                let whole = have / 32 * 32;
+                out.clear();
+                for req in buf[..whole].chunks(32) {
+                    out.extend_from_slice(&[req[0]; 36]);
+                }
+                buf.copy_within(whole..have, 0);
+                have -= whole;
+                if b.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        }));
+        let (sh, mut rd) = (sh.clone(), a.try_clone().unwrap());
+        helpers.push(std::thread::spawn(move || {
+            let (mut buf, mut have, mut ids) = (vec![0u8; 65536], 0, Vec::new());
+            while let Ok(n @ 1..) = rd.read(&mut buf[have..]) {
+                have += n;
+                let whole = have / 36 * 36;
+                ids.clear();
+                ids.extend(buf[..whole].chunks(36).map(|r| r[0]));
+                sh.answer(&ids);
+                buf.copy_within(whole..have, 0);
+                have -= whole;
+            }
+        }));
+    } else {
+        let sh2 = sh.clone();
+        helpers.push(std::thread::spawn(move || {
+            *sh2.echo.lock().unwrap() = Some(std::thread::current());
+            let mut ids = Vec::new();
+            while !sh2.stop.load(Ordering::SeqCst) {
+                std::mem::swap(&mut ids, &mut *sh2.queue.lock().unwrap());
+                if ids.is_empty() {
+                    std::thread::park();
+                    continue;
+                }
+                sh2.answer(&ids);
+                ids.clear();
+            }
+        }));
+        while sh.echo.lock().unwrap().is_none() {
+            std::thread::yield_now();
+        }
+    }
+    let writer = Arc::new(Mutex::new(a));
+    let per = ops / threads as u64;
+    let t = Instant::now();
+    let ts: Vec<_> = (0..threads)
+        .map(|i| {
+            let (sh, writer) = (sh.clone(), writer.clone());
+            std::thread::spawn(move || {
+                *sh.slots[i].thread.lock().unwrap() = Some(std::thread::current());
+                let mut local = Vec::new();
+                for k in 0..per {
+                    sh.slots[i].done.store(false, Ordering::SeqCst);
+                    let mut q = sh.queue.lock().unwrap();
+                    let left = if k == 0 { 0 } else { sh.woken.fetch_sub(1, Ordering::SeqCst) - 1 };
+                    if socket {
+                        q.extend_from_slice(&[i as u8; 32]);
+                        if left == 0 {
+                            std::mem::swap(&mut local, &mut *q);
+                            drop(q);
+                            writer.lock().unwrap().write_all(&local).unwrap();
+                            local.clear();
+                        } else {
+                            drop(q);
+                        }
+                    } else {
+                        q.push(i as u8);
+                        drop(q);
+                        sh.echo.lock().unwrap().as_ref().unwrap().unpark();
+                    }
+                    while !sh.slots[i].done.load(Ordering::SeqCst) {
+                        std::thread::park();
+                    }
+                }
+                // Whatever the others deferred to this thread.
+                sh.woken.fetch_sub(1, Ordering::SeqCst);
+                if socket {
+                    let rest = std::mem::take(&mut *sh.queue.lock().unwrap());
+                    if !rest.is_empty() {
+                        writer.lock().unwrap().write_all(&rest).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in ts {
+        t.join().unwrap();
+    }
+    let rate = (per * threads as u64) as f64 / t.elapsed().as_secs_f64();
+    sh.stop.store(true, Ordering::SeqCst);
+    if let Some(e) = sh.echo.lock().unwrap().as_ref() {
+        e.unpark();
+    }
+    let _ = writer.lock().unwrap().shutdown(std::net::Shutdown::Both);
+    for h in helpers {
+        h.join().unwrap();
+    }
+    rate
+}
+
+/// Median, minimum and maximum.
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 fn main() {
     let ops: u64 = std::env::var("BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: run a smoke round.
     let ops = if std::env::args().any(|a| a == "--bench") { ops } else { 1000 };
-    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm|posted runs one mode only;
-    // BENCH_THREADS sets the thread count of `concurrent` (default 16).
+    // BENCH_MODE=raw|framing|lockstep|concurrent|pipelined|rustvmm|posted|server runs one
+    // mode only (`server`: lock-step, threads and pipelined against our vfio-user-server;
+    // `srv-lock`, `srv-conc`, `srv-pipe`: one of them, with the lock-step reference;
+    // `ceiling`: what threads sharing a socket reach at best on this machine, see `ceiling`);
+    // BENCH_THREADS sets the thread count of `concurrent` (default 16); BENCH_ROUNDS the
+    // number of interleaved rounds (default 5).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
     let threads: u64 = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let on = |m: &str| mode.is_empty() || mode == m;
-    let rounds = 5;
-    let (mut r, mut f, mut l, mut c, mut p, mut v) =
-        (vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN], vec![f64::NAN]);
-    for i in 0..rounds {
-        if on("raw") {
-            r.insert(i, raw(ops));
+    // Every measurement of a round, by name; ratios are taken within a round.
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); 11];
+    for _ in 0..rounds {
+        let mut round = [f64::NAN; 11];
+        if on("raw") || on("lockstep") || on("server") || on("srv-lock") || on("ceiling") {
+            round[0] = raw(ops);
         }
         if on("framing") {
-            f.insert(i, framing(ops));
+            round[1] = framing(ops);
         }
-        if on("lockstep") {
-            l.insert(i, lockstep(ops));
+        if on("lockstep") || on("concurrent") || on("pipelined") {
+            round[2] = lockstep(ops, Peer::Responder);
         }
         if on("concurrent") {
-            c.insert(i, concurrent(ops, threads));
+            round[3] = concurrent(ops, threads, Peer::Responder);
         }
         if on("pipelined") {
-            p.insert(i, pipelined(ops, 16));
+            round[4] = pipelined(ops, 16, Peer::Responder);
         }
         if on("rustvmm") {
-            v.insert(i, rust_vmm(ops));
+            round[5] = rust_vmm(ops);
+        }
+        if on("server") || on("srv-lock") || on("srv-conc") || on("srv-pipe") {
+            round[6] = lockstep(ops, Peer::Server);
+        }
+        if on("server") || on("srv-conc") {
+            round[7] = concurrent(ops, threads, Peer::Server);
+        }
+        if on("server") || on("srv-pipe") {
+            round[8] = pipelined(ops, 16, Peer::Server);
+        }
+        if on("ceiling") {
+            round[9] = ceiling(ops, threads as usize, true);
+            round[10] = ceiling(ops, threads as usize, false);
+        }
+        for (r, v) in res.iter_mut().zip(round) {
+            r.push(v);
         }
     }
-    let (r, f, l, c, p, v) = (median(r), median(f), median(l), median(c), median(p), median(v));
-    let (mut w1, mut w16, mut multi) = (Vec::new(), Vec::new(), (0, 0));
+    let ratio = |a: usize, b: usize| -> Vec<f64> { res[a].iter().zip(&res[b]).map(|(x, y)| x / y).collect() };
+    let line = |label: &str, i: usize, base: Option<(usize, &str)>| {
+        let (m, lo, hi) = stats(&res[i]);
+        if m.is_nan() {
+            return;
+        }
+        let mut out = format!("{label:<44}{m:>10.0} ops/s [{lo:.0}–{hi:.0}]");
+        if let Some((b, name)) = base {
+            let (r, rlo, rhi) = stats(&ratio(i, b));
+            if !r.is_nan() {
+                out += &format!("  {r:.2}x {name} [{rlo:.2}–{rhi:.2}]");
+            }
+        }
+        println!("{out}");
+    };
+    println!("ops per round: {ops}, rounds: {rounds}; median [min–max], ratios within each round");
+    line("raw socketpair ping-pong (32 B / 36 B):", 0, None);
+    line("bare proto framing, lock-step:", 1, Some((0, "raw")));
+    line("client lock-step 4-byte REGION_READ:", 2, Some((0, "raw")));
+    line(&format!("client {threads} threads 4-byte REGION_READ:"), 3, Some((2, "lock-step")));
+    line("client 16 pipelined (region_read_batch):", 4, Some((2, "lock-step")));
+    line("rust-vmm vfio_user::Client lock-step:", 5, Some((0, "raw")));
+    line("our server, client lock-step (config 4 B):", 6, Some((0, "raw")));
+    line(&format!("our server, client {threads} threads:"), 7, Some((6, "lock-step")));
+    line("our server, client 16 pipelined:", 8, Some((6, "lock-step")));
+    line(&format!("ceiling: {threads} threads, echo over a socket:"), 9, Some((0, "raw")));
+    line(&format!("ceiling: {threads} threads, no socket:"), 10, Some((0, "raw")));
     if on("posted") {
+        let (mut w1, mut w16, mut multi) = (Vec::new(), Vec::new(), (0, 0));
         for _ in 0..rounds {
             w1.push(posted(ops, 1).0);
             let (ops_s, msgs, entries) = posted(ops, threads);
             w16.push(ops_s);
             multi = (msgs, entries);
         }
-    }
-    println!("ops per round: {ops}, rounds: {rounds} (medians)");
-    println!("raw socketpair ping-pong (32 B / 36 B): {:>10.0} ops/s", r);
-    println!("bare proto framing, lock-step:          {:>10.0} ops/s  ({:.2}x raw)", f, f / r);
-    println!("client lock-step 4-byte REGION_READ:    {:>10.0} ops/s  ({:.2}x raw)", l, l / r);
-    let label = format!("client {threads} threads 4-byte REGION_READ:");
-    println!("{label:<40}{c:>10.0} ops/s  ({:.2}x lock-step)", c / l);
-    println!("client 16 pipelined (region_read_batch):{:>10.0} ops/s  ({:.2}x lock-step)", p, p / l);
-    println!("rust-vmm vfio_user::Client lock-step:   {:>10.0} ops/s  ({:.2}x raw)", v, v / r);
-    if !w1.is_empty() {
-        println!("posted 4-byte writes, 1 thread:         {:>10.0} writes/s", median(w1));
+        println!("posted 4-byte writes, 1 thread:             {:>10.0} writes/s", stats(&w1).0);
         let label = format!("posted 4-byte writes, {threads} threads:");
         println!(
-            "{label:<40}{:>10.0} writes/s  (last round: {} REGION_WRITE_MULTI carrying {} writes)",
-            median(w16),
+            "{label:<44}{:>10.0} writes/s  (last round: {} REGION_WRITE_MULTI carrying {} writes)",
+            stats(&w16).0,
             multi.0,
             multi.1
         );

@@ -128,13 +128,15 @@ pub(crate) struct DmaServer {
 }
 
 impl DmaServer {
-    /// Handles one server-to-client command. Returns the reply to send (header, payload) or
-    /// `None` when the command asked for no reply.
-    pub(crate) fn serve(&self, msg: &Message) -> Option<(Header, Vec<u8>)> {
+    /// Handles one server-to-client command. Returns the header of the reply to send, whose
+    /// payload is the first `msg_size - 16` bytes of `out`, or `None` when the command asked
+    /// for no reply. `out` is scratch memory kept from one call to the next: it only grows
+    /// (up to 16 + our `max_data_xfer_size`), so a reply neither allocates nor zeroes.
+    pub(crate) fn serve(&self, msg: &Message, out: &mut Vec<u8>) -> Option<Header> {
         let hdr = &msg.header;
         let result = match decode_request(hdr, &msg.payload, msg.fds.len(), &self.limits) {
-            Ok(Request::DmaRead(a)) => self.dma_read(&a),
-            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| a.as_slice().to_vec()),
+            Ok(Request::DmaRead(a)) => self.dma_read(&a, out),
+            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| put(out, 0, a.as_slice())),
             Ok(other) => {
                 log::warn!("server sent {} to the client; refused", other.command());
                 Err(libc::EINVAL)
@@ -148,8 +150,8 @@ impl DmaServer {
             return None;
         }
         Some(match result {
-            Ok(payload) => (hdr.reply(payload.len()), payload),
-            Err(errno) => (hdr.error_reply(errno), Vec::new()),
+            Ok(len) => hdr.reply(len),
+            Err(errno) => hdr.error_reply(errno),
         })
     }
 
@@ -162,19 +164,22 @@ impl DmaServer {
         Ok(m.fd.as_ref().map(|(fd, off)| (fd.clone(), off + (addr - m.iova))))
     }
 
-    fn dma_read(&self, a: &DmaAccess) -> Result<Vec<u8>, i32> {
+    /// The reply payload of a DMA_READ into the start of `out`: the access, then the data.
+    /// Returns its length.
+    fn dma_read(&self, a: &DmaAccess, out: &mut Vec<u8>) -> Result<usize, i32> {
         let via_fd = self.check(a.addr, a.count, DMA_MAP_FLAG_READ)?;
         // `count` is bounded by our max_data_xfer_size (decode_request checked it).
-        let mut out = Vec::with_capacity(16 + a.count as usize);
-        out.extend_from_slice(a.as_slice());
-        out.resize(16 + a.count as usize, 0);
-        let buf = &mut out[16..];
+        let len = put(out, 0, a.as_slice()) + a.count as usize;
+        if out.len() < len {
+            out.resize(len, 0);
+        }
+        let buf = &mut out[16..len];
         match (&self.memory, via_fd) {
             (Some(mem), _) => mem.read(a.addr, buf)?,
             (None, Some((fd, off))) => pread_all(fd.as_fd(), buf, off)?,
             (None, None) => return Err(libc::EFAULT),
         }
-        Ok(out)
+        Ok(len)
     }
 
     fn dma_write(&self, a: &DmaAccess, data: &[u8]) -> Result<(), i32> {
@@ -185,6 +190,16 @@ impl DmaServer {
             (None, None) => Err(libc::EFAULT),
         }
     }
+}
+
+/// Copies `data` to `out` at `at`, growing `out` if needed; returns the end offset.
+fn put(out: &mut Vec<u8>, at: usize, data: &[u8]) -> usize {
+    let end = at + data.len();
+    if out.len() < end {
+        out.resize(end, 0);
+    }
+    out[at..end].copy_from_slice(data);
+    end
 }
 
 fn pread_all(fd: std::os::fd::BorrowedFd<'_>, mut buf: &mut [u8], mut off: u64) -> Result<(), i32> {

@@ -4,12 +4,13 @@
 //! The table of requests waiting for replies, keyed by `msg_id`, and the reader-role state.
 //!
 //! All of it lives under one mutex owned by the [`Transport`](crate::transport). A waiting
-//! caller sleeps on the condition variable of its own slot, so delivering a reply wakes
-//! exactly that caller.
+//! caller parks its thread, and records it in its slot; delivering a reply hands back that
+//! thread, which the deliverer unparks once it has let go of the mutex (so the woken caller
+//! does not find it taken), waking exactly that caller.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Condvar};
+use std::thread::Thread;
 
 use vfio_user_proto::Message;
 
@@ -25,9 +26,6 @@ const SWEEP_FROM: usize = 1024;
 /// How many recent NO_REPLY message ids are remembered, to recognise error replies that
 /// some servers send for posted commands anyway (rust-vmm's server does).
 const POSTED_MEMORY: usize = 1024;
-
-/// Condition variables kept for reuse, so that a request allocates none.
-const SPARE_CONDVARS: usize = 64;
 
 /// Hashes a message id by Fibonacci multiplication: ids are not attacker-chosen (we pick
 /// them), so no keyed hash is needed.
@@ -70,14 +68,15 @@ pub(crate) enum Delivery {
     Late,
     /// An error reply to a posted (NO_REPLY) command: dropped.
     PostedError,
-    /// A server-initiated command, served.
-    Command,
 }
 
 enum Slot {
-    /// `sleeping`: the requester is blocked on `cv` (otherwise notifying it would be a
+    /// `sleeper`: the requester's thread while it is parked (otherwise waking it would be a
     /// wasted system call: it is reading the socket itself, or about to look at the slot).
-    Waiting { cv: Arc<Condvar>, reply: Option<Message>, sleeping: bool },
+    /// `woken`: the reply was delivered to the parked requester, which the deliverer
+    /// unparks (and counts with `SendPath::woke`). `deadline`: the requester's (ms), for
+    /// [`PendingTable::wake_expiring`].
+    Waiting { reply: Option<Message>, sleeper: Option<Thread>, woken: bool, deadline: u64 },
     /// The requester gave up (timeout) at this time (ms); a late reply is dropped.
     Abandoned(u64),
 }
@@ -85,7 +84,6 @@ enum Slot {
 /// Pending requests and reader state.
 pub(crate) struct PendingTable {
     slots: HashMap<u16, Slot, BuildHasherDefault<IdHasher>>,
-    spare: Vec<Arc<Condvar>>,
     last_sweep: u64,
     posted: VecDeque<u16>,
     next_id: u16,
@@ -104,7 +102,6 @@ impl PendingTable {
     pub(crate) fn new() -> Self {
         PendingTable {
             slots: HashMap::default(),
-            spare: Vec::new(),
             last_sweep: 0,
             posted: VecDeque::new(),
             next_id: 1,
@@ -142,29 +139,19 @@ impl PendingTable {
         self.slots.retain(|_, s| !matches!(s, Slot::Abandoned(at) if now.saturating_sub(*at) > ABANDONED_TTL_MS));
     }
 
-    /// Allocates an id for a request and its waiter slot.
-    pub(crate) fn register(&mut self) -> Result<u16> {
+    /// Allocates an id for a request (whose requester gives up at `deadline`, ms) and its
+    /// waiter slot.
+    pub(crate) fn register(&mut self, deadline: u64) -> Result<u16> {
         self.sweep();
-        let cv = self.spare.pop().unwrap_or_default();
         for _ in 0..=u16::MAX as u32 {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1);
             if let std::collections::hash_map::Entry::Vacant(v) = self.slots.entry(id) {
-                v.insert(Slot::Waiting { cv, reply: None, sleeping: false });
+                v.insert(Slot::Waiting { reply: None, sleeper: None, woken: false, deadline });
                 return Ok(id);
             }
         }
-        self.spare.push(cv);
         Err(Error::NoMessageId)
-    }
-
-    /// The condition variable the requester of `id` sleeps on (taken only when it must
-    /// sleep, so that a request that never sleeps does not touch its reference count).
-    pub(crate) fn condvar(&self, id: u16) -> Option<Arc<Condvar>> {
-        match self.slots.get(&id) {
-            Some(Slot::Waiting { cv, .. }) => Some(cv.clone()),
-            _ => None,
-        }
     }
 
     /// Allocates an id for a NO_REPLY command and remembers it for a while.
@@ -177,11 +164,12 @@ impl PendingTable {
         Ok(id)
     }
 
-    /// Takes the reply of `id` if it has arrived (and frees the id).
-    pub(crate) fn take_reply(&mut self, id: u16) -> Option<Message> {
+    /// Takes the reply of `id` if it has arrived (and frees the id), with whether it was
+    /// delivered to the requester while it was parked (see [`Slot::Waiting`]).
+    pub(crate) fn take_reply(&mut self, id: u16) -> Option<(Message, bool)> {
         match self.slots.get_mut(&id) {
-            Some(Slot::Waiting { reply, .. }) if reply.is_some() => {
-                let m = reply.take();
+            Some(Slot::Waiting { reply, woken, .. }) if reply.is_some() => {
+                let m = reply.take().map(|m| (m, *woken));
                 self.remove(id);
                 m
             }
@@ -189,49 +177,54 @@ impl PendingTable {
         }
     }
 
-    /// Forgets `id`, keeping its condition variable for reuse when nobody else holds it.
+    /// Forgets `id`.
     pub(crate) fn remove(&mut self, id: u16) {
-        if let Some(Slot::Waiting { cv, .. }) = self.slots.remove(&id) {
-            if self.spare.len() < SPARE_CONDVARS && Arc::strong_count(&cv) == 1 {
-                self.spare.push(cv);
-            }
-        }
+        self.slots.remove(&id);
     }
 
     /// Gives up on `id`; its id stays reserved until a late reply arrives. A reply that
-    /// already arrived is dropped and the id freed.
-    pub(crate) fn abandon(&mut self, id: u16) {
+    /// already arrived is dropped and the id freed; returns whether it had been delivered to
+    /// the parked requester (see [`Slot::Waiting`]).
+    pub(crate) fn abandon(&mut self, id: u16) -> bool {
         match self.slots.get_mut(&id) {
-            Some(Slot::Waiting { reply: Some(_), .. }) => {
+            Some(Slot::Waiting { reply: Some(_), woken, .. }) => {
+                let woken = *woken;
                 self.slots.remove(&id);
+                woken
             }
-            Some(s) => *s = Slot::Abandoned(crate::transport::now_ms()),
-            None => {}
+            Some(s) => {
+                *s = Slot::Abandoned(crate::transport::now_ms());
+                false
+            }
+            None => false,
         }
     }
 
-    /// Hands a reply to its waiter.
-    pub(crate) fn deliver(&mut self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
+    /// Hands a reply to its waiter; returns the waiter's thread if it is parked: the caller
+    /// unparks it (after releasing the table's mutex).
+    pub(crate) fn deliver(
+        &mut self,
+        msg: Message,
+    ) -> std::result::Result<(Delivery, Option<Thread>), DisconnectReason> {
         let id = msg.header.msg_id;
         match self.slots.get_mut(&id) {
-            Some(Slot::Waiting { cv, reply, sleeping }) => {
+            Some(Slot::Waiting { reply, sleeper, woken, .. }) => {
                 if reply.is_some() {
                     return Err(DisconnectReason::ProtocolViolation(format!("second reply to msg_id {id}")));
                 }
                 *reply = Some(msg);
-                if *sleeping {
-                    cv.notify_one();
-                }
-                Ok(Delivery::Reply(id))
+                let wake = sleeper.take();
+                *woken = wake.is_some();
+                Ok((Delivery::Reply(id), wake))
             }
             Some(Slot::Abandoned(_)) => {
                 log::debug!("late reply to msg_id {id} dropped");
                 self.slots.remove(&id);
-                Ok(Delivery::Late)
+                Ok((Delivery::Late, None))
             }
             None if msg.header.is_error() && self.posted.contains(&id) => {
                 log::warn!("server reported errno {} for posted command msg_id {id}", msg.header.errno());
-                Ok(Delivery::PostedError)
+                Ok((Delivery::PostedError, None))
             }
             None => Err(DisconnectReason::ProtocolViolation(format!(
                 "reply with msg_id {id} (command {}) matches no pending request",
@@ -243,37 +236,58 @@ impl PendingTable {
     /// Whether some caller sleeps waiting for a reply that has not arrived (and so will take
     /// the reader role when it is handed over).
     pub(crate) fn has_sleepers(&self) -> bool {
-        self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, sleeping: true, .. }))
+        self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, sleeper: Some(_), .. }))
     }
 
-    /// Records whether the requester of `id` is about to sleep on its condition variable.
-    pub(crate) fn set_sleeping(&mut self, id: u16, on: bool) {
-        if let Some(Slot::Waiting { sleeping, .. }) = self.slots.get_mut(&id) {
-            *sleeping = on;
+    /// Records the thread of the requester of `id` as it is about to park (`None` once it is
+    /// awake). Returns whether `id` is still waiting.
+    pub(crate) fn set_sleeping(&mut self, id: u16, thread: Option<Thread>) -> bool {
+        match self.slots.get_mut(&id) {
+            Some(Slot::Waiting { sleeper, .. }) => {
+                *sleeper = thread;
+                true
+            }
+            _ => false,
         }
     }
 
-    /// Wakes one caller still waiting for its reply, so that it takes the reader role.
-    /// Returns whether there was one.
-    pub(crate) fn wake_one_waiter(&self) -> bool {
+    /// A parked caller still waiting for its reply, to be unparked so that it takes the
+    /// reader role; `(whether any caller waits without its reply, the thread to unpark)`.
+    pub(crate) fn waiter_to_wake(&mut self) -> (bool, Option<Thread>) {
         let mut any = false;
-        for s in self.slots.values() {
-            if let Slot::Waiting { cv, reply: None, sleeping } = s {
-                if *sleeping {
-                    cv.notify_one();
-                    return true;
+        for s in self.slots.values_mut() {
+            if let Slot::Waiting { reply: None, sleeper, .. } = s {
+                if sleeper.is_some() {
+                    return (true, sleeper.take());
                 }
                 any = true;
             }
         }
-        any
+        (any, None)
+    }
+
+    /// Unparks the parked requesters whose deadline is at or before `by` (ms): a requester
+    /// far from its deadline parks without a timeout (cheaper), and is woken by this in time
+    /// to park again with a precise one.
+    pub(crate) fn wake_expiring(&mut self, by: u64) {
+        for s in self.slots.values_mut() {
+            if let Slot::Waiting { sleeper, deadline, .. } = s {
+                if *deadline <= by {
+                    if let Some(t) = sleeper.take() {
+                        t.unpark();
+                    }
+                }
+            }
+        }
     }
 
     /// Wakes every waiter (the connection died).
-    pub(crate) fn wake_all(&self) {
-        for s in self.slots.values() {
-            if let Slot::Waiting { cv, sleeping: true, .. } = s {
-                cv.notify_one();
+    pub(crate) fn wake_all(&mut self) {
+        for s in self.slots.values_mut() {
+            if let Slot::Waiting { sleeper, .. } = s {
+                if let Some(t) = sleeper.take() {
+                    t.unpark();
+                }
             }
         }
     }
@@ -300,11 +314,11 @@ mod tests {
     fn ids_skip_those_in_use_and_wrap() {
         let mut t = PendingTable::new();
         t.next_id = u16::MAX;
-        let a = t.register().unwrap();
-        let b = t.register().unwrap();
+        let a = t.register(u64::MAX).unwrap();
+        let b = t.register(u64::MAX).unwrap();
         assert_eq!((a, b), (u16::MAX, 0));
         t.next_id = u16::MAX;
-        let c = t.register().unwrap();
+        let c = t.register(u64::MAX).unwrap();
         assert_eq!(c, 1, "ids in use are skipped");
     }
 
@@ -312,25 +326,25 @@ mod tests {
     fn exhausted_ids_are_an_error() {
         let mut t = PendingTable::new();
         for _ in 0..=u16::MAX as u32 {
-            t.register().unwrap();
+            t.register(u64::MAX).unwrap();
         }
-        assert!(matches!(t.register(), Err(Error::NoMessageId)));
+        assert!(matches!(t.register(u64::MAX), Err(Error::NoMessageId)));
     }
 
     #[test]
     fn old_abandoned_ids_are_swept_from_a_large_table() {
         let mut t = PendingTable::new();
         for _ in 0..SWEEP_FROM {
-            let id = t.register().unwrap();
+            let id = t.register(u64::MAX).unwrap();
             t.abandon(id);
         }
-        let waiting = t.register().unwrap();
+        let waiting = t.register(u64::MAX).unwrap();
         // A minute and a bit later, the abandoned ids go; the waiting request stays.
         t.sweep_at(crate::transport::now_ms() + ABANDONED_TTL_MS + 1);
         assert_eq!(t.len(), 1);
         assert!(t.take_reply(waiting).is_none());
         // Recent ones stay.
-        let recent = t.register().unwrap();
+        let recent = t.register(u64::MAX).unwrap();
         t.abandon(recent);
         t.sweep_at(crate::transport::now_ms());
         assert_eq!(t.len(), 2);
@@ -339,17 +353,17 @@ mod tests {
     #[test]
     fn delivery_rules() {
         let mut t = PendingTable::new();
-        let id = t.register().unwrap();
-        assert_eq!(t.deliver(reply(id, false)), Ok(Delivery::Reply(id)));
+        let id = t.register(u64::MAX).unwrap();
+        assert_eq!(t.deliver(reply(id, false)).map(|d| d.0), Ok(Delivery::Reply(id)));
         assert!(t.deliver(reply(id, false)).is_err(), "a second reply is a violation");
         assert!(t.take_reply(id).is_some());
         assert!(t.deliver(reply(id, false)).is_err(), "no longer pending");
-        let late = t.register().unwrap();
+        let late = t.register(u64::MAX).unwrap();
         t.abandon(late);
-        assert_eq!(t.deliver(reply(late, false)), Ok(Delivery::Late));
+        assert_eq!(t.deliver(reply(late, false)).map(|d| d.0), Ok(Delivery::Late));
         assert_eq!(t.len(), 0);
         let p = t.posted_id().unwrap();
-        assert_eq!(t.deliver(reply(p, true)), Ok(Delivery::PostedError));
+        assert_eq!(t.deliver(reply(p, true)).map(|d| d.0), Ok(Delivery::PostedError));
         assert!(t.deliver(reply(p, false)).is_err(), "only error replies to posted commands are tolerated");
     }
 }

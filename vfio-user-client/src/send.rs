@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
 //! The send side of a connection: combining small messages from many threads into few
-//! `sendmsg` calls, coalescing small posted writes into REGION_WRITE_MULTI, and noticing a
+//! system calls, coalescing small posted writes into REGION_WRITE_MULTI, and noticing a
 //! server that stopped reading.
 //!
 //! One thread at a time holds the send lock and writes to the socket. A thread that finds
@@ -11,15 +11,24 @@
 //! before it lets go, in as few system calls as the socket allows. Every path sends the
 //! queue before its own message, and the queue is FIFO, so a message is never overtaken by
 //! one submitted after it returned. Messages with fds, and large ones, wait for the lock.
+//!
+//! **Deferred sends.** When a reader has just unparked callers with their replies, those
+//! callers are about to send their next requests one after the other. Rather than one
+//! system call each, a small request sent while some of them have not resumed yet is only
+//! queued; the last of them to resume sends the whole queue ([`SendPath::woke`],
+//! [`SendPath::resumed`]). Every caller counted by `woke` resumes (it has been unparked and
+//! takes its reply), so the queue is always sent; the background reader also sends it at
+//! least every tick as a safety net.
 
+use std::ops::Range;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
-use vfio_user_proto::{Command, FrameError, Header, Sender};
+use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::stats::{bump, Counters};
@@ -30,28 +39,47 @@ const COMBINE_MAX: usize = 4096;
 /// Most entries in one REGION_WRITE_MULTI (QEMU sends at most 200).
 pub(crate) const WRITE_MULTI_MAX: usize = 200;
 
+/// Queued bytes sent at once even while sends are deferred.
+const QUEUE_FLUSH_BYTES: usize = 64 * 1024;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A message waiting for the send lock's holder.
 enum Queued {
-    /// A whole message (header with its id, payload).
-    Msg(Header, Vec<u8>),
+    /// A whole message: its header (with its id) and where its payload is in
+    /// [`Queue::bytes`].
+    Msg(Header, Range<usize>),
     /// A posted write of at most 8 bytes, with the id allocated for it.
     Write(u16, WriteMultiEntry),
 }
 
-/// The sending half of a connection.
+/// Messages waiting to be sent; their memory is kept from one batch to the next.
+#[derive(Default)]
+struct Queue {
+    items: Vec<Queued>,
+    /// Payloads of the [`Queued::Msg`] items.
+    bytes: Vec<u8>,
+}
+
+/// The sending half of a connection. The send lock is the framing layer's
+/// ([`Sender::lock`]): every send of the connection happens under it.
 pub(crate) struct SendPath {
     sender: Sender,
-    lock: Mutex<()>,
-    queue: Mutex<Vec<Queued>>,
+    queue: Mutex<Queue>,
+    /// The other half of the queue's double buffer, and the buffer a batch is framed into
+    /// (used by the send lock's holder).
+    spare: Mutex<(Queue, Vec<u8>)>,
     /// Whether `queue` may be non-empty.
     queued: AtomicBool,
-    /// Sends in progress, and sends completed: the stall watchdog compares the latter
-    /// between its looks (`watch`: count seen and since when, ms).
-    in_flight: AtomicU64,
+    /// Callers unparked with their reply that have not resumed yet (see the module doc);
+    /// changed only under the `queue` lock, read without it to skip that lock when zero.
+    woken: AtomicUsize,
+    /// Sends started, and sends completed (in progress: the difference): the stall
+    /// watchdog compares the latter between its looks (`watch`: count seen and since when,
+    /// ms).
+    started: AtomicU64,
     completed: AtomicU64,
     watch: Mutex<Option<(u64, u64)>>,
     /// Most entries the peer takes in one REGION_WRITE_MULTI.
@@ -64,10 +92,11 @@ impl SendPath {
     pub(crate) fn new(sender: Sender, peer_max_xfer: u32, stats: Arc<Counters>) -> SendPath {
         SendPath {
             sender,
-            lock: Mutex::new(()),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            spare: Mutex::new((Queue::default(), Vec::new())),
             queued: AtomicBool::new(false),
-            in_flight: AtomicU64::new(0),
+            woken: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             watch: Mutex::new(None),
             multi_fit: ((peer_max_xfer as usize + 16 - 8) / 24).clamp(1, WRITE_MULTI_MAX),
@@ -76,82 +105,145 @@ impl SendPath {
     }
 
     /// Sends `msgs` in order, after anything queued. Small fd-less messages may be handed to
-    /// the thread that holds the send lock: then this returns before they are on the wire,
-    /// but nothing submitted later can overtake them.
+    /// another thread (the send lock's holder, or the last caller to resume, see the module
+    /// doc): then this returns before they are on the wire, but nothing submitted later can
+    /// overtake them.
     pub(crate) fn send(&self, msgs: &[(Header, &[&[u8]])], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
         let size: usize = msgs.iter().flat_map(|(_, p)| p.iter()).map(|p| p.len()).sum();
         let small = fds.is_empty() && size <= COMBINE_MAX;
-        let guard = match self.lock.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) if small => {
-                {
-                    let mut q = lock(&self.queue);
-                    q.extend(msgs.iter().map(|(h, p)| Queued::Msg(*h, p.concat())));
-                }
-                self.queued.store(true, Ordering::SeqCst);
+        if small && self.enqueue(msgs, true) {
+            return Ok(());
+        }
+        let guard = match self.sender.try_lock() {
+            Some(g) => g,
+            None if small => {
+                self.enqueue(msgs, false);
                 return self.recheck();
             }
-            Err(TryLockError::WouldBlock) => lock(&self.lock),
+            None => self.sender.lock(),
         };
-        let sent = self.drain_locked().and_then(|()| match (msgs, fds) {
-            ([(h, parts)], _) => self.track(|| self.sender.send(*h, parts, fds)),
-            (_, []) => self.track(|| self.sender.send_batch(msgs)),
+        let sent = self.drain_locked(&guard).and_then(|()| match (msgs, fds) {
+            ([(h, parts)], _) => self.track(|| guard.send(*h, parts, fds)),
+            (_, []) => self.track(|| guard.send_batch(msgs)),
             _ => Err(FrameError::Io(std::io::ErrorKind::InvalidInput.into())),
         });
         drop(guard);
         sent.and_then(|()| self.recheck())
     }
 
-    /// Queues a small posted write (id `id`) to be sent, coalesced with its neighbours, by
-    /// the send lock's holder, or sends it now if the lock is free.
-    pub(crate) fn post_small_write(&self, id: u16, entry: WriteMultiEntry) -> Result<(), FrameError> {
-        let guard = match self.lock.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                lock(&self.queue).push(Queued::Write(id, entry));
-                self.queued.store(true, Ordering::SeqCst);
-                return self.recheck();
+    /// Sends one message now, waiting for the send lock (a reply to a server command: not
+    /// ordered with the queue), then sends what was queued meanwhile.
+    pub(crate) fn send_now(&self, h: Header, parts: &[&[u8]]) -> Result<(), FrameError> {
+        let guard = self.sender.lock();
+        let sent = self.track(|| guard.send(h, parts, &[]));
+        drop(guard);
+        sent.and_then(|()| self.recheck())
+    }
+
+    /// Queues `msgs`; with `only_if_deferring`, only while some unparked caller has not
+    /// resumed (and the queue is not large). Returns whether they were queued.
+    fn enqueue(&self, msgs: &[(Header, &[&[u8]])], only_if_deferring: bool) -> bool {
+        if only_if_deferring && self.woken.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let mut q = lock(&self.queue);
+        if only_if_deferring && (self.woken.load(Ordering::SeqCst) == 0 || q.bytes.len() >= QUEUE_FLUSH_BYTES) {
+            return false;
+        }
+        for (h, parts) in msgs {
+            let start = q.bytes.len();
+            for p in *parts {
+                q.bytes.extend_from_slice(p);
             }
+            let end = q.bytes.len();
+            q.items.push(Queued::Msg(*h, start..end));
+        }
+        self.queued.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Queues a small posted write (id `id`) to be sent, coalesced with its neighbours, by
+    /// the send lock's holder or the last caller to resume, or sends it now.
+    pub(crate) fn post_small_write(&self, id: u16, entry: WriteMultiEntry) -> Result<(), FrameError> {
+        if self.woken.load(Ordering::SeqCst) > 0 {
+            let mut q = lock(&self.queue);
+            if self.woken.load(Ordering::SeqCst) > 0 && q.bytes.len() < QUEUE_FLUSH_BYTES {
+                q.items.push(Queued::Write(id, entry));
+                self.queued.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+        }
+        let Some(guard) = self.sender.try_lock() else {
+            lock(&self.queue).items.push(Queued::Write(id, entry));
+            self.queued.store(true, Ordering::SeqCst);
+            return self.recheck();
         };
         // The socket is free: send it now, as a plain REGION_WRITE, after anything queued.
-        let sent = self.drain_locked().and_then(|()| {
+        let sent = self.drain_locked(&guard).and_then(|()| {
             let (h, body) = encode_writes(id, &[entry]);
-            self.track(|| self.sender.send(h, &[&body], &[]))
+            self.track(|| guard.send(h, &[&body], &[]))
         });
         drop(guard);
         sent.and_then(|()| self.recheck())
     }
 
+    /// A reader is about to unpark `n` callers with their replies: their next small
+    /// requests are deferred until the last of them has resumed.
+    pub(crate) fn woke(&self, n: usize) {
+        if n > 0 {
+            let _q = lock(&self.queue);
+            self.woken.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    /// A caller counted by [`woke`](Self::woke) has resumed; the last one sends the queue.
+    pub(crate) fn resumed(&self) -> Result<(), FrameError> {
+        let flush = {
+            let q = lock(&self.queue);
+            let left = self.woken.load(Ordering::SeqCst).saturating_sub(1);
+            self.woken.store(left, Ordering::SeqCst);
+            left == 0 && !q.items.is_empty()
+        };
+        if flush {
+            self.recheck()
+        } else {
+            Ok(())
+        }
+    }
+
     /// Sends the queue if nobody holds the send lock. Every holder calls this after letting
-    /// go, so a message queued while it held the lock is never stranded.
-    fn recheck(&self) -> Result<(), FrameError> {
+    /// go, so a message queued while it held the lock is never stranded; the background
+    /// reader calls it periodically, so a deferred one is not either.
+    pub(crate) fn recheck(&self) -> Result<(), FrameError> {
         while self.queued.load(Ordering::SeqCst) {
-            let guard = match self.lock.try_lock() {
-                Ok(g) => g,
-                Err(TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(TryLockError::WouldBlock) => return Ok(()),
-            };
-            let sent = self.drain_locked();
+            let Some(guard) = self.sender.try_lock() else { return Ok(()) };
+            let sent = self.drain_locked(&guard);
             drop(guard);
             sent?;
         }
         Ok(())
     }
 
-    /// Sends everything queued; the send lock is held.
-    fn drain_locked(&self) -> Result<(), FrameError> {
+    /// Sends everything queued (the send lock is held: `guard`), framed back to back into
+    /// one buffer, with one `send` when the socket has room.
+    fn drain_locked(&self, guard: &SendGuard<'_>) -> Result<(), FrameError> {
         if !self.queued.load(Ordering::SeqCst) {
             return Ok(());
         }
+        let mut spare = lock(&self.spare);
+        let (batch, out) = &mut *spare;
         while self.queued.swap(false, Ordering::SeqCst) {
-            let items = std::mem::take(&mut *lock(&self.queue));
-            let mut encoded: Vec<(Header, Vec<u8>)> = Vec::with_capacity(items.len());
-            let mut items = items.into_iter().peekable();
+            {
+                let mut q = lock(&self.queue);
+                std::mem::swap(&mut q.items, &mut batch.items);
+                std::mem::swap(&mut q.bytes, &mut batch.bytes);
+            }
+            out.clear();
+            let Queue { items, bytes } = batch;
+            let mut items = items.drain(..).peekable();
             while let Some(item) = items.next() {
                 match item {
-                    Queued::Msg(h, p) => encoded.push((h, p)),
+                    Queued::Msg(h, range) => frame(out, h, &bytes[range]),
                     Queued::Write(id, first) => {
                         let mut run = vec![first];
                         while run.len() < self.multi_fit {
@@ -164,23 +256,29 @@ impl SendPath {
                             bump(&self.stats.write_multi_messages);
                             self.stats.write_multi_entries.fetch_add(run.len() as u64, Ordering::Relaxed);
                         }
-                        encoded.push(encode_writes(id, &run));
+                        let (h, body) = encode_writes(id, &run);
+                        frame(out, h, &body);
                     }
                 }
             }
-            let parts: Vec<[&[u8]; 1]> = encoded.iter().map(|(_, p)| [&p[..]]).collect();
-            let msgs: Vec<(Header, &[&[u8]])> = encoded.iter().zip(&parts).map(|((h, _), p)| (*h, &p[..])).collect();
-            self.track(|| self.sender.send_batch(&msgs))?;
+            drop(items);
+            bytes.clear();
+            let sent = self.track(|| guard.send_framed(out));
+            if out.capacity() > 4 * QUEUE_FLUSH_BYTES {
+                *out = Vec::new();
+            }
+            sent?;
         }
         Ok(())
     }
 
     /// Runs a send, counting it for [`SendPath::stalled`].
-    pub(crate) fn track<T>(&self, send: impl FnOnce() -> T) -> T {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    /// Only called with the send lock held, so the counters have a single writer.
+    fn track<T>(&self, send: impl FnOnce() -> T) -> T {
+        let n = self.completed.load(Ordering::Relaxed) + 1;
+        self.started.store(n, Ordering::SeqCst);
         let sent = send();
-        self.completed.fetch_add(1, Ordering::SeqCst);
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.completed.store(n, Ordering::SeqCst);
         sent
     }
 
@@ -188,10 +286,12 @@ impl SendPath {
     /// `timeout` (the server stopped reading). Called periodically by one thread.
     pub(crate) fn stalled(&self, timeout: Duration) -> bool {
         let now = crate::transport::now_ms();
+        // `completed` first: a send counted in it was counted in `started` before.
         let completed = self.completed.load(Ordering::SeqCst);
+        let in_flight = self.started.load(Ordering::SeqCst) != completed;
         let mut w = lock(&self.watch);
         match *w {
-            Some((seen, since)) if seen == completed && self.in_flight.load(Ordering::SeqCst) != 0 => {
+            Some((seen, since)) if seen == completed && in_flight => {
                 now.saturating_sub(since) > timeout.as_millis() as u64
             }
             _ => {
@@ -201,21 +301,21 @@ impl SendPath {
         }
     }
 
-    /// The framing layer's sender (for replies to server commands, which are not queued).
-    pub(crate) fn sender(&self) -> &Sender {
-        &self.sender
+    /// Shuts the socket down in both directions.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.sender.shutdown();
     }
 
     /// Number of queued messages (tests).
     #[cfg(test)]
     pub(crate) fn queued_len(&self) -> usize {
-        lock(&self.queue).len()
+        lock(&self.queue).items.len()
     }
 
     /// Holds the send lock (tests).
     #[cfg(test)]
-    pub(crate) fn hold(&self) -> MutexGuard<'_, ()> {
-        lock(&self.lock)
+    pub(crate) fn hold(&self) -> SendGuard<'_> {
+        self.sender.lock()
     }
 
     /// What a holder does after letting go (tests that held the lock by hand).
@@ -223,6 +323,13 @@ impl SendPath {
     pub(crate) fn after_hold(&self) -> Result<(), FrameError> {
         self.recheck()
     }
+}
+
+/// Appends one message without fds, header first (its `msg_size` set), to `out`.
+fn frame(out: &mut Vec<u8>, h: Header, payload: &[u8]) {
+    let h = Header { msg_size: (HEADER_SIZE + payload.len()) as u32, ..h };
+    out.extend_from_slice(h.as_slice());
+    out.extend_from_slice(payload);
 }
 
 /// One posted REGION_WRITE, or a REGION_WRITE_MULTI of several, with NO_REPLY.

@@ -9,14 +9,17 @@
 //!   threads that find it taken are queued and sent by the holder in one `sendmsg`, small
 //!   posted writes coalesced into REGION_WRITE_MULTI. The queue is FIFO and every sender
 //!   empties it before its own message, so nothing overtakes a message submitted before.
-//!   A send making no progress for longer than the timeout (the server stopped reading)
-//!   closes the connection.
+//!   Callers a reader has just unparked defer their next small requests until the last of
+//!   them resumes, which sends them all at once. A send making no progress for longer than
+//!   the timeout (the server stopped reading) closes the connection.
 //! * Pending table (`pending.rs`): `msg_id` → waiter slot;
 //!   a slot receives the reply message with its fds.
 //! * Reading: exactly one thread at a time holds the *reader role* and owns the
 //!   `Receiver`. A thread waiting for its reply takes the role itself when nobody holds
-//!   it, so a lone request costs no thread hand-off; otherwise it sleeps on its slot until
-//!   the reader delivers the reply or hands it the role. A background thread holds the role
+//!   it, so a lone request costs no thread hand-off; otherwise it parks until the reader
+//!   delivers the reply or hands it the role. The reader handles every message a `recvmsg`
+//!   brought before it looks at its own reply: the replies are delivered under one lock of
+//!   the table and their owners unparked after it. A background thread holds the role
 //!   while no caller does, so server-initiated commands and EOF are seen while the client
 //!   is idle; it steps aside while callers are active.
 //! * Whoever reads dispatches every message: replies to their slots, DMA_READ/DMA_WRITE to
@@ -27,7 +30,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use crate::dma::DmaServer;
@@ -37,7 +40,7 @@ use crate::send::SendPath;
 use crate::stats::{bump, Counters};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
-use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
+use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender, HEADER_SIZE};
 
 /// How long the background reader stays out of the way after a caller read the socket
 /// itself: doubling from the first to the second value while callers stay active, so that
@@ -49,6 +52,14 @@ const BACKGROUND_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Dura
 /// at its deadline.
 pub(crate) const RECV_TICK: Duration = Duration::from_millis(20);
 
+/// A caller further than this from its deadline parks without a timeout; the background
+/// reader, which looks at least every [`RECV_TICK`] (or [`BACKGROUND_BACKOFF`]'s maximum),
+/// unparks callers this close to theirs.
+const LONG_PARK: Duration = Duration::from_millis(100);
+
+/// Most parked callers a reader wakes per lock of the pending table.
+const WAKE_BATCH: usize = 32;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -59,6 +70,9 @@ pub(crate) struct Transport {
     state: Mutex<PendingTable>,
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
+    /// Payload memory of the replies to server commands on the main socket (used by
+    /// whoever holds the reader role).
+    scratch: Mutex<Vec<u8>>,
     twin: Option<Sender>,
     pub(crate) stats: Arc<Counters>,
     /// A send making no progress for this long (the server stopped reading) closes the
@@ -128,6 +142,7 @@ impl Transport {
             state: Mutex::new(PendingTable::new()),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
+            scratch: Mutex::new(Vec::new()),
             twin,
             send_timeout,
             negotiated,
@@ -142,6 +157,12 @@ impl Transport {
         if self.send.stalled(self.send_timeout) {
             self.fail(DisconnectReason::Io(libc::ETIMEDOUT));
         }
+        // A safety net for deferred requests (sent by the last resumed caller normally).
+        if let Err(e) = self.send.recheck() {
+            self.send_error(e);
+        }
+        // Callers parked without a timeout that near their deadline park again with one.
+        lock(&self.state).wake_expiring(now_ms().saturating_add(LONG_PARK.as_millis() as u64));
     }
 
     /// The reason the connection is down, if it is.
@@ -158,33 +179,45 @@ impl Transport {
         fds: &[BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Message> {
-        self.start(cmd, parts, fds, timeout)?.finish()
-    }
-
-    /// Sends a command; its reply is collected with [`Ticket::finish`]. Several tickets may
-    /// be outstanding at once (pipelining from one thread).
-    pub(crate) fn start(
-        &self,
-        cmd: Command,
-        parts: &[&[u8]],
-        fds: &[BorrowedFd<'_>],
-        timeout: Duration,
-    ) -> Result<Ticket<'_>> {
         let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
-        let id = {
+        let (id, reader) = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
                 return Err(Error::Disconnected(r.clone()));
             }
-            st.register()?
+            let id = st.register(deadline)?;
+            // Nobody reads: this caller will read its own reply; it takes the role now.
+            // Otherwise it will park: it records its thread now. Either spares it a lock of
+            // the table in `wait`.
+            let reader = st.reader == ReaderRole::None;
+            if reader {
+                st.reader = ReaderRole::Caller;
+                st.caller_reads = st.caller_reads.wrapping_add(1);
+            } else {
+                st.set_sleeping(id, Some(std::thread::current()));
+            }
+            (id, reader)
         };
         let mut ticket = Ticket { t: self, id, cmd, deadline, timeout, done: false };
-        if let Err(e) = self.send(Header::command(id, cmd, 0), parts, fds) {
+        let sent = self.send(Header::command(id, cmd, 0), parts, fds);
+        if reader {
+            if sent.is_ok() {
+                if let Some(m) = self.read_session(Some(id), Some(deadline)) {
+                    ticket.done = true;
+                    return ticket.check(m);
+                }
+            } else {
+                self.release_reader();
+            }
+        }
+        if let Err(e) = sent {
             ticket.done = true;
             lock(&self.state).remove(id);
             return Err(e);
         }
-        Ok(ticket)
+        ticket.done = true;
+        let m = self.wait(id, deadline, cmd, timeout, !reader)?;
+        ticket.check(m)
     }
 
     /// Sends several commands in as few system calls as possible (no fds); their replies
@@ -198,7 +231,7 @@ impl Transport {
                 return Err(Error::Disconnected(r.clone()));
             }
             for (cmd, _) in reqs {
-                match st.register() {
+                match st.register(deadline) {
                     Ok(id) => tickets.push(Ticket { t: self, id, cmd: *cmd, deadline, timeout, done: false }),
                     Err(e) => {
                         for t in &mut tickets {
@@ -264,12 +297,28 @@ impl Transport {
     }
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
-    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration) -> Result<Message> {
-        let mut st = lock(&self.state);
+    ///
+    /// With `parked`, the caller's thread is already recorded in its slot: it parks first.
+    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration, parked: bool) -> Result<Message> {
+        let mut st = if parked {
+            park_until(deadline.saturating_sub(now_ms()));
+            let mut st = lock(&self.state);
+            st.set_sleeping(id, None);
+            st
+        } else {
+            lock(&self.state)
+        };
         // The clock is read only when a wait did not end with the reply.
-        let mut check_clock = false;
+        let mut check_clock = parked;
         loop {
-            if let Some(m) = st.take_reply(id) {
+            if let Some((m, woken)) = st.take_reply(id) {
+                drop(st);
+                if woken {
+                    // The last caller of a woken batch to resume sends their deferred requests.
+                    if let Err(e) = self.send.resumed() {
+                        self.send_error(e);
+                    }
+                }
                 return Ok(m);
             }
             if let Some(r) = &st.dead {
@@ -295,12 +344,13 @@ impl Transport {
                 continue;
             }
             let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
-            let Some(cv) = st.condvar(id) else {
+            if !st.set_sleeping(id, Some(std::thread::current())) {
                 return Err(Error::Protocol(format!("msg_id {id} vanished from the pending table")));
-            };
-            st.set_sleeping(id, true);
-            st = cv.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
-            st.set_sleeping(id, false);
+            }
+            drop(st);
+            park_until(left.as_millis() as u64);
+            st = lock(&self.state);
+            st.set_sleeping(id, None);
         }
     }
 
@@ -309,82 +359,150 @@ impl Transport {
     /// deadline passes or the connection dies. Releases the role on return.
     ///
     /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
-    /// itself (one system call per message) and the deadline is checked at least that often.
+    /// itself (one system call per message, or per batch of pipelined ones) and the deadline
+    /// is checked at least that often.
+    ///
+    /// Every message already buffered is handled before the reader looks at its own state:
+    /// the replies of a batch are delivered under one lock of the pending table and their
+    /// parked owners unparked after it (so that they do not wake up to a taken lock), and the
+    /// role is handed over only once the buffer is empty.
     ///
     /// A caller that reads its own reply gets it back directly (its slot freed), without
     /// the round through the pending table.
     fn read_session(&self, until: Option<u16>, deadline: Option<u64>) -> Option<Message> {
         let mut rx = lock(&self.rx);
         let mut own = None;
+        // The background reader's periodic checks, also while messages keep coming.
+        let mut next_check = 0;
         loop {
-            match rx.recv_timed() {
-                Ok(msg) if until == Some(msg.header.msg_id) && msg.header.is_reply() => {
-                    own = Some(msg);
-                    break;
-                }
-                Ok(msg) => match self.dispatch(msg) {
-                    Ok(Delivery::Reply(got)) if until.is_none() || until == Some(got) => break,
-                    Ok(d) => {
-                        match d {
-                            Delivery::Late => bump(&self.stats.late_replies),
-                            Delivery::PostedError => bump(&self.stats.posted_errors),
-                            _ => {}
-                        }
-                        if deadline.is_some_and(|d| now_ms() >= d) {
-                            break;
-                        }
-                    }
-                    Err(reason) => {
-                        self.fail(reason);
-                        break;
-                    }
-                },
-                Err(FrameError::WouldBlock) => {
-                    if until.is_none() {
-                        self.check_send_stall();
-                    }
-                    if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    self.fail(frame_reason(e));
-                    break;
-                }
+            let (delivered, end) = match rx.recv_timed() {
+                Ok(msg) => self.handle_batch(msg, &mut rx, until, &mut own),
+                Err(FrameError::WouldBlock) => (false, None),
+                Err(e) => (false, Some(frame_reason(e))),
+            };
+            if until.is_none() && now_ms() >= next_check {
+                self.check_send_stall();
+                next_check = now_ms().saturating_add(RECV_TICK.as_millis() as u64);
+            }
+            if let Some(reason) = end {
+                self.fail(reason);
+                break;
+            }
+            if own.is_some() || (until.is_none() && delivered) {
+                break;
+            }
+            if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
+                break;
             }
         }
         let buffered = rx.has_buffered_message();
         drop(rx);
-        let mut st = lock(&self.state);
-        st.reader = ReaderRole::None;
-        if let (Some(id), Some(_)) = (until, &own) {
-            st.remove(id);
-        }
-        if !st.wake_one_waiter() && buffered {
-            st.kick_background = true;
-            self.bg_cv.notify_one();
-        }
+        self.release_reader_after(until.filter(|_| own.is_some()), buffered);
         own
     }
 
-    /// Routes one message from the main socket.
-    fn dispatch(&self, msg: Message) -> std::result::Result<Delivery, DisconnectReason> {
-        if msg.header.is_command() {
-            if let Some((hdr, payload)) = self.serve(&msg) {
-                // Replies are not queued: they answer the server, nothing orders them.
-                if let Err(e) = self.send.track(|| self.send.sender().send(hdr, &[&payload], &[])) {
-                    return Err(DisconnectReason::Io(e.errno()));
+    /// Gives up the reader role without having read (the caller's send failed).
+    fn release_reader(&self) {
+        let buffered = lock(&self.rx).has_buffered_message();
+        self.release_reader_after(None, buffered);
+    }
+
+    /// Gives up the reader role, freeing `own` (a caller's id whose reply it read itself),
+    /// and hands the role to a parked caller still waiting, or to the background reader
+    /// when messages are `buffered` and nobody waits.
+    fn release_reader_after(&self, own: Option<u16>, buffered: bool) {
+        let mut st = lock(&self.state);
+        st.reader = ReaderRole::None;
+        if let Some(id) = own {
+            st.remove(id);
+        }
+        let (waiting, wake) = st.waiter_to_wake();
+        if !waiting && buffered {
+            st.kick_background = true;
+            self.bg_cv.notify_one();
+        }
+        drop(st);
+        if let Some(t) = wake {
+            t.unpark();
+        }
+    }
+
+    /// Handles `first` and the messages buffered behind it (up to [`WAKE_BATCH`] replies to
+    /// parked callers): the reply to `until` goes to `own`, other replies to their slots
+    /// under one lock of the pending table, server commands are served. Returns whether a
+    /// reply was delivered to a slot, and the reason to close the connection, if any.
+    fn handle_batch(
+        &self,
+        first: Message,
+        rx: &mut Receiver,
+        until: Option<u16>,
+        own: &mut Option<Message>,
+    ) -> (bool, Option<DisconnectReason>) {
+        let mut wake: [Option<Thread>; WAKE_BATCH] = Default::default();
+        let (mut woken, mut delivered, mut end) = (0, false, None);
+        let mut st: Option<MutexGuard<'_, PendingTable>> = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            if msg.header.is_reply() && until == Some(msg.header.msg_id) {
+                *own = Some(msg);
+            } else if msg.header.is_reply() {
+                let table = st.get_or_insert_with(|| lock(&self.state));
+                match table.deliver(msg) {
+                    Ok((d, t)) => {
+                        match d {
+                            Delivery::Late => bump(&self.stats.late_replies),
+                            Delivery::PostedError => bump(&self.stats.posted_errors),
+                            _ => delivered = true,
+                        }
+                        if let Some(t) = t {
+                            wake[woken] = Some(t);
+                            woken += 1;
+                        }
+                    }
+                    Err(reason) => end = Some(reason),
+                }
+            } else {
+                drop(st.take());
+                if let Err(reason) = self.serve_command(msg, rx) {
+                    end = Some(reason);
                 }
             }
-            return Ok(Delivery::Command);
+            if end.is_none() && woken < WAKE_BATCH && rx.has_buffered_message() {
+                match rx.recv_timed() {
+                    Ok(m) => next = Some(m),
+                    Err(e) => end = Some(frame_reason(e)),
+                }
+            }
         }
-        if !msg.header.is_reply() {
+        drop(st);
+        // Counted first: the woken callers defer their next requests until the last resumes.
+        self.send.woke(woken);
+        for t in wake.iter_mut().take(woken).filter_map(Option::take) {
+            t.unpark();
+        }
+        (delivered, end)
+    }
+
+    /// Serves a server command from the main socket (`rx` is its receiver, held by the
+    /// reader); anything that is neither a command nor a reply breaks the connection.
+    fn serve_command(&self, msg: Message, rx: &mut Receiver) -> std::result::Result<(), DisconnectReason> {
+        if !msg.header.is_command() {
             return Err(DisconnectReason::ProtocolViolation(format!(
                 "message with undefined type (flags {:#x})",
                 msg.header.flags
             )));
         }
-        lock(&self.state).deliver(msg)
+        let mut out = lock(&self.scratch);
+        if let Some(hdr) = self.serve(&msg, &mut out) {
+            // Replies are not queued: they answer the server, nothing orders them.
+            let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
+            if let Err(e) = self.send.send_now(hdr, &[payload]) {
+                return Err(DisconnectReason::Io(e.errno()));
+            }
+        }
+        // A large DMA_WRITE's payload is received into this memory next time.
+        rx.recycle(msg.payload);
+        Ok(())
     }
 
     /// The background reader: holds the reader role whenever no caller does.
@@ -430,6 +548,7 @@ impl Transport {
     /// Serves the twin socket: only server commands arrive there.
     fn twin_loop(&self, mut rx: Receiver) {
         let Some(sender) = &self.twin else { return };
+        let mut out = Vec::new();
         loop {
             let msg = match rx.recv() {
                 Ok(m) => m,
@@ -442,20 +561,22 @@ impl Transport {
                 self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
                 return;
             }
-            if let Some((hdr, payload)) = self.serve(&msg) {
-                if let Err(e) = sender.send(hdr, &[&payload], &[]) {
+            if let Some(hdr) = self.serve(&msg, &mut out) {
+                let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
+                if let Err(e) = sender.send(hdr, &[payload], &[]) {
                     self.fail(DisconnectReason::Io(e.errno()));
                     return;
                 }
             }
+            rx.recycle(msg.payload);
         }
     }
 
-    /// Serves a server command, counting the outcome.
-    fn serve(&self, msg: &Message) -> Option<(Header, Vec<u8>)> {
-        let reply = self.dma.serve(msg);
+    /// Serves a server command, counting the outcome; the reply's payload is left in `out`.
+    fn serve(&self, msg: &Message, out: &mut Vec<u8>) -> Option<Header> {
+        let reply = self.dma.serve(msg, out);
         match &reply {
-            Some((h, _)) if h.is_error() => bump(&self.stats.dma_refused),
+            Some(h) if h.is_error() => bump(&self.stats.dma_refused),
             _ => bump(&self.stats.dma_served),
         }
         reply
@@ -486,7 +607,7 @@ impl Transport {
             st.wake_all();
             self.bg_cv.notify_all();
         }
-        let _ = self.send.sender().shutdown();
+        self.send.shutdown();
         if let Some(s) = &self.twin {
             let _ = s.shutdown();
         }
@@ -509,7 +630,13 @@ impl Ticket<'_> {
     pub(crate) fn finish(mut self) -> Result<Message> {
         self.done = true;
         let t = self.t;
-        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout)?;
+        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout, false)?;
+        self.check(msg)
+    }
+
+    /// A reply to this ticket's command: a successful one, or the error it reports.
+    fn check(&self, msg: Message) -> Result<Message> {
+        let t = self.t;
         if msg.header.command != self.cmd as u16 {
             let why = format!("reply to {} (msg_id {}) carries command {}", self.cmd, self.id, msg.header.command);
             return Err(t.violation(why));
@@ -523,9 +650,24 @@ impl Ticket<'_> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            lock(&self.t.state).abandon(self.id);
+        let woken = !self.done && lock(&self.t.state).abandon(self.id);
+        if woken {
+            if let Err(e) = self.t.send.resumed() {
+                self.t.send_error(e);
+            }
         }
+    }
+}
+
+/// Parks the calling thread until it is unparked, for at most `left` ms: it is unparked by
+/// whoever delivers its reply or hands it the reader role; a spurious wake-up just makes
+/// its caller look again. Far from the deadline, without a timeout (a timed park costs a
+/// kernel timer): the background reader unparks it in time (`wake_expiring`).
+fn park_until(left: u64) {
+    if left > LONG_PARK.as_millis() as u64 {
+        std::thread::park();
+    } else {
+        std::thread::park_timeout(Duration::from_millis(left.max(1)));
     }
 }
 

@@ -392,3 +392,36 @@ fn reconnect_refuses_a_different_device() {
     server.join().unwrap();
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_caller_parked_far_from_its_deadline_still_times_out() {
+    // Long enough that a caller not reading the socket parks without a timeout at first.
+    let config = test_config().timeout(std::time::Duration::from_millis(400));
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(config, move |mut f| {
+        f.handshake();
+        let reset = f.expect(Command::DeviceReset);
+        seen_tx.send(()).unwrap();
+        f.expect(Command::RegionRead);
+        // Neither is answered until the read has timed out; then the reset is.
+        go_rx.recv().unwrap();
+        f.reply(&reset, &[]);
+        while f.conn.recv().is_ok() {}
+    });
+    let c = Arc::new(c);
+    // This caller, with a long timeout, waits for its reply reading the socket...
+    let reader = {
+        let c = c.clone();
+        std::thread::spawn(move || c.reset_with_timeout(std::time::Duration::from_secs(60)))
+    };
+    seen_rx.recv().unwrap();
+    // ...so this one, with a shorter one, parks; it must still time out.
+    let e = c.region_read(0, 0, &mut [0; 4]).unwrap_err();
+    assert!(matches!(e, Error::Timeout { command: Command::RegionRead, .. }), "{e}");
+    go_tx.send(()).unwrap();
+    reader.join().unwrap().unwrap();
+    assert_eq!(c.stats().timeouts, 1);
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}

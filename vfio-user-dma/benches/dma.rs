@@ -2,7 +2,8 @@
 
 //! Benchmarks of vfio-user-dma with plain `std::time::Instant`.
 //!
-//! Run: `cargo bench -p vfio-user-dma --bench dma` (optionally `-- quick`).
+//! Run: `cargo bench -p vfio-user-dma --bench dma` (optionally `-- quick`; the 1 MiB copies
+//! run `BENCH_ROUNDS` interleaved rounds, default 31).
 
 use std::fs::File;
 use std::hint::black_box;
@@ -52,65 +53,98 @@ fn per_iter(iters: u32, mut f: impl FnMut()) -> Duration {
         .unwrap()
 }
 
+/// Median, minimum and maximum.
+fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
 fn copy_bench() {
     const MIB: usize = 1 << 20;
+    // Rounds of `ITERS` copies of each kind, interleaved, so that every kind sees the same
+    // load; ratios are taken within a round (`BENCH_ROUNDS`, default 31).
+    const ITERS: u32 = 200;
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(31);
     let f = memfd(MIB as u64);
     let s = DmaSpace::default();
     s.map(fd_req(&f, 0x1000_0000, MIB as u64)).unwrap();
     let mut buf = vec![0u8; MIB];
     let src = vec![0x5au8; MIB];
     s.write(0x1000_0000, &src).unwrap(); // fault the pages in
-    let iters = 500;
-    let memcpy = per_iter(iters, || {
-        buf.copy_from_slice(black_box(&src));
-        black_box(&buf);
-    });
-    let dma_read = per_iter(iters, || {
-        s.read(0x1000_0000, black_box(&mut buf)).unwrap();
-        black_box(&buf);
-    });
-    let dma_write = per_iter(iters, || {
-        s.write(0x1000_0000, black_box(&src)).unwrap();
-    });
-    let zero_copy = per_iter(iters, || {
-        let g = s.translate(0x1000_0000, MIB, false).unwrap();
-        for sl in g.slices() {
-            sl.copy_to(black_box(&mut buf[..]));
+    buf.copy_from_slice(&src);
+    // `memcpy` speed depends a little on where source and destination sit in their pages:
+    // the mapping is page-aligned, a heap buffer usually is not. A second plain copy reads
+    // from a page-aligned source into the same destination as the DMA copies, for scale.
+    let mut src_store = vec![0x5au8; MIB + 4096];
+    let skew = src_store.as_ptr().align_offset(4096);
+    let aligned = &mut src_store[skew..skew + MIB];
+    aligned.fill(0x5a);
+    let aligned = &*aligned;
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..ITERS {
+            f();
         }
-        black_box(&buf);
-    });
-    s.start_logging(PAGE, &[]).unwrap();
-    let dma_write_logged = per_iter(iters, || {
-        s.write(0x1000_0000, black_box(&src)).unwrap();
-    });
-    s.stop_logging();
-    let gbs = |d: Duration| MIB as f64 / d.as_secs_f64() / 1e9;
-    println!("## copy of 1 MiB (best of 3 x {iters})");
-    println!("memcpy (Vec -> Vec)           {:>9.1?}  {:>6.2} GB/s", memcpy, gbs(memcpy));
-    println!(
-        "DmaSpace::read (mmap -> Vec)  {:>9.1?}  {:>6.2} GB/s  ratio {:.2}x memcpy",
-        dma_read,
-        gbs(dma_read),
-        dma_read.as_secs_f64() / memcpy.as_secs_f64()
-    );
-    println!(
-        "DmaSpace::write (Vec -> mmap) {:>9.1?}  {:>6.2} GB/s  ratio {:.2}x memcpy",
-        dma_write,
-        gbs(dma_write),
-        dma_write.as_secs_f64() / memcpy.as_secs_f64()
-    );
-    println!(
-        "DmaSpace::write, logging on   {:>9.1?}  {:>6.2} GB/s  ratio {:.2}x memcpy",
-        dma_write_logged,
-        gbs(dma_write_logged),
-        dma_write_logged.as_secs_f64() / memcpy.as_secs_f64()
-    );
-    println!(
-        "translate + copy_to           {:>9.1?}  {:>6.2} GB/s  ratio {:.2}x memcpy",
-        zero_copy,
-        gbs(zero_copy),
-        zero_copy.as_secs_f64() / memcpy.as_secs_f64()
-    );
+        t.elapsed() / ITERS
+    };
+    let names = [
+        "memcpy (Vec -> Vec)",
+        "DmaSpace::read (mmap -> Vec)",
+        "DmaSpace::write (Vec -> mmap)",
+        "DmaSpace::write, logging on",
+        "translate + copy_to",
+        "memcpy (page-aligned -> Vec)",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        let mut round = [Duration::ZERO; 6];
+        round[0] = time(&mut || {
+            buf.copy_from_slice(black_box(&src));
+            black_box(&buf);
+        });
+        round[5] = time(&mut || {
+            buf.copy_from_slice(black_box(aligned));
+            black_box(&buf);
+        });
+        round[1] = time(&mut || {
+            s.read(0x1000_0000, black_box(&mut buf)).unwrap();
+            black_box(&buf);
+        });
+        round[2] = time(&mut || {
+            s.write(0x1000_0000, black_box(&src)).unwrap();
+        });
+        s.start_logging(PAGE, &[]).unwrap();
+        round[3] = time(&mut || {
+            s.write(0x1000_0000, black_box(&src)).unwrap();
+        });
+        s.stop_logging();
+        round[4] = time(&mut || {
+            let g = s.translate(0x1000_0000, MIB, false).unwrap();
+            for sl in g.slices() {
+                sl.copy_to(black_box(&mut buf[..]));
+            }
+            black_box(&buf);
+        });
+        for (t, d) in times.iter_mut().zip(round) {
+            t.push(d.as_secs_f64());
+        }
+    }
+    let gbs = |secs: f64| MIB as f64 / secs / 1e9;
+    println!("## copy of 1 MiB ({rounds} interleaved rounds of {ITERS} copies each; median [min-max])");
+    println!("{:<30} {:>9} {:>10}  {:>6}  memcpy time / time (same round)", "", "time", "", "");
+    for (i, name) in names.iter().enumerate() {
+        let (m, lo, hi) = stats(&times[i]);
+        let ratios: Vec<f64> = times[0].iter().zip(&times[i]).map(|(b, t)| b / t).collect();
+        let (r, rlo, rhi) = stats(&ratios);
+        println!(
+            "{name:<30} {:>7.1} us {:>6.2} GB/s  [{:.1}-{:.1} us]  {r:.2}x memcpy [{rlo:.2}-{rhi:.2}]",
+            m * 1e6,
+            gbs(m),
+            lo * 1e6,
+            hi * 1e6
+        );
+    }
     // Small accesses: the cost of lookup + permission check, 1 and 4096 regions mapped.
     let small = per_iter(1_000_000, || {
         black_box(s.read_obj::<u64>(black_box(0x1000_0000 + 64)).unwrap());

@@ -4,7 +4,11 @@
 //! Framing: whole messages with their SCM_RIGHTS file descriptors over a UNIX stream socket.
 //!
 //! The receive side reads into a buffer, so that several pipelined small messages cost one
-//! system call, and bounds every message by `max_msg_size` before allocating for it. File
+//! system call, and bounds every message by `max_msg_size` before allocating for it. A
+//! message with a large payload is not copied out of that buffer: once its header is known,
+//! the rest is received straight into the payload it is returned with, or, with
+//! [`Receiver::recv_into`], into buffers of the caller (e.g. a DMA_READ reply into the
+//! device's destination). File
 //! descriptors travel with the first bytes of the `sendmsg` that carried them, and Linux
 //! ends a `recvmsg` right after the segment that carried descriptors; so the descriptors of
 //! one `recvmsg` belong to the message that contains the last byte it returned. Received
@@ -12,7 +16,8 @@
 //! closes any the receiver did not take.
 //!
 //! The send side writes a message with one `sendmsg` (header, body parts and descriptors),
-//! continuing after short writes; a mutex keeps concurrent senders from interleaving.
+//! or, when it is small and has no descriptors, copies it into one buffer for a cheaper
+//! `send`, continuing after short writes; a mutex keeps concurrent senders from interleaving.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -41,9 +46,14 @@ pub const MAX_FDS_PER_MESSAGE: usize = SCM_MAX_FD as usize;
 pub const DEFAULT_MAX_MSG_SIZE: usize = HEADER_SIZE + 16 + (1 << 20);
 
 const INITIAL_BUFFER: usize = 64 * 1024;
+/// Payloads of at least this many bytes that have not entirely arrived are received
+/// straight into their own buffer instead of the shared receive buffer.
+const DIRECT_PAYLOAD: usize = 16 * 1024;
 /// Most iovecs one `sendmsg` takes (Linux `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 const MAX_SEND_PARTS: usize = 7;
+/// Messages without descriptors up to this size are sent from one buffer with `send(2)`.
+const SMALL_MESSAGE: usize = 256;
 
 /// One whole message as received.
 #[derive(Debug)]
@@ -77,6 +87,62 @@ pub struct Sender {
 impl Sender {
     /// Sends one message: `header` (its `msg_size` is computed here) followed by `parts`,
     /// with `fds` attached. Blocks until the whole message is written.
+    pub fn send(&self, header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        self.lock().send(header, parts, fds)
+    }
+
+    /// Sends bytes that already hold one or more whole messages, headers included (a batch
+    /// of replies, or a message built in place), with no descriptors, under the same lock
+    /// as [`Sender::send`]. It uses `send(2)`, cheaper than `sendmsg(2)`. The caller is
+    /// responsible for the framing: every header's `msg_size` must match.
+    pub fn send_framed(&self, bytes: &[u8]) -> Result<(), FrameError> {
+        self.lock().send_framed(bytes)
+    }
+
+    /// Sends several messages without descriptors back to back, with as few `sendmsg` calls
+    /// as the socket allows (one when its buffer has room): each `(header, parts)` as in
+    /// [`Sender::send`]. A pipelining sender saves a system call per message.
+    pub fn send_batch(&self, msgs: &[(Header, &[&[u8]])]) -> Result<(), FrameError> {
+        self.lock().send_batch(msgs)
+    }
+
+    /// Takes the lock that keeps senders from interleaving, for several sends in a row, or
+    /// to combine other threads' messages while holding it.
+    pub fn lock(&self) -> SendGuard<'_> {
+        SendGuard { sock: &self.sock, _guard: self.lock.lock().unwrap_or_else(|e| e.into_inner()) }
+    }
+
+    /// [`lock`](Self::lock) if no other thread holds it.
+    pub fn try_lock(&self) -> Option<SendGuard<'_>> {
+        let guard = match self.lock.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(SendGuard { sock: &self.sock, _guard: guard })
+    }
+
+    /// The socket's descriptor.
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Shuts the socket down in both directions, waking a receiver blocked on it.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Both)
+    }
+}
+
+/// Exclusive use of a [`Sender`]'s socket ([`Sender::lock`]): its sends do not take the
+/// lock again.
+#[derive(Debug)]
+pub struct SendGuard<'a> {
+    sock: &'a UnixStream,
+    _guard: std::sync::MutexGuard<'a, ()>,
+}
+
+impl SendGuard<'_> {
+    /// [`Sender::send`].
     pub fn send(&self, mut header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
         // Refusals carry a real errno (an `ErrorKind`-only error reported EIO).
         if parts.len() > MAX_SEND_PARTS || fds.len() > MAX_FDS_PER_MESSAGE {
@@ -86,6 +152,17 @@ impl Sender {
         header.msg_size = total
             .and_then(|t| u32::try_from(t).ok())
             .ok_or_else(|| FrameError::Io(io::Error::from_raw_os_error(libc::E2BIG)))?;
+        if fds.is_empty() && header.msg_size as usize <= SMALL_MESSAGE {
+            // Copied into one buffer and sent with `send(2)`, cheaper than `sendmsg(2)`.
+            let mut buf = [0u8; SMALL_MESSAGE];
+            buf[..HEADER_SIZE].copy_from_slice(header.as_slice());
+            let mut at = HEADER_SIZE;
+            for p in parts {
+                buf[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            return self.send_framed(&buf[..at]);
+        }
         let mut iov_store = [IoSlice::new(&[]); MAX_SEND_PARTS + 1];
         iov_store[0] = IoSlice::new(header.as_slice());
         for (slot, p) in iov_store[1..].iter_mut().zip(parts) {
@@ -93,7 +170,6 @@ impl Sender {
         }
         let mut iov = &mut iov_store[..=parts.len()];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut first = true;
         let mut remaining = header.msg_size as usize;
         while remaining > 0 {
@@ -115,12 +191,8 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends bytes that already hold one or more whole messages, headers included (a batch
-    /// of replies, or a message built in place), with no descriptors, under the same lock
-    /// as [`Sender::send`]. It uses `send(2)`, cheaper than `sendmsg(2)`. The caller is
-    /// responsible for the framing: every header's `msg_size` must match.
+    /// [`Sender::send_framed`].
     pub fn send_framed(&self, bytes: &[u8]) -> Result<(), FrameError> {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut rest = bytes;
         while !rest.is_empty() {
             match rustix::net::send(self.sock.as_fd(), rest, SendFlags::NOSIGNAL) {
@@ -133,9 +205,7 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends several messages without descriptors back to back, with as few `sendmsg` calls
-    /// as the socket allows (one when its buffer has room): each `(header, parts)` as in
-    /// [`Sender::send`]. A pipelining sender saves a system call per message.
+    /// [`Sender::send_batch`].
     pub fn send_batch(&self, msgs: &[(Header, &[&[u8]])]) -> Result<(), FrameError> {
         let invalid = || FrameError::Io(io::Error::from(io::ErrorKind::InvalidInput));
         let mut headers = Vec::with_capacity(msgs.len());
@@ -155,7 +225,6 @@ impl Sender {
             iov_store.extend(parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
         }
         let mut iov = &mut iov_store[..];
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         while remaining > 0 {
             let n_iov = iov.len().min(IOV_MAX);
             match sendmsg(self.sock.as_fd(), &iov[..n_iov], &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL) {
@@ -169,16 +238,6 @@ impl Sender {
             }
         }
         Ok(())
-    }
-
-    /// The socket's descriptor.
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
-    }
-
-    /// Shuts the socket down in both directions, waking a receiver blocked on it.
-    pub fn shutdown(&self) -> io::Result<()> {
-        self.sock.shutdown(std::net::Shutdown::Both)
     }
 }
 
@@ -195,6 +254,21 @@ pub struct Receiver {
     fds: VecDeque<(u64, Vec<OwnedFd>)>,
     pending_fds: usize,
     max_msg_size: usize,
+    /// A large message being received straight into its payload.
+    large: Option<Large>,
+    /// A payload given back with [`Receiver::recycle`], for the next large message.
+    spare: Vec<u8>,
+}
+
+/// A message whose header has arrived and whose payload is received into a buffer of its
+/// own (see [`DIRECT_PAYLOAD`]).
+#[derive(Debug)]
+struct Large {
+    header: Header,
+    payload: Vec<u8>,
+    filled: usize,
+    /// Stream offset just past the message.
+    end: u64,
 }
 
 impl Receiver {
@@ -215,6 +289,9 @@ impl Receiver {
 
     /// Whether a whole message is already buffered (a poll on the fd would not show it).
     pub fn has_buffered_message(&self) -> bool {
+        if let Some(l) = &self.large {
+            return l.filled == l.payload.len();
+        }
         let avail = self.end - self.start;
         match crate::wire::read_at::<Header>(&self.buf[self.start..self.end], 0) {
             Some(h) => avail >= h.msg_size as usize,
@@ -256,22 +333,57 @@ impl Receiver {
         }
     }
 
-    /// Takes one buffered message, if a whole one is there.
-    fn take(&mut self) -> Result<Option<Message>, FrameError> {
-        let avail = self.end - self.start;
+    /// The header of the next message if it has arrived, checked against the size bounds.
+    fn buffered_header(&self) -> Result<Option<Header>, FrameError> {
+        if let Some(l) = &self.large {
+            return Ok(Some(l.header));
+        }
         let Some(header) = crate::wire::read_at::<Header>(&self.buf[self.start..self.end], 0) else {
             return Ok(None);
         };
-        let size = header.msg_size as usize;
-        if size < HEADER_SIZE {
+        if (header.msg_size as usize) < HEADER_SIZE {
             return Err(FrameError::Undersize(header.msg_size));
         }
-        if size > self.max_msg_size {
+        if header.msg_size as usize > self.max_msg_size {
             return Err(FrameError::Oversize { size: header.msg_size, max: self.max_msg_size });
         }
+        Ok(Some(header))
+    }
+
+    /// Takes one buffered message, if a whole one is there.
+    fn take(&mut self) -> Result<Option<Message>, FrameError> {
+        if let Some(l) = self.large.take_if(|l| l.filled == l.payload.len()) {
+            let fds = self.take_fds(l.end);
+            return Ok(Some(Message { header: l.header, payload: l.payload, fds }));
+        }
+        if self.large.is_some() {
+            return Ok(None);
+        }
+        let Some(header) = self.buffered_header()? else {
+            return Ok(None);
+        };
+        let size = header.msg_size as usize;
+        let avail = self.end - self.start;
         if avail < size {
-            // Make room for the whole message (bounded by max_msg_size above).
-            if self.buf.len() - self.start < size {
+            if size - HEADER_SIZE >= DIRECT_PAYLOAD {
+                // The rest goes straight into the payload (bounded by max_msg_size above).
+                let n = size - HEADER_SIZE;
+                let mut payload = match std::mem::take(&mut self.spare) {
+                    mut v if v.capacity() >= n => {
+                        // Only bytes past what it held before are zeroed.
+                        v.truncate(n);
+                        v.resize(n, 0);
+                        v
+                    }
+                    _ => vec![0; n],
+                };
+                let have = avail - HEADER_SIZE;
+                payload[..have].copy_from_slice(&self.buf[self.start + HEADER_SIZE..self.end]);
+                let end = self.consumed + size as u64;
+                self.consume(avail);
+                self.large = Some(Large { header, payload, filled: have, end });
+            } else if self.buf.len() - self.start < size {
+                // Make room for the whole message.
                 self.compact();
                 if self.buf.len() < size {
                     self.buf.resize(size, 0);
@@ -280,7 +392,33 @@ impl Receiver {
             return Ok(None);
         }
         let payload = self.buf[self.start + HEADER_SIZE..self.start + size].to_vec();
-        let msg_end = self.consumed + size as u64;
+        let fds = self.take_fds(self.consumed + size as u64);
+        self.consume(size);
+        Ok(Some(Message { header, payload, fds }))
+    }
+
+    /// Gives back the payload of a message received earlier, once done with it: the next
+    /// large payload is received into its memory rather than a newly allocated and zeroed
+    /// buffer. One is kept (the largest, up to `max_msg_size`); small ones are dropped.
+    pub fn recycle(&mut self, payload: Vec<u8>) {
+        let cap = payload.capacity();
+        if cap >= DIRECT_PAYLOAD && cap <= self.max_msg_size && cap > self.spare.capacity() {
+            self.spare = payload;
+        }
+    }
+
+    /// Drops `n` bytes from the front of the buffer.
+    fn consume(&mut self, n: usize) {
+        self.consumed += n as u64;
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// The descriptors received with the bytes before stream offset `msg_end`.
+    fn take_fds(&mut self, msg_end: u64) -> Vec<OwnedFd> {
         let mut fds = Vec::new();
         while self.fds.front().is_some_and(|(tag, _)| *tag < msg_end) {
             if let Some((_, batch)) = self.fds.pop_front() {
@@ -288,13 +426,129 @@ impl Receiver {
                 fds.extend(batch);
             }
         }
-        self.consumed = msg_end;
-        self.start += size;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+        fds
+    }
+
+    /// Waits until the next message's header has arrived and returns it, consuming nothing:
+    /// the caller then takes the message with [`recv`](Self::recv) or
+    /// [`recv_into`](Self::recv_into). A header announcing a size outside the bounds is a
+    /// framing error, as with `recv`.
+    pub fn peek_header(&mut self) -> Result<Header, FrameError> {
+        loop {
+            if let Some(h) = self.buffered_header()? {
+                return Ok(h);
+            }
+            self.fill(Fill::Blocking)?;
         }
-        Ok(Some(Message { header, payload, fds }))
+    }
+
+    /// Receives the next message, blocking, with its payload placed in the caller's
+    /// buffers: the first `prefix.len()` bytes into `prefix`, the rest into `body`. What has
+    /// already arrived is copied; the rest is received straight into the buffers, so a large
+    /// payload is never copied in user space. Returns the message's header and descriptors.
+    ///
+    /// The payload must be exactly `prefix.len() + body.len()` bytes long (look at
+    /// [`peek_header`](Self::peek_header) first): otherwise nothing is consumed and the error
+    /// is `EINVAL` ([`FrameError::Io`]), and the message can be taken with `recv`. Any other
+    /// error leaves the stream unusable, as with `recv`, and the buffers partly written.
+    pub fn recv_into(&mut self, prefix: &mut [u8], body: &mut [u8]) -> Result<(Header, Vec<OwnedFd>), FrameError> {
+        let header = self.peek_header()?;
+        let total = prefix.len() + body.len();
+        if header.msg_size as usize != HEADER_SIZE.saturating_add(total) {
+            return Err(FrameError::Io(io::Error::from_raw_os_error(libc::EINVAL)));
+        }
+        // What has arrived: the payload so far, and the stream offset past the message.
+        let (have, msg_end) = match self.large.take() {
+            Some(l) => {
+                scatter(&l.payload[..l.filled], prefix, body);
+                (l.filled, l.end)
+            }
+            None => {
+                let avail = (self.end - self.start).min(HEADER_SIZE + total);
+                let end = self.consumed + (HEADER_SIZE + total) as u64;
+                scatter(&self.buf[self.start + HEADER_SIZE..self.start + avail], prefix, body);
+                self.consume(avail);
+                (avail - HEADER_SIZE, end)
+            }
+        };
+        let mut filled = have;
+        while filled < total {
+            let (p, b) = (prefix.len().min(filled), filled.saturating_sub(prefix.len()));
+            let mut iov = [IoSliceMut::new(&mut prefix[p..]), IoSliceMut::new(&mut body[b..])];
+            let n = self.recv_some(&mut iov, Fill::Blocking)?;
+            if n == 0 {
+                return Err(FrameError::EofMidMessage { got: HEADER_SIZE + filled, need: HEADER_SIZE + total });
+            }
+            filled += n;
+        }
+        Ok((header, self.take_fds(msg_end)))
+    }
+
+    /// Receives the next message, blocking, with its payload past the first `prefix` bytes
+    /// placed straight into a buffer that `body` chooses from the header and those bytes
+    /// (e.g. a DMA_WRITE's data into the memory its address names). The prefix is not
+    /// returned (`body` saw it). Returns `Ok(None)`, having consumed nothing, when the payload
+    /// is shorter than `prefix`, or `body` returns `None` or a buffer that is not exactly the
+    /// rest of the payload: the message is then taken with [`recv`](Self::recv). Errors as
+    /// with [`recv_into`](Self::recv_into).
+    pub fn recv_into_with<'b>(
+        &mut self,
+        prefix: usize,
+        body: impl FnOnce(&Header, &[u8]) -> Option<&'b mut [u8]>,
+    ) -> Result<Option<(Header, Vec<OwnedFd>)>, FrameError> {
+        let header = self.peek_header()?;
+        let size = header.msg_size as usize;
+        let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix) else {
+            return Ok(None);
+        };
+        // Wait until the prefix has arrived (the size bound was checked by peek_header).
+        loop {
+            match &self.large {
+                Some(l) if l.filled >= prefix => break,
+                Some(_) => {}
+                None if self.end - self.start >= HEADER_SIZE + prefix => break,
+                None if self.buf.len() - self.start < HEADER_SIZE + prefix => {
+                    self.compact();
+                    if self.buf.len() < HEADER_SIZE + prefix {
+                        self.buf.resize(HEADER_SIZE + prefix, 0);
+                    }
+                }
+                None => {}
+            }
+            self.fill(Fill::Blocking)?;
+        }
+        let seen = match &self.large {
+            Some(l) => &l.payload[..prefix],
+            None => &self.buf[self.start + HEADER_SIZE..self.start + HEADER_SIZE + prefix],
+        };
+        let Some(dst) = body(&header, seen).filter(|d| d.len() == rest) else {
+            return Ok(None);
+        };
+        // What has arrived past the prefix, and the stream offset past the message.
+        let (mut filled, msg_end) = match self.large.take() {
+            Some(l) => {
+                let got = &l.payload[prefix..l.filled];
+                dst[..got.len()].copy_from_slice(got);
+                (got.len(), l.end)
+            }
+            None => {
+                let avail = (self.end - self.start).min(size);
+                let end = self.consumed + size as u64;
+                let got = &self.buf[self.start + HEADER_SIZE + prefix..self.start + avail];
+                dst[..got.len()].copy_from_slice(got);
+                let n = got.len();
+                self.consume(avail);
+                (n, end)
+            }
+        };
+        while filled < rest {
+            let n = self.recv_some(&mut [IoSliceMut::new(&mut dst[filled..])], Fill::Blocking)?;
+            if n == 0 {
+                return Err(FrameError::EofMidMessage { got: size - rest + filled, need: size });
+            }
+            filled += n;
+        }
+        Ok(Some((header, self.take_fds(msg_end))))
     }
 
     fn compact(&mut self) {
@@ -306,6 +560,20 @@ impl Receiver {
     }
 
     fn fill(&mut self, mode: Fill) -> Result<(), FrameError> {
+        if let Some(mut l) = self.large.take() {
+            // Straight into the large message's payload, never past its end.
+            let mut iov = [IoSliceMut::new(&mut l.payload[l.filled..])];
+            let r = self.recv_some(&mut iov, mode);
+            if let Ok(n) = r {
+                l.filled += n;
+            }
+            let (got, need) = (HEADER_SIZE + l.filled, HEADER_SIZE + l.payload.len());
+            self.large = Some(l);
+            return match r? {
+                0 => Err(FrameError::EofMidMessage { got, need }),
+                _ => Ok(()),
+            };
+        }
         if self.buf.len() - self.end < 4096 {
             self.compact();
         }
@@ -314,15 +582,31 @@ impl Receiver {
             let grow = (self.buf.len() + HEADER_SIZE).min(self.max_msg_size.max(self.buf.len() + 1));
             self.buf.resize(grow, 0);
         }
+        let mut buf = std::mem::take(&mut self.buf);
+        let r = self.recv_some(&mut [IoSliceMut::new(&mut buf[self.end..])], mode);
+        self.buf = buf;
+        match r? {
+            0 => Err(self.eof()),
+            n => {
+                // recv_some counted the bytes as consumed; they are buffered instead.
+                self.consumed -= n as u64;
+                self.end += n;
+                Ok(())
+            }
+        }
+    }
+
+    /// One `recvmsg` into `iov`: returns the byte count (0 at end of stream), counting the
+    /// bytes as consumed and tagging the descriptors that came with them.
+    fn recv_some(&mut self, iov: &mut [IoSliceMut<'_>], mode: Fill) -> Result<usize, FrameError> {
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
         loop {
             let mut control = RecvAncillaryBuffer::new(&mut space);
-            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..])];
             let mut flags = RecvFlags::CMSG_CLOEXEC;
             if mode == Fill::NonBlocking {
                 flags |= RecvFlags::DONTWAIT;
             }
-            match recvmsg(self.sock.as_fd(), &mut iov, &mut control, flags) {
+            match recvmsg(self.sock.as_fd(), iov, &mut control, flags) {
                 Ok(r) => {
                     let mut batch = Vec::new();
                     for m in control.drain() {
@@ -333,11 +617,9 @@ impl Receiver {
                     if r.flags.contains(ReturnFlags::CTRUNC) {
                         return Err(FrameError::FdsTruncated);
                     }
-                    if r.bytes == 0 {
-                        return Err(self.eof());
-                    }
-                    self.end += r.bytes;
-                    if !batch.is_empty() {
+                    // Offset of the last byte received, counting the buffered ones.
+                    self.consumed += r.bytes as u64;
+                    if !batch.is_empty() && r.bytes > 0 {
                         self.pending_fds += batch.len();
                         if self.pending_fds > MAX_FDS_PER_MESSAGE {
                             return Err(FrameError::TooManyFds { got: self.pending_fds, max: MAX_FDS_PER_MESSAGE });
@@ -345,7 +627,7 @@ impl Receiver {
                         let last = self.consumed + (self.end - self.start) as u64 - 1;
                         self.fds.push_back((last, batch));
                     }
-                    return Ok(());
+                    return Ok(r.bytes);
                 }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) if mode == Fill::Blocking => wait_for(self.sock.as_fd(), PollFlags::IN)?,
@@ -364,6 +646,14 @@ impl Receiver {
             .map_or(HEADER_SIZE, |h| h.msg_size as usize);
         FrameError::EofMidMessage { got, need }
     }
+}
+
+/// Copies `src` to the start of `prefix` followed by `body`.
+fn scatter(src: &[u8], prefix: &mut [u8], body: &mut [u8]) {
+    let p = src.len().min(prefix.len());
+    prefix[..p].copy_from_slice(&src[..p]);
+    let rest = &src[p..];
+    body[..rest.len()].copy_from_slice(rest);
 }
 
 /// How [`Receiver::fill`] waits for data.
@@ -410,6 +700,8 @@ impl Connection {
                 fds: VecDeque::new(),
                 pending_fds: 0,
                 max_msg_size: DEFAULT_MAX_MSG_SIZE,
+                large: None,
+                spare: Vec::new(),
             },
         }
     }

@@ -60,7 +60,7 @@ pub mod wire;
 
 pub use array::WireArray;
 pub use command::{Command, CommandError};
-pub use connection::{Connection, Message, Receiver, Sender};
+pub use connection::{Connection, Message, Receiver, SendGuard, Sender};
 pub use error::{DecodeError, FrameError};
 pub use header::{Header, MsgType, HEADER_SIZE};
 pub use migration::MigState;

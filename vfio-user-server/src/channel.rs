@@ -4,10 +4,16 @@
 //! One client connection's message routing: client commands in arrival order, replies to
 //! the server's own DMA_READ / DMA_WRITE requests routed by msg_id to the waiting caller,
 //! and the synchronous twin-socket path.
+//!
+//! The data of a DMA_READ reply is received straight into the caller's buffer, never
+//! copied in user space: on the twin socket and on the request-handling thread the caller
+//! receives it itself; on the main socket, the request-handling thread reads the header,
+//! then hands the socket to the waiting device thread, which receives the rest, and waits
+//! until it is done.
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
 
@@ -16,7 +22,7 @@ use vfio_user_proto::connection::{Connection, Message, Receiver, Sender};
 use vfio_user_proto::reply::{decode_reply, Reply};
 use vfio_user_proto::request::DecodeLimits;
 use vfio_user_proto::wire::DmaAccess;
-use vfio_user_proto::{FrameError, Header};
+use vfio_user_proto::{FrameError, Header, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::error::{Error, Result};
@@ -35,16 +41,46 @@ pub(crate) const MAX_QUEUED_COMMANDS: usize = 4096;
 struct Inbox {
     receiver: Receiver,
     queued: VecDeque<Message>,
+    /// The msg_id of a DMA_READ reply whose header is next on the socket, left for the
+    /// device thread that asked for it to receive into its buffer; the request-handling
+    /// thread waits (on `inbox_cv`) until that thread clears it.
+    handoff: Option<u16>,
+}
+
+/// A DMA request sent on the main socket whose reply has not been collected.
+#[derive(Debug)]
+struct Outstanding {
+    id: u16,
+    /// For a DMA_READ whose caller receives the data into its buffer: the `msg_size` of a
+    /// successful reply.
+    direct: Option<u32>,
+    state: ReplyState,
+}
+
+#[derive(Debug)]
+enum ReplyState {
+    Waiting,
+    /// Received as a message (a command-handling step that does not block, an error reply,
+    /// or a reply of a size other than expected).
+    Arrived(Message),
+    /// Its header is next on the socket, the rest is for the caller to receive.
+    HandedOff,
 }
 
 /// What DMA callers and the request-handling thread share.
 #[derive(Debug, Default)]
 struct Routing {
-    /// msg_ids of DMA requests sent on the main socket and not yet answered.
-    outstanding: Vec<u16>,
-    /// Replies received for outstanding requests, not yet collected.
-    replies: Vec<Message>,
+    /// DMA requests sent on the main socket and not yet collected.
+    outstanding: Vec<Outstanding>,
     closed: bool,
+}
+
+/// A reply to a DMA request.
+enum Answer {
+    /// The whole message.
+    Msg(Message),
+    /// A DMA_READ reply whose data went straight into the caller's buffer: its prefix.
+    Direct(DmaAccess),
 }
 
 /// The routing state of one connection. The receiving half has its own lock, held by the
@@ -56,6 +92,8 @@ pub(crate) struct Channel {
     inbox: Mutex<Inbox>,
     routing: Mutex<Routing>,
     cond: Condvar,
+    /// Signalled when a device thread has taken a handed-off reply ([`Inbox::handoff`]).
+    inbox_cv: Condvar,
     /// The twin socket, and a duplicate of its fd to shut it down without the lock.
     twin: OnceLock<(Mutex<Connection>, UnixStream)>,
     next_id: AtomicU16,
@@ -64,6 +102,11 @@ pub(crate) struct Channel {
     dispatcher: Mutex<Option<ThreadId>>,
     /// Replies (whole messages without fds) waiting to go out in one `send`.
     batch: Mutex<Vec<u8>>,
+    /// Whether `batch` may be non-empty (read without its lock).
+    batched: AtomicBool,
+    /// Whether more client commands were already received when the last one was taken:
+    /// its reply is batched only then.
+    more: AtomicBool,
 }
 
 impl Channel {
@@ -72,15 +115,18 @@ impl Channel {
         receiver.set_max_msg_size(max_msg_size(local_max_xfer));
         Channel {
             sender,
-            inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new() }),
+            inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new(), handoff: None }),
             routing: Mutex::new(Routing::default()),
             cond: Condvar::new(),
+            inbox_cv: Condvar::new(),
             twin: OnceLock::new(),
             next_id: AtomicU16::new(0),
             peer_max_xfer: AtomicU32::new(vfio_user_proto::version::DEFAULT_MAX_DATA_XFER_SIZE),
             local_max_xfer,
             dispatcher: Mutex::new(None),
             batch: Mutex::new(Vec::new()),
+            batched: AtomicBool::new(false),
+            more: AtomicBool::new(false),
         }
     }
 
@@ -119,14 +165,17 @@ impl Channel {
 
     /// Queues a reply without fds (a whole message). Queued replies go out before the
     /// request-handling thread waits for the client ([`Self::flush`]), so the replies to
-    /// pipelined commands leave in one `send`; large ones go at once.
+    /// pipelined commands leave in one `send`; large ones, and the reply to a command with
+    /// none received behind it (lock-step), go at once.
     pub(crate) fn queue(&self, msg: &[u8]) -> std::result::Result<(), FrameError> {
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-        if b.is_empty() && msg.len() >= BATCH_LIMIT {
+        if b.is_empty() && (msg.len() >= BATCH_LIMIT || !self.more.load(Ordering::Relaxed)) {
             return self.sender.send_framed(msg);
         }
         b.extend_from_slice(msg);
+        self.batched.store(true, Ordering::Relaxed);
         if b.len() >= BATCH_LIMIT {
+            self.batched.store(false, Ordering::Relaxed);
             self.sender.send_framed(&b)?;
             b.clear();
         }
@@ -135,7 +184,12 @@ impl Channel {
 
     /// Sends the queued replies.
     pub(crate) fn flush(&self) -> std::result::Result<(), FrameError> {
+        // Only the request-handling thread queues and flushes: no lock when nothing is queued.
+        if !self.batched.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        self.batched.store(false, Ordering::Relaxed);
         if b.is_empty() {
             return Ok(());
         }
@@ -155,17 +209,59 @@ impl Channel {
         }
         let mut r = self.routing();
         let id = m.header.msg_id;
-        let expected = m.header.is_reply()
-            && matches!(m.header.cmd(), Ok(Command::DmaRead | Command::DmaWrite))
-            && r.outstanding.contains(&id);
-        if !expected {
-            return Err(FrameError::UnexpectedType { flags: m.header.flags, command: m.header.command });
+        let dma = matches!(m.header.cmd(), Ok(Command::DmaRead | Command::DmaWrite));
+        let slot = r.outstanding.iter_mut().find(|o| o.id == id && matches!(o.state, ReplyState::Waiting));
+        match slot {
+            Some(o) if m.header.is_reply() && dma => o.state = ReplyState::Arrived(m),
+            _ => return Err(FrameError::UnexpectedType { flags: m.header.flags, command: m.header.command }),
         }
-        r.outstanding.retain(|&x| x != id);
-        r.replies.push(m);
         drop(r);
         self.cond.notify_all();
         Ok(None)
+    }
+
+    /// If `h` is the successful reply to an outstanding DMA_READ whose caller receives the
+    /// data itself, and of the size expected, marks it handed off and returns its id.
+    fn claim_direct(&self, h: &Header) -> Option<u16> {
+        if !h.is_reply() || h.is_error() || h.command != Command::DmaRead as u16 {
+            return None;
+        }
+        let mut r = self.routing();
+        let o = r.outstanding.iter_mut().find(|o| o.id == h.msg_id)?;
+        if o.direct != Some(h.msg_size) || !matches!(o.state, ReplyState::Waiting) {
+            return None;
+        }
+        o.state = ReplyState::HandedOff;
+        Some(o.id)
+    }
+
+    /// Lets the device thread waiting for reply `id`, whose header is next on the socket,
+    /// receive it, and waits until it has. Fails if the connection broke meanwhile.
+    fn hand_off<'a>(
+        &'a self,
+        mut inbox: MutexGuard<'a, Inbox>,
+        id: u16,
+    ) -> std::result::Result<MutexGuard<'a, Inbox>, FrameError> {
+        inbox.handoff = Some(id);
+        self.cond.notify_all();
+        while inbox.handoff == Some(id) {
+            inbox = self.inbox_cv.wait(inbox).unwrap_or_else(|e| e.into_inner());
+        }
+        if self.routing().closed {
+            return Err(FrameError::Closed);
+        }
+        Ok(inbox)
+    }
+
+    /// Receives the DMA_READ reply whose header is next on `receiver` (its size checked)
+    /// into `buf`. A framing error breaks the connection; descriptors make it malformed.
+    fn recv_direct(&self, receiver: &mut Receiver, buf: &mut [u8]) -> Result<DmaAccess> {
+        let mut a = DmaAccess::default();
+        match receiver.recv_into(a.as_mut_slice(), buf) {
+            Ok((_, fds)) if fds.is_empty() => Ok(a),
+            Ok(_) => Err(Error::InvalidArgument("malformed DMA_READ reply")),
+            Err(e) => Err(self.broken(e).into()),
+        }
     }
 
     /// Handles a receive error: the connection is dead.
@@ -183,6 +279,12 @@ impl Channel {
     /// made (the caller polls the socket instead of finding it empty with a failed read).
     pub(crate) fn next_command(&self, read: bool) -> std::result::Result<Option<Message>, FrameError> {
         let mut inbox = self.inbox();
+        let c = self.next_command_in(&mut inbox, read);
+        self.more.store(!inbox.queued.is_empty() || inbox.receiver.has_buffered_message(), Ordering::Relaxed);
+        c
+    }
+
+    fn next_command_in(&self, inbox: &mut Inbox, read: bool) -> std::result::Result<Option<Message>, FrameError> {
         if let Some(m) = inbox.queued.pop_front() {
             return Ok(Some(m));
         }
@@ -207,6 +309,7 @@ impl Channel {
     pub(crate) fn next_command_blocking(&self) -> std::result::Result<Message, FrameError> {
         let mut inbox = self.inbox();
         if let Some(m) = inbox.queued.pop_front() {
+            self.more.store(true, Ordering::Relaxed);
             return Ok(m);
         }
         loop {
@@ -214,8 +317,14 @@ impl Channel {
                 // About to wait for the client: it may be waiting for these.
                 self.flush().map_err(|e| self.broken(e))?;
             }
+            let h = inbox.receiver.peek_header().map_err(|e| self.broken(e))?;
+            if let Some(id) = self.claim_direct(&h) {
+                inbox = self.hand_off(inbox, id)?;
+                continue;
+            }
             let m = inbox.receiver.recv().map_err(|e| self.broken(e))?;
             if let Some(c) = self.sort(m).map_err(|e| self.broken(e))? {
+                self.more.store(inbox.receiver.has_buffered_message(), Ordering::Relaxed);
                 return Ok(c);
             }
         }
@@ -246,19 +355,29 @@ impl Channel {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends one server → client command and returns its (successful) reply.
-    fn transact(&self, cmd: Command, parts: &[&[u8]]) -> Result<Message> {
+    /// Sends one server → client command and returns its (successful) reply. With `dest`,
+    /// a DMA_READ's data may be received straight into it ([`Answer::Direct`]).
+    fn transact(&self, cmd: Command, parts: &[&[u8]], dest: Option<&mut [u8]>) -> Result<Answer> {
+        // The msg_size of a successful DMA_READ reply carrying all of `dest`.
+        let direct =
+            dest.as_ref().and_then(|d| u32::try_from(HEADER_SIZE + std::mem::size_of::<DmaAccess>() + d.len()).ok());
         if let Some((twin, _)) = self.twin.get() {
             let mut t = twin.lock().unwrap_or_else(|e| e.into_inner());
             let id = self.alloc_id();
             t.send(Header::command(id, cmd, 0), parts, &[])?;
+            let h = t.receiver.peek_header()?;
+            if let (Some(d), Some(size)) = (dest, direct) {
+                if h.is_reply() && !h.is_error() && h.msg_id == id && h.command == cmd as u16 && h.msg_size == size {
+                    return self.recv_direct(&mut t.receiver, d).map(Answer::Direct);
+                }
+            }
             let m = t.recv()?;
             if !m.header.is_reply() || m.header.msg_id != id || m.header.command != cmd as u16 {
                 drop(t);
                 self.close();
                 return Err(Error::InvalidArgument("unexpected message on the twin socket"));
             }
-            return check_error(m);
+            return check_error(m).map(Answer::Msg);
         }
         let on_dispatcher = self.on_dispatcher();
         if on_dispatcher {
@@ -270,73 +389,131 @@ impl Channel {
             return Err(Error::NotConnected);
         }
         let mut id = self.alloc_id();
-        while r.outstanding.contains(&id) {
+        while r.outstanding.iter().any(|o| o.id == id) {
             id = self.alloc_id();
         }
-        r.outstanding.push(id);
+        r.outstanding.push(Outstanding { id, direct, state: ReplyState::Waiting });
         drop(r);
         if let Err(e) = self.sender.send(Header::command(id, cmd, 0), parts, &[]) {
-            self.routing().outstanding.retain(|&x| x != id);
+            self.forget(id);
             return Err(e.into());
         }
         if on_dispatcher {
-            // The request-handling thread itself waits: it receives here, and sets client
-            // commands aside for later, in order.
-            let mut inbox = self.inbox();
-            loop {
-                if let Some(m) = self.take_reply(id) {
-                    return check_error(m);
+            self.wait_on_dispatcher(id, dest)
+        } else {
+            self.wait_elsewhere(id, dest)
+        }
+    }
+
+    /// The request-handling thread waits for its own reply: it receives here, and sets
+    /// client commands aside for later, in order.
+    fn wait_on_dispatcher(&self, id: u16, dest: Option<&mut [u8]>) -> Result<Answer> {
+        let mut inbox = self.inbox();
+        loop {
+            if let Some(m) = self.take_arrived(id) {
+                return check_error(m).map(Answer::Msg);
+            }
+            let h = match inbox.receiver.peek_header() {
+                Ok(h) => h,
+                Err(e) => return Err(self.broken(e).into()),
+            };
+            if let Some(cid) = self.claim_direct(&h) {
+                if cid == id {
+                    self.forget(id);
+                    let d = dest.ok_or(Error::InvalidArgument("DMA_READ reply without a buffer"))?;
+                    return self.recv_direct(&mut inbox.receiver, d).map(Answer::Direct);
                 }
-                let m = match inbox.receiver.recv() {
-                    Ok(m) => m,
-                    Err(e) => return Err(self.broken(e).into()),
-                };
-                if m.header.is_command() {
-                    // The client may pipeline while we wait, but not without bound.
-                    if inbox.queued.len() >= MAX_QUEUED_COMMANDS {
-                        drop(inbox);
-                        self.close();
-                        return Err(Error::InvalidArgument("too many commands queued behind a DMA request"));
-                    }
-                    inbox.queued.push_back(m);
-                } else if let Err(e) = self.sort(m) {
+                inbox = self.hand_off(inbox, cid)?;
+                continue;
+            }
+            let m = match inbox.receiver.recv() {
+                Ok(m) => m,
+                Err(e) => return Err(self.broken(e).into()),
+            };
+            if m.header.is_command() {
+                // The client may pipeline while we wait, but not without bound.
+                if inbox.queued.len() >= MAX_QUEUED_COMMANDS {
                     drop(inbox);
                     self.close();
-                    return Err(e.into());
+                    return Err(Error::InvalidArgument("too many commands queued behind a DMA request"));
+                }
+                inbox.queued.push_back(m);
+            } else if let Err(e) = self.sort(m) {
+                drop(inbox);
+                self.close();
+                return Err(e.into());
+            }
+        }
+    }
+
+    /// A device thread waits for its reply, routed to it by the request-handling thread,
+    /// or handed to it to receive into `dest`.
+    fn wait_elsewhere(&self, id: u16, dest: Option<&mut [u8]>) -> Result<Answer> {
+        let mut r = self.routing();
+        loop {
+            let Some(pos) = r.outstanding.iter().position(|o| o.id == id) else {
+                return Err(Error::NotConnected);
+            };
+            match r.outstanding[pos].state {
+                ReplyState::Waiting if r.closed => {
+                    r.outstanding.swap_remove(pos);
+                    return Err(Error::NotConnected);
+                }
+                ReplyState::Waiting => r = self.cond.wait(r).unwrap_or_else(|e| e.into_inner()),
+                ReplyState::Arrived(_) => {
+                    return match r.outstanding.swap_remove(pos).state {
+                        ReplyState::Arrived(m) => check_error(m).map(Answer::Msg),
+                        _ => Err(Error::NotConnected),
+                    };
+                }
+                ReplyState::HandedOff => {
+                    r.outstanding.swap_remove(pos);
+                    drop(r);
+                    // The request-handling thread waits, the inbox released, until we are done.
+                    let mut inbox = self.inbox();
+                    let res = match (inbox.handoff == Some(id), dest) {
+                        (true, Some(d)) => self.recv_direct(&mut inbox.receiver, d).map(Answer::Direct),
+                        _ => Err(self.broken(FrameError::Closed).into()),
+                    };
+                    inbox.handoff = None;
+                    drop(inbox);
+                    self.inbox_cv.notify_all();
+                    return res;
                 }
             }
         }
+    }
+
+    fn take_arrived(&self, id: u16) -> Option<Message> {
         let mut r = self.routing();
-        loop {
-            if let Some(pos) = r.replies.iter().position(|m| m.header.msg_id == id) {
-                return check_error(r.replies.swap_remove(pos));
-            }
-            if r.closed {
-                r.outstanding.retain(|&x| x != id);
-                return Err(Error::NotConnected);
-            }
-            r = self.cond.wait(r).unwrap_or_else(|e| e.into_inner());
+        let pos = r.outstanding.iter().position(|o| o.id == id && matches!(o.state, ReplyState::Arrived(_)))?;
+        match r.outstanding.swap_remove(pos).state {
+            ReplyState::Arrived(m) => Some(m),
+            _ => None,
         }
     }
 
-    fn take_reply(&self, id: u16) -> Option<Message> {
-        let mut r = self.routing();
-        let pos = r.replies.iter().position(|m| m.header.msg_id == id)?;
-        Some(r.replies.swap_remove(pos))
+    fn forget(&self, id: u16) {
+        self.routing().outstanding.retain(|o| o.id != id);
     }
 
-    /// DMA_READ, split at [`Self::max_data_xfer_size`].
+    /// DMA_READ, split at [`Self::max_data_xfer_size`]; the data is received straight into
+    /// `buf` when the reply has the expected size.
     pub(crate) fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
         let chunk = self.max_data_xfer_size();
         let mut addr = iova;
         for part in buf.chunks_mut(chunk) {
             let req = DmaAccess { addr, count: part.len() as u64 };
-            let m = self.transact(Command::DmaRead, &[req.as_slice()])?;
-            match decode_reply(&m.header, &m.payload, m.fds.len()) {
-                Ok(Reply::DmaRead(a, data)) if a.addr == addr && data.len() == part.len() => part.copy_from_slice(data),
-                _ => return Err(Error::InvalidArgument("malformed DMA_READ reply")),
+            let len = part.len();
+            match self.transact(Command::DmaRead, &[req.as_slice()], Some(&mut *part))? {
+                Answer::Direct(a) if a == req => {}
+                Answer::Msg(m) => match decode_reply(&m.header, &m.payload, m.fds.len()) {
+                    Ok(Reply::DmaRead(a, data)) if a.addr == addr && data.len() == len => part.copy_from_slice(data),
+                    _ => return Err(Error::InvalidArgument("malformed DMA_READ reply")),
+                },
+                Answer::Direct(_) => return Err(Error::InvalidArgument("malformed DMA_READ reply")),
             }
-            addr += part.len() as u64;
+            addr += len as u64;
         }
         Ok(())
     }
@@ -347,7 +524,9 @@ impl Channel {
         let mut addr = iova;
         for part in data.chunks(chunk) {
             let req = DmaAccess { addr, count: part.len() as u64 };
-            let m = self.transact(Command::DmaWrite, &[req.as_slice(), part])?;
+            let Answer::Msg(m) = self.transact(Command::DmaWrite, &[req.as_slice(), part], None)? else {
+                return Err(Error::InvalidArgument("malformed DMA_WRITE reply"));
+            };
             match decode_reply(&m.header, &m.payload, m.fds.len()) {
                 Ok(Reply::DmaWrite(None)) => {}
                 Ok(Reply::DmaWrite(Some(a))) if a.addr == addr && a.count == part.len() as u64 => {}
