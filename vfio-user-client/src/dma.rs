@@ -8,14 +8,16 @@
 //! against the client's own table of mappings first (EFAULT otherwise), then served from the
 //! VMM's memory ([`DmaMemory`], e.g. a vm-memory `GuestMemoryMmap`); a mapping that was made
 //! with an fd is served through that fd (`pread`/`pwrite`) when no memory was handed over.
+//! A DMA_READ reply is sent straight out of the memory when it offers its slices
+//! ([`DmaMemory::read_zero_copy`], as vm-memory's does), with no copy in user space.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use vfio_user_proto::wire::{DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
-use vfio_user_proto::{decode_request, DecodeLimits, Header, Message, Request};
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace};
+use vfio_user_proto::{decode_request, DecodeLimits, FrameError, Header, Message, Request, VolatileBuf};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
 
 /// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the
 /// DMA address (IOVA) given in DMA_MAP.
@@ -34,6 +36,21 @@ pub trait DmaMemory: Send + Sync {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32>;
     /// Writes `data` at `addr`.
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32>;
+
+    /// Serves a read of `len` bytes at `addr` without copying: calls `send` once with the
+    /// memory of the range as buffers, in order, together exactly `len` bytes, and returns
+    /// `Some(Ok(()))`; or fails with an errno (`EFAULT` for a range not entirely in memory)
+    /// without calling `send`. `None`, the default, means "not supported": the read is then
+    /// served with [`read`](Self::read) into a buffer, which is copied.
+    fn read_zero_copy(
+        &self,
+        addr: u64,
+        len: usize,
+        send: &mut dyn FnMut(&[VolatileBuf<'_>]),
+    ) -> Option<Result<(), i32>> {
+        let _ = (addr, len, send);
+        None
+    }
 }
 
 impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
@@ -43,6 +60,31 @@ impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
 
     fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
         self.memory().write_slice(data, GuestAddress(addr)).map_err(|_| libc::EFAULT)
+    }
+
+    fn read_zero_copy(
+        &self,
+        addr: u64,
+        len: usize,
+        send: &mut dyn FnMut(&[VolatileBuf<'_>]),
+    ) -> Option<Result<(), i32>> {
+        let mem = self.memory();
+        let Ok(iter) = mem.get_slices(GuestAddress(addr), len, Permissions::Read) else {
+            return Some(Err(libc::EFAULT));
+        };
+        let mut slices = Vec::new();
+        for s in iter {
+            match s {
+                Ok(s) => slices.push(s),
+                Err(_) => return Some(Err(libc::EFAULT)),
+            }
+        }
+        if slices.iter().map(|s| s.len()).sum::<usize>() != len {
+            return Some(Err(libc::EFAULT));
+        }
+        let bufs: Vec<VolatileBuf<'_>> = slices.iter().map(VolatileBuf::new).collect();
+        send(&bufs);
+        Some(Ok(()))
     }
 }
 
@@ -119,6 +161,9 @@ impl DmaTable {
     }
 }
 
+/// Sends a reply to a server command: header, payload parts, then guest memory.
+pub(crate) type SendReply<'s> = dyn FnMut(Header, &[&[u8]], &[VolatileBuf<'_>]) -> Result<(), FrameError> + 's;
+
 /// Everything needed to serve the server's DMA requests.
 pub(crate) struct DmaServer {
     pub(crate) table: std::sync::RwLock<DmaTable>,
@@ -128,14 +173,20 @@ pub(crate) struct DmaServer {
 }
 
 impl DmaServer {
-    /// Handles one server-to-client command. Returns the header of the reply to send, whose
-    /// payload is the first `msg_size - 16` bytes of `out`, or `None` when the command asked
-    /// for no reply. `out` is scratch memory kept from one call to the next: it only grows
-    /// (up to 16 + our `max_data_xfer_size`), so a reply neither allocates nor zeroes.
-    pub(crate) fn serve(&self, msg: &Message, out: &mut Vec<u8>) -> Option<Header> {
+    /// Handles one server-to-client command and sends its reply, if it asks for one, with
+    /// `send` (header, payload parts, then guest memory buffers). Returns whether the command
+    /// was refused (answered with an error), or the error of `send`. `out` is scratch memory
+    /// kept from one call to the next: it only grows (up to 16 + our `max_data_xfer_size`), so
+    /// a reply neither allocates nor zeroes. A DMA_READ is sent straight out of the memory
+    /// when [`DmaMemory::read_zero_copy`] supports it.
+    pub(crate) fn serve(&self, msg: &Message, out: &mut Vec<u8>, send: &mut SendReply<'_>) -> Result<bool, FrameError> {
         let hdr = &msg.header;
         let result = match decode_request(hdr, &msg.payload, msg.fds.len(), &self.limits) {
-            Ok(Request::DmaRead(a)) => self.dma_read(&a, out),
+            Ok(Request::DmaRead(a)) => match self.dma_read_zero_copy(hdr, &a, send) {
+                Some(Ok(sent)) => return sent.map(|()| false),
+                Some(Err(errno)) => Err(errno),
+                None => self.dma_read(&a, out),
+            },
             Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| put(out, 0, a.as_slice())),
             Ok(other) => {
                 log::warn!("server sent {} to the client; refused", other.command());
@@ -146,13 +197,41 @@ impl DmaServer {
                 Err(e.errno())
             }
         };
-        if hdr.no_reply() {
-            return None;
+        let refused = result.is_err();
+        if !hdr.no_reply() {
+            match result {
+                Ok(len) => send(hdr.reply(len), &[&out[..len]], &[])?,
+                Err(errno) => send(hdr.error_reply(errno), &[], &[])?,
+            }
         }
-        Some(match result {
-            Ok(len) => hdr.reply(len),
-            Err(errno) => hdr.error_reply(errno),
-        })
+        Ok(refused)
+    }
+
+    /// A DMA_READ served straight out of the memory: `None` when that is not possible (no
+    /// memory, or it does not support it); `Some(Err(errno))` when refused, nothing sent;
+    /// otherwise the reply was sent (unless the request asked for none) with `send`'s result.
+    fn dma_read_zero_copy(
+        &self,
+        hdr: &Header,
+        a: &DmaAccess,
+        send: &mut SendReply<'_>,
+    ) -> Option<Result<Result<(), FrameError>, i32>> {
+        let mem = self.memory.as_ref()?;
+        if let Err(errno) = self.check(a.addr, a.count, DMA_MAP_FLAG_READ) {
+            return Some(Err(errno));
+        }
+        if hdr.no_reply() {
+            // Nothing to send: the read has no effect.
+            return Some(Ok(Ok(())));
+        }
+        // `count` is bounded by our max_data_xfer_size (decode_request checked it).
+        let len = a.count as usize;
+        let mut sent = Ok(());
+        let reply = hdr.reply(16 + len);
+        match mem.read_zero_copy(a.addr, len, &mut |bufs| sent = send(reply, &[a.as_slice()], bufs))? {
+            Ok(()) => Some(Ok(sent)),
+            Err(errno) => Some(Err(errno)),
+        }
     }
 
     fn check(&self, addr: u64, count: u64, need: u32) -> Result<Option<(Arc<OwnedFd>, u64)>, i32> {

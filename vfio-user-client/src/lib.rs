@@ -143,7 +143,7 @@ pub use irq::{IrqAction, IrqInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
 pub use stats::Stats;
-pub use vfio_user_proto::{MigState, Negotiated, RegionCap};
+pub use vfio_user_proto::{MigState, Negotiated, RegionCap, VolatileBuf};
 
 /// The workspace README's examples, compiled and run as doctests of this crate (its
 /// dev-dependencies include the server crate the device example uses).

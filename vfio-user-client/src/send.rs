@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
-use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, HEADER_SIZE};
+use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, VolatileBuf, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::stats::{bump, Counters};
@@ -133,9 +133,13 @@ impl SendPath {
 
     /// Sends one message now, waiting for the send lock (a reply to a server command: not
     /// ordered with the queue), then sends what was queued meanwhile.
-    pub(crate) fn send_now(&self, h: Header, parts: &[&[u8]]) -> Result<(), FrameError> {
+    /// `data` is guest memory sent after `parts` without being copied.
+    pub(crate) fn send_now(&self, h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]) -> Result<(), FrameError> {
         let guard = self.sender.lock();
-        let sent = self.track(|| guard.send(h, parts, &[]));
+        let sent = self.track(|| match data {
+            [] => guard.send(h, parts, &[]),
+            _ => guard.send_volatile(h, parts, data),
+        });
         drop(guard);
         sent.and_then(|()| self.recheck())
     }

@@ -33,14 +33,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-use crate::dma::DmaServer;
+use crate::dma::{DmaServer, SendReply};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::pending::{Delivery, PendingTable, ReaderRole};
 use crate::send::SendPath;
 use crate::stats::{bump, Counters};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
-use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender, HEADER_SIZE};
+use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender, VolatileBuf};
 
 /// How long the background reader stays out of the way after a caller read the socket
 /// itself: doubling from the first to the second value while callers stay active, so that
@@ -493,12 +493,10 @@ impl Transport {
             )));
         }
         let mut out = lock(&self.scratch);
-        if let Some(hdr) = self.serve(&msg, &mut out) {
-            // Replies are not queued: they answer the server, nothing orders them.
-            let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
-            if let Err(e) = self.send.send_now(hdr, &[payload]) {
-                return Err(DisconnectReason::Io(e.errno()));
-            }
+        // Replies are not queued: they answer the server, nothing orders them.
+        let mut send = |h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]| self.send.send_now(h, parts, data);
+        if let Err(e) = self.serve(&msg, &mut out, &mut send) {
+            return Err(DisconnectReason::Io(e.errno()));
         }
         // A large DMA_WRITE's payload is received into this memory next time.
         rx.recycle(msg.payload);
@@ -561,25 +559,33 @@ impl Transport {
                 self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
                 return;
             }
-            if let Some(hdr) = self.serve(&msg, &mut out) {
-                let payload = &out[..hdr.msg_size as usize - HEADER_SIZE];
-                if let Err(e) = sender.send(hdr, &[payload], &[]) {
-                    self.fail(DisconnectReason::Io(e.errno()));
-                    return;
-                }
+            let mut send = |h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]| match data {
+                [] => sender.send(h, parts, &[]),
+                _ => sender.lock().send_volatile(h, parts, data),
+            };
+            if let Err(e) = self.serve(&msg, &mut out, &mut send) {
+                self.fail(DisconnectReason::Io(e.errno()));
+                return;
             }
             rx.recycle(msg.payload);
         }
     }
 
-    /// Serves a server command, counting the outcome; the reply's payload is left in `out`.
-    fn serve(&self, msg: &Message, out: &mut Vec<u8>) -> Option<Header> {
-        let reply = self.dma.serve(msg, out);
-        match &reply {
-            Some(h) if h.is_error() => bump(&self.stats.dma_refused),
-            _ => bump(&self.stats.dma_served),
+    /// Serves a server command, counting the outcome and sending the reply with `send`.
+    fn serve(&self, msg: &Message, out: &mut Vec<u8>, send: &mut SendReply<'_>) -> std::result::Result<(), FrameError> {
+        let count = |refused: bool| bump(if refused { &self.stats.dma_refused } else { &self.stats.dma_served });
+        // Counted before the reply goes out: a server that has seen it sees the count.
+        let mut counted = false;
+        let mut counting = |h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]| {
+            counted = true;
+            count(h.is_error());
+            send(h, parts, data)
+        };
+        let refused = self.dma.serve(msg, out, &mut counting)?;
+        if !counted {
+            count(refused);
         }
-        reply
+        Ok(())
     }
 
     /// Records a protocol violation, closes the connection and returns the error to report.

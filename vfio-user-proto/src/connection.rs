@@ -18,6 +18,7 @@
 //! The send side writes a message with one `sendmsg` (header, body parts and descriptors),
 //! or, when it is small and has no descriptors, copies it into one buffer for a cheaper
 //! `send`, continuing after short writes; a mutex keeps concurrent senders from interleaving.
+//! [`SendGuard::send_volatile`] sends data straight out of guest memory.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -36,6 +37,9 @@ use vm_memory::ByteValued;
 use crate::error::FrameError;
 use crate::header::{Header, HEADER_SIZE};
 use crate::version::SCM_MAX_FD;
+
+mod volatile;
+pub use volatile::VolatileBuf;
 
 /// The most file descriptors one message may carry before the connection is considered
 /// broken (Linux's per-`sendmsg` maximum). The negotiated `max_msg_fds` is enforced by the

@@ -38,8 +38,11 @@
 //! `vm-memory` (no default features) for [`ByteValued`]; `rustix` for `sendmsg`/`recvmsg`
 //! with `MSG_CMSG_CLOEXEC` and `MSG_DONTWAIT` and `OwnedFd` results without `unsafe` —
 //! `vmm-sys-util`'s `ScmSocket` offers neither flag, so received descriptors would leak
-//! across `exec` and a non-blocking step would need the socket's mode changed; `serde` and
-//! `serde_json` (optional) for the VERSION JSON.
+//! across `exec` and a non-blocking step would need the socket's mode changed; `libc` for
+//! the one `sendmsg` whose iovecs point into guest memory
+//! ([`SendGuard::send_volatile`]: `VolatileSlice`s cannot become `&[u8]`s soundly, so the
+//! call is made on raw iovecs, with its `unsafe` argued there); `serde` and `serde_json`
+//! (optional) for the VERSION JSON.
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 //! [`ByteValued`]: vm_memory::ByteValued
@@ -60,7 +63,7 @@ pub mod wire;
 
 pub use array::WireArray;
 pub use command::{Command, CommandError};
-pub use connection::{Connection, Message, Receiver, SendGuard, Sender};
+pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf};
 pub use error::{DecodeError, FrameError};
 pub use header::{Header, MsgType, HEADER_SIZE};
 pub use migration::MigState;

@@ -1,0 +1,199 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! DMA_READ replies sent straight out of guest memory (`DmaMemory::read_zero_copy`), on the
+//! main and the twin socket, their refusals, and the copying fallback for a `DmaMemory`
+//! that does not provide it.
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use vfio_user_client::{DmaMemory, DmaProt};
+use vfio_user_proto::wire::DmaAccess;
+use vfio_user_proto::{Capabilities, Command, Connection, Header, TwinSocket};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+
+const MIB: u64 = 1 << 20;
+/// Start of guest memory: two regions of 1 MiB back to back, so that a read may span both.
+const BASE: u64 = 0x10_0000;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add((i >> 12) as u8).wrapping_add(seed)).collect()
+}
+
+fn two_region_memory() -> Arc<GuestMemoryMmap> {
+    let ranges = [(GuestAddress(BASE), MIB as usize), (GuestAddress(BASE + MIB), MIB as usize)];
+    let gm = GuestMemoryMmap::<()>::from_ranges(&ranges).unwrap();
+    gm.write_slice(&pattern(2 * MIB as usize, 5), GuestAddress(BASE)).unwrap();
+    Arc::new(gm)
+}
+
+/// Sends a DMA_READ and returns its reply.
+fn dma_read(conn: &mut Connection, id: u16, addr: u64, count: u64) -> vfio_user_proto::Message {
+    conn.send(Header::command(id, Command::DmaRead, 0), &[DmaAccess { addr, count }.as_slice()], &[]).unwrap();
+    let r = conn.recv().unwrap();
+    assert!(r.header.is_reply());
+    assert_eq!(r.header.msg_id, id);
+    r
+}
+
+/// The exchange, against guest memory filled with `pattern(2 MiB, 5)` from `BASE`, the
+/// client having mapped `[BASE, BASE + 2 MiB + 4 KiB)` readable (past the end of memory)
+/// and `[BASE + 4 MiB, + 4 KiB)` write-only.
+fn exchange(conn: &mut Connection) {
+    let expect = pattern(2 * MIB as usize, 5);
+    // 1 MiB spanning both regions, at an odd offset.
+    let off = MIB as usize / 2 + 3;
+    let r = dma_read(conn, 1, BASE + off as u64, MIB);
+    assert!(!r.header.is_error());
+    assert_eq!(r.header.msg_size as usize, 16 + 16 + MIB as usize);
+    assert_eq!(&r.payload[..16], DmaAccess { addr: BASE + off as u64, count: MIB }.as_slice());
+    assert!(r.payload[16..] == expect[off..off + MIB as usize], "the guest data, byte for byte");
+    // Inside the mapping but running past the end of guest memory.
+    assert_eq!(dma_read(conn, 2, BASE + 2 * MIB - 8, 16).header.errno(), libc::EFAULT);
+    // Outside every mapping.
+    assert_eq!(dma_read(conn, 3, BASE + 3 * MIB, 16).header.errno(), libc::EFAULT);
+    // A write-only mapping.
+    assert_eq!(dma_read(conn, 4, BASE + 4 * MIB, 16).header.errno(), libc::EPERM);
+    // The stream is in sync: the next read works, a whole region.
+    let r = dma_read(conn, 5, BASE, MIB);
+    assert!(r.payload[16..] == expect[..MIB as usize]);
+}
+
+fn map_all(c: &vfio_user_client::Client) {
+    c.dma_map(BASE, 2 * MIB + 4096, DmaProt::READ).unwrap();
+    c.dma_map(BASE + 4 * MIB, 4096, DmaProt::WRITE).unwrap();
+}
+
+fn expect_maps(f: &mut Fake) {
+    for _ in 0..2 {
+        let m = f.expect(Command::DmaMap);
+        f.reply(&m, &[]);
+    }
+}
+
+#[test]
+fn large_dma_read_sent_from_guest_memory_on_the_main_socket() {
+    let gm = two_region_memory();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(test_config().twin_socket(false).dma_memory(Arc::new(gm)), move |mut f| {
+        f.handshake();
+        expect_maps(&mut f);
+        rx.recv().unwrap();
+        exchange(&mut f.conn);
+    });
+    map_all(&c);
+    tx.send(()).unwrap();
+    h.join().unwrap();
+    let st = c.stats();
+    assert_eq!((st.dma_served, st.dma_refused), (2, 3));
+}
+
+#[test]
+fn large_dma_read_sent_from_guest_memory_on_the_twin_socket() {
+    let gm = two_region_memory();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(test_config().dma_memory(Arc::new(gm)), move |mut f| {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let theirs = OwnedFd::from(theirs);
+        let caps =
+            Capabilities { twin_socket: Some(TwinSocket { supported: true, fd_index: Some(0) }), ..Default::default() };
+        f.handshake_with(&caps, &[&theirs], default_info());
+        drop(theirs);
+        expect_maps(&mut f);
+        rx.recv().unwrap();
+        let mut twin = Connection::new(mine);
+        exchange(&mut twin);
+        done_tx.send(()).unwrap();
+        // Keep both sockets open until the client closes.
+        while f.conn.recv().is_ok() {}
+        drop(twin);
+    });
+    assert!(c.negotiated().twin_socket);
+    map_all(&c);
+    tx.send(()).unwrap();
+    done_rx.recv().unwrap();
+    let st = c.stats();
+    assert_eq!((st.dma_served, st.dma_refused), (2, 3));
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+/// A `DmaMemory` with only the required methods: served by copying.
+struct Plain(Mutex<Vec<u8>>);
+
+impl DmaMemory for Plain {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32> {
+        let m = self.0.lock().unwrap();
+        let at = addr.checked_sub(BASE).ok_or(libc::EFAULT)? as usize;
+        buf.copy_from_slice(m.get(at..at + buf.len()).ok_or(libc::EFAULT)?);
+        Ok(())
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
+        let mut m = self.0.lock().unwrap();
+        let at = addr.checked_sub(BASE).ok_or(libc::EFAULT)? as usize;
+        m.get_mut(at..at + data.len()).ok_or(libc::EFAULT)?.copy_from_slice(data);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_dma_memory_without_zero_copy_is_served_by_copying() {
+    let mem = Arc::new(Plain(Mutex::new(pattern(2 * MIB as usize, 5))));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
+        f.handshake();
+        expect_maps(&mut f);
+        rx.recv().unwrap();
+        exchange(&mut f.conn);
+    });
+    map_all(&c);
+    tx.send(()).unwrap();
+    h.join().unwrap();
+    let st = c.stats();
+    assert_eq!((st.dma_served, st.dma_refused), (2, 3));
+}
+
+/// Guest memory whose copying `read` always fails: every DMA_READ it serves went through
+/// `read_zero_copy`.
+struct ZeroCopyOnly(Arc<GuestMemoryMmap>);
+
+impl DmaMemory for ZeroCopyOnly {
+    fn read(&self, _: u64, _: &mut [u8]) -> Result<(), i32> {
+        Err(libc::EIO)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
+        self.0.write(addr, data)
+    }
+
+    fn read_zero_copy(
+        &self,
+        addr: u64,
+        len: usize,
+        send: &mut dyn FnMut(&[vfio_user_proto::VolatileBuf<'_>]),
+    ) -> Option<Result<(), i32>> {
+        self.0.read_zero_copy(addr, len, send)
+    }
+}
+
+#[test]
+fn guest_memory_reads_do_not_go_through_the_copying_read() {
+    let mem = Arc::new(ZeroCopyOnly(two_region_memory()));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
+        f.handshake();
+        expect_maps(&mut f);
+        rx.recv().unwrap();
+        exchange(&mut f.conn);
+    });
+    map_all(&c);
+    tx.send(()).unwrap();
+    h.join().unwrap();
+    assert_eq!(c.stats().dma_refused, 3);
+}
