@@ -360,7 +360,8 @@ impl Transport {
     ///
     /// The socket has a receive timeout of [`RECV_TICK`], so a read blocks in `recvmsg`
     /// itself (one system call per message, or per batch of pipelined ones) and the deadline
-    /// is checked at least that often.
+    /// is checked at least that often; within a tick of the deadline the timeout is cut to
+    /// what is left, so that a short request timeout is kept to the millisecond.
     ///
     /// Every message already buffered is handled before the reader looks at its own state:
     /// the replies of a batch are delivered under one lock of the pending table and their
@@ -374,7 +375,14 @@ impl Transport {
         let mut own = None;
         // The background reader's periodic checks, also while messages keep coming.
         let mut next_check = 0;
+        let mut shortened = false;
         loop {
+            // Within a tick of the deadline, block no longer than what is left of it.
+            if let Some(left) = deadline.map(|d| d.saturating_sub(now_ms())) {
+                if left < RECV_TICK.as_millis() as u64 {
+                    shortened |= rx.set_read_timeout(Some(Duration::from_millis(left.max(1)))).is_ok();
+                }
+            }
             let (delivered, end) = match rx.recv_timed() {
                 Ok(msg) => self.handle_batch(msg, &mut rx, until, &mut own),
                 Err(FrameError::WouldBlock) => (false, None),
@@ -394,6 +402,9 @@ impl Transport {
             if self.dead().is_some() || deadline.is_some_and(|d| now_ms() >= d) {
                 break;
             }
+        }
+        if shortened {
+            let _ = rx.set_read_timeout(Some(RECV_TICK));
         }
         let buffered = rx.has_buffered_message();
         drop(rx);

@@ -291,6 +291,12 @@ impl Receiver {
         self.sock.as_raw_fd()
     }
 
+    /// Sets the socket's receive timeout (`SO_RCVTIMEO`), which bounds how long a
+    /// [`recv_timed`](Receiver::recv_timed) blocks.
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+
     /// Whether a whole message is already buffered (a poll on the fd would not show it).
     pub fn has_buffered_message(&self) -> bool {
         if let Some(l) = &self.large {
