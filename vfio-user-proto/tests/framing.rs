@@ -3,6 +3,9 @@
 
 //! Framing over real socket pairs with real descriptors.
 
+mod common;
+
+use common::{efd_read, raw_send};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -110,7 +113,6 @@ use std::cell::Cell;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use vm_memory::ByteValued;
 
 /// Records the largest allocation made by a thread while it is watching.
@@ -165,23 +167,6 @@ impl Lcg {
 
 fn efd_write(fd: &OwnedFd, v: u64) {
     assert_eq!(rustix::io::write(fd, &v.to_ne_bytes()).unwrap(), 8);
-}
-
-fn efd_read(fd: &OwnedFd) -> u64 {
-    let mut b = [0u8; 8];
-    assert_eq!(rustix::io::read(fd, &mut b).unwrap(), 8);
-    u64::from_ne_bytes(b)
-}
-
-/// Sends raw bytes with fds in one sendmsg (no framing), as a hostile or slow peer would.
-fn raw_send(sock: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(253))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    let n = sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL).unwrap();
-    assert_eq!(n, bytes.len());
 }
 
 #[test]

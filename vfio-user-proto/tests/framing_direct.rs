@@ -4,12 +4,14 @@
 //! Large payloads received straight into their own buffer, and `Receiver::recv_into` (the
 //! payload into the caller's buffers), over real socket pairs.
 
+mod common;
+
+use common::{efd_read, raw_send};
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use rustix::event::{eventfd, EventfdFlags};
-use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use vfio_user_proto::{Command, Connection, FrameError, Header};
 use vm_memory::ByteValued;
 
@@ -26,23 +28,6 @@ fn efd(v: u64) -> OwnedFd {
     let e = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
     assert_eq!(rustix::io::write(&e, &v.to_ne_bytes()).unwrap(), 8);
     e
-}
-
-fn efd_read(fd: &OwnedFd) -> u64 {
-    let mut b = [0u8; 8];
-    assert_eq!(rustix::io::read(fd, &mut b).unwrap(), 8);
-    u64::from_ne_bytes(b)
-}
-
-/// Raw bytes with fds in one sendmsg, as a hostile or slow peer would send them.
-fn raw_send(sock: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
-    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(8))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    let n = sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL).unwrap();
-    assert_eq!(n, bytes.len());
 }
 
 #[test]

@@ -108,3 +108,22 @@ pub fn both_ways_rep<'a>(cmd: Command, wire: &'a [u8], nfds: usize, expect: &Rep
     assert_eq!(got.command(), cmd);
     got
 }
+
+/// Reads an eventfd's counter (8 bytes).
+pub fn efd_read(fd: &std::os::fd::OwnedFd) -> u64 {
+    let mut b = [0u8; 8];
+    assert_eq!(rustix::io::read(fd, &mut b).unwrap(), 8);
+    u64::from_ne_bytes(b)
+}
+
+/// Sends raw bytes with fds in one sendmsg (no framing), as a hostile or slow peer would.
+pub fn raw_send(sock: &std::os::unix::net::UnixStream, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(253))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    let n = sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL).unwrap();
+    assert_eq!(n, bytes.len());
+}
