@@ -48,6 +48,16 @@ const REGS: usize = 0x28;
 /// Largest DMA the demo device does per doorbell.
 pub const MAX_DMA_LEN: u32 = 1 << 20;
 
+/// The 32-bit register at `off`.
+fn reg32(r: &[u8; REGS], off: u64) -> u32 {
+    u32::from_le_bytes(r[off as usize..off as usize + 4].try_into().unwrap_or_default())
+}
+
+/// The 64-bit register at `off`.
+fn reg64(r: &[u8; REGS], off: u64) -> u64 {
+    u64::from_le_bytes(r[off as usize..off as usize + 8].try_into().unwrap_or_default())
+}
+
 /// The demo device: registers in BAR0 with a doorbell that makes the device write a
 /// pattern into client memory by DMA and raise an interrupt; BAR2 is plain memory backed by
 /// a memfd, whose second page the client may mmap (a sparse mmap area). It can migrate
@@ -78,17 +88,13 @@ impl DemoDevice {
 
     /// Points the writer at the pages the registers say.
     fn configure_writer(&self, r: &[u8; REGS]) {
-        let addr = u64::from_le_bytes(r[REG_ADDR as usize..REG_ADDR as usize + 8].try_into().unwrap_or_default());
-        let pages = u32::from_le_bytes(r[REG_STREAM as usize..REG_STREAM as usize + 4].try_into().unwrap_or_default());
-        self.writer.configure(addr, pages);
+        self.writer.configure(reg64(r, REG_ADDR), reg32(r, REG_STREAM));
     }
 
     fn doorbell(&self) {
         let (addr, len, pattern) = {
             let r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
-            let u64_at = |o: u64| u64::from_le_bytes(r[o as usize..o as usize + 8].try_into().unwrap_or_default());
-            let u32_at = |o: u64| u32::from_le_bytes(r[o as usize..o as usize + 4].try_into().unwrap_or_default());
-            (u64_at(REG_ADDR), u32_at(REG_LEN), u32_at(REG_PATTERN))
+            (reg64(&r, REG_ADDR), reg32(&r, REG_LEN), reg32(&r, REG_PATTERN))
         };
         // No lock is held across the DMA (see `DmaHandle`).
         let errno = if len > MAX_DMA_LEN {
@@ -106,7 +112,7 @@ impl DemoDevice {
         log::info!("demo device: doorbell: {len} bytes of {pattern:#010x} at {addr:#x}: errno {errno}");
         {
             let mut r = self.regs.lock().unwrap_or_else(|e| e.into_inner());
-            let done = u32::from_le_bytes(r[REG_DONE as usize..REG_DONE as usize + 4].try_into().unwrap_or_default());
+            let done = reg32(&r, REG_DONE);
             r[REG_DONE as usize..REG_DONE as usize + 4].copy_from_slice(&done.wrapping_add(1).to_le_bytes());
             r[REG_ERROR as usize..REG_ERROR as usize + 4].copy_from_slice(&(errno as u32).to_le_bytes());
         }
@@ -199,9 +205,7 @@ impl vfio_user_server::Device for DemoDevice {
                 regs.copy_from_slice(&state[..REGS]);
                 rustix::io::pwrite(&*self.bar2, &state[REGS..], 0)?;
                 *self.regs.lock().unwrap_or_else(|e| e.into_inner()) = regs;
-                let seq =
-                    u64::from_le_bytes(regs[REG_SEQ as usize..REG_SEQ as usize + 8].try_into().unwrap_or_default());
-                self.writer.set_seq(seq);
+                self.writer.set_seq(reg64(&regs, REG_SEQ));
                 self.configure_writer(&regs);
             }
             _ => {}
