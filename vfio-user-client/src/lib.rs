@@ -131,6 +131,7 @@ mod region;
 mod send;
 mod stats;
 mod transport;
+mod wake;
 
 pub use client::{Client, DeviceInfo, RegionReadOp};
 pub use config::{

@@ -4,13 +4,16 @@
 //! The table of requests waiting for replies, keyed by `msg_id`, and the reader-role state.
 //!
 //! All of it lives under one mutex owned by the [`Transport`](crate::transport). A waiting
-//! caller parks its thread, and records it in its slot; delivering a reply hands back that
-//! thread, which the deliverer unparks once it has let go of the mutex (so the woken caller
-//! does not find it taken), waking exactly that caller.
+//! caller marks its slot asleep and sleeps on the connection's [`WakeBoard`] with its id's
+//! [`bit`]; delivering a reply to a sleeper says so, and the deliverer wakes the bits of a
+//! whole batch at once after it has let go of the mutex (so the woken callers do not find
+//! it taken).
+//!
+//! [`WakeBoard`]: crate::wake::WakeBoard
+//! [`bit`]: crate::wake::bit
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::thread::Thread;
 
 use vfio_user_proto::Message;
 
@@ -71,12 +74,12 @@ pub(crate) enum Delivery {
 }
 
 enum Slot {
-    /// `sleeper`: the requester's thread while it is parked (otherwise waking it would be a
-    /// wasted system call: it is reading the socket itself, or about to look at the slot).
-    /// `woken`: the reply was delivered to the parked requester, which the deliverer
-    /// unparks (and counts with `SendPath::woke`). `deadline`: the requester's (ms), for
+    /// `asleep`: the requester sleeps (otherwise waking it would be a wasted system call:
+    /// it is reading the socket itself, or about to look at the slot). `woken`: the reply
+    /// was delivered to the sleeping requester, which the deliverer wakes (and counts with
+    /// `SendPath::woke`). `deadline`: the requester's (ms), for
     /// [`PendingTable::wake_expiring`].
-    Waiting { reply: Option<Message>, sleeper: Option<Thread>, woken: bool, deadline: u64 },
+    Waiting { reply: Option<Message>, asleep: bool, woken: bool, deadline: u64 },
     /// The requester gave up (timeout) at this time (ms); a late reply is dropped.
     Abandoned(u64),
 }
@@ -147,7 +150,7 @@ impl PendingTable {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1);
             if let std::collections::hash_map::Entry::Vacant(v) = self.slots.entry(id) {
-                v.insert(Slot::Waiting { reply: None, sleeper: None, woken: false, deadline });
+                v.insert(Slot::Waiting { reply: None, asleep: false, woken: false, deadline });
                 return Ok(id);
             }
         }
@@ -200,31 +203,27 @@ impl PendingTable {
         }
     }
 
-    /// Hands a reply to its waiter; returns the waiter's thread if it is parked: the caller
-    /// unparks it (after releasing the table's mutex).
-    pub(crate) fn deliver(
-        &mut self,
-        msg: Message,
-    ) -> std::result::Result<(Delivery, Option<Thread>), DisconnectReason> {
+    /// Hands a reply to its waiter; returns whether the waiter sleeps: the caller wakes it
+    /// (after releasing the table's mutex).
+    pub(crate) fn deliver(&mut self, msg: Message) -> std::result::Result<(Delivery, bool), DisconnectReason> {
         let id = msg.header.msg_id;
         match self.slots.get_mut(&id) {
-            Some(Slot::Waiting { reply, sleeper, woken, .. }) => {
+            Some(Slot::Waiting { reply, asleep, woken, .. }) => {
                 if reply.is_some() {
                     return Err(DisconnectReason::ProtocolViolation(format!("second reply to msg_id {id}")));
                 }
                 *reply = Some(msg);
-                let wake = sleeper.take();
-                *woken = wake.is_some();
-                Ok((Delivery::Reply(id), wake))
+                *woken = std::mem::take(asleep);
+                Ok((Delivery::Reply(id), *woken))
             }
             Some(Slot::Abandoned(_)) => {
                 log::debug!("late reply to msg_id {id} dropped");
                 self.slots.remove(&id);
-                Ok((Delivery::Late, None))
+                Ok((Delivery::Late, false))
             }
             None if msg.header.is_error() && self.posted.contains(&id) => {
                 log::warn!("server reported errno {} for posted command msg_id {id}", msg.header.errno());
-                Ok((Delivery::PostedError, None))
+                Ok((Delivery::PostedError, false))
             }
             None => Err(DisconnectReason::ProtocolViolation(format!(
                 "reply with msg_id {id} (command {}) matches no pending request",
@@ -236,29 +235,29 @@ impl PendingTable {
     /// Whether some caller sleeps waiting for a reply that has not arrived (and so will take
     /// the reader role when it is handed over).
     pub(crate) fn has_sleepers(&self) -> bool {
-        self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, sleeper: Some(_), .. }))
+        self.slots.values().any(|s| matches!(s, Slot::Waiting { reply: None, asleep: true, .. }))
     }
 
-    /// Records the thread of the requester of `id` as it is about to park (`None` once it is
-    /// awake). Returns whether `id` is still waiting.
-    pub(crate) fn set_sleeping(&mut self, id: u16, thread: Option<Thread>) -> bool {
+    /// Marks the requester of `id` as about to sleep (`false` once it is awake). Returns
+    /// whether `id` is still waiting.
+    pub(crate) fn set_sleeping(&mut self, id: u16, sleeping: bool) -> bool {
         match self.slots.get_mut(&id) {
-            Some(Slot::Waiting { sleeper, .. }) => {
-                *sleeper = thread;
+            Some(Slot::Waiting { asleep, .. }) => {
+                *asleep = sleeping;
                 true
             }
             _ => false,
         }
     }
 
-    /// A parked caller still waiting for its reply, to be unparked so that it takes the
-    /// reader role; `(whether any caller waits without its reply, the thread to unpark)`.
-    pub(crate) fn waiter_to_wake(&mut self) -> (bool, Option<Thread>) {
+    /// A sleeping caller still waiting for its reply, to be woken so that it takes the
+    /// reader role; `(whether any caller waits without its reply, the id to wake)`.
+    pub(crate) fn waiter_to_wake(&mut self) -> (bool, Option<u16>) {
         let mut any = false;
-        for s in self.slots.values_mut() {
-            if let Slot::Waiting { reply: None, sleeper, .. } = s {
-                if sleeper.is_some() {
-                    return (true, sleeper.take());
+        for (id, s) in self.slots.iter_mut() {
+            if let Slot::Waiting { reply: None, asleep, .. } = s {
+                if std::mem::take(asleep) {
+                    return (true, Some(*id));
                 }
                 any = true;
             }
@@ -266,28 +265,26 @@ impl PendingTable {
         (any, None)
     }
 
-    /// Unparks the parked requesters whose deadline is at or before `by` (ms): a requester
-    /// far from its deadline parks without a timeout (cheaper), and is woken by this in time
-    /// to park again with a precise one.
-    pub(crate) fn wake_expiring(&mut self, by: u64) {
-        for s in self.slots.values_mut() {
-            if let Slot::Waiting { sleeper, deadline, .. } = s {
-                if *deadline <= by {
-                    if let Some(t) = sleeper.take() {
-                        t.unpark();
-                    }
+    /// The wake-up bits of the sleeping requesters whose deadline is at or before `by`
+    /// (ms), marked awake: a requester far from its deadline sleeps without a timeout
+    /// (cheaper), and is woken by this in time to sleep again with a precise one.
+    pub(crate) fn wake_expiring(&mut self, by: u64) -> u32 {
+        let mut mask = 0;
+        for (id, s) in self.slots.iter_mut() {
+            if let Slot::Waiting { asleep, deadline, .. } = s {
+                if *deadline <= by && std::mem::take(asleep) {
+                    mask |= crate::wake::bit(*id);
                 }
             }
         }
+        mask
     }
 
-    /// Wakes every waiter (the connection died).
+    /// Marks every sleeper awake (the connection died; the caller wakes them all).
     pub(crate) fn wake_all(&mut self) {
         for s in self.slots.values_mut() {
-            if let Slot::Waiting { sleeper, .. } = s {
-                if let Some(t) = sleeper.take() {
-                    t.unpark();
-                }
+            if let Slot::Waiting { asleep, .. } = s {
+                *asleep = false;
             }
         }
     }

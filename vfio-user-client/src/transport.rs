@@ -9,19 +9,20 @@
 //!   threads that find it taken are queued and sent by the holder in one `sendmsg`, small
 //!   posted writes coalesced into REGION_WRITE_MULTI. The queue is FIFO and every sender
 //!   empties it before its own message, so nothing overtakes a message submitted before.
-//!   Callers a reader has just unparked defer their next small requests until the last of
+//!   Callers a reader has just woken defer their next small requests until the last of
 //!   them resumes, which sends them all at once. A send making no progress for longer than
 //!   the timeout (the server stopped reading) closes the connection.
 //! * Pending table (`pending.rs`): `msg_id` → waiter slot;
 //!   a slot receives the reply message with its fds.
 //! * Reading: exactly one thread at a time holds the *reader role* and owns the
 //!   `Receiver`. A thread waiting for its reply takes the role itself when nobody holds
-//!   it, so a lone request costs no thread hand-off; otherwise it parks until the reader
+//!   it, so a lone request costs no thread hand-off; otherwise it sleeps until the reader
 //!   delivers the reply or hands it the role. The reader handles every message a `recvmsg`
 //!   brought before it looks at its own reply: the replies are delivered under one lock of
-//!   the table and their owners unparked after it. A background thread holds the role
-//!   while no caller does, so server-initiated commands and EOF are seen while the client
-//!   is idle; it steps aside while callers are active.
+//!   the table and their owners woken after it, all with one `futex` call (`wake.rs`).
+//!   A background thread holds the role while no caller does, so server-initiated
+//!   commands and EOF are seen while the client is idle; it steps aside while callers are
+//!   active.
 //! * Whoever reads dispatches every message: replies to their slots, DMA_READ/DMA_WRITE to
 //!   the DMA server, anything else closes the connection.
 //! * A twin socket, when negotiated, has its own thread that serves DMA on it.
@@ -30,7 +31,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{JoinHandle, Thread};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::dma::{DmaServer, SendReply};
@@ -38,6 +39,7 @@ use crate::error::{DisconnectReason, Error, Result};
 use crate::pending::{Delivery, PendingTable, ReaderRole};
 use crate::send::SendPath;
 use crate::stats::{bump, Counters};
+use crate::wake::{bit, WakeBoard};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
 use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender, VolatileBuf};
@@ -52,12 +54,12 @@ const BACKGROUND_BACKOFF: (Duration, Duration) = (Duration::from_millis(1), Dura
 /// at its deadline.
 pub(crate) const RECV_TICK: Duration = Duration::from_millis(20);
 
-/// A caller further than this from its deadline parks without a timeout; the background
+/// A caller further than this from its deadline sleeps without a timeout; the background
 /// reader, which looks at least every [`RECV_TICK`] (or [`BACKGROUND_BACKOFF`]'s maximum),
-/// unparks callers this close to theirs.
+/// wakes callers this close to theirs.
 const LONG_PARK: Duration = Duration::from_millis(100);
 
-/// Most parked callers a reader wakes per lock of the pending table.
+/// Most sleeping callers a reader wakes per lock of the pending table.
 const WAKE_BATCH: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,6 +70,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Transport {
     send: SendPath,
     state: Mutex<PendingTable>,
+    /// Where callers waiting for their replies sleep.
+    board: WakeBoard,
     bg_cv: Condvar,
     rx: Mutex<Receiver>,
     /// Payload memory of the replies to server commands on the main socket (used by
@@ -140,6 +144,7 @@ impl Transport {
             send: SendPath::new(sender, negotiated.peer.max_data_xfer_size, stats.clone()),
             stats,
             state: Mutex::new(PendingTable::new()),
+            board: WakeBoard::new(),
             bg_cv: Condvar::new(),
             rx: Mutex::new(rx),
             scratch: Mutex::new(Vec::new()),
@@ -161,8 +166,11 @@ impl Transport {
         if let Err(e) = self.send.recheck() {
             self.send_error(e);
         }
-        // Callers parked without a timeout that near their deadline park again with one.
-        lock(&self.state).wake_expiring(now_ms().saturating_add(LONG_PARK.as_millis() as u64));
+        // Callers asleep without a timeout that near their deadline sleep again with one.
+        let mask = lock(&self.state).wake_expiring(now_ms().saturating_add(LONG_PARK.as_millis() as u64));
+        if mask != 0 {
+            self.board.wake(mask);
+        }
     }
 
     /// The reason the connection is down, if it is.
@@ -180,24 +188,26 @@ impl Transport {
         timeout: Duration,
     ) -> Result<Message> {
         let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
-        let (id, reader) = {
+        let (id, asleep) = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
                 return Err(Error::Disconnected(r.clone()));
             }
             let id = st.register(deadline)?;
             // Nobody reads: this caller will read its own reply; it takes the role now.
-            // Otherwise it will park: it records its thread now. Either spares it a lock of
-            // the table in `wait`.
-            let reader = st.reader == ReaderRole::None;
-            if reader {
+            // Otherwise it will sleep: it marks itself asleep now (and reads the wake-up
+            // generation under this lock). Either spares it a lock of the table in `wait`.
+            let asleep = if st.reader == ReaderRole::None {
                 st.reader = ReaderRole::Caller;
                 st.caller_reads = st.caller_reads.wrapping_add(1);
+                None
             } else {
-                st.set_sleeping(id, Some(std::thread::current()));
-            }
-            (id, reader)
+                st.set_sleeping(id, true);
+                Some(self.board.seen())
+            };
+            (id, asleep)
         };
+        let reader = asleep.is_none();
         let mut ticket = Ticket { t: self, id, cmd, deadline, timeout, done: false };
         let sent = self.send(Header::command(id, cmd, 0), parts, fds);
         if reader {
@@ -216,7 +226,7 @@ impl Transport {
             return Err(e);
         }
         ticket.done = true;
-        let m = self.wait(id, deadline, cmd, timeout, !reader)?;
+        let m = self.wait(id, deadline, cmd, timeout, asleep)?;
         ticket.check(m)
     }
 
@@ -298,18 +308,20 @@ impl Transport {
 
     /// Waits for the reply to `id`, reading the socket itself when nobody else does.
     ///
-    /// With `parked`, the caller's thread is already recorded in its slot: it parks first.
-    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration, parked: bool) -> Result<Message> {
-        let mut st = if parked {
-            park_until(deadline.saturating_sub(now_ms()));
-            let mut st = lock(&self.state);
-            st.set_sleeping(id, None);
-            st
-        } else {
-            lock(&self.state)
+    /// With `asleep`, the caller already marked its slot asleep, having read this wake-up
+    /// generation under the same lock: it sleeps first.
+    fn wait(&self, id: u16, deadline: u64, cmd: Command, timeout: Duration, asleep: Option<u32>) -> Result<Message> {
+        let mut st = match asleep {
+            Some(seen) => {
+                self.sleep(id, seen, deadline);
+                let mut st = lock(&self.state);
+                st.set_sleeping(id, false);
+                st
+            }
+            None => lock(&self.state),
         };
         // The clock is read only when a wait did not end with the reply.
-        let mut check_clock = parked;
+        let mut check_clock = asleep.is_some();
         loop {
             if let Some((m, woken)) = st.take_reply(id) {
                 drop(st);
@@ -343,15 +355,24 @@ impl Transport {
                 st = lock(&self.state);
                 continue;
             }
-            let left = Duration::from_millis(deadline.saturating_sub(now.unwrap_or_else(now_ms)).max(1));
-            if !st.set_sleeping(id, Some(std::thread::current())) {
+            if !st.set_sleeping(id, true) {
                 return Err(Error::Protocol(format!("msg_id {id} vanished from the pending table")));
             }
+            let seen = self.board.seen();
             drop(st);
-            park_until(left.as_millis() as u64);
+            self.sleep(id, seen, deadline);
             st = lock(&self.state);
-            st.set_sleeping(id, None);
+            st.set_sleeping(id, false);
         }
+    }
+
+    /// Sleeps until woken (by whoever delivers the reply to `id` or hands it the reader
+    /// role, or by a wake-up after `seen`) or until `deadline`; a spurious wake-up just
+    /// makes the caller look again. Far from the deadline, without a timeout (a timed sleep
+    /// costs a kernel timer): the background reader wakes it in time (`wake_expiring`).
+    fn sleep(&self, id: u16, seen: u32, deadline: u64) {
+        let far = deadline.saturating_sub(now_ms()) > LONG_PARK.as_millis() as u64;
+        self.board.sleep(seen, bit(id), (!far).then_some(deadline));
     }
 
     /// Holds the reader role: reads and dispatches messages until the reply to `until` (a
@@ -365,7 +386,7 @@ impl Transport {
     ///
     /// Every message already buffered is handled before the reader looks at its own state:
     /// the replies of a batch are delivered under one lock of the pending table and their
-    /// parked owners unparked after it (so that they do not wake up to a taken lock), and the
+    /// sleeping owners woken after it (so that they do not wake up to a taken lock), and the
     /// role is handed over only once the buffer is empty.
     ///
     /// A caller that reads its own reply gets it back directly (its slot freed), without
@@ -419,7 +440,7 @@ impl Transport {
     }
 
     /// Gives up the reader role, freeing `own` (a caller's id whose reply it read itself),
-    /// and hands the role to a parked caller still waiting, or to the background reader
+    /// and hands the role to a sleeping caller still waiting, or to the background reader
     /// when messages are `buffered` and nobody waits.
     fn release_reader_after(&self, own: Option<u16>, buffered: bool) {
         let mut st = lock(&self.state);
@@ -433,15 +454,16 @@ impl Transport {
             self.bg_cv.notify_one();
         }
         drop(st);
-        if let Some(t) = wake {
-            t.unpark();
+        if let Some(id) = wake {
+            self.board.wake(bit(id));
         }
     }
 
     /// Handles `first` and the messages buffered behind it (up to [`WAKE_BATCH`] replies to
-    /// parked callers): the reply to `until` goes to `own`, other replies to their slots
-    /// under one lock of the pending table, server commands are served. Returns whether a
-    /// reply was delivered to a slot, and the reason to close the connection, if any.
+    /// sleeping callers): the reply to `until` goes to `own`, other replies to their slots
+    /// under one lock of the pending table, server commands are served; the sleepers are
+    /// woken with one system call. Returns whether a reply was delivered to a slot, and the
+    /// reason to close the connection, if any.
     fn handle_batch(
         &self,
         first: Message,
@@ -449,8 +471,7 @@ impl Transport {
         until: Option<u16>,
         own: &mut Option<Message>,
     ) -> (bool, Option<DisconnectReason>) {
-        let mut wake: [Option<Thread>; WAKE_BATCH] = Default::default();
-        let (mut woken, mut delivered, mut end) = (0, false, None);
+        let (mut woken, mut mask, mut delivered, mut end) = (0, 0u32, false, None);
         let mut st: Option<MutexGuard<'_, PendingTable>> = None;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -458,16 +479,17 @@ impl Transport {
                 *own = Some(msg);
             } else if msg.header.is_reply() {
                 let table = st.get_or_insert_with(|| lock(&self.state));
+                let id = msg.header.msg_id;
                 match table.deliver(msg) {
-                    Ok((d, t)) => {
+                    Ok((d, asleep)) => {
                         match d {
                             Delivery::Late => bump(&self.stats.late_replies),
                             Delivery::PostedError => bump(&self.stats.posted_errors),
                             _ => delivered = true,
                         }
-                        if let Some(t) = t {
-                            wake[woken] = Some(t);
+                        if asleep {
                             woken += 1;
+                            mask |= bit(id);
                         }
                     }
                     Err(reason) => end = Some(reason),
@@ -487,9 +509,9 @@ impl Transport {
         }
         drop(st);
         // Counted first: the woken callers defer their next requests until the last resumes.
-        self.send.woke(woken);
-        for t in wake.iter_mut().take(woken).filter_map(Option::take) {
-            t.unpark();
+        if woken > 0 {
+            self.send.woke(woken);
+            self.board.wake(mask);
         }
         (delivered, end)
     }
@@ -624,6 +646,7 @@ impl Transport {
             st.wake_all();
             self.bg_cv.notify_all();
         }
+        self.board.wake(u32::MAX);
         self.send.shutdown();
         if let Some(s) = &self.twin {
             let _ = s.shutdown();
@@ -647,7 +670,7 @@ impl Ticket<'_> {
     pub(crate) fn finish(mut self) -> Result<Message> {
         self.done = true;
         let t = self.t;
-        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout, false)?;
+        let msg = t.wait(self.id, self.deadline, self.cmd, self.timeout, None)?;
         self.check(msg)
     }
 
@@ -673,18 +696,6 @@ impl Drop for Ticket<'_> {
                 self.t.send_error(e);
             }
         }
-    }
-}
-
-/// Parks the calling thread until it is unparked, for at most `left` ms: it is unparked by
-/// whoever delivers its reply or hands it the reader role; a spurious wake-up just makes
-/// its caller look again. Far from the deadline, without a timeout (a timed park costs a
-/// kernel timer): the background reader unparks it in time (`wake_expiring`).
-fn park_until(left: u64) {
-    if left > LONG_PARK.as_millis() as u64 {
-        std::thread::park();
-    } else {
-        std::thread::park_timeout(Duration::from_millis(left.max(1)));
     }
 }
 

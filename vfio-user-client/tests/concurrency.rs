@@ -11,7 +11,7 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use common::*;
-use vfio_user_client::{Client, DisconnectReason, DmaProt, Error, IrqAction, IrqSetData, RegionReadOp};
+use vfio_user_client::{Client, Config, DisconnectReason, DmaProt, Error, IrqAction, IrqSetData, RegionReadOp};
 use vfio_user_proto::wire::*;
 use vfio_user_proto::{decode_request, Capabilities, Command, Request};
 use vm_memory::ByteValued;
@@ -45,6 +45,50 @@ fn sixteen_requests_in_flight_answered_in_reverse_order() {
     for t in threads {
         t.join().unwrap();
     }
+    h.join().unwrap();
+}
+
+/// More waiters than wake-up bits (32): callers whose ids share a bit are woken by each
+/// other's replies, find nothing and must sleep again, and none may miss its own. A missed
+/// wake-up would only be repaired by the background reader shortly before the deadline
+/// (60 s here), so every reply must arrive long before that.
+#[test]
+fn forty_waiters_sharing_wake_bits_each_get_their_own_reply() {
+    const N: u64 = 40;
+    let started = std::time::Instant::now();
+    // The fake server stays connected until every caller has its reply: a disconnect
+    // would wake them all.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(Config::default().timeout(std::time::Duration::from_secs(60)), move |mut f| {
+        f.handshake();
+        let mut reqs = Vec::new();
+        for _ in 0..N {
+            reqs.push(f.expect(Command::RegionRead));
+        }
+        // One reply at a time, so that every reply is a wake-up of its own.
+        for m in reqs.iter().rev() {
+            let a: RegionAccess = read_at(&m.payload, 0).unwrap();
+            f.reply(m, &[a.as_slice(), &(a.offset as u32).to_ne_bytes()]);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let _ = done_rx.recv();
+    });
+    let c = Arc::new(c);
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4];
+                c.region_read(0, i * 4, &mut b).unwrap();
+                assert_eq!(u32::from_ne_bytes(b), (i * 4) as u32);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(50), "a wake-up was missed");
+    done_tx.send(()).unwrap();
     h.join().unwrap();
 }
 
