@@ -235,16 +235,21 @@ fn posted(ops: u64, threads: u64) -> (f64, u64, u64) {
     ((per * threads) as f64 / secs, st.write_multi_messages, st.write_multi_entries)
 }
 
-/// What `threads` threads sharing one socket can reach on this machine at best, with none
-/// of vfio-user's work: 32-byte requests (the thread's index in byte 0) to an echo thread
-/// that answers everything one `read` brought with one `write` of 36-byte replies; a
-/// dedicated reader thread unparks each reply's thread; a thread woken with its reply
-/// queues its next request while other woken threads have not run yet, and the last one
-/// writes the queue (the client's deferred sends). With `socket` false, no socket at all:
-/// each request is handed to the echo thread through a queue (the cost of the thread
-/// hand-offs alone).
-fn ceiling(ops: u64, threads: usize, socket: bool) -> f64 {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+/// What `threads` threads sharing one socket reach with none of vfio-user's work, woken
+/// the way the client wakes its callers: 32-byte requests (the thread's index in byte 0)
+/// to an echo thread that answers everything one `read` brought with one `write` of
+/// 36-byte replies; a dedicated reader thread marks the replies' threads done and wakes
+/// them all with one `FUTEX_WAKE_BITSET` on a shared word (each thread sleeps with bit
+/// `index % 32`); a thread woken with its reply queues its next request while other woken
+/// threads have not run yet, and the last one writes the queue (the client's deferred
+/// sends). With `socket` false, no socket at all: the requests are handed to the echo
+/// thread through a queue (the cost of the thread hand-offs alone). With `per_thread`,
+/// each thread is unparked on its own (`Thread::unpark`, one system call per thread, as
+/// the client did before `wake.rs`).
+fn ceiling(ops: u64, threads: usize, socket: bool, per_thread: bool) -> f64 {
+    use rustix::thread::futex;
+    use std::num::NonZeroU32;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
     use std::sync::Mutex;
     use std::thread::Thread;
 
@@ -254,7 +259,10 @@ fn ceiling(ops: u64, threads: usize, socket: bool) -> f64 {
     }
     struct Shared {
         slots: Vec<Slot>,
-        /// Threads unparked with their reply that have not run yet.
+        /// The futex word threads sleep on (a generation counter).
+        gen: AtomicU32,
+        per_thread: bool,
+        /// Threads woken with their reply that have not run yet.
         woken: AtomicUsize,
         /// Requests not written yet (socket), or not answered yet (no socket).
         queue: Mutex<Vec<u8>>,
@@ -264,17 +272,42 @@ fn ceiling(ops: u64, threads: usize, socket: bool) -> f64 {
     impl Shared {
         fn answer(&self, ids: &[u8]) {
             self.woken.fetch_add(ids.len(), Ordering::SeqCst);
+            let mut mask = 0u32;
             for &i in ids {
                 let s = &self.slots[i as usize];
                 s.done.store(true, Ordering::SeqCst);
-                if let Some(t) = s.thread.lock().unwrap().as_ref() {
-                    t.unpark();
+                if self.per_thread {
+                    if let Some(t) = s.thread.lock().unwrap().as_ref() {
+                        t.unpark();
+                    }
+                }
+                mask |= 1 << (i % 32);
+            }
+            if !self.per_thread {
+                self.gen.fetch_add(1, Ordering::SeqCst);
+                let mask = NonZeroU32::new(mask).unwrap();
+                let _ = futex::wake_bitset(&self.gen, futex::Flags::PRIVATE, i32::MAX as u32, mask);
+            }
+        }
+        fn wait(&self, i: usize) {
+            let bit = NonZeroU32::new(1 << (i % 32)).unwrap();
+            loop {
+                let seen = self.gen.load(Ordering::SeqCst);
+                if self.slots[i].done.load(Ordering::SeqCst) {
+                    return;
+                }
+                if self.per_thread {
+                    std::thread::park();
+                } else {
+                    let _ = futex::wait_bitset(&self.gen, futex::Flags::PRIVATE, seen, None, bit);
                 }
             }
         }
     }
     let sh = Arc::new(Shared {
         slots: (0..threads).map(|_| Slot { done: AtomicBool::new(false), thread: Mutex::new(None) }).collect(),
+        gen: AtomicU32::new(0),
+        per_thread,
         woken: AtomicUsize::new(0),
         queue: Mutex::new(Vec::new()),
         echo: Mutex::new(None),
@@ -359,9 +392,7 @@ fn ceiling(ops: u64, threads: usize, socket: bool) -> f64 {
                         drop(q);
                         sh.echo.lock().unwrap().as_ref().unwrap().unpark();
                     }
-                    while !sh.slots[i].done.load(Ordering::SeqCst) {
-                        std::thread::park();
-                    }
+                    sh.wait(i);
                 }
                 // Whatever the others deferred to this thread.
                 sh.woken.fetch_sub(1, Ordering::SeqCst);
@@ -411,9 +442,9 @@ fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let on = |m: &str| mode.is_empty() || mode == m;
     // Every measurement of a round, by name; ratios are taken within a round.
-    let mut res: Vec<Vec<f64>> = vec![Vec::new(); 11];
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); 12];
     for _ in 0..rounds {
-        let mut round = [f64::NAN; 11];
+        let mut round = [f64::NAN; 12];
         if on("raw") || on("lockstep") || on("server") || on("srv-lock") || on("ceiling") {
             round[0] = raw(ops);
         }
@@ -442,8 +473,9 @@ fn main() {
             round[8] = pipelined(ops, 16, Peer::Server);
         }
         if on("ceiling") {
-            round[9] = ceiling(ops, threads as usize, true);
-            round[10] = ceiling(ops, threads as usize, false);
+            round[9] = ceiling(ops, threads as usize, true, false);
+            round[10] = ceiling(ops, threads as usize, false, false);
+            round[11] = ceiling(ops, threads as usize, true, true);
         }
         for (r, v) in res.iter_mut().zip(round) {
             r.push(v);
@@ -476,6 +508,7 @@ fn main() {
     line("our server, client 16 pipelined:", 8, Some((6, "lock-step")));
     line(&format!("ceiling: {threads} threads, echo over a socket:"), 9, Some((0, "raw")));
     line(&format!("ceiling: {threads} threads, no socket:"), 10, Some((0, "raw")));
+    line(&format!("ceiling: {threads} threads, unpark each:"), 11, Some((0, "raw")));
     if on("posted") {
         let (mut w1, mut w16, mut multi) = (Vec::new(), Vec::new(), (0, 0));
         for _ in 0..rounds {
