@@ -436,7 +436,8 @@ fn main() {
     // `srv-lock`, `srv-conc`, `srv-pipe`: one of them, with the lock-step reference;
     // `ceiling`: what threads sharing a socket reach at best on this machine, see `ceiling`);
     // BENCH_THREADS sets the thread count of `concurrent` (default 16); BENCH_ROUNDS the
-    // number of interleaved rounds (default 5).
+    // number of interleaved rounds (default 5); BENCH_RCVTIMEO=1 gives the `framing` mode's
+    // client socket the client's 20 ms receive timeout (the cost of that kernel timer).
     let mode = std::env::var("BENCH_MODE").unwrap_or_default();
     let threads: u64 = std::env::var("BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -445,7 +446,7 @@ fn main() {
     let mut res: Vec<Vec<f64>> = vec![Vec::new(); 12];
     for _ in 0..rounds {
         let mut round = [f64::NAN; 12];
-        if on("raw") || on("lockstep") || on("server") || on("srv-lock") || on("ceiling") {
+        if on("raw") || on("framing") || on("lockstep") || on("server") || on("srv-lock") || on("ceiling") {
             round[0] = raw(ops);
         }
         if on("framing") {
