@@ -42,8 +42,10 @@
 //!   keyed by `msg_id` whose slots receive the reply *with its fds*, and a *reader role*.
 //! * **Reading**: a thread waiting for its reply reads the socket itself when no other
 //!   thread does, so a lone request costs no hand-off between threads (one `sendmsg` and
-//!   one `recvmsg`); other waiters sleep on their own slot until the reader hands them
-//!   their reply, or the role when it leaves. A background thread holds the role while the
+//!   one `recvmsg`); other waiters sleep until the reader hands them their reply, or the
+//!   role when it leaves. They all sleep on one futex word, each with a bit of its own, so
+//!   a reader that read a batch of replies wakes all their owners with one system call.
+//!   A background thread holds the role while the
 //!   client is idle, so server-initiated DMA and a closed socket are seen at any time; with
 //!   a twin socket a thread of its own serves DMA there.
 //! * **Timeouts**: every request has one ([`Config::timeout`], 5 s like QEMU;

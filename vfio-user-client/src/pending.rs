@@ -168,7 +168,7 @@ impl PendingTable {
     }
 
     /// Takes the reply of `id` if it has arrived (and frees the id), with whether it was
-    /// delivered to the requester while it was parked (see [`Slot::Waiting`]).
+    /// delivered to the requester while it was asleep (see [`Slot::Waiting`]).
     pub(crate) fn take_reply(&mut self, id: u16) -> Option<(Message, bool)> {
         match self.slots.get_mut(&id) {
             Some(Slot::Waiting { reply, woken, .. }) if reply.is_some() => {
@@ -187,7 +187,7 @@ impl PendingTable {
 
     /// Gives up on `id`; its id stays reserved until a late reply arrives. A reply that
     /// already arrived is dropped and the id freed; returns whether it had been delivered to
-    /// the parked requester (see [`Slot::Waiting`]).
+    /// the sleeping requester (see [`Slot::Waiting`]).
     pub(crate) fn abandon(&mut self, id: u16) -> bool {
         match self.slots.get_mut(&id) {
             Some(Slot::Waiting { reply: Some(_), woken, .. }) => {

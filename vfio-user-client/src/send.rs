@@ -12,11 +12,11 @@
 //! queue before its own message, and the queue is FIFO, so a message is never overtaken by
 //! one submitted after it returned. Messages with fds, and large ones, wait for the lock.
 //!
-//! **Deferred sends.** When a reader has just unparked callers with their replies, those
+//! **Deferred sends.** When a reader has just woken callers with their replies, those
 //! callers are about to send their next requests one after the other. Rather than one
 //! system call each, a small request sent while some of them have not resumed yet is only
 //! queued; the last of them to resume sends the whole queue ([`SendPath::woke`],
-//! [`SendPath::resumed`]). Every caller counted by `woke` resumes (it has been unparked and
+//! [`SendPath::resumed`]). Every caller counted by `woke` resumes (it has been woken and
 //! takes its reply), so the queue is always sent; the background reader also sends it at
 //! least every tick as a safety net.
 
@@ -73,7 +73,7 @@ pub(crate) struct SendPath {
     spare: Mutex<(Queue, Vec<u8>)>,
     /// Whether `queue` may be non-empty.
     queued: AtomicBool,
-    /// Callers unparked with their reply that have not resumed yet (see the module doc);
+    /// Callers woken with their reply that have not resumed yet (see the module doc);
     /// changed only under the `queue` lock, read without it to skip that lock when zero.
     woken: AtomicUsize,
     /// Sends started, and sends completed (in progress: the difference): the stall
@@ -144,7 +144,7 @@ impl SendPath {
         sent.and_then(|()| self.recheck())
     }
 
-    /// Queues `msgs`; with `only_if_deferring`, only while some unparked caller has not
+    /// Queues `msgs`; with `only_if_deferring`, only while some woken caller has not
     /// resumed (and the queue is not large). Returns whether they were queued.
     fn enqueue(&self, msgs: &[(Header, &[&[u8]])], only_if_deferring: bool) -> bool {
         if only_if_deferring && self.woken.load(Ordering::SeqCst) == 0 {
@@ -191,7 +191,7 @@ impl SendPath {
         sent.and_then(|()| self.recheck())
     }
 
-    /// A reader is about to unpark `n` callers with their replies: their next small
+    /// A reader is about to wake `n` callers with their replies: their next small
     /// requests are deferred until the last of them has resumed.
     pub(crate) fn woke(&self, n: usize) {
         if n > 0 {
