@@ -9,14 +9,18 @@
 //! VMM's memory ([`DmaMemory`], e.g. a vm-memory `GuestMemoryMmap`); a mapping that was made
 //! with an fd is served through that fd (`pread`/`pwrite`) when no memory was handed over.
 //! A DMA_READ reply is sent straight out of the memory when it offers its slices
-//! ([`DmaMemory::read_zero_copy`], as vm-memory's does), with no copy in user space.
+//! ([`DmaMemory::read_zero_copy`], as vm-memory's does), with no copy in user space; a large
+//! DMA_WRITE's data is received straight into it likewise ([`DmaMemory::write_zero_copy`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use vfio_user_proto::wire::{DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
-use vfio_user_proto::{decode_request, DecodeLimits, FrameError, Header, Message, Request, VolatileBuf};
+use vfio_user_proto::{
+    decode_request, DecodeLimits, FrameError, Header, Message, Request, VolatileBuf, VolatileBufMut,
+};
+use vm_memory::bitmap::Bitmap;
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
 
 /// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the
@@ -49,6 +53,23 @@ pub trait DmaMemory: Send + Sync {
         send: &mut dyn FnMut(&[VolatileBuf<'_>]),
     ) -> Option<Result<(), i32>> {
         let _ = (addr, len, send);
+        None
+    }
+
+    /// Serves a write of `len` bytes at `addr` without copying: calls `recv` once with the
+    /// memory of the range as buffers, in order, together exactly `len` bytes, for the data
+    /// to be received straight into them, and returns `Some(Ok(()))`; or fails with an errno
+    /// (`EFAULT` for a range not entirely in memory) without calling `recv`. `recv` may not
+    /// fill the buffers (its receive failed, or it declined); the caller knows. `None`, the
+    /// default, means "not supported": the write is then served with
+    /// [`write`](Self::write) from a buffer the data was received into.
+    fn write_zero_copy(
+        &self,
+        addr: u64,
+        len: usize,
+        recv: &mut dyn FnMut(&[VolatileBufMut<'_>]),
+    ) -> Option<Result<(), i32>> {
+        let _ = (addr, len, recv);
         None
     }
 }
@@ -84,6 +105,36 @@ impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
         }
         let bufs: Vec<VolatileBuf<'_>> = slices.iter().map(VolatileBuf::new).collect();
         send(&bufs);
+        Some(Ok(()))
+    }
+
+    fn write_zero_copy(
+        &self,
+        addr: u64,
+        len: usize,
+        recv: &mut dyn FnMut(&[VolatileBufMut<'_>]),
+    ) -> Option<Result<(), i32>> {
+        let mem = self.memory();
+        let Ok(iter) = mem.get_slices(GuestAddress(addr), len, Permissions::Write) else {
+            return Some(Err(libc::EFAULT));
+        };
+        let mut slices = Vec::new();
+        for s in iter {
+            match s {
+                Ok(s) => slices.push(s),
+                Err(_) => return Some(Err(libc::EFAULT)),
+            }
+        }
+        if slices.iter().map(|s| s.len()).sum::<usize>() != len {
+            return Some(Err(libc::EFAULT));
+        }
+        let bufs: Vec<VolatileBufMut<'_>> = slices.iter().map(VolatileBufMut::new).collect();
+        recv(&bufs);
+        // Written behind the slices' backs: their dirty bitmaps learn it now (marking what
+        // a failed receive left unwritten is harmless).
+        for s in &slices {
+            s.bitmap().mark_dirty(0, s.len());
+        }
         Some(Ok(()))
     }
 }
@@ -234,7 +285,7 @@ impl DmaServer {
         }
     }
 
-    fn check(&self, addr: u64, count: u64, need: u32) -> Result<Option<(Arc<OwnedFd>, u64)>, i32> {
+    pub(crate) fn check(&self, addr: u64, count: u64, need: u32) -> Result<Option<(Arc<OwnedFd>, u64)>, i32> {
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         let m = table.containing(addr, count).ok_or(libc::EFAULT)?;
         if m.flags & need == 0 {

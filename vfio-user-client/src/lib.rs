@@ -124,6 +124,7 @@ mod config;
 mod connect;
 mod dma;
 mod dma_map;
+mod dma_write;
 mod error;
 mod irq;
 mod migrate;

@@ -8,7 +8,8 @@
 //! message with a large payload is not copied out of that buffer: once its header is known,
 //! the rest is received straight into the payload it is returned with, or, with
 //! [`Receiver::recv_into`], into buffers of the caller (e.g. a DMA_READ reply into the
-//! device's destination). File
+//! device's destination), or with [`Receiver::recv_volatile_with`] straight into guest
+//! memory (e.g. a DMA_WRITE's data). File
 //! descriptors travel with the first bytes of the `sendmsg` that carried them, and Linux
 //! ends a `recvmsg` right after the segment that carried descriptors; so the descriptors of
 //! one `recvmsg` belong to the message that contains the last byte it returned. Received
@@ -38,7 +39,9 @@ use crate::error::FrameError;
 use crate::header::{Header, HEADER_SIZE};
 use crate::version::SCM_MAX_FD;
 
+mod recv_volatile;
 mod volatile;
+pub use recv_volatile::VolatileBufMut;
 pub use volatile::VolatileBuf;
 
 /// The most file descriptors one message may carry before the connection is considered
@@ -627,16 +630,7 @@ impl Receiver {
                     if r.flags.contains(ReturnFlags::CTRUNC) {
                         return Err(FrameError::FdsTruncated);
                     }
-                    // Offset of the last byte received, counting the buffered ones.
-                    self.consumed += r.bytes as u64;
-                    if !batch.is_empty() && r.bytes > 0 {
-                        self.pending_fds += batch.len();
-                        if self.pending_fds > MAX_FDS_PER_MESSAGE {
-                            return Err(FrameError::TooManyFds { got: self.pending_fds, max: MAX_FDS_PER_MESSAGE });
-                        }
-                        let last = self.consumed + (self.end - self.start) as u64 - 1;
-                        self.fds.push_back((last, batch));
-                    }
+                    self.received(r.bytes, batch)?;
                     return Ok(r.bytes);
                 }
                 Err(rustix::io::Errno::INTR) => {}
@@ -645,6 +639,22 @@ impl Receiver {
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
+    }
+
+    /// Counts `bytes` received past the buffer as consumed and tags the descriptors that
+    /// came with them with the stream offset of their last byte.
+    fn received(&mut self, bytes: usize, batch: Vec<OwnedFd>) -> Result<(), FrameError> {
+        self.consumed += bytes as u64;
+        if !batch.is_empty() && bytes > 0 {
+            self.pending_fds += batch.len();
+            if self.pending_fds > MAX_FDS_PER_MESSAGE {
+                return Err(FrameError::TooManyFds { got: self.pending_fds, max: MAX_FDS_PER_MESSAGE });
+            }
+            // Offset of the last byte received, counting the buffered ones.
+            let last = self.consumed + (self.end - self.start) as u64 - 1;
+            self.fds.push_back((last, batch));
+        }
+        Ok(())
     }
 
     fn eof(&self) -> FrameError {

@@ -63,7 +63,7 @@ pub mod wire;
 
 pub use array::WireArray;
 pub use command::{Command, CommandError};
-pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf};
+pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf, VolatileBufMut};
 pub use error::{DecodeError, FrameError};
 pub use header::{Header, MsgType, HEADER_SIZE};
 pub use migration::MigState;

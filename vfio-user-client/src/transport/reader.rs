@@ -39,6 +39,8 @@ impl Transport {
         // The background reader's periodic checks, also while messages keep coming.
         let mut next_check = 0;
         let mut shortened = false;
+        // A large DMA_WRITE is received straight into memory, unless it was just declined.
+        let mut divert = true;
         loop {
             // Within a tick of the deadline, block no longer than what is left of it.
             if let Some(left) = deadline.map(|d| d.saturating_sub(now_ms())) {
@@ -46,8 +48,25 @@ impl Transport {
                     shortened |= rx.set_read_timeout(Some(Duration::from_millis(left.max(1)))).is_ok();
                 }
             }
-            let (delivered, end) = match rx.recv_timed() {
-                Ok(msg) => self.handle_batch(msg, &mut rx, until, &mut own),
+            let next = match divert {
+                true => rx.recv_timed_unless(|h| self.dma.divert(h)),
+                false => rx.recv_timed().map(Ok),
+            };
+            let (delivered, end) = match next {
+                Ok(Ok(msg)) => {
+                    divert = true;
+                    self.handle_batch(msg, &mut rx, until, &mut own)
+                }
+                // Declined (nothing consumed): taken the copying way next.
+                Ok(Err(_)) => {
+                    match self.write_in_place(&mut rx, &mut |h, parts, data| self.send.send_now(h, parts, data)) {
+                        Ok(taken) => {
+                            divert = taken;
+                            (false, None)
+                        }
+                        Err(e) => (false, Some(frame_reason(e))),
+                    }
+                }
                 Err(FrameError::WouldBlock) => (false, None),
                 Err(e) => (false, Some(frame_reason(e))),
             };
@@ -223,7 +242,20 @@ impl Transport {
         let Some(sender) = &self.twin else { return };
         let mut out = Vec::new();
         loop {
-            let msg = match rx.recv() {
+            let mut send = |h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]| match data {
+                [] => sender.send(h, parts, &[]),
+                _ => sender.lock().send_volatile(h, parts, data),
+            };
+            let msg = match rx.peek_header() {
+                Ok(h) if self.dma.divert(&h) => match self.write_in_place(&mut rx, &mut send) {
+                    Ok(true) => continue,
+                    Ok(false) => rx.recv(),
+                    Err(e) => Err(e),
+                },
+                Ok(_) => rx.recv(),
+                Err(e) => Err(e),
+            };
+            let msg = match msg {
                 Ok(m) => m,
                 Err(e) => {
                     self.fail(frame_reason(e));
@@ -234,10 +266,6 @@ impl Transport {
                 self.fail(DisconnectReason::ProtocolViolation("reply on the twin socket".into()));
                 return;
             }
-            let mut send = |h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]| match data {
-                [] => sender.send(h, parts, &[]),
-                _ => sender.lock().send_volatile(h, parts, data),
-            };
             if let Err(e) = self.serve(&msg, &mut out, &mut send) {
                 self.fail(DisconnectReason::Io(e.errno()));
                 return;
@@ -248,18 +276,37 @@ impl Transport {
 
     /// Serves a server command, counting the outcome and sending the reply with `send`.
     fn serve(&self, msg: &Message, out: &mut Vec<u8>, send: &mut SendReply<'_>) -> std::result::Result<(), FrameError> {
+        self.counted(send, |s| self.dma.serve(msg, out, s).map(Some)).map(|_| ())
+    }
+
+    /// Receives the DMA_WRITE that is the next message of `rx` straight into memory and
+    /// serves it, counted as [`serve`](Self::serve) does. Returns whether it was taken:
+    /// otherwise nothing was consumed, and it is to be received and served the copying way.
+    /// A server that stops sending in the middle of it for the send timeout breaks the
+    /// connection.
+    fn write_in_place(&self, rx: &mut Receiver, send: &mut SendReply<'_>) -> std::result::Result<bool, FrameError> {
+        self.counted(send, |s| self.dma.write_in_place(rx, self.send_timeout, s))
+    }
+
+    /// Runs `serve` with `send` wrapped to count the outcome of the command it serves (if it
+    /// does: `Some(refused)`), before the reply goes out: a server that has seen it sees the
+    /// count. Returns whether a command was served.
+    fn counted(
+        &self,
+        send: &mut SendReply<'_>,
+        serve: impl FnOnce(&mut SendReply<'_>) -> std::result::Result<Option<bool>, FrameError>,
+    ) -> std::result::Result<bool, FrameError> {
         let count = |refused: bool| bump(if refused { &self.stats.dma_refused } else { &self.stats.dma_served });
-        // Counted before the reply goes out: a server that has seen it sees the count.
         let mut counted = false;
         let mut counting = |h: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]| {
             counted = true;
             count(h.is_error());
             send(h, parts, data)
         };
-        let refused = self.dma.serve(msg, out, &mut counting)?;
-        if !counted {
+        let served = serve(&mut counting)?;
+        if let Some(refused) = served.filter(|_| !counted) {
             count(refused);
         }
-        Ok(())
+        Ok(served.is_some())
     }
 }
