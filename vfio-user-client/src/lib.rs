@@ -11,7 +11,8 @@
 //!   into REGION_WRITE_MULTI; safe mappings of mmappable regions; DMA_MAP with or without an
 //!   fd, DMA_UNMAP (one, all, with dirty bitmap); SET_IRQS for every data × action; RESET;
 //!   DEVICE_FEATURE, migration v2 and DMA logging; server-initiated DMA_READ/DMA_WRITE
-//!   served from the VMM's guest memory.
+//!   served from the VMM's guest memory without a copy in user space (a DMA_READ reply is
+//!   sent straight out of it, a large DMA_WRITE received straight into it).
 //! * **Live migration in one call**: [`migrate`] moves a device's state from one server to
 //!   another (PRE_COPY rounds while it runs, STOP_COPY, RESUMING, STOP, RUNNING), streaming
 //!   chunk by chunk, with the source's dirty pages collected for the VMM; [`Migration`]
