@@ -90,19 +90,11 @@ impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
         send: &mut dyn FnMut(&[VolatileBuf<'_>]),
     ) -> Option<Result<(), i32>> {
         let mem = self.memory();
-        let Ok(iter) = mem.get_slices(GuestAddress(addr), len, Permissions::Read) else {
-            return Some(Err(libc::EFAULT));
+        let slices = mem.get_slices(GuestAddress(addr), len, Permissions::Read).map_err(|_| libc::EFAULT);
+        let slices = match slices.and_then(|iter| exactly(iter, len, |s| s.len())) {
+            Ok(slices) => slices,
+            Err(errno) => return Some(Err(errno)),
         };
-        let mut slices = Vec::new();
-        for s in iter {
-            match s {
-                Ok(s) => slices.push(s),
-                Err(_) => return Some(Err(libc::EFAULT)),
-            }
-        }
-        if slices.iter().map(|s| s.len()).sum::<usize>() != len {
-            return Some(Err(libc::EFAULT));
-        }
         let bufs: Vec<VolatileBuf<'_>> = slices.iter().map(VolatileBuf::new).collect();
         send(&bufs);
         Some(Ok(()))
@@ -115,19 +107,11 @@ impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
         recv: &mut dyn FnMut(&[VolatileBufMut<'_>]),
     ) -> Option<Result<(), i32>> {
         let mem = self.memory();
-        let Ok(iter) = mem.get_slices(GuestAddress(addr), len, Permissions::Write) else {
-            return Some(Err(libc::EFAULT));
+        let slices = mem.get_slices(GuestAddress(addr), len, Permissions::Write).map_err(|_| libc::EFAULT);
+        let slices = match slices.and_then(|iter| exactly(iter, len, |s| s.len())) {
+            Ok(slices) => slices,
+            Err(errno) => return Some(Err(errno)),
         };
-        let mut slices = Vec::new();
-        for s in iter {
-            match s {
-                Ok(s) => slices.push(s),
-                Err(_) => return Some(Err(libc::EFAULT)),
-            }
-        }
-        if slices.iter().map(|s| s.len()).sum::<usize>() != len {
-            return Some(Err(libc::EFAULT));
-        }
         let bufs: Vec<VolatileBufMut<'_>> = slices.iter().map(VolatileBufMut::new).collect();
         recv(&bufs);
         // Written behind the slices' backs: their dirty bitmaps learn it now (marking what
@@ -137,6 +121,20 @@ impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
         }
         Some(Ok(()))
     }
+}
+
+/// The slices of a guest memory range, collected: `EFAULT` when one of them is an error or
+/// they do not add up to exactly `len` bytes.
+fn exactly<T, E>(
+    iter: impl Iterator<Item = Result<T, E>>,
+    len: usize,
+    size: impl Fn(&T) -> usize,
+) -> Result<Vec<T>, i32> {
+    let slices = iter.collect::<Result<Vec<T>, E>>().map_err(|_| libc::EFAULT)?;
+    if slices.iter().map(&size).sum::<usize>() != len {
+        return Err(libc::EFAULT);
+    }
+    Ok(slices)
 }
 
 /// One DMA mapping as the client made it; kept to check the server's DMA requests and to

@@ -16,23 +16,25 @@ use vfio_user_proto::wire::*;
 use vfio_user_proto::{decode_request, Capabilities, Command, Request};
 use vm_memory::ByteValued;
 
-#[test]
-fn sixteen_requests_in_flight_answered_in_reverse_order() {
-    let (c, h) = start(test_config(), |mut f| {
-        f.handshake();
-        let mut reqs = Vec::new();
-        for _ in 0..16 {
-            reqs.push(f.expect(Command::RegionRead));
-        }
-        let ids: std::collections::HashSet<u16> = reqs.iter().map(|m| m.header.msg_id).collect();
-        assert_eq!(ids.len(), 16, "ids of requests in flight are distinct");
-        for m in reqs.iter().rev() {
-            let a: RegionAccess = read_at(&m.payload, 0).unwrap();
-            f.reply(m, &[a.as_slice(), &(a.offset as u32).to_ne_bytes()]);
-        }
-    });
-    let c = Arc::new(c);
-    let threads: Vec<_> = (0..16u64)
+/// The fake server's half of a test of `n` reads in flight: takes all of them, then answers
+/// each with its offset, last first, waiting `gap` between replies.
+fn answer_reads_in_reverse(f: &mut Fake, n: u64, gap: std::time::Duration) {
+    let mut reqs = Vec::new();
+    for _ in 0..n {
+        reqs.push(f.expect(Command::RegionRead));
+    }
+    let ids: std::collections::HashSet<u16> = reqs.iter().map(|m| m.header.msg_id).collect();
+    assert_eq!(ids.len() as u64, n, "ids of requests in flight are distinct");
+    for m in reqs.iter().rev() {
+        let a: RegionAccess = read_at(&m.payload, 0).unwrap();
+        f.reply(m, &[a.as_slice(), &(a.offset as u32).to_ne_bytes()]);
+        std::thread::sleep(gap);
+    }
+}
+
+/// `n` threads each reading 4 bytes at `4 * i` and checking they got their own reply.
+fn read_from_threads(c: &Arc<Client>, n: u64) {
+    let threads: Vec<_> = (0..n)
         .map(|i| {
             let c = c.clone();
             std::thread::spawn(move || {
@@ -45,6 +47,15 @@ fn sixteen_requests_in_flight_answered_in_reverse_order() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+#[test]
+fn sixteen_requests_in_flight_answered_in_reverse_order() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        answer_reads_in_reverse(&mut f, 16, std::time::Duration::ZERO);
+    });
+    read_from_threads(&Arc::new(c), 16);
     h.join().unwrap();
 }
 
@@ -54,39 +65,17 @@ fn sixteen_requests_in_flight_answered_in_reverse_order() {
 /// (60 s here), so every reply must arrive long before that.
 #[test]
 fn forty_waiters_sharing_wake_bits_each_get_their_own_reply() {
-    const N: u64 = 40;
     let started = std::time::Instant::now();
     // The fake server stays connected until every caller has its reply: a disconnect
     // would wake them all.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(Config::default().timeout(std::time::Duration::from_secs(60)), move |mut f| {
         f.handshake();
-        let mut reqs = Vec::new();
-        for _ in 0..N {
-            reqs.push(f.expect(Command::RegionRead));
-        }
         // One reply at a time, so that every reply is a wake-up of its own.
-        for m in reqs.iter().rev() {
-            let a: RegionAccess = read_at(&m.payload, 0).unwrap();
-            f.reply(m, &[a.as_slice(), &(a.offset as u32).to_ne_bytes()]);
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        answer_reads_in_reverse(&mut f, 40, std::time::Duration::from_millis(2));
         let _ = done_rx.recv();
     });
-    let c = Arc::new(c);
-    let threads: Vec<_> = (0..N)
-        .map(|i| {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                let mut b = [0u8; 4];
-                c.region_read(0, i * 4, &mut b).unwrap();
-                assert_eq!(u32::from_ne_bytes(b), (i * 4) as u32);
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    read_from_threads(&Arc::new(c), 40);
     assert!(started.elapsed() < std::time::Duration::from_secs(50), "a wake-up was missed");
     done_tx.send(()).unwrap();
     h.join().unwrap();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use common::*;
 use vfio_user_client::{DmaMemory, DmaProt};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::DmaAccess;
-use vfio_user_proto::{Capabilities, Command, Connection, Header, TwinSocket, VolatileBuf, VolatileBufMut};
+use vfio_user_proto::{Command, Connection, Header, VolatileBuf, VolatileBufMut};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 const MIB: u64 = 1 << 20;
@@ -137,13 +137,6 @@ fn map_all(c: &vfio_user_client::Client) {
     c.dma_map(BASE + 4 * MIB, 64 << 10, DmaProt::READ).unwrap();
 }
 
-fn expect_maps(f: &mut Fake) {
-    for _ in 0..2 {
-        let m = f.expect(Command::DmaMap);
-        f.reply(&m, &[]);
-    }
-}
-
 /// Guest memory as the exchange leaves it.
 fn check_memory(gm: &GuestMemoryMmap) {
     let mut expect = pattern(MIB as usize, 3);
@@ -159,7 +152,7 @@ fn large_dma_write_received_into_guest_memory_on_the_main_socket() {
     let mem = Arc::new(ZeroCopyOnly(gm.clone()));
     let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
         f.handshake();
-        expect_maps(&mut f);
+        f.accept_maps(2);
         rx.recv().unwrap();
         exchange(&mut f.conn);
     });
@@ -178,15 +171,9 @@ fn large_dma_write_received_into_guest_memory_on_the_twin_socket() {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let mem = Arc::new(ZeroCopyOnly(gm.clone()));
     let (c, h) = start(test_config().dma_memory(mem), move |mut f| {
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        let theirs = OwnedFd::from(theirs);
-        let caps =
-            Capabilities { twin_socket: Some(TwinSocket { supported: true, fd_index: Some(0) }), ..Default::default() };
-        f.handshake_with(&caps, &[&theirs], default_info());
-        drop(theirs);
-        expect_maps(&mut f);
+        let mut twin = f.handshake_twin();
+        f.accept_maps(2);
         rx.recv().unwrap();
-        let mut twin = Connection::new(mine);
         exchange(&mut twin);
         done_tx.send(()).unwrap();
         // Keep both sockets open until the client closes.
@@ -212,7 +199,7 @@ fn a_server_stalling_in_a_large_dma_write_closes_the_connection() {
         test_config().timeout(Duration::from_millis(300)).twin_socket(false).dma_memory(Arc::new(gm)),
         move |mut f| {
             f.handshake();
-            expect_maps(&mut f);
+            f.accept_maps(2);
             rx.recv().unwrap();
             // The header, the access and part of the data, then nothing.
             let a = DmaAccess { addr: BASE, count: 65536 };

@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 
 use common::*;
 use vfio_user_client::{DmaMemory, DmaProt};
 use vfio_user_proto::wire::DmaAccess;
-use vfio_user_proto::{Capabilities, Command, Connection, Header, TwinSocket};
+use vfio_user_proto::{Command, Connection, Header};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 const MIB: u64 = 1 << 20;
@@ -68,20 +67,13 @@ fn map_all(c: &vfio_user_client::Client) {
     c.dma_map(BASE + 4 * MIB, 4096, DmaProt::WRITE).unwrap();
 }
 
-fn expect_maps(f: &mut Fake) {
-    for _ in 0..2 {
-        let m = f.expect(Command::DmaMap);
-        f.reply(&m, &[]);
-    }
-}
-
 #[test]
 fn large_dma_read_sent_from_guest_memory_on_the_main_socket() {
     let gm = two_region_memory();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(test_config().twin_socket(false).dma_memory(Arc::new(gm)), move |mut f| {
         f.handshake();
-        expect_maps(&mut f);
+        f.accept_maps(2);
         rx.recv().unwrap();
         exchange(&mut f.conn);
     });
@@ -98,15 +90,9 @@ fn large_dma_read_sent_from_guest_memory_on_the_twin_socket() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(test_config().dma_memory(Arc::new(gm)), move |mut f| {
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        let theirs = OwnedFd::from(theirs);
-        let caps =
-            Capabilities { twin_socket: Some(TwinSocket { supported: true, fd_index: Some(0) }), ..Default::default() };
-        f.handshake_with(&caps, &[&theirs], default_info());
-        drop(theirs);
-        expect_maps(&mut f);
+        let mut twin = f.handshake_twin();
+        f.accept_maps(2);
         rx.recv().unwrap();
-        let mut twin = Connection::new(mine);
         exchange(&mut twin);
         done_tx.send(()).unwrap();
         // Keep both sockets open until the client closes.
@@ -148,7 +134,7 @@ fn a_dma_memory_without_zero_copy_is_served_by_copying() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
         f.handshake();
-        expect_maps(&mut f);
+        f.accept_maps(2);
         rx.recv().unwrap();
         exchange(&mut f.conn);
     });
@@ -188,7 +174,7 @@ fn guest_memory_reads_do_not_go_through_the_copying_read() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
         f.handshake();
-        expect_maps(&mut f);
+        f.accept_maps(2);
         rx.recv().unwrap();
         exchange(&mut f.conn);
     });

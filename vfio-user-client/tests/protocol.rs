@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use vfio_user_client::{DmaProt, Error, IrqAction, IrqSetData, MigState, RegionCap};
 use vfio_user_proto::wire::*;
-use vfio_user_proto::{decode_request, Capabilities, Command, FeatureRequest, IrqData, Request, TwinSocket};
+use vfio_user_proto::{decode_request, Capabilities, Command, FeatureRequest, IrqData, Request};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemoryMmap};
 
 fn req<'a>(f: &Fake, m: &'a vfio_user_proto::Message) -> Request<'a> {
@@ -519,10 +519,7 @@ fn server_dma_is_served_from_guest_memory_on_the_main_socket() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(config, move |mut f| {
         f.handshake();
-        for _ in 0..2 {
-            let m = f.expect(Command::DmaMap);
-            f.reply(&m, &[]);
-        }
+        f.accept_maps(2);
         rx.recv().unwrap();
         dma_exchange(&f, &f.conn, 100);
         check_dma_replies(&mut f.conn, 100);
@@ -545,18 +542,9 @@ fn server_dma_on_the_twin_socket() {
     let config = test_config().dma_memory(Arc::new(gm.clone()));
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (c, h) = start(config, move |mut f| {
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        let theirs = OwnedFd::from(theirs);
-        let caps =
-            Capabilities { twin_socket: Some(TwinSocket { supported: true, fd_index: Some(0) }), ..Default::default() };
-        f.handshake_with(&caps, &[&theirs], default_info());
-        drop(theirs);
-        for _ in 0..2 {
-            let m = f.expect(Command::DmaMap);
-            f.reply(&m, &[]);
-        }
+        let mut twin = f.handshake_twin();
+        f.accept_maps(2);
         rx.recv().unwrap();
-        let mut twin = vfio_user_proto::Connection::new(mine);
         dma_exchange(&f, &twin, 7);
         check_dma_replies(&mut twin, 7);
         // Nothing arrived on the main socket meanwhile: the next message is the reset.

@@ -515,25 +515,10 @@ impl Receiver {
             return Ok(None);
         };
         // Wait until the prefix has arrived (the size bound was checked by peek_header).
-        loop {
-            match &self.large {
-                Some(l) if l.filled >= prefix => break,
-                Some(_) => {}
-                None if self.end - self.start >= HEADER_SIZE + prefix => break,
-                None if self.buf.len() - self.start < HEADER_SIZE + prefix => {
-                    self.compact();
-                    if self.buf.len() < HEADER_SIZE + prefix {
-                        self.buf.resize(HEADER_SIZE + prefix, 0);
-                    }
-                }
-                None => {}
-            }
+        while !self.prefix_ready(prefix) {
             self.fill(Fill::Blocking)?;
         }
-        let seen = match &self.large {
-            Some(l) => &l.payload[..prefix],
-            None => &self.buf[self.start + HEADER_SIZE..self.start + HEADER_SIZE + prefix],
-        };
+        let seen = self.prefix(prefix);
         let Some(dst) = body(&header, seen).filter(|d| d.len() == rest) else {
             return Ok(None);
         };
@@ -655,6 +640,33 @@ impl Receiver {
             self.fds.push_back((last, batch));
         }
         Ok(())
+    }
+
+    /// Whether the first `prefix` payload bytes of the message whose header is buffered have
+    /// arrived; if not, makes room for them in the buffer (when the message is not being
+    /// received into a payload of its own), for the next `fill`.
+    fn prefix_ready(&mut self, prefix: usize) -> bool {
+        match &self.large {
+            Some(l) => l.filled >= prefix,
+            None if self.end - self.start >= HEADER_SIZE + prefix => true,
+            None => {
+                if self.buf.len() - self.start < HEADER_SIZE + prefix {
+                    self.compact();
+                    if self.buf.len() < HEADER_SIZE + prefix {
+                        self.buf.resize(HEADER_SIZE + prefix, 0);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// The first `prefix` payload bytes of the buffered message ([`prefix_ready`](Self::prefix_ready)).
+    fn prefix(&self, prefix: usize) -> &[u8] {
+        match &self.large {
+            Some(l) => &l.payload[..prefix],
+            None => &self.buf[self.start + HEADER_SIZE..self.start + HEADER_SIZE + prefix],
+        }
     }
 
     fn eof(&self) -> FrameError {

@@ -97,6 +97,24 @@ impl Fake {
     pub fn handshake(&mut self) -> Capabilities {
         self.handshake_with(&Capabilities::default(), &[], default_info())
     }
+
+    /// The handshake with a twin socket negotiated: returns the server's end of it.
+    pub fn handshake_twin(&mut self) -> Connection {
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let theirs = OwnedFd::from(theirs);
+        let twin = vfio_user_proto::TwinSocket { supported: true, fd_index: Some(0) };
+        let caps = Capabilities { twin_socket: Some(twin), ..Default::default() };
+        self.handshake_with(&caps, &[&theirs], default_info());
+        Connection::new(mine)
+    }
+
+    /// Answers the next `n` DMA_MAPs with success.
+    pub fn accept_maps(&mut self, n: usize) {
+        for _ in 0..n {
+            let m = self.expect(Command::DmaMap);
+            self.reply(&m, &[]);
+        }
+    }
 }
 
 pub fn test_config() -> Config {

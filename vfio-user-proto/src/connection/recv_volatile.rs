@@ -144,25 +144,10 @@ impl Receiver {
             return Ok(None);
         };
         // Wait until the prefix has arrived (the size bound was checked by buffered_header).
-        loop {
-            match &self.large {
-                Some(l) if l.filled >= prefix => break,
-                Some(_) => {}
-                None if self.end - self.start >= HEADER_SIZE + prefix => break,
-                None if self.buf.len() - self.start < HEADER_SIZE + prefix => {
-                    self.compact();
-                    if self.buf.len() < HEADER_SIZE + prefix {
-                        self.buf.resize(HEADER_SIZE + prefix, 0);
-                    }
-                }
-                None => {}
-            }
+        while !self.prefix_ready(prefix) {
             self.fill_within(stall, &mut progress)?;
         }
-        let seen = match &self.large {
-            Some(l) => &l.payload[..prefix],
-            None => &self.buf[self.start + HEADER_SIZE..self.start + HEADER_SIZE + prefix],
-        };
+        let seen = self.prefix(prefix);
         let Some(dst) =
             body(&header, seen).filter(|d| d.iter().try_fold(0usize, |a, b| a.checked_add(b.len)) == Some(rest))
         else {
