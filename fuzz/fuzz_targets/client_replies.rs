@@ -8,12 +8,13 @@
 //! / unmap all, SET_IRQS, reset, DEVICE_FEATURE, migration and DMA-logging calls, mmapping a
 //! region, migration data).
 //!
-//! Input: a config byte (twin socket on or off), then for each request the server reads one
-//! mode byte and its fields: a plausible reply (fds included) left alone or mutated (a byte
-//! flipped, truncated, extended, a header field changed), an error reply with a fuzzed
-//! errno, a reply made of fuzzed header fields and payload with 0–3 fds, or (once) no reply
-//! at all; optionally preceded by a server-to-client DMA_READ/DMA_WRITE. When the input is
-//! used up the server hangs up.
+//! Input: a config byte (bit 0: twin socket; bit 1: the client serves DMA from guest
+//! memory, so large DMA_WRITEs are received straight into it), then for each request the
+//! server reads one mode byte and its fields: a plausible reply (fds included) left alone
+//! or mutated (a byte flipped, truncated, extended, a header field changed), an error reply
+//! with a fuzzed errno, a reply made of fuzzed header fields and payload with 0–3 fds, or
+//! (once) no reply at all; optionally preceded by a server-to-client DMA_READ/DMA_WRITE (a
+//! DMA_WRITE of up to 64 KiB). When the input is used up the server hangs up.
 //!
 //! Checked: no panic, and every call returns (the harness is bounded by the timeouts).
 
@@ -26,6 +27,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventfd, fds_for, memfd, Input};
@@ -40,7 +42,7 @@ use vfio_user_proto::{
     build_region_info, decode_request, Capabilities, Command, DecodeLimits, FeatureRequest, Header, Message, RegionCap,
     Request, HEADER_SIZE,
 };
-use vm_memory::ByteValued;
+use vm_memory::{ByteValued, GuestAddress, GuestMemoryMmap};
 
 fn send_raw(sock: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> bool {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(8))];
@@ -220,7 +222,12 @@ fn fake_server(sock: UnixStream, data: Vec<u8>) {
             // A server-initiated DMA request first.
             dma_id = dma_id.wrapping_add(1);
             let cmd = if mode & 0x40 != 0 { Command::DmaWrite } else { Command::DmaRead };
-            let count = u64::from(inp.u8());
+            // Large DMA_WRITEs (up to 64 KiB) take the client's zero-copy path when it has
+            // guest memory.
+            let count = match cmd == Command::DmaWrite && mode & 0x20 != 0 {
+                true => u64::from(inp.u16()),
+                false => u64::from(inp.u8()),
+            };
             let mut p = DmaAccess { addr: u64::from(inp.u16()) << 8, count }.as_slice().to_vec();
             if cmd == Command::DmaWrite {
                 p.resize(16 + count as usize, 0x77);
@@ -297,12 +304,19 @@ fuzz_target!(|data: &[u8]| {
     let (a, b) = UnixStream::pair().unwrap();
     let server_input = data[1..].to_vec();
     let server = std::thread::spawn(move || fake_server(b, server_input));
-    let config = Config::default()
+    let mut config = Config::default()
         .timeout(Duration::from_millis(5))
         .reset_timeout(Duration::from_millis(5))
         .connect_timeout(Duration::from_millis(5))
         .twin_socket(twin)
         .max_msg_fds(4);
+    if data[0] & 2 != 0 {
+        // Guest memory behind the script's DMA mappings, in two regions (a DMA spanning
+        // both is served from two slices).
+        let ranges = [(GuestAddress(0x10000), 0x1000), (GuestAddress(0x11000), 0x11000)];
+        let memory = Arc::new(GuestMemoryMmap::<()>::from_ranges(&ranges).unwrap());
+        config = config.dma_memory(Arc::new(memory));
+    }
     if let Ok(c) = Client::from_fd(OwnedFd::from(a), config) {
         script(&c);
         drop(c);
