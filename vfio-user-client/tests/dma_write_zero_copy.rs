@@ -148,47 +148,17 @@ fn check_memory(gm: &GuestMemoryMmap) {
 #[test]
 fn large_dma_write_received_into_guest_memory_on_the_main_socket() {
     let gm = two_region_memory();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let mem = Arc::new(ZeroCopyOnly(gm.clone()));
-    let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
-        f.handshake();
-        f.accept_maps(2);
-        rx.recv().unwrap();
-        exchange(&mut f.conn);
-    });
-    map_all(&c);
-    tx.send(()).unwrap();
-    h.join().unwrap();
+    let config = test_config().dma_memory(Arc::new(ZeroCopyOnly(gm.clone())));
+    assert_eq!(dma_session(config, false, map_all, exchange), (4, 4));
     check_memory(&gm);
-    let st = c.stats();
-    assert_eq!((st.dma_served, st.dma_refused), (4, 4));
 }
 
 #[test]
 fn large_dma_write_received_into_guest_memory_on_the_twin_socket() {
     let gm = two_region_memory();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let mem = Arc::new(ZeroCopyOnly(gm.clone()));
-    let (c, h) = start(test_config().dma_memory(mem), move |mut f| {
-        let mut twin = f.handshake_twin();
-        f.accept_maps(2);
-        rx.recv().unwrap();
-        exchange(&mut twin);
-        done_tx.send(()).unwrap();
-        // Keep both sockets open until the client closes.
-        while f.conn.recv().is_ok() {}
-        drop(twin);
-    });
-    assert!(c.negotiated().twin_socket);
-    map_all(&c);
-    tx.send(()).unwrap();
-    done_rx.recv().unwrap();
+    let config = test_config().dma_memory(Arc::new(ZeroCopyOnly(gm.clone())));
+    assert_eq!(dma_session(config, true, map_all, exchange), (4, 4));
     check_memory(&gm);
-    let st = c.stats();
-    assert_eq!((st.dma_served, st.dma_refused), (4, 4));
-    c.shutdown().unwrap();
-    h.join().unwrap();
 }
 
 #[test]

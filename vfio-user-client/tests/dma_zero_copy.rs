@@ -69,44 +69,14 @@ fn map_all(c: &vfio_user_client::Client) {
 
 #[test]
 fn large_dma_read_sent_from_guest_memory_on_the_main_socket() {
-    let gm = two_region_memory();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (c, h) = start(test_config().twin_socket(false).dma_memory(Arc::new(gm)), move |mut f| {
-        f.handshake();
-        f.accept_maps(2);
-        rx.recv().unwrap();
-        exchange(&mut f.conn);
-    });
-    map_all(&c);
-    tx.send(()).unwrap();
-    h.join().unwrap();
-    let st = c.stats();
-    assert_eq!((st.dma_served, st.dma_refused), (2, 3));
+    let config = test_config().dma_memory(Arc::new(two_region_memory()));
+    assert_eq!(dma_session(config, false, map_all, exchange), (2, 3));
 }
 
 #[test]
 fn large_dma_read_sent_from_guest_memory_on_the_twin_socket() {
-    let gm = two_region_memory();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let (c, h) = start(test_config().dma_memory(Arc::new(gm)), move |mut f| {
-        let mut twin = f.handshake_twin();
-        f.accept_maps(2);
-        rx.recv().unwrap();
-        exchange(&mut twin);
-        done_tx.send(()).unwrap();
-        // Keep both sockets open until the client closes.
-        while f.conn.recv().is_ok() {}
-        drop(twin);
-    });
-    assert!(c.negotiated().twin_socket);
-    map_all(&c);
-    tx.send(()).unwrap();
-    done_rx.recv().unwrap();
-    let st = c.stats();
-    assert_eq!((st.dma_served, st.dma_refused), (2, 3));
-    c.shutdown().unwrap();
-    h.join().unwrap();
+    let config = test_config().dma_memory(Arc::new(two_region_memory()));
+    assert_eq!(dma_session(config, true, map_all, exchange), (2, 3));
 }
 
 /// A `DmaMemory` with only the required methods: served by copying.
@@ -131,18 +101,7 @@ impl DmaMemory for Plain {
 #[test]
 fn a_dma_memory_without_zero_copy_is_served_by_copying() {
     let mem = Arc::new(Plain(Mutex::new(pattern(2 * MIB as usize, 5))));
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
-        f.handshake();
-        f.accept_maps(2);
-        rx.recv().unwrap();
-        exchange(&mut f.conn);
-    });
-    map_all(&c);
-    tx.send(()).unwrap();
-    h.join().unwrap();
-    let st = c.stats();
-    assert_eq!((st.dma_served, st.dma_refused), (2, 3));
+    assert_eq!(dma_session(test_config().dma_memory(mem), false, map_all, exchange), (2, 3));
 }
 
 /// Guest memory whose copying `read` always fails: every DMA_READ it serves went through
@@ -171,15 +130,6 @@ impl DmaMemory for ZeroCopyOnly {
 #[test]
 fn guest_memory_reads_do_not_go_through_the_copying_read() {
     let mem = Arc::new(ZeroCopyOnly(two_region_memory()));
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (c, h) = start(test_config().twin_socket(false).dma_memory(mem), move |mut f| {
-        f.handshake();
-        f.accept_maps(2);
-        rx.recv().unwrap();
-        exchange(&mut f.conn);
-    });
-    map_all(&c);
-    tx.send(()).unwrap();
-    h.join().unwrap();
-    assert_eq!(c.stats().dma_refused, 3);
+    let (_, refused) = dma_session(test_config().dma_memory(mem), false, map_all, exchange);
+    assert_eq!(refused, 3);
 }

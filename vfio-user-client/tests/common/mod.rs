@@ -117,6 +117,38 @@ impl Fake {
     }
 }
 
+/// A session of server-initiated DMA: the fake server accepts the client's two DMA_MAPs
+/// (made by `map`), then runs `exchange` on the main socket or, with `twin`, on the twin
+/// socket, and stays connected until the client closes. Returns the client's counters of
+/// DMA requests served and refused.
+pub fn dma_session(config: Config, twin: bool, map: fn(&Client), exchange: fn(&mut Connection)) -> (u64, u64) {
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (c, h) = start(config.twin_socket(twin), move |mut f| {
+        let mut twin_conn = match twin {
+            true => Some(f.handshake_twin()),
+            false => {
+                f.handshake();
+                None
+            }
+        };
+        f.accept_maps(2);
+        go_rx.recv().unwrap();
+        exchange(twin_conn.as_mut().unwrap_or(&mut f.conn));
+        done_tx.send(()).unwrap();
+        // Keep the sockets open until the client closes.
+        while f.conn.recv().is_ok() {}
+    });
+    assert_eq!(c.negotiated().twin_socket, twin);
+    map(&c);
+    go_tx.send(()).unwrap();
+    done_rx.recv().unwrap();
+    let st = c.stats();
+    c.shutdown().unwrap();
+    h.join().unwrap();
+    (st.dma_served, st.dma_refused)
+}
+
 pub fn test_config() -> Config {
     Config::default().timeout(Duration::from_secs(10))
 }
