@@ -191,7 +191,7 @@ impl SendGuard<'_> {
                     IoSlice::advance_slices(&mut iov, n);
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT)?,
+                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT, None)?,
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
@@ -205,7 +205,7 @@ impl SendGuard<'_> {
             match rustix::net::send(self.sock.as_fd(), rest, SendFlags::NOSIGNAL) {
                 Ok(n) => rest = &rest[n.min(rest.len())..],
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT)?,
+                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT, None)?,
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
@@ -240,7 +240,7 @@ impl SendGuard<'_> {
                     IoSlice::advance_slices(&mut iov, n);
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT)?,
+                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT, None)?,
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
@@ -619,7 +619,9 @@ impl Receiver {
                     return Ok(r.bytes);
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if mode == Fill::Blocking => wait_for(self.sock.as_fd(), PollFlags::IN)?,
+                Err(rustix::io::Errno::AGAIN) if mode == Fill::Blocking => {
+                    wait_for(self.sock.as_fd(), PollFlags::IN, None)?
+                }
                 Err(rustix::io::Errno::AGAIN) => return Err(FrameError::WouldBlock),
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
@@ -699,9 +701,12 @@ enum Fill {
     Timed,
 }
 
-fn wait_for(fd: BorrowedFd<'_>, what: PollFlags) -> Result<(), FrameError> {
+/// Waits (`poll`) until `fd` is ready for `what`, or at most `timeout`; a signal ends the
+/// wait early. The caller looks again either way.
+fn wait_for(fd: BorrowedFd<'_>, what: PollFlags, timeout: Option<std::time::Duration>) -> Result<(), FrameError> {
     let mut fds = [PollFd::new(&fd, what)];
-    match poll(&mut fds, None) {
+    let ts = timeout.map(|t| rustix::event::Timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ });
+    match poll(&mut fds, ts.as_ref()) {
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(FrameError::Io(e.into())),
     }

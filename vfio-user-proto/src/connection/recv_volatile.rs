@@ -12,11 +12,12 @@ use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::event::PollFlags;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Bytes, VolatileSlice};
 
-use super::{Fill, Message, Receiver, IOV_MAX, MAX_FDS_PER_MESSAGE};
+use super::volatile::advance;
+use super::{wait_for, Fill, Message, Receiver, IOV_MAX, MAX_FDS_PER_MESSAGE};
 use crate::error::FrameError;
 use crate::header::{Header, HEADER_SIZE};
 
@@ -247,29 +248,7 @@ fn wait_within(rx: &Receiver, stall: Duration, progress: &Instant) -> Result<(),
     if left.is_zero() {
         return Err(FrameError::Io(io::Error::from_raw_os_error(libc::ETIMEDOUT)));
     }
-    let ts = Timespec { tv_sec: left.as_secs() as _, tv_nsec: left.subsec_nanos() as _ };
-    let fd = rustix::fd::AsFd::as_fd(&*rx.sock);
-    match poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&ts)) {
-        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(FrameError::Io(e.into())),
-    }
-}
-
-/// Skips `n` bytes of `iov` from index `first`; returns the new first index.
-fn advance(iov: &mut [libc::iovec], mut first: usize, mut n: usize) -> usize {
-    while n > 0 && first < iov.len() {
-        let v = &mut iov[first];
-        if n >= v.iov_len {
-            n -= v.iov_len;
-            first += 1;
-        } else {
-            // SAFETY: `n < iov_len`, so the advanced pointer stays inside the buffer.
-            v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
-            v.iov_len -= n;
-            n = 0;
-        }
-    }
-    first
+    wait_for(rustix::fd::AsFd::as_fd(&*rx.sock), PollFlags::IN, Some(left))
 }
 
 /// The descriptors of the `SCM_RIGHTS` messages in `msg`'s control data, owned.

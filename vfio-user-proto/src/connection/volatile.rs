@@ -87,30 +87,37 @@ impl SendGuard<'_> {
                 match io::Error::last_os_error() {
                     e if e.raw_os_error() == Some(libc::EINTR) => continue,
                     e if e.raw_os_error() == Some(libc::EAGAIN) => {
-                        wait_for(rustix::fd::AsFd::as_fd(self.sock), PollFlags::OUT)?;
+                        wait_for(rustix::fd::AsFd::as_fd(self.sock), PollFlags::OUT, None)?;
                         continue;
                     }
                     e => return Err(FrameError::Io(e)),
                 }
             }
-            let mut n = n as usize;
+            let n = n as usize;
             remaining -= n.min(remaining);
             // Skip what was written.
-            while n > 0 && first < iov.len() {
-                let v = &mut iov[first];
-                if n >= v.iov_len {
-                    n -= v.iov_len;
-                    first += 1;
-                } else {
-                    // SAFETY: `n < iov_len`, so the advanced pointer stays inside the buffer.
-                    v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut libc::c_void;
-                    v.iov_len -= n;
-                    n = 0;
-                }
-            }
+            first = advance(&mut iov, first, n);
         }
         Ok(())
     }
+}
+
+/// Skips `n` bytes of `iov` from index `first` (what a `sendmsg` or `recvmsg` moved);
+/// returns the new first index.
+pub(super) fn advance(iov: &mut [libc::iovec], mut first: usize, mut n: usize) -> usize {
+    while n > 0 && first < iov.len() {
+        let v = &mut iov[first];
+        if n >= v.iov_len {
+            n -= v.iov_len;
+            first += 1;
+        } else {
+            // SAFETY: `n < iov_len`, so the advanced pointer stays inside the buffer.
+            v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+            v.iov_len -= n;
+            n = 0;
+        }
+    }
+    first
 }
 
 #[cfg(test)]
