@@ -18,19 +18,6 @@ use vfio_user_proto::wire::DmaAccess;
 use vfio_user_proto::{Command, Connection, Header, VolatileBuf, VolatileBufMut};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
-const MIB: u64 = 1 << 20;
-/// Start of guest memory: two regions of 1 MiB back to back, so that a write may span both.
-const BASE: u64 = 0x10_0000;
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add((i >> 12) as u8).wrapping_add(seed)).collect()
-}
-
-fn two_region_memory() -> Arc<GuestMemoryMmap> {
-    let ranges = [(GuestAddress(BASE), MIB as usize), (GuestAddress(BASE + MIB), MIB as usize)];
-    Arc::new(GuestMemoryMmap::<()>::from_ranges(&ranges).unwrap())
-}
-
 fn read_mem(gm: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0; len];
     gm.read_slice(&mut v, GuestAddress(addr)).unwrap();

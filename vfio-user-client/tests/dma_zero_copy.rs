@@ -15,19 +15,11 @@ use vfio_user_proto::wire::DmaAccess;
 use vfio_user_proto::{Command, Connection, Header};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-const MIB: u64 = 1 << 20;
-/// Start of guest memory: two regions of 1 MiB back to back, so that a read may span both.
-const BASE: u64 = 0x10_0000;
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add((i >> 12) as u8).wrapping_add(seed)).collect()
-}
-
-fn two_region_memory() -> Arc<GuestMemoryMmap> {
-    let ranges = [(GuestAddress(BASE), MIB as usize), (GuestAddress(BASE + MIB), MIB as usize)];
-    let gm = GuestMemoryMmap::<()>::from_ranges(&ranges).unwrap();
+/// The two regions of guest memory (a read may span both), filled with `pattern(2 MiB, 5)`.
+fn patterned_memory() -> Arc<GuestMemoryMmap> {
+    let gm = two_region_memory();
     gm.write_slice(&pattern(2 * MIB as usize, 5), GuestAddress(BASE)).unwrap();
-    Arc::new(gm)
+    gm
 }
 
 /// Sends a DMA_READ and returns its reply.
@@ -69,13 +61,13 @@ fn map_all(c: &vfio_user_client::Client) {
 
 #[test]
 fn large_dma_read_sent_from_guest_memory_on_the_main_socket() {
-    let config = test_config().dma_memory(Arc::new(two_region_memory()));
+    let config = test_config().dma_memory(Arc::new(patterned_memory()));
     assert_eq!(dma_session(config, false, map_all, exchange), (2, 3));
 }
 
 #[test]
 fn large_dma_read_sent_from_guest_memory_on_the_twin_socket() {
-    let config = test_config().dma_memory(Arc::new(two_region_memory()));
+    let config = test_config().dma_memory(Arc::new(patterned_memory()));
     assert_eq!(dma_session(config, true, map_all, exchange), (2, 3));
 }
 
@@ -129,7 +121,7 @@ impl DmaMemory for ZeroCopyOnly {
 
 #[test]
 fn guest_memory_reads_do_not_go_through_the_copying_read() {
-    let mem = Arc::new(ZeroCopyOnly(two_region_memory()));
+    let mem = Arc::new(ZeroCopyOnly(patterned_memory()));
     let (_, refused) = dma_session(test_config().dma_memory(mem), false, map_all, exchange);
     assert_eq!(refused, 3);
 }

@@ -149,6 +149,23 @@ pub fn dma_session(config: Config, twin: bool, map: fn(&Client), exchange: fn(&m
     (st.dma_served, st.dma_refused)
 }
 
+/// 1 MiB.
+pub const MIB: u64 = 1 << 20;
+/// Start of the guest memory of the DMA tests: two regions of 1 MiB back to back, so that
+/// a DMA may span both.
+pub const BASE: u64 = 0x10_0000;
+
+/// A recognisable byte pattern of `len` bytes (changing every byte and every 4 KiB page).
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(13).wrapping_add((i >> 12) as u8).wrapping_add(seed)).collect()
+}
+
+/// Guest memory of two regions of 1 MiB from [`BASE`], zeroed.
+pub fn two_region_memory() -> std::sync::Arc<vm_memory::GuestMemoryMmap> {
+    let ranges = [(vm_memory::GuestAddress(BASE), MIB as usize), (vm_memory::GuestAddress(BASE + MIB), MIB as usize)];
+    std::sync::Arc::new(vm_memory::GuestMemoryMmap::<()>::from_ranges(&ranges).unwrap())
+}
+
 pub fn test_config() -> Config {
     Config::default().timeout(Duration::from_secs(10))
 }
