@@ -18,6 +18,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use vfio_user_proto::connection::Connection;
@@ -83,6 +84,32 @@ impl Drop for Listener {
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+}
+
+/// How long the server waits for a client before giving up on it: the connection is then
+/// closed, what the client held released, and the next client served. Idle time between
+/// messages is never bounded (a VMM may say nothing for hours); what is bounded is a wait
+/// that only a stuck or hostile client makes last. The defaults (10 s each) are above QEMU's
+/// own per-message timeout (5 s), so a VMM that QEMU's timeouts accept is never cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the connection until a VERSION is received whole.
+    pub handshake: Duration,
+    /// Longest wait without a byte arriving in the middle of a message (its header or
+    /// payload begun): a client that stops mid-message.
+    pub stall: Duration,
+    /// Longest a send waits without progress for the client to read (a client that never
+    /// reads its replies fills the socket).
+    pub send: Duration,
+    /// Longest the server waits for the client's reply to its own DMA_READ / DMA_WRITE.
+    pub dma_reply: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let t = Duration::from_secs(10);
+        Timeouts { handshake: t, stall: t, send: t, dma_reply: t }
     }
 }
 
@@ -157,6 +184,7 @@ pub struct Server<D: Device> {
     /// The current channel, for [`ShutdownHandle`]s.
     slot: ChannelSlot,
     stop: Arc<Stop>,
+    timeouts: Timeouts,
 }
 
 impl<D: Device> Server<D> {
@@ -175,7 +203,15 @@ impl<D: Device> Server<D> {
         let core = Core::new(desc, limits, make)?;
         let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let stop = Arc::new(Stop { efd, requested: AtomicBool::new(false) });
-        Ok(Server { core, listener: None, pending: None, chan: None, slot: ChannelSlot::default(), stop })
+        Ok(Server {
+            core,
+            listener: None,
+            pending: None,
+            chan: None,
+            slot: ChannelSlot::default(),
+            stop,
+            timeouts: Timeouts::default(),
+        })
     }
 
     /// Sets where clients come from (replacing any previous endpoint; a connected client
@@ -185,6 +221,12 @@ impl<D: Device> Server<D> {
             Endpoint::Listener(l) => self.listener = Some(l),
             Endpoint::Stream(s) => self.pending = Some(s),
         }
+    }
+
+    /// Sets how long the server waits for a client ([`Timeouts`]); applies from the next
+    /// connection on.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
     }
 
     /// The device.
@@ -220,7 +262,7 @@ impl<D: Device> Server<D> {
     }
 
     fn attach(&mut self, stream: UnixStream) {
-        let chan = Arc::new(Channel::new(Connection::new(stream), self.core.limits.max_data_xfer_size));
+        let chan = Arc::new(Channel::new(Connection::new(stream), self.core.limits.max_data_xfer_size, self.timeouts));
         // The thread that accepts is the one that handles requests (run(), or an event loop
         // calling handle_request(), which sets it again on every step).
         chan.set_dispatcher();

@@ -129,6 +129,10 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let opts = Options::parse(args)?;
     init_logging(opts.verbose);
     let socket = listen(&opts.socket)?;
+    // DMA mappings that keep an fd, and eventfds, count against RLIMIT_NOFILE.
+    if let Err(e) = vfio_user_server::raise_fd_limit() {
+        log::warn!("could not raise RLIMIT_NOFILE: {e}");
+    }
     let mut server = super::new_server().map_err(|e| format!("failed to initialize device emulation: {e}"))?;
     let stop = server.shutdown_handle();
     server.device().set_failure_hook(move |_| stop.shutdown());
