@@ -68,9 +68,11 @@
 //!   disconnect. Devices without migration get `ENOTSUP` for both features. A
 //!   MIG_DATA_READ reply is as long as the request asked, zero-padded after the `size`
 //!   bytes it announces, as libvfio-user sends it (its client reads exactly that length).
-//! * Interrupt eventfds are signalled without touching their flags (the open file is the
-//!   client's too, and libvfio-user's client reads it blocking); a write that would block
-//!   (a full counter, or a full pipe or socket passed instead) is skipped after a `poll`.
+//! * SET_IRQS with DATA_EVENTFD takes eventfds only: any other fd (memfd, directory,
+//!   socket, pipe, `/dev/null`) is `EINVAL`, as kernel VFIO answers, before any vector
+//!   changes. Interrupt eventfds are signalled without touching their flags (the open file
+//!   is the client's too, and libvfio-user's client reads it blocking); a write that would
+//!   block (a full counter) is skipped after a `poll`.
 //! * DMA_MAP flags: READ / WRITE give the mapping's permissions (neither: `EINVAL`);
 //!   libvfio-user's MMAP bit (the default with an fd) mmaps the fd, its FILE_IO bit accesses
 //!   it with `pread`/`pwrite`. DMA_UNMAP with the legacy GET_DIRTY_BITMAP flag needs DMA

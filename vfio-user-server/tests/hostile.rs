@@ -111,20 +111,33 @@ fn stray_fds_are_closed() {
     assert_eq!(std::io::Read::read(&mut rd, &mut b).unwrap(), 0);
 }
 
+/// Regression (issue 16, item 5): SET_IRQS took any fd as an eventfd (memfd, directory,
+/// socket, /dev/null, pipe). Kernel VFIO answers EINVAL; so do we, before any vector
+/// changes, and the fds are closed.
 #[test]
-fn a_blocking_socket_as_trigger_fd_keeps_its_flags_and_never_blocks_the_server() {
+fn set_irqs_refuses_fds_that_are_not_eventfds() {
     let mut h = spawn();
-    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let fd = std::os::fd::OwnedFd::from(a);
-    assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
-    h.client.set_irqs(IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 0, 0, 1, &[], &[&fd]).unwrap();
-    // The open file is shared with the client: its flags are not the server's to change.
-    assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
-    // Raising it until the socket buffer is full, and far beyond, never blocks.
-    for _ in 0..100_000 {
-        h.irq.trigger_intx().unwrap();
+    let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    let not_eventfds: Vec<std::os::fd::OwnedFd> = vec![
+        memfd(0x1000),
+        std::fs::File::open("/").unwrap().into(),
+        sock.into(),
+        std::fs::File::open("/dev/null").unwrap().into(),
+        pipe_r,
+    ];
+    let good = eventfd();
+    for bad in &not_eventfds {
+        let flags = IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER;
+        assert_eq!(h.client.set_irqs(flags, 4, 0, 1, &[], &[bad]), Err(libc::EINVAL));
+        // One bad fd among good ones: nothing is taken.
+        assert_eq!(h.client.set_irqs(flags, 2, 0, 2, &[], &[&good, bad]), Err(libc::EINVAL));
+        h.client.assert_alive();
     }
-    h.client.assert_alive();
+    // An eventfd is taken: INTx signals it.
+    h.client.set_irqs(IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 0, 0, 1, &[], &[&good]).unwrap();
+    h.irq.trigger_intx().unwrap();
+    assert_eq!(efd_count(&good), 1);
 }
 
 #[test]
