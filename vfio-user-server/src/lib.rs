@@ -101,6 +101,7 @@ mod migration;
 pub mod pci;
 mod region;
 pub mod server;
+pub mod socket_path;
 
 pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
@@ -112,6 +113,7 @@ pub use error::{Error, Result};
 pub use fdlimit::raise_fd_limit;
 pub use irq::{IrqHandle, VectorState};
 pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle, Timeouts};
+pub use socket_path::SocketPath;
 /// The DMA crate the framework maps the client's memory with ([`DmaHandle::space`]).
 pub use vfio_user_dma;
 pub use vfio_user_proto::MigState;

@@ -13,9 +13,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,35 +29,30 @@ use crate::dispatch::{Core, Next, ServerLimits};
 use crate::dma::DmaHandle;
 use crate::error::{Error, Result};
 use crate::irq::IrqHandle;
+use crate::socket_path::SocketPath;
 
 /// A listening UNIX socket. A listener made by [`Listener::bind`] unlinks its path when
-/// dropped.
+/// dropped, if the path still names the socket it bound ([`SocketPath`]).
 #[derive(Debug)]
 pub struct Listener {
     sock: UnixListener,
-    path: Option<PathBuf>,
+    /// Held for its drop: unlinks the socket file.
+    _path: Option<SocketPath>,
 }
 
 impl Listener {
-    /// Listens on `path`, replacing a stale socket file left there (one nobody listens on;
-    /// a live one is `EADDRINUSE`).
+    /// Listens on `path`, replacing a stale socket file left there (one nobody listens on);
+    /// a live one is `EADDRINUSE`, any other file `EEXIST` (never removed).
     pub fn bind(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-            if UnixStream::connect(path).is_ok() {
-                return Err(Error::Io(io::Error::from_raw_os_error(libc::EADDRINUSE)));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let sock = UnixListener::bind(path)?;
+        let (sock, path) = SocketPath::bind(path)?;
         sock.set_nonblocking(true)?;
-        Ok(Listener { sock, path: Some(path.to_path_buf()) })
+        Ok(Listener { sock, _path: Some(path) })
     }
 
     /// Wraps an already listening socket (e.g. `--fd`); its path, if any, is left alone.
     pub fn from_listener(sock: UnixListener) -> Result<Self> {
         sock.set_nonblocking(true)?;
-        Ok(Listener { sock, path: None })
+        Ok(Listener { sock, _path: None })
     }
 
     fn accept(&self) -> io::Result<Option<UnixStream>> {
@@ -69,14 +63,6 @@ impl Listener {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => Ok(None),
             Err(e) => Err(e),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
         }
     }
 }
