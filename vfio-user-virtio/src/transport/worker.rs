@@ -70,10 +70,19 @@ pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             let head = chain.head_index();
             let len = inner.device.handle(q, &view, chain);
-            if let Err(e) = queue.add_used(&view, head, len) {
-                log::warn!("virtio queue {q}: used ring: {e}");
-                inner.needs_reset();
-                return;
+            // The request's bounced writes land before the used ring says it is done.
+            if let Err(e) = view.flush() {
+                log::warn!("virtio queue {q}: writing back to client memory: {e}");
+            }
+            match queue.add_used(&view, head, len) {
+                Ok(()) => {}
+                // A head index beyond the queue names no descriptor: nothing to return.
+                Err(virtio_queue::Error::InvalidDescriptorIndex) => continue,
+                Err(e) => {
+                    log::warn!("virtio queue {q}: used ring: {e}");
+                    inner.needs_reset();
+                    return;
+                }
             }
             if let Err(e) = view.flush() {
                 log::warn!("virtio queue {q}: writing back to client memory: {e}");
