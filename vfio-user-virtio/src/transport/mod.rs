@@ -13,12 +13,12 @@
 //! * Notifications: each queue has a kick eventfd, handed to the client with
 //!   DEVICE_GET_REGION_IO_FDS (for its ioeventfds) and signalled by the transport when the
 //!   notification arrives as a REGION_WRITE instead (QEMU 11.1 posts those); a worker
-//!   thread per queue serves it ([`worker`]), off the socket thread, and signals the
+//!   thread per queue serves it (module `worker`), off the socket thread, and signals the
 //!   queue's MSI-X eventfd directly.
 //! * Migration: RUNNING → STOP waits for the requests in flight (every worker finishes
 //!   its current request and stops taking new ones); the state stream holds the common
 //!   configuration, every queue's addresses and indexes and the device's own state
-//!   ([`state`]); STOP → RUNNING kicks every queue, so that notifications that arrived
+//!   (module `state`); STOP → RUNNING kicks every queue, so that notifications that arrived
 //!   meanwhile are served.
 //!
 //! Lock order: a queue's lock before the common configuration's; the socket thread never
