@@ -177,6 +177,18 @@ impl Vmm {
         Vmm { client, mem, ram_fd, irqs, kick_fds, queues: Vec::new(), kick, features: 0 }
     }
 
+    /// Connects another client to `sock` with the same guest memory (a sealed memfd
+    /// mapped with DMA_MAP) and the same interrupt eventfds: the destination of a
+    /// migration. Returns it with its queue ioeventfds.
+    pub fn second_client(&self, sock: &Path) -> (Client, Vec<Arc<OwnedFd>>) {
+        let client = Client::connect(sock, Config::default()).unwrap();
+        client.dma_map_fd(0, RAM, self.ram_fd.as_fd(), 0, DmaProt::READ_WRITE).unwrap();
+        let borrowed: Vec<_> = self.irqs.iter().map(|f| f.as_fd()).collect();
+        client.enable_irq_eventfds(2, 0, &borrowed).unwrap();
+        let kicks = client.region_io_fds(0).unwrap().into_iter().map(|r| r.fd).collect();
+        (client, kicks)
+    }
+
     pub fn read8(&self, off: u64) -> u8 {
         let mut b = [0u8; 1];
         self.client.region_read(0, off, &mut b).unwrap();
