@@ -34,10 +34,12 @@ pub mod blk;
 mod device;
 mod error;
 mod memory;
+mod queue;
 pub mod transport;
 
 pub use device::VirtioDevice;
 pub use error::{Error, Result};
 pub use memory::{DmaView, ViewBitmapSlice, ViewSlices, DEFAULT_BOUNCE_LIMIT};
+pub use queue::{serve_queue, QueueOutcome};
 pub use transport::layout::MAX_QUEUES;
 pub use transport::VirtioPci;

@@ -11,11 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rustix::event::{poll, PollFd, PollFlags};
-use virtio_queue::QueueT;
 
 use super::Inner;
 use crate::device::VirtioDevice;
-use crate::memory::DmaView;
+use crate::queue::serve_queue;
 
 /// Signals an eventfd (a full counter means a wake-up is pending anyway).
 pub(crate) fn kick(fd: &OwnedFd) {
@@ -58,52 +57,11 @@ pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
     }
     let mut slot = inner.lock_queue(q);
     let Some(queue) = slot.as_mut() else { return };
-    let space = inner.dma.space();
-    let mut view = DmaView::new(space);
-    let mut used = false;
-    let event_idx = queue.event_idx_enabled();
-    loop {
-        if event_idx {
-            let _ = queue.disable_notification(&view);
-        }
-        while inner.running() {
-            let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
-            let head = chain.head_index();
-            let len = inner.device.handle(q, &view, chain);
-            // The request's bounced writes land before the used ring says it is done.
-            if let Err(e) = view.flush() {
-                log::warn!("virtio queue {q}: writing back to client memory: {e}");
-            }
-            match queue.add_used(&view, head, len) {
-                Ok(()) => {}
-                // A head index beyond the queue names no descriptor: nothing to return.
-                Err(virtio_queue::Error::InvalidDescriptorIndex) => continue,
-                Err(e) => {
-                    log::warn!("virtio queue {q}: used ring: {e}");
-                    inner.needs_reset();
-                    return;
-                }
-            }
-            if let Err(e) = view.flush() {
-                log::warn!("virtio queue {q}: writing back to client memory: {e}");
-            }
-            used = true;
-            inner.stats[usize::from(q)].fetch_add(1, Ordering::Relaxed);
-        }
-        if !event_idx || !inner.running() {
-            break;
-        }
-        // Re-arm notifications, then look again: the driver may have added buffers
-        // before it saw them armed.
-        let more = queue.enable_notification(&view);
-        if let Err(e) = view.flush() {
-            log::warn!("virtio queue {q}: writing back to client memory: {e}");
-        }
-        if !matches!(more, Ok(true)) {
-            break;
-        }
-    }
-    if used && queue.needs_notification(&view).unwrap_or(true) {
+    let out = serve_queue(&inner.device, q, queue, inner.dma.space(), || inner.running());
+    inner.stats[usize::from(q)].fetch_add(out.completed, Ordering::Relaxed);
+    if out.broken {
+        inner.needs_reset();
+    } else if out.notify {
         inner.interrupt(q);
     }
 }
