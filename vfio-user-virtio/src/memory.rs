@@ -210,3 +210,95 @@ impl GuestMemory for DmaView<'_> {
         Ok(ViewSlices(out.into_iter()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use vfio_user_dma::{DmaTransport, MapRequest, Prot};
+    use vm_memory::Bytes;
+
+    /// Client memory behind message mappings.
+    struct Ram(Mutex<Vec<u8>>);
+
+    impl DmaTransport for Ram {
+        fn max_data_xfer_size(&self) -> usize {
+            1024
+        }
+        fn dma_read(&self, iova: u64, buf: &mut [u8]) -> vfio_user_dma::Result<()> {
+            buf.copy_from_slice(&self.0.lock().unwrap()[iova as usize..][..buf.len()]);
+            Ok(())
+        }
+        fn dma_write(&self, iova: u64, data: &[u8]) -> vfio_user_dma::Result<()> {
+            self.0.lock().unwrap()[iova as usize..][..data.len()].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    /// [0, 0x4000) mmapped, [0x4000, 0x8000) by message, [0x8000, 0x9000) read-only message.
+    fn space() -> (DmaSpace, Arc<Ram>) {
+        let space = DmaSpace::default();
+        let ram = Arc::new(Ram(Mutex::new((0..0x9000u32).map(|i| i as u8).collect())));
+        space.set_transport(Some(ram.clone()));
+        let fd = rustix::fs::memfd_create("v", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 0x4000).unwrap();
+        space
+            .map(MapRequest { iova: 0, size: 0x4000, prot: Prot::READ_WRITE, fd: Some(fd), ..Default::default() })
+            .unwrap();
+        space.map(MapRequest { iova: 0x4000, size: 0x4000, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
+        space.map(MapRequest { iova: 0x8000, size: 0x1000, prot: Prot::READ_ONLY, ..Default::default() }).unwrap();
+        (space, ram)
+    }
+
+    #[test]
+    fn direct_and_bounced_ranges() {
+        let (space, ram) = space();
+        let mut view = DmaView::new(&space);
+        assert!(view.is_direct(0x100, 0x100));
+        assert!(!view.is_direct(0x3f00, 0x200), "runs into the message mapping");
+        assert!(!view.is_direct(0x4000, 1));
+        // A read across both kinds: zero-copy part from the memfd, bounced part from RAM.
+        view.write_slice(&[7u8; 0x100], GuestAddress(0x3f00)).unwrap();
+        let mut got = [0u8; 0x200];
+        view.read_slice(&mut got, GuestAddress(0x3f00)).unwrap();
+        assert_eq!(&got[..0x100], &[7u8; 0x100], "the memfd part was written at once");
+        assert!(
+            got[0x100..].iter().enumerate().all(|(i, &b)| b == (0x4000 + i) as u8),
+            "the message part is the client's"
+        );
+        // Bounced writes reach the client on flush, in order.
+        view.write_obj(0xabcdu16, GuestAddress(0x5000)).unwrap();
+        view.write_obj(0x1234u16, GuestAddress(0x5000)).unwrap();
+        assert_eq!(ram.0.lock().unwrap()[0x5000], 0x00, "not before the flush");
+        view.flush().unwrap();
+        assert_eq!(&ram.0.lock().unwrap()[0x5000..0x5002], &0x1234u16.to_le_bytes());
+        // Aligned atomic accesses work on bounce buffers (ring indexes).
+        view.store(0x55aau16, GuestAddress(0x6002), std::sync::atomic::Ordering::Release).unwrap();
+        assert_eq!(view.load::<u16>(GuestAddress(0x4000), std::sync::atomic::Ordering::Acquire).unwrap(), 0x0100);
+        view.flush().unwrap();
+        assert_eq!(&ram.0.lock().unwrap()[0x6002..0x6004], &0x55aau16.to_le_bytes());
+    }
+
+    #[test]
+    fn permissions_holes_and_the_bounce_limit() {
+        let (space, _ram) = space();
+        let mut view = DmaView::with_limit(&space, 0x1000);
+        assert!(view.check_range(GuestAddress(0x3000), 0x2000, Permissions::ReadWrite));
+        assert!(view.check_range(GuestAddress(0x8000), 0x1000, Permissions::Read));
+        assert!(!view.check_range(GuestAddress(0x8000), 0x1000, Permissions::Write), "read-only mapping");
+        assert!(!view.check_range(GuestAddress(0x8f00), 0x200, Permissions::Read), "runs off the end");
+        assert!(!view.check_range(GuestAddress(u64::MAX - 1), 4, Permissions::Read), "wraps");
+        assert!(view.write_obj(1u8, GuestAddress(0x8000)).is_err(), "no write to a read-only mapping");
+        assert!(view.read_obj::<u32>(GuestAddress(0x9000)).is_err(), "unmapped");
+        let mut big = vec![0u8; 0x1001];
+        assert!(view.read_slice(&mut big, GuestAddress(0x4000)).is_err(), "beyond the bounce limit");
+        let mut fits = vec![0u8; 0x1000];
+        view.read_slice(&mut fits, GuestAddress(0x4000)).unwrap();
+        assert!(view.read_obj::<u8>(GuestAddress(0x4000)).is_err(), "the limit counts until a flush");
+        view.flush().unwrap();
+        assert!(view.read_obj::<u8>(GuestAddress(0x4000)).is_ok(), "and is reset by it");
+        // Direct memory is never limited.
+        let mut direct = vec![0u8; 0x4000];
+        view.read_slice(&mut direct, GuestAddress(0)).unwrap();
+    }
+}

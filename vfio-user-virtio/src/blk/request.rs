@@ -88,8 +88,10 @@ struct Parsed {
 
 /// Splits a chain; `Err(Some(status_address))` for a malformed chain whose status byte is
 /// reachable, `Err(None)` when it is not.
-fn parse<M: GuestMemory>(chain: DescriptorChain<&M>) -> Result<Parsed, Option<u64>> {
-    let descs: Vec<Descriptor> = chain.collect();
+fn parse<M: GuestMemory>(chain: DescriptorChain<&M>, max_len: usize) -> Result<Parsed, Option<u64>> {
+    // A chain is at most as long as the queue (2.7.5.3.1), indirect tables included; the
+    // iteration stops one descriptor further, so a longer one is seen (and refused below).
+    let descs: Vec<Descriptor> = chain.take(max_len + 1).collect();
     let last = descs.last().ok_or(None)?;
     let status = (last.is_write_only() && last.len() > 0)
         .then(|| last.addr().0.checked_add(u64::from(last.len()) - 1))
@@ -97,7 +99,7 @@ fn parse<M: GuestMemory>(chain: DescriptorChain<&M>) -> Result<Parsed, Option<u6
     let status = status.ok_or(None)?;
     // The iteration stops early on a loop, a chain longer than the queue, a next index
     // beyond the table or a descriptor outside memory: the last one still says NEXT.
-    if last.has_next() {
+    if last.has_next() || descs.len() > max_len {
         return Err(Some(status));
     }
     let mut readable = Vec::new();
@@ -118,7 +120,7 @@ fn parse<M: GuestMemory>(chain: DescriptorChain<&M>) -> Result<Parsed, Option<u6
 
 /// Serves one chain; returns the used length.
 pub(super) fn serve<M: GuestMemory>(blk: &VirtioBlk, mem: &M, chain: DescriptorChain<&M>, buf: &mut Vec<u8>) -> u32 {
-    let (status, written, at) = match parse(chain) {
+    let (status, written, at) = match parse(chain, usize::from(blk.cfg.queue_size)) {
         Err(None) => return 0,
         Err(Some(at)) => (STATUS_IOERR, 0, at),
         Ok(p) => {
