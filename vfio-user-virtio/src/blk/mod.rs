@@ -16,6 +16,7 @@
 //! IOERR; unknown request types and flags get UNSUPP.
 
 pub mod config;
+mod io;
 mod request;
 
 use std::fs::{File, OpenOptions};
@@ -36,8 +37,8 @@ use crate::transport::layout::MAX_QUEUES;
 
 pub use request::{STATUS_IOERR, STATUS_OK, STATUS_UNSUPP};
 
-/// Largest transfer between the file and client memory in one step; requests are moved
-/// in pieces of this size, so a request of any length needs no more memory.
+/// Largest piece WRITE_ZEROES writes at once where the file system cannot zero a range
+/// itself (so a range of any length needs no more memory).
 pub const CHUNK: usize = 1 << 20;
 
 /// How to serve an image.
@@ -66,7 +67,7 @@ pub struct VirtioBlk {
     capacity: u64,
     cfg: BlkConfig,
     config: [u8; config::CONFIG_SIZE],
-    /// One transfer buffer per queue (each used only by its queue's worker).
+    /// One zeroing buffer per queue (each used only by its queue's worker).
     buffers: Vec<Mutex<Vec<u8>>>,
 }
 

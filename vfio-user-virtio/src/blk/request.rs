@@ -3,7 +3,8 @@
 
 //! One virtio-blk request: the chain is split into its device-readable bytes (header,
 //! then OUT data or range segments) and device-writable bytes (IN data or the ID, then
-//! the status byte, the chain's last byte), checked, and executed on the image.
+//! the status byte, the chain's last byte), checked, and executed on the image (IN and
+//! OUT with `preadv` / `pwritev` straight on client memory, see the `io` module).
 
 use std::os::unix::fs::FileExt;
 
@@ -18,7 +19,7 @@ use virtio_queue::DescriptorChain;
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use super::config::{MAX_RANGE_SECTORS, MAX_RANGE_SEGMENTS, SECTOR_SIZE};
-use super::{VirtioBlk, CHUNK};
+use super::{io, VirtioBlk, CHUNK};
 
 /// Status: success.
 pub const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
@@ -63,6 +64,17 @@ impl Stream {
             base += slen;
         }
         Ok(())
+    }
+
+    /// The (address, length) pieces of `[pos, pos + len)`.
+    fn ranges(&self, pos: u64, len: u64) -> Option<Vec<(u64, usize)>> {
+        let mut out = Vec::new();
+        self.pieces(pos, len, |a, n, _| {
+            out.push((a, n));
+            Ok(())
+        })
+        .ok()?;
+        Some(out)
     }
 
     fn read<M: GuestMemory>(&self, mem: &M, pos: u64, out: &mut [u8]) -> Result<(), ()> {
@@ -159,8 +171,8 @@ fn execute<M: GuestMemory>(blk: &VirtioBlk, mem: &M, p: &Parsed, buf: &mut Vec<u
     let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
     let ro = blk.cfg.read_only;
     let result = match kind {
-        VIRTIO_BLK_T_IN => read_disk(blk, mem, p, sector, buf),
-        VIRTIO_BLK_T_OUT if !ro => write_disk(blk, mem, p, sector, buf).map(|()| 0),
+        VIRTIO_BLK_T_IN => read_disk(blk, mem, p, sector),
+        VIRTIO_BLK_T_OUT if !ro => write_disk(blk, mem, p, sector).map(|()| 0),
         VIRTIO_BLK_T_FLUSH => blk.file.sync_data().map(|()| 0).map_err(|_| STATUS_IOERR),
         VIRTIO_BLK_T_GET_ID => {
             let id = blk.id();
@@ -179,38 +191,25 @@ fn execute<M: GuestMemory>(blk: &VirtioBlk, mem: &M, p: &Parsed, buf: &mut Vec<u
     }
 }
 
-fn read_disk<M: GuestMemory>(blk: &VirtioBlk, mem: &M, p: &Parsed, sector: u64, buf: &mut Vec<u8>) -> Result<u64, u8> {
+fn read_disk<M: GuestMemory>(blk: &VirtioBlk, mem: &M, p: &Parsed, sector: u64) -> Result<u64, u8> {
     let len = p.writable.len;
     if len % SECTOR_SIZE != 0 {
         return Err(STATUS_IOERR);
     }
     let off = range(blk, sector, len).ok_or(STATUS_IOERR)?;
-    ensure(buf, CHUNK.min(len as usize)).ok_or(STATUS_IOERR)?;
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64) as usize;
-        blk.file.read_exact_at(&mut buf[..n], off + done).map_err(|_| STATUS_IOERR)?;
-        p.writable.write(mem, done, &buf[..n]).map_err(|()| STATUS_IOERR)?;
-        done += n as u64;
-    }
+    let pieces = p.writable.ranges(0, len).ok_or(STATUS_IOERR)?;
+    io::file_to_memory(&blk.file, off, mem, &pieces).ok_or(STATUS_IOERR)?;
     Ok(len)
 }
 
-fn write_disk<M: GuestMemory>(blk: &VirtioBlk, mem: &M, p: &Parsed, sector: u64, buf: &mut Vec<u8>) -> Result<(), u8> {
+fn write_disk<M: GuestMemory>(blk: &VirtioBlk, mem: &M, p: &Parsed, sector: u64) -> Result<(), u8> {
     let len = p.readable.len - HEADER;
     if len % SECTOR_SIZE != 0 {
         return Err(STATUS_IOERR);
     }
     let off = range(blk, sector, len).ok_or(STATUS_IOERR)?;
-    ensure(buf, CHUNK.min(len as usize)).ok_or(STATUS_IOERR)?;
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64) as usize;
-        p.readable.read(mem, HEADER + done, &mut buf[..n]).map_err(|()| STATUS_IOERR)?;
-        blk.file.write_all_at(&buf[..n], off + done).map_err(|_| STATUS_IOERR)?;
-        done += n as u64;
-    }
-    Ok(())
+    let pieces = p.readable.ranges(HEADER, len).ok_or(STATUS_IOERR)?;
+    io::memory_to_file(&blk.file, off, mem, &pieces).ok_or(STATUS_IOERR)
 }
 
 /// DISCARD / WRITE_ZEROES: the segments after the header.
