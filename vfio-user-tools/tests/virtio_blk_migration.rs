@@ -183,5 +183,4 @@ fn virtio_blk_migrates_between_two_processes_with_io_in_flight() {
     drop(vmm);
     assert!(std::fs::read(&image).unwrap() == model, "image contents");
     drop((src, dst));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -101,12 +101,29 @@ pub fn image(dir: &Path, name: &str, sectors: u64) -> PathBuf {
     p
 }
 
+/// A fresh directory for a test, removed when dropped.
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A fresh directory for a test.
-pub fn test_dir(name: &str) -> PathBuf {
+pub fn test_dir(name: &str) -> TestDir {
     let d = std::env::temp_dir().join(format!("vfio-user-virtio-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TestDir(d)
 }
 
 /// The driver's view of one split virtqueue.
