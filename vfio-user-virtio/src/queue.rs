@@ -35,20 +35,23 @@ pub fn serve_queue<D: VirtioDevice>(
     keep_going: impl Fn() -> bool,
 ) -> QueueOutcome {
     let mut out = QueueOutcome::default();
-    let mut view = DmaView::new(space);
     let event_idx = queue.event_idx_enabled();
     let flush = |view: &mut DmaView<'_>| {
         if let Err(e) = view.flush() {
             log::warn!("virtio queue {q}: writing back to client memory: {e}");
         }
     };
+    // A fresh view for each request and ring update: a DMA_UNMAP, which waits for the views
+    // of the memory it removes, never waits for more than one request.
     loop {
         if event_idx {
+            let mut view = DmaView::new(space);
             let _ = queue.disable_notification(&view);
             flush(&mut view);
         }
         let mut popped = false;
         while keep_going() {
+            let mut view = DmaView::new(space);
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             popped = true;
             let head = chain.head_index();
@@ -75,6 +78,7 @@ pub fn serve_queue<D: VirtioDevice>(
         }
         // Re-arm notifications, then look again: the driver may have added buffers
         // before it saw them armed.
+        let mut view = DmaView::new(space);
         let more = queue.enable_notification(&view);
         flush(&mut view);
         if !matches!(more, Ok(true)) {
@@ -82,6 +86,7 @@ pub fn serve_queue<D: VirtioDevice>(
         }
     }
     if out.completed > 0 {
+        let mut view = DmaView::new(space);
         out.notify = queue.needs_notification(&view).unwrap_or(true);
         flush(&mut view);
     }

@@ -23,6 +23,13 @@
 //!
 //! Lock order: a queue's lock before the common configuration's; the socket thread never
 //! holds the latter while it takes a queue's.
+//!
+//! Known limit: reset, DRIVER_OK and migration STOP take each queue's lock on the socket
+//! thread, so they wait for the request a worker is serving. A request on memory mapped
+//! without fd, with no twin socket, waits for DMA_READ / DMA_WRITE replies that this same
+//! thread routes: such a reset or STOP waits until the client goes away. Clients that share
+//! their memory as fds (QEMU, Cloud Hypervisor) or negotiate the twin socket are not
+//! affected.
 
 pub mod common;
 pub mod layout;
