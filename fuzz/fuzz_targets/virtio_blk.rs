@@ -4,7 +4,7 @@
 //! The virtio-blk device's queue, driven from arbitrary guest memory and notifications.
 //!
 //! Input: a config byte (bits 0-1: how the 64 KiB of client memory is mapped: a mmapped
-//! memfd, a FILE_IO memfd, message DMA through a fake transport, or half mmapped and half
+//! memfd (sealed against shrinking), a FILE_IO memfd, message DMA through a fake transport, or half mmapped and half
 //! by message; bit 2: read-only disk; bit 3: EVENT_IDX; bits 4-6: queue size 2..64), the
 //! descriptor table, available and used ring addresses (u32 each), a u16 length and that
 //! many bytes of initial memory, then up to 32 steps: `op % 4` 0 or 3 = a notification
@@ -53,8 +53,17 @@ impl DmaTransport for Ram {
     }
 }
 
+/// A memfd sealed against shrinking (the space mmaps only those).
+fn sealed_memfd(size: u64) -> std::os::fd::OwnedFd {
+    let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+    let fd = rustix::fs::memfd_create("fuzz", flags).expect("memfd_create");
+    rustix::fs::ftruncate(&fd, size).expect("ftruncate");
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).expect("seal");
+    fd
+}
+
 fn map(space: &DmaSpace, iova: u64, size: u64, kind: u8) {
-    let fd = (kind < 2).then(|| memfd(MEM));
+    let fd = (kind < 2).then(|| if kind == 0 { sealed_memfd(MEM) } else { memfd(MEM) });
     let req = MapRequest { iova, size, file_offset: iova, prot: Prot::READ_WRITE, fd, file_io: kind == 1 };
     space.map(req).expect("map");
 }

@@ -240,8 +240,11 @@ mod tests {
         let space = DmaSpace::default();
         let ram = Arc::new(Ram(Mutex::new((0..0x9000u32).map(|i| i as u8).collect())));
         space.set_transport(Some(ram.clone()));
-        let fd = rustix::fs::memfd_create("v", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        // Sealed against shrinking: the space mmaps it (unsealed fds are reached by pread).
+        let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+        let fd = rustix::fs::memfd_create("v", flags).unwrap();
         rustix::fs::ftruncate(&fd, 0x4000).unwrap();
+        rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
         space
             .map(MapRequest { iova: 0, size: 0x4000, prot: Prot::READ_WRITE, fd: Some(fd), ..Default::default() })
             .unwrap();
