@@ -101,8 +101,13 @@ impl Vmm {
             Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), (PAGES * PAGE) as usize)]).unwrap());
         let config = Config::default().twin_socket(false).guest_memory(guest.clone());
         let client = Client::connect(sock, config).unwrap();
-        let mem = rustix::fs::memfd_create("client-ram", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let mem = rustix::fs::memfd_create(
+            "client-ram",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
         rustix::fs::ftruncate(&mem, PAGES * PAGE).unwrap();
+        rustix::fs::fcntl_add_seals(&mem, rustix::fs::SealFlags::SHRINK).unwrap();
         Vmm { client, guest, mem }
     }
 
