@@ -438,6 +438,17 @@ impl Ticket<'_> {
             return Err(t.violation(why));
         }
         if msg.header.is_error() {
+            // The spec's error reply is the header alone.
+            if !msg.payload.is_empty() || !msg.fds.is_empty() {
+                let why = format!(
+                    "error reply to {} (msg_id {}) carries {} payload bytes and {} fds",
+                    self.cmd,
+                    self.id,
+                    msg.payload.len(),
+                    msg.fds.len()
+                );
+                return Err(t.violation(why));
+            }
             return Err(Error::Server { command: self.cmd, errno: msg.header.errno() });
         }
         Ok(msg)
