@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use vfio_user_proto::wire::{self, RegionAccess, WriteMultiEntry, WRITE_MULTI_DATA_MAX};
-use vfio_user_proto::{decode_reply, Command, DecodeLimits, Message, Negotiated, Reply};
+use vfio_user_proto::{decode_reply, Command, DecodeLimits, Message, Negotiated, Reply, Request};
 use vm_memory::ByteValued;
 
 use crate::config::Config;
@@ -151,6 +151,16 @@ impl Client {
     }
 
     /// Sends `cmd` and returns the successful reply with the transport it came on.
+    /// Sends `req`, encoded by the wire crate, and waits for its reply.
+    pub(crate) fn call_request(
+        &self,
+        req: &Request<'_>,
+        fds: &[BorrowedFd<'_>],
+        timeout: Option<Duration>,
+    ) -> Result<(Arc<Transport>, Message)> {
+        self.call(req.command(), &[&req.to_payload()], fds, timeout)
+    }
+
     pub(crate) fn call(
         &self,
         cmd: Command,

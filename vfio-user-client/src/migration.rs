@@ -192,20 +192,22 @@ impl Client {
         let limit = t.negotiated.peer.max_data_xfer_size.min(t.negotiated.local.max_data_xfer_size) as u64;
         let words_per_req = ((limit.saturating_sub(64)) / 8).max(1);
         let span = words_per_req.saturating_mul(64).saturating_mul(page_size);
-        let pages = length.div_ceil(page_size);
-        let mut out = Vec::with_capacity(usize::try_from(pages.div_ceil(64)).unwrap_or(0).min(1 << 20));
+        let whole = DmaLoggingReport { iova, length, page_size }.bitmap_bytes() / 8;
+        let mut out = Vec::with_capacity(usize::try_from(whole).unwrap_or(0).min(1 << 20));
         let mut off = 0u64;
         while off < length {
             let len = (length - off).min(span);
             let req = DmaLoggingReport { iova: iova + off, length: len, page_size };
-            let words = len.div_ceil(page_size).div_ceil(64) as usize;
+            let reply_len = req.as_slice().len() + req.bitmap_bytes() as usize;
             let flags = u32::from(FEATURE_DMA_LOGGING_REPORT) | DEVICE_FEATURE_GET;
-            let d = self.feature(flags, req.as_slice(), 24 + words * 8, None)?;
-            if d.len() != 24 + words * 8 || read_at::<DmaLoggingReport>(&d, 0) != Some(req) {
+            let d = self.feature(flags, req.as_slice(), reply_len, None)?;
+            if d.len() != reply_len || read_at::<DmaLoggingReport>(&d, 0) != Some(req) {
                 return Err(t.violation("DMA_LOGGING_REPORT reply does not match the request".into()));
             }
             out.extend(
-                d[24..].chunks_exact(8).map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
+                d[req.as_slice().len()..]
+                    .chunks_exact(8)
+                    .map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
             );
             off += len;
         }

@@ -15,26 +15,12 @@ use vm_memory::{
 use crate::bitmap::DirtyBitmap;
 use crate::error::{Error, Result};
 
-/// Access permissions of a mapping (DMA_MAP flags bit 0 READ, bit 1 WRITE).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Prot {
-    /// The device may read the memory.
-    pub read: bool,
-    /// The device may write the memory.
-    pub write: bool,
-}
+/// What the device may do with a mapping: the workspace's one permission type, from the
+/// wire crate (the DMA_MAP read/write flags).
+pub use vfio_user_proto::DmaProt as Prot;
 
-impl Prot {
-    /// Read and write.
-    pub const READ_WRITE: Prot = Prot { read: true, write: true };
-    /// Read only.
-    pub const READ_ONLY: Prot = Prot { read: true, write: false };
-    /// Write only.
-    pub const WRITE_ONLY: Prot = Prot { read: false, write: true };
-
-    fn mmap_prot(self) -> i32 {
-        (if self.read { libc::PROT_READ } else { 0 }) | (if self.write { libc::PROT_WRITE } else { 0 })
-    }
+fn mmap_prot(prot: Prot) -> i32 {
+    (if prot.read() { libc::PROT_READ } else { 0 }) | (if prot.write() { libc::PROT_WRITE } else { 0 })
 }
 
 /// Parameters of one DMA_MAP request.
@@ -163,7 +149,7 @@ impl Region {
     }
 
     pub(crate) fn check(&self, iova: u64, write: bool) -> Result<()> {
-        let ok = if write { self.prot.write } else { self.prot.read };
+        let ok = if write { self.prot.write() } else { self.prot.read() };
         if ok {
             Ok(())
         } else {
@@ -233,7 +219,7 @@ fn mmap_region(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Res
     check_file_size(&file, offset, size)?;
     let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("size too large"))?;
     let mmap = MmapRegionBuilder::new_with_bitmap(len, DirtyBitmap::new(size))
-        .with_mmap_prot(prot.mmap_prot())
+        .with_mmap_prot(mmap_prot(prot))
         .with_mmap_flags(libc::MAP_SHARED)
         .with_file_offset(FileOffset::new(file, offset))
         .build()
@@ -250,9 +236,9 @@ mod tests {
 
     #[test]
     fn prot_to_mmap() {
-        assert_eq!(Prot::READ_ONLY.mmap_prot(), libc::PROT_READ);
-        assert_eq!(Prot::WRITE_ONLY.mmap_prot(), libc::PROT_WRITE);
-        assert_eq!(Prot::READ_WRITE.mmap_prot(), libc::PROT_READ | libc::PROT_WRITE);
+        assert_eq!(mmap_prot(Prot::READ_ONLY), libc::PROT_READ);
+        assert_eq!(mmap_prot(Prot::WRITE_ONLY), libc::PROT_WRITE);
+        assert_eq!(mmap_prot(Prot::READ_WRITE), libc::PROT_READ | libc::PROT_WRITE);
     }
 
     #[test]

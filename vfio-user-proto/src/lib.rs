@@ -71,3 +71,4 @@ pub use region_caps::{build_region_info, parse_region_caps, RegionCap};
 pub use reply::{decode_reply, IoFdEntries, Reply};
 pub use request::{decode_request, DecodeLimits, FeatureRequest, IrqAction, IrqData, Request, Version};
 pub use version::{Capabilities, Negotiated, NegotiationError, TwinSocket};
+pub use wire::{DmaProt, DmaUnmapOp, DmaUnmapRequest};

@@ -131,13 +131,8 @@ pub enum Request<'a> {
         /// One fd is attached.
         fd: bool,
     },
-    /// DMA_UNMAP, with the legacy dirty-bitmap request when `GET_DIRTY_BITMAP` is set.
-    DmaUnmap {
-        /// The body.
-        unmap: DmaUnmap,
-        /// The bitmap request.
-        bitmap: Option<DmaBitmap>,
-    },
+    /// DMA_UNMAP: one mapping, all of them, or one with its dirty bitmap (2021 protocol).
+    DmaUnmap(DmaUnmapRequest),
     /// DEVICE_GET_INFO.
     DeviceGetInfo(DeviceInfo),
     /// DEVICE_GET_REGION_INFO.
@@ -287,37 +282,39 @@ pub fn decode_request<'a>(
             if f & !DMA_UNMAP_FLAGS_KNOWN != 0 || f == DMA_UNMAP_FLAGS_KNOWN {
                 return Err(DecodeError::BadFlags { cmd, flags: f });
             }
+            let argsz = unmap.argsz;
             if f & DMA_UNMAP_FLAG_ALL != 0 {
                 exact(cmd, p, 24)?;
-                argsz_at_least(cmd, unmap.argsz, 24)?;
+                argsz_at_least(cmd, argsz, 24)?;
                 if unmap.addr != 0 || unmap.size != 0 {
                     return Err(DecodeError::BadField { cmd, field: "address/size with UNMAP_ALL" });
                 }
-                return Ok(Request::DmaUnmap { unmap, bitmap: None });
+                return Ok(Request::DmaUnmap(DmaUnmapRequest { argsz, op: DmaUnmapOp::All }));
             }
             if unmap.size == 0 {
                 return Err(DecodeError::BadField { cmd, field: "size" });
             }
             no_wrap(cmd, "address + size", unmap.addr, unmap.size)?;
+            let (addr, size) = (unmap.addr, unmap.size);
             if f & DMA_UNMAP_FLAG_GET_DIRTY_BITMAP == 0 {
                 exact(cmd, p, 24)?;
-                argsz_at_least(cmd, unmap.argsz, 24)?;
-                return Ok(Request::DmaUnmap { unmap, bitmap: None });
+                argsz_at_least(cmd, argsz, 24)?;
+                return Ok(Request::DmaUnmap(DmaUnmapRequest { argsz, op: DmaUnmapOp::One { addr, size } }));
             }
             exact(cmd, p, 40)?;
             let bm: DmaBitmap = read_at(p, 24).ok_or(DecodeError::Truncated { cmd, need: 40, got: p.len() })?;
-            if !bm.pgsize.is_power_of_two() || unmap.size % bm.pgsize != 0 {
+            if !bm.pgsize.is_power_of_two() || size % bm.pgsize != 0 {
                 return Err(DecodeError::BadField { cmd, field: "bitmap pgsize" });
             }
-            let need = (unmap.size / bm.pgsize).div_ceil(8);
-            if bm.size < need {
+            if bm.size < DmaBitmap::bytes_for(size, bm.pgsize) {
                 return Err(DecodeError::BadField { cmd, field: "bitmap size" });
             }
             // The reply carries entry + bitmap header + bitmap; argsz must allow it.
-            if u64::from(unmap.argsz) < 40u64.saturating_add(bm.size) {
-                return Err(DecodeError::BadArgsz { cmd, argsz: unmap.argsz });
+            if u64::from(argsz) < 40u64.saturating_add(bm.size) {
+                return Err(DecodeError::BadArgsz { cmd, argsz });
             }
-            Ok(Request::DmaUnmap { unmap, bitmap: Some(bm) })
+            let op = DmaUnmapOp::WithDirtyBitmap { addr, size, bitmap: bm };
+            Ok(Request::DmaUnmap(DmaUnmapRequest { argsz, op }))
         }
         Command::DeviceGetInfo => {
             no_fds(cmd, nfds)?;
@@ -580,9 +577,7 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             }
             no_wrap(cmd, "iova + length", r.iova, r.length)?;
             // The bitmap must fit in the reply the client accepts.
-            let pages = r.length.div_ceil(r.page_size);
-            let bitmap = pages.div_ceil(64).saturating_mul(8);
-            if u64::from(f.argsz) < 32u64.saturating_add(bitmap) {
+            if u64::from(f.argsz) < 32u64.saturating_add(r.bitmap_bytes()) {
                 return Err(DecodeError::BadArgsz { cmd, argsz: f.argsz });
             }
             Ok(FeatureRequest::DmaLoggingReport(r))
@@ -619,7 +614,7 @@ impl Request<'_> {
         match self {
             Request::Version(_) => Command::Version,
             Request::DmaMap { .. } => Command::DmaMap,
-            Request::DmaUnmap { .. } => Command::DmaUnmap,
+            Request::DmaUnmap(_) => Command::DmaUnmap,
             Request::DeviceGetInfo(_) => Command::DeviceGetInfo,
             Request::DeviceGetRegionInfo(_) => Command::DeviceGetRegionInfo,
             Request::DeviceGetRegionIoFds(_) => Command::DeviceGetRegionIoFds,
@@ -637,6 +632,14 @@ impl Request<'_> {
         }
     }
 
+    /// The payload (everything after the header) as a new buffer: see
+    /// [`encode_payload`](Self::encode_payload).
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_payload(&mut out);
+        out
+    }
+
     /// Appends the payload (everything after the header) to `out`. Decoding the result
     /// yields `self` again.
     pub fn encode_payload(&self, out: &mut Vec<u8>) {
@@ -649,7 +652,8 @@ impl Request<'_> {
                 }
             }
             Request::DmaMap { map, .. } => out.extend_from_slice(map.as_slice()),
-            Request::DmaUnmap { unmap, bitmap } => {
+            Request::DmaUnmap(r) => {
+                let (unmap, bitmap) = r.to_wire();
                 out.extend_from_slice(unmap.as_slice());
                 if let Some(b) = bitmap {
                     out.extend_from_slice(b.as_slice());

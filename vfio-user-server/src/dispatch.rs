@@ -280,7 +280,7 @@ impl<D: Device> Core<D> {
                 self.reset(ResetKind::Device)
             }
             Request::DmaMap { map, fd } => self.dma_map(map, if fd { fds.pop() } else { None }),
-            Request::DmaUnmap { unmap, bitmap } => self.dma_unmap(unmap, bitmap),
+            Request::DmaUnmap(r) => self.dma_unmap(r),
             Request::DeviceFeature(head, feature) => self.device_feature(head, feature, payload),
             Request::MigDataRead(m) => self.mig_data_read(m),
             Request::MigDataWrite(_, data) => self.mig_data_write(data),
@@ -348,7 +348,7 @@ impl<D: Device> Core<D> {
             iova: map.addr,
             size: map.size,
             file_offset: map.offset,
-            prot: Prot { read: map.flags & DMA_MAP_FLAG_READ != 0, write: map.flags & DMA_MAP_FLAG_WRITE != 0 },
+            prot: Prot::from_map_flags(map.flags),
             // With an fd, MMAP is the default; FILE_IO asks for pread/pwrite instead.
             file_io: map.flags & DMA_MAP_FLAG_FILE_IO != 0,
             fd,
@@ -366,30 +366,35 @@ impl<D: Device> Core<D> {
     /// is told first, so it can drop views it keeps; the space then removes the mapping,
     /// waiting for accesses in flight (bounded, `EBUSY` after which the mapping is gone
     /// all the same).
-    fn dma_unmap(&mut self, unmap: DmaUnmap, bitmap: Option<DmaBitmap>) -> Result<()> {
+    fn dma_unmap(&mut self, req: DmaUnmapRequest) -> Result<()> {
         let space = Arc::clone(&self.dma.space);
-        if unmap.flags & DMA_UNMAP_FLAG_ALL != 0 {
-            for r in &space.regions() {
-                self.device.dma_unmap(r);
+        let (echo, _) = req.to_wire();
+        let (addr, size, bm) = match req.op {
+            DmaUnmapOp::All => {
+                for r in &space.regions() {
+                    self.device.dma_unmap(r);
+                }
+                space.unmap_all()?;
+                self.out.extend_from_slice(echo.as_slice());
+                return Ok(());
             }
-            space.unmap_all()?;
-            self.out.extend_from_slice(unmap.as_slice());
-            return Ok(());
-        }
+            DmaUnmapOp::One { addr, size } => (addr, size, None),
+            DmaUnmapOp::WithDirtyBitmap { addr, size, bitmap } => (addr, size, Some(bitmap)),
+        };
         let region = space
-            .region_at(unmap.addr)
-            .filter(|r| r.iova == unmap.addr && r.size == unmap.size)
-            .ok_or(vfio_user_dma::Error::NoSuchMapping { iova: unmap.addr, size: unmap.size })?;
-        let Some(bm) = bitmap else {
+            .region_at(addr)
+            .filter(|r| r.iova == addr && r.size == size)
+            .ok_or(vfio_user_dma::Error::NoSuchMapping { iova: addr, size })?;
+        let Some(bm) = bm else {
             self.device.dma_unmap(&region);
-            space.unmap(unmap.addr, unmap.size)?;
-            self.out.extend_from_slice(unmap.as_slice());
+            space.unmap(addr, size)?;
+            self.out.extend_from_slice(echo.as_slice());
             return Ok(());
         };
         // The decoder checked pgsize (a power of two dividing size) and bm.size >= the
         // bitmap's bytes. Accept at most the rounding to whole u64 words, so that a client
         // cannot make us allocate what its argsz allows (up to 4 GiB).
-        let need = (unmap.size / bm.pgsize).div_ceil(8);
+        let need = DmaBitmap::bytes_for(size, bm.pgsize);
         if bm.size > need.next_multiple_of(8) {
             return Err(Error::InvalidArgument("DMA_UNMAP bitmap size larger than the bitmap"));
         }
@@ -402,9 +407,9 @@ impl<D: Device> Core<D> {
             );
         }
         self.device.dma_unmap(&region);
-        let mut bits = space.unmap_with_dirty_bitmap(unmap.addr, unmap.size, bm.pgsize)?;
+        let mut bits = space.unmap_with_dirty_bitmap(addr, size, bm.pgsize)?;
         bits.resize(bm.size as usize, 0);
-        self.out.extend_from_slice(unmap.as_slice());
+        self.out.extend_from_slice(echo.as_slice());
         self.out.extend_from_slice(bm.as_slice());
         self.out.extend_from_slice(&bits);
         Ok(())

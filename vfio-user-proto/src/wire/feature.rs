@@ -113,3 +113,11 @@ pub struct MigData {
     pub size: u32,
 }
 wire_struct!(MigData, 8);
+
+impl DmaLoggingReport {
+    /// The bytes of the bitmap that answers this report: one bit per page of `length`,
+    /// in whole `u64` words. `page_size` must not be 0 (the decoder refuses it).
+    pub fn bitmap_bytes(&self) -> u64 {
+        self.length.div_ceil(self.page_size).div_ceil(64).saturating_mul(8)
+    }
+}
