@@ -74,7 +74,9 @@
 
 #![deny(missing_docs)]
 
+mod answer;
 mod channel;
+mod core;
 pub mod description;
 pub mod device;
 mod dispatch;
@@ -84,13 +86,14 @@ pub mod irq;
 mod migration;
 pub mod pci;
 mod region;
+mod region_access;
 pub mod server;
 
+pub use crate::core::ServerLimits;
 pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
 };
 pub use device::{Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
-pub use dispatch::ServerLimits;
 pub use dma::{DmaHandle, DmaRegion};
 pub use error::{Error, Result};
 pub use irq::{IrqHandle, VectorState};

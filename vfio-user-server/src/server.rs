@@ -22,10 +22,11 @@ use std::sync::Arc;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use vfio_user_proto::connection::Connection;
 
+use crate::answer::Next;
 use crate::channel::{Channel, ChannelSlot, SocketTransport};
+use crate::core::{Core, ServerLimits};
 use crate::description::DeviceDescription;
 use crate::device::Device;
-use crate::dispatch::{Core, Next, ServerLimits};
 use crate::dma::DmaHandle;
 use crate::error::{Error, Result};
 use crate::irq::IrqHandle;
