@@ -93,7 +93,7 @@ pub use crate::core::ServerLimits;
 pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
 };
-pub use device::{Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
+pub use device::{errno, Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
 pub use dma::{DmaHandle, DmaRegion};
 pub use error::{Error, Result};
 pub use irq::{IrqHandle, VectorState};
