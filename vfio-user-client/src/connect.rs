@@ -19,7 +19,7 @@ use vfio_user_proto::{
 use vm_memory::ByteValued;
 
 use crate::config::{Config, MAX_INFO_ARGSZ};
-use crate::dma::DmaServer;
+use crate::dma_serve::DmaServer;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
 use crate::transport::{Link, Transport, RECV_TICK};

@@ -15,8 +15,9 @@ use vfio_user_proto::wire::{
 use vfio_user_proto::{Command, MigState, Reply};
 use vm_memory::ByteValued;
 
-use crate::client::{decode, Client};
+use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::transport::decode;
 
 impl Client {
     /// Sends DEVICE_FEATURE with `flags` and `data`, accepting up to `max_out` bytes of reply

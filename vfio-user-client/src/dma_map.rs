@@ -11,21 +11,15 @@ use vfio_user_proto::wire::{DmaBitmap, DmaMap, DmaUnmap, DmaUnmapRequest};
 use vfio_user_proto::{Command, Reply, Request};
 use vm_memory::ByteValued;
 
-use crate::client::{decode, lock, Client};
-use crate::dma::DmaMapping;
+use crate::client::Client;
+use crate::dma_serve::DmaMapping;
 use crate::error::{Error, Result};
+use crate::sync::{lock, read_lock, write_lock};
+use crate::transport::decode;
 use crate::transport::Transport;
 
 /// The access a DMA mapping grants the server (the wire crate's one permission type).
 pub use vfio_user_proto::DmaProt;
-
-fn read_lock<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write_lock<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
 
 fn send_map(t: &Transport, m: &DmaMapping, timeout: std::time::Duration) -> Result<()> {
     let offset = m.fd.as_ref().map_or(0, |(_, o)| *o);

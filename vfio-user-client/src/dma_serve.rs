@@ -284,7 +284,7 @@ impl DmaServer {
     }
 
     pub(crate) fn check(&self, addr: u64, count: u64, need: u32) -> Result<Option<(Arc<OwnedFd>, u64)>, i32> {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let table = crate::sync::read_lock(&self.table);
         let m = table.containing(addr, count).ok_or(libc::EFAULT)?;
         if m.flags & need == 0 {
             return Err(libc::EPERM);

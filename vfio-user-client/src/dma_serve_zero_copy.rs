@@ -16,7 +16,7 @@ use vfio_user_proto::wire::{read_at, DmaAccess, DMA_MAP_FLAG_WRITE};
 use vfio_user_proto::{Command, FrameError, Header, Receiver, HEADER_SIZE};
 use vm_memory::ByteValued;
 
-use crate::dma::{DmaServer, SendReply};
+use crate::dma_serve::{DmaServer, SendReply};
 
 /// DMA_WRITEs with at least this much data are received straight into memory; smaller ones
 /// take the copying path, cheaper for them.
