@@ -63,6 +63,10 @@ enum Cmd {
         /// or a connected one (that client only).
         #[arg(long)]
         fd: Option<i32>,
+        /// gpio only: serve the card's control socket here (drive its inputs, read its
+        /// outputs: `inputs HEX`, `state`; see vfio_user_samples::gpio::control).
+        #[arg(long)]
+        control: Option<PathBuf>,
         /// Log more on stderr: -v info, -vv debug, -vvv trace (default: warnings).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
@@ -138,14 +142,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Demo => demo::run(),
-        Cmd::Serve { sample, socket_path, fd, verbose } => {
+        Cmd::Serve { sample, socket_path, fd, control, verbose } => {
             serve::init_logging(verbose);
             let at = match (socket_path, fd) {
                 (Some(p), _) => serve::Where::Path(p),
                 (None, Some(fd)) => serve::Where::Fd(fd),
                 (None, None) => unreachable!("clap requires one"),
             };
-            serve::serve(sample, at)
+            serve::serve(sample, at, control)
         }
         Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
         Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),

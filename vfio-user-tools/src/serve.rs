@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use log::{LevelFilter, Log, Metadata, Record};
-use vfio_user_samples::gpio;
+use vfio_user_samples::gpio::{self, control::Control};
 use vfio_user_samples::signals::{block_termination_signals, endpoint_from_fd, serve_until_signal as run};
 use vfio_user_server::{Endpoint, Listener};
 
@@ -55,8 +55,9 @@ pub enum Sample {
     /// The demo device: a DMA doorbell in BAR0 that writes a pattern into client memory and
     /// raises MSI-X vector 0; BAR2 memory with a sparse mmap area.
     Demo,
-    /// A 16-input GPIO card (vendor 494f device 0dc8): BAR2 byte 0-1 are input pins that
-    /// toggle on each read, byte 4 an output latch.
+    /// An ACCES PCI-IDIO-16 GPIO card (vendor 494f device 0dc8), as Linux's pci-idio-16
+    /// driver programs it: 16 outputs, 16 inputs driven through --control, INTx on input
+    /// change.
     Gpio,
     /// libvfio-user's sample `server` (dead:beef): a BAR0 timer that raises INTx and does
     /// DMA, BAR1 memory with sparse mmap areas, migration (`vfio_user_samples::server`).
@@ -73,8 +74,11 @@ pub enum Where {
 }
 
 /// Serves `sample` at `at` until SIGTERM / SIGINT (or, for a connected `--fd`, until its
-/// client leaves).
-pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
+/// client leaves); the gpio card also serves its control socket at `control`.
+pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>) -> Result<(), String> {
+    if control.is_some() && sample != Sample::Gpio {
+        return Err("--control is for the gpio sample only".into());
+    }
     let signals = block_termination_signals();
     let endpoint = match at {
         Where::Path(p) => Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
@@ -92,6 +96,10 @@ pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
         }
         Sample::Gpio => {
             let s = gpio::new_server().map_err(|e| e.to_string())?;
+            let _control = match control {
+                Some(p) => Some(Control::bind(&p, s.device().handle()).map_err(|e| format!("{}: {e}", p.display()))?),
+                None => None,
+            };
             log::info!("gpio device {:04x}:{:04x}: {what}", gpio::VENDOR_ID, gpio::DEVICE_ID);
             run(s, endpoint, signals)
         }
