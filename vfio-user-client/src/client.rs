@@ -362,7 +362,7 @@ impl Client {
 }
 
 pub(crate) fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceInfo> {
-    let req = wire::DeviceInfo { argsz: 16, ..Default::default() };
+    let req = wire::DeviceInfo::query();
     let msg = t.request(Command::DeviceGetInfo, &[req.as_slice()], &[], config.connect_timeout)?;
     let info = match decode(t, &msg)? {
         Reply::DeviceGetInfo(i) => i,

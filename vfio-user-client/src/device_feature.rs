@@ -23,9 +23,11 @@ impl Client {
     /// Sends DEVICE_FEATURE with `flags` and `data`, accepting up to `max_out` bytes of reply
     /// data; returns the reply data after checking that the flags are echoed.
     fn feature(&self, flags: u32, data: &[u8], max_out: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        let argsz = 8 + data.len().max(max_out);
-        let argsz = u32::try_from(argsz).map_err(|_| Error::InvalidInput("feature data too large"))?;
-        let head = DeviceFeature { argsz, flags };
+        let n = data.len().max(max_out);
+        if u32::try_from(std::mem::size_of::<DeviceFeature>() + n).is_err() {
+            return Err(Error::InvalidInput("feature data too large"));
+        }
+        let head = DeviceFeature { argsz: 0, flags }.with_data(n);
         let (t, msg) = self.call(Command::DeviceFeature, &[head.as_slice(), data], &[], timeout)?;
         match decode(&t, &msg)? {
             Reply::DeviceFeature(f, d) if f.flags == flags && d.len() <= max_out.max(data.len()) => Ok(d.to_vec()),
@@ -112,10 +114,10 @@ impl Client {
         let mut done = 0;
         while done < buf.len() {
             let want = (buf.len() - done).min(chunk);
-            let req = MigData { argsz: 8 + want as u32, size: want as u32 };
+            let req = MigData::new(want as u32);
             let msg = t.request(Command::MigDataRead, &[req.as_slice()], &[], self.config.timeout)?;
             let n = match decode(&t, &msg)? {
-                Reply::MigDataRead(m, d) if d.len() <= want && m.argsz as usize == 8 + d.len() => {
+                Reply::MigDataRead(m, d) if d.len() <= want && m.argsz == MigData::new(d.len() as u32).argsz => {
                     buf[done..done + d.len()].copy_from_slice(d);
                     d.len()
                 }
@@ -136,7 +138,7 @@ impl Client {
     pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
         let t = self.transport();
         for part in data.chunks(self.chunk(&t)) {
-            let req = MigData { argsz: 8 + part.len() as u32, size: part.len() as u32 };
+            let req = MigData::new(part.len() as u32);
             let msg = t.request(Command::MigDataWrite, &[req.as_slice(), part], &[], self.config.timeout)?;
             if !matches!(decode(&t, &msg)?, Reply::MigDataWrite) {
                 return Err(t.violation("MIG_DATA_WRITE reply of another kind".into()));
@@ -169,7 +171,7 @@ impl Client {
                 if d.len() == data.len()
                     && c.page_size.is_power_of_two()
                     && c.num_ranges == ctl.num_ranges
-                    && d[16..] == data[16..] =>
+                    && d[ctl.as_slice().len()..] == data[ctl.as_slice().len()..] =>
             {
                 Ok(c.page_size)
             }

@@ -276,7 +276,7 @@ impl DmaServer {
         // `count` is bounded by our max_data_xfer_size (decode_request checked it).
         let len = a.count as usize;
         let mut sent = Ok(());
-        let reply = hdr.reply(16 + len);
+        let reply = hdr.reply(a.as_slice().len() + len);
         match mem.read_zero_copy(a.addr, len, &mut |bufs| sent = send(reply, &[a.as_slice()], bufs))? {
             Ok(()) => Some(Ok(sent)),
             Err(errno) => Some(Err(errno)),

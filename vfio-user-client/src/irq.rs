@@ -26,7 +26,7 @@ impl Client {
         if let Some(i) = lock(&self.irq_infos).get(&index) {
             return Ok(*i);
         }
-        let req = wire::IrqInfo { argsz: 16, index, ..Default::default() };
+        let req = wire::IrqInfo::query(index);
         let (t, msg) = self.call(Command::DeviceGetIrqInfo, &[req.as_slice()], &[], None)?;
         let info = match decode(&t, &msg)? {
             Reply::DeviceGetIrqInfo(i) if i.index == index => IrqInfo { index, flags: i.flags, count: i.count },

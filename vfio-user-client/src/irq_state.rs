@@ -177,7 +177,7 @@ pub(crate) fn send_set_irqs(
     timeout: Duration,
 ) -> Result<()> {
     let one = |flags: u32, start: u32, count: usize, extra: &[u8], fds: &[BorrowedFd<'_>]| -> Result<()> {
-        let set = IrqSet { argsz: (20 + extra.len()) as u32, flags: flags | action, index, start, count: count as u32 };
+        let set = IrqSet::new(flags | action, index, start, count as u32, extra.len());
         let msg = t.request(Command::DeviceSetIrqs, &[set.as_slice(), extra], fds, timeout)?;
         match decode(t, &msg)? {
             Reply::DeviceSetIrqs => Ok(()),

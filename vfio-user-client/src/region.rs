@@ -147,9 +147,9 @@ impl Client {
     /// indexes within the fds sent.
     pub fn region_io_fds(&self, index: u32) -> Result<Vec<IoRegionFd>> {
         let region = self.region_info(index)?;
-        let mut argsz = 16 + 40 * FIRST_IO_FDS;
+        let mut argsz = RegionIoFds::query(index, FIRST_IO_FDS as usize).argsz;
         for _ in 0..3 {
-            let req = RegionIoFds { argsz, flags: 0, index, count: 0 };
+            let req = RegionIoFds { argsz, ..RegionIoFds::query(index, 0) };
             let (t, msg) = self.call(Command::DeviceGetRegionIoFds, &[req.as_slice()], &[], None)?;
             let (r, entries) = match decode(&t, &msg)? {
                 Reply::DeviceGetRegionIoFds(r, e) => (r, e.to_vec()),

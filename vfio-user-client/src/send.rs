@@ -335,7 +335,7 @@ fn frame(out: &mut Vec<u8>, h: Header, payload: &[u8]) {
 
 /// One posted REGION_WRITE, or a REGION_WRITE_MULTI of several, with NO_REPLY.
 fn encode_writes(id: u16, run: &[WriteMultiEntry]) -> (Header, Vec<u8>) {
-    let mut body = Vec::with_capacity(8 + run.len() * 24);
+    let mut body = Vec::with_capacity(std::mem::size_of::<WriteMulti>() + std::mem::size_of_val(run));
     let mut hdr = if let [e] = run {
         let a = RegionAccess { offset: e.offset, region: e.region, count: e.count };
         body.extend_from_slice(a.as_slice());

@@ -106,7 +106,7 @@ impl<D: Device> Core<D> {
         let mut buf = self.reply_buf();
         let out = buf.payload();
         let head_at = out.len();
-        let room = append_with_room(out, &MigData::reply(0), want);
+        let room = append_with_room(out, &MigData::new(0), want);
         let n = self.device.migration_read(&mut out[room.clone()])?;
         if n > want {
             return Err(Error::Io(std::io::Error::other("device returned more migration data than asked")));
@@ -116,7 +116,7 @@ impl<D: Device> Core<D> {
         // bytes and takes a shorter reply for a broken connection. (Our decoder, like the
         // spec's readers, goes by `size`.)
         out[room.start + n..].fill(0);
-        out[head_at..room.start].copy_from_slice(MigData::reply(n as u32).as_slice());
+        out[head_at..room.start].copy_from_slice(MigData::new(n as u32).as_slice());
         Ok(Answer::reply(buf))
     }
 

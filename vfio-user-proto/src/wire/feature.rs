@@ -124,8 +124,9 @@ impl DeviceFeature {
 }
 
 impl MigData {
-    /// The fixed part of a MIG_DATA_READ reply carrying `size` bytes (`argsz` covers both).
-    pub fn reply(size: u32) -> Self {
+    /// The fixed part of a MIG_DATA message carrying `size` bytes (`argsz` covers both): a
+    /// MIG_DATA_WRITE, a MIG_DATA_READ reply, or a MIG_DATA_READ asking for that many.
+    pub fn new(size: u32) -> Self {
         MigData { argsz: (std::mem::size_of::<MigData>() as u32).saturating_add(size), size }
     }
 }
