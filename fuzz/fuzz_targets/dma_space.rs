@@ -437,7 +437,8 @@ fuzz_target!(|data: &[u8]| {
             10 => {
                 let pick = inp.u8();
                 let cut = u64::from(inp.u16()) % (5 * PAGE);
-                let Some((&iova, map)) = m.maps.iter_mut().nth(usize::from(pick) % (m.maps.len() + 1)) else {
+                let nth = usize::from(pick) % (m.maps.len() + 1);
+                let Some((&iova, map)) = m.maps.iter_mut().nth(nth) else {
                     continue;
                 };
                 let Some((file, off, flen)) = map.file.as_mut() else { continue };
