@@ -91,7 +91,7 @@ impl Model {
             let Some((&ri, m)) = self.maps.range(..=a).next_back().filter(|(&ri, m)| a < ri + m.size) else {
                 return Err(libc::EFAULT);
             };
-            if (write && !m.prot.write()) || (!write && !m.prot.read()) {
+            if (write && !m.prot.write) || (!write && !m.prot.read) {
                 return Err(libc::EACCES);
             }
             a = ri + m.size;
@@ -437,8 +437,8 @@ fuzz_target!(|data: &[u8]| {
             10 => {
                 let pick = inp.u8();
                 let cut = u64::from(inp.u16()) % (5 * PAGE);
-                let nth = usize::from(pick) % (m.maps.len() + 1);
-                let Some((&iova, map)) = m.maps.iter_mut().nth(nth) else {
+                let n = m.maps.len();
+                let Some((&iova, map)) = m.maps.iter_mut().nth(usize::from(pick) % (n + 1)) else {
                     continue;
                 };
                 let Some((file, off, flen)) = map.file.as_mut() else { continue };

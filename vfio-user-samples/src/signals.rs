@@ -52,6 +52,10 @@ pub fn serve_until_signal<D: Device + 'static>(
     signals: libc::sigset_t,
 ) -> Result<(), String> {
     server.set_endpoint(endpoint);
+    // DMA mappings that keep an fd, and eventfds, count against RLIMIT_NOFILE.
+    if let Err(e) = vfio_user_server::raise_fd_limit() {
+        log::warn!("could not raise RLIMIT_NOFILE: {e}");
+    }
     let stop = server.shutdown_handle();
     let worker = std::thread::spawn(move || server.run());
     std::thread::spawn(move || {

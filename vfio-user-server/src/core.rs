@@ -7,6 +7,7 @@
 //! (region reads and writes), `migration`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use vfio_user_dma::{DmaConfig, DmaSpace};
 use vfio_user_proto::request::DecodeLimits;
@@ -49,6 +50,32 @@ impl ServerLimits {
         } else {
             self.pgsizes
         }
+    }
+}
+
+/// How long the server waits for a client before giving up on it: the connection is then
+/// closed, what the client held released, and the next client served. Idle time between
+/// messages is never bounded (a VMM may say nothing for hours); what is bounded is a wait
+/// that only a stuck or hostile client makes last. The defaults (10 s each) are above QEMU's
+/// own per-message timeout (5 s), so a VMM that QEMU's timeouts accept is never cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the connection until a VERSION is received whole.
+    pub handshake: Duration,
+    /// Longest wait without a byte arriving in the middle of a message (its header or
+    /// payload begun): a client that stops mid-message.
+    pub stall: Duration,
+    /// Longest a send waits without progress for the client to read (a client that never
+    /// reads its replies fills the socket).
+    pub send: Duration,
+    /// Longest the server waits for the client's reply to its own DMA_READ / DMA_WRITE.
+    pub dma_reply: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let t = Duration::from_secs(10);
+        Timeouts { handshake: t, stall: t, send: t, dma_reply: t }
     }
 }
 

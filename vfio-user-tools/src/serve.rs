@@ -62,6 +62,30 @@ pub enum Sample {
     /// libvfio-user's sample `server` (dead:beef): a BAR0 timer that raises INTx and does
     /// DMA, BAR1 memory with sparse mmap areas, migration (`vfio_user_samples::server`).
     LvuServer,
+    /// A virtio-blk disk (virtio-pci, vendor 1af4 device 1042) backed by the raw image
+    /// `--image` (`vfio_user_virtio::blk`).
+    VirtioBlk,
+}
+
+/// Options of the virtio-blk device.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BlkArgs {
+    /// virtio-blk: the raw image file to serve (its size, in 512-byte sectors, is the
+    /// disk's capacity).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// virtio-blk: number of request queues (1 to 64), each served by its own thread.
+    #[arg(long, default_value_t = 1)]
+    pub queues: u16,
+    /// virtio-blk: maximum size of each queue (a power of two).
+    #[arg(long, default_value_t = 256)]
+    pub queue_size: u16,
+    /// virtio-blk: serve the image read-only (VIRTIO_BLK_F_RO; writes fail).
+    #[arg(long)]
+    pub read_only: bool,
+    /// virtio-blk: the serial number the driver reads (GET_ID, at most 20 bytes).
+    #[arg(long, default_value = "vfio-user-blk")]
+    pub serial: String,
 }
 
 /// Where the server takes its clients from.
@@ -74,8 +98,9 @@ pub enum Where {
 }
 
 /// Serves `sample` at `at` until SIGTERM / SIGINT (or, for a connected `--fd`, until its
-/// client leaves); the gpio card also serves its control socket at `control`.
-pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>) -> Result<(), String> {
+/// client leaves); the gpio card also serves its control socket at `control`, virtio-blk
+/// takes its options from `blk`.
+pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs) -> Result<(), String> {
     if control.is_some() && sample != Sample::Gpio {
         return Err("--control is for the gpio sample only".into());
     }
@@ -107,6 +132,26 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>) -> Result<(), 
             use vfio_user_samples::server::{new_server, DEVICE_ID, VENDOR_ID};
             let s = new_server().map_err(|e| e.to_string())?;
             log::info!("libvfio-user sample server {VENDOR_ID:04x}:{DEVICE_ID:04x}: {what}");
+            run(s, endpoint, signals)
+        }
+        Sample::VirtioBlk => {
+            use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
+            let image = blk.image.as_ref().ok_or("virtio-blk needs --image FILE")?;
+            let cfg = BlkConfig {
+                queues: blk.queues,
+                queue_size: blk.queue_size,
+                read_only: blk.read_only,
+                serial: blk.serial.clone(),
+            };
+            let dev = VirtioBlk::open(image, cfg).map_err(|e| format!("{}: {e}", image.display()))?;
+            let sectors = dev.capacity();
+            let s = vfio_user_virtio::VirtioPci::server(dev).map_err(|e| e.to_string())?;
+            log::info!(
+                "virtio-blk {}: {sectors} sectors, {} queue(s){}: {what}",
+                image.display(),
+                blk.queues,
+                if blk.read_only { ", read-only" } else { "" }
+            );
             run(s, endpoint, signals)
         }
     }
