@@ -50,18 +50,6 @@ impl DeviceInfo {
     }
 }
 
-impl From<DeviceInfo> for vfio_bindings::bindings::vfio::vfio_device_info {
-    fn from(d: DeviceInfo) -> Self {
-        vfio_bindings::bindings::vfio::vfio_device_info {
-            argsz: std::mem::size_of::<Self>() as u32,
-            flags: d.flags,
-            num_regions: d.num_regions,
-            num_irqs: d.num_irqs,
-            ..Default::default()
-        }
-    }
-}
-
 /// Most requests a batch keeps in flight at once.
 const PIPELINE_WINDOW: usize = 32;
 

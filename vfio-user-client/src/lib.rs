@@ -25,7 +25,7 @@
 //! * **Hardened**: every reply is treated as hostile — sizes bounded by what was asked,
 //!   counts and capability chains checked, stray fds refused, unknown replies close the
 //!   connection. No panic, no unbounded allocation, and no `unsafe` in this crate
-//!   (`#![forbid(unsafe_code)]`: mappings go through vm-memory, fds through rustix).
+//!   (`#![deny(unsafe_code)]`: mappings go through vm-memory, fds through rustix).
 //!
 //! # Example
 //! ```no_run
@@ -95,7 +95,7 @@
 //! | `region_read(region, offset, data)` | [`Client::region_read`] (split by `max_data_xfer_size`, error replies reported) |
 //! | `region_write(region, offset, data)` | [`Client::region_write`], or [`Client::region_write_posted`] for NO_REPLY writes |
 //! | `get_irq_info(index)` → `IrqInfo { index, flags, count }` | [`Client::irq_info`] → [`IrqInfo`] (`Into<vfio_irq_info>`) |
-//! | `set_irqs(index, flags, start, count, fds)` | [`Client::set_irqs_raw`] with the same arguments (fds as `BorrowedFd`: `EventFd` in vmm-sys-util 0.15 has no `AsFd`, so `BorrowedFd::borrow_raw` while the `EventFd` lives), split by the server's `max_msg_fds` (Cloud Hypervisor batches 16 itself today); or [`Client::set_irqs`] with [`IrqSetData`] |
+//! | `set_irqs(index, flags, start, count, fds)` | [`Client::set_irqs_raw`] with the same arguments, fds as `BorrowedFd` (a vmm-sys-util `EventFd` through `borrow_eventfd`, feature `vmm-sys-util-0-15`), split by the server's `max_msg_fds` (Cloud Hypervisor batches 16 itself today); or [`Client::set_irqs`] with [`IrqSetData`] |
 //! | `shutdown()` | [`Client::shutdown`] (also on drop) |
 //!
 //! Cloud Hypervisor's `Vfio` trait hooks for migration and dirty logging, which its
@@ -111,15 +111,20 @@
 //! Guest memory for server-initiated DMA is handed over once, with [`Config::guest_memory`]
 //! (any vm-memory `GuestAddressSpace`: `Arc<GuestMemoryMmap>`, the `GuestMemoryAtomic` Cloud
 //! Hypervisor keeps) or [`Config::dma_memory`] for a custom [`DmaMemory`] (e.g. with IOVA
-//! translation). Region, device and IRQ info convert into `vfio_bindings` structs
-//! (`vfio_region_info`, `vfio_device_info`, `vfio_irq_info`), and [`Region::file_offset`]
+//! translation). Region, device and IRQ info and [`SparseMmapArea`] are this crate's own
+//! types; they convert into the `vfio_bindings` structs (`vfio_region_info`,
+//! `vfio_device_info`, `vfio_irq_info`, `vfio_region_sparse_mmap_area`) of vfio-bindings
+//! 0.6 or 0.7 with the features `vfio-bindings-0-6` / `vfio-bindings-0-7`, so a VMM keeps
+//! the vfio-bindings version it has. [`Region::file_offset`]
 //! gives the vm-memory `FileOffset` rust-vmm's `Region` holds.
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+#[cfg(any(feature = "vfio-bindings-0-6", feature = "vfio-bindings-0-7"))]
+mod bindings;
 mod client;
 mod config;
 mod connect;
@@ -127,6 +132,8 @@ mod dma;
 mod dma_map;
 mod dma_write;
 mod error;
+#[cfg(feature = "vmm-sys-util-0-15")]
+mod eventfd;
 mod irq;
 mod migrate;
 mod migration;
@@ -144,9 +151,11 @@ pub use config::{
 pub use dma::{DmaMapping, DmaMemory};
 pub use dma_map::DmaProt;
 pub use error::{DisconnectReason, Error, Result};
+#[cfg(feature = "vmm-sys-util-0-15")]
+pub use eventfd::borrow_eventfd;
 pub use irq::{IrqAction, IrqInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
-pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
+pub use region::{IoRegionFd, MappedArea, Region, RegionMapping, SparseMmapArea};
 pub use stats::Stats;
 pub use vfio_user_proto::{MigState, Negotiated, RegionCap, VolatileBuf};
 

@@ -67,13 +67,14 @@ impl Region {
         })
     }
 
-    /// The SPARSE_MMAP areas as `vfio_bindings` structs (what rust-vmm's
-    /// `Region::sparse_areas` holds); empty without that capability.
-    pub fn sparse_mmap_areas(&self) -> Vec<vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area> {
+    /// The SPARSE_MMAP areas (what rust-vmm's `Region::sparse_areas` holds); empty without
+    /// that capability. [`SparseMmapArea`] converts into vfio-bindings'
+    /// `vfio_region_sparse_mmap_area` with the `vfio-bindings-0-6` or `-0-7` feature.
+    pub fn sparse_mmap_areas(&self) -> Vec<SparseMmapArea> {
         self.sparse_areas()
             .unwrap_or_default()
             .iter()
-            .map(|a| vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area { offset: a.offset, size: a.size })
+            .map(|a| SparseMmapArea { offset: a.offset, size: a.size })
             .collect()
     }
 
@@ -120,17 +121,15 @@ impl Region {
     }
 }
 
-impl From<&Region> for vfio_bindings::bindings::vfio::vfio_region_info {
-    fn from(r: &Region) -> Self {
-        vfio_bindings::bindings::vfio::vfio_region_info {
-            argsz: std::mem::size_of::<Self>() as u32,
-            flags: r.flags & !REGION_FLAG_CAPS,
-            index: r.index,
-            cap_offset: 0,
-            size: r.size,
-            offset: r.offset,
-        }
-    }
+/// One SPARSE_MMAP area of a region: the part `[offset, offset + size)` of the region that
+/// may be mmapped. The same fields as vfio-bindings' `vfio_region_sparse_mmap_area`, into
+/// which it converts with the `vfio-bindings-0-6` or `vfio-bindings-0-7` feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SparseMmapArea {
+    /// Offset of the area within the region.
+    pub offset: u64,
+    /// Size of the area in bytes.
+    pub size: u64,
 }
 
 /// One mmapped area of a region; unmapped on drop.

@@ -349,6 +349,19 @@ fn irq_eventfd_reset_and_reconnect_replay() {
 }
 
 #[test]
+fn vmm_sys_util_eventfd_is_accepted_without_unsafe() {
+    let h = Harness::start();
+    let c = h.connect(Config::default());
+    let efd = vmm_sys_util_0_15::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    c.enable_irq_eventfds(PCI_INTX_IRQ_INDEX, 0, &[vfio_user_client::borrow_eventfd(&efd)]).unwrap();
+    h.irq.trigger_intx().unwrap();
+    assert_eq!(efd.read().unwrap(), 1, "the server signalled the VMM's EventFd");
+    c.disable_irqs(PCI_INTX_IRQ_INDEX).unwrap();
+    h.irq.trigger_intx().unwrap();
+    assert!(efd.read().is_err(), "disabled: nothing signalled");
+}
+
+#[test]
 fn concurrent_region_reads() {
     let h = Harness::start();
     let c = Arc::new(h.connect(Config::default()));
