@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use vfio_user_proto::wire::{self, RegionAccess, WriteMultiEntry, WRITE_MULTI_DATA_MAX};
@@ -19,7 +19,8 @@ use crate::config::Config;
 use crate::dma::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::irq::{IrqInfo, IrqState};
-use crate::region::Region;
+use crate::notice::DisconnectNotice;
+use crate::region::{MappedRegion, Region};
 use crate::stats::{Counters, Stats};
 use crate::transport::{Link, Transport};
 
@@ -78,9 +79,12 @@ pub struct Client {
     pub(crate) dma_ops: Mutex<()>,
     pub(crate) irqs: Mutex<IrqState>,
     pub(crate) regions: Mutex<HashMap<u32, Arc<Region>>>,
+    /// The live region mappings, which a reconnect maps the new server's memory into.
+    pub(crate) mappings: Mutex<Vec<Weak<MappedRegion>>>,
     pub(crate) irq_infos: Mutex<HashMap<u32, IrqInfo>>,
     reconnect_lock: Mutex<()>,
     stats: Arc<Counters>,
+    notice: Arc<DisconnectNotice>,
 }
 
 impl std::fmt::Debug for Client {
@@ -118,6 +122,8 @@ impl Client {
         let stats = Arc::new(Counters::default());
         let link = crate::connect::open(sock, &config, dma.clone(), stats.clone())?;
         let device = fetch_device_info(&link.transport, &config)?;
+        let notice = Arc::new(DisconnectNotice::new()?);
+        link.transport.watch(notice.clone());
         Ok(Client {
             path,
             config,
@@ -127,9 +133,11 @@ impl Client {
             dma_ops: Mutex::new(()),
             irqs: Mutex::new(IrqState::default()),
             regions: Mutex::new(HashMap::new()),
+            mappings: Mutex::new(Vec::new()),
             irq_infos: Mutex::new(HashMap::new()),
             reconnect_lock: Mutex::new(()),
             stats,
+            notice,
         })
     }
 
@@ -176,6 +184,17 @@ impl Client {
     /// `Some(reason)` once the connection is gone.
     pub fn disconnected(&self) -> Option<DisconnectReason> {
         self.transport().dead()
+    }
+
+    /// An fd that becomes readable when the connection is lost — the server closed it or
+    /// died, broke the protocol, stopped reading, or [`shutdown`](Client::shutdown) was
+    /// called — so that a VMM learns of it in its epoll loop without polling. It stays
+    /// readable (level-triggered) until a [`reconnect`](Client::reconnect) succeeds, which
+    /// drains it. It is an eventfd: an epoll handler that reads it (as handlers of eventfds
+    /// do) acknowledges the notice, and the next loss signals it again.
+    /// [`disconnected`](Client::disconnected) says why.
+    pub fn disconnect_fd(&self) -> BorrowedFd<'_> {
+        self.notice.fd()
     }
 
     /// The largest chunk of one transfer: the server's limit and ours (which also bounds
@@ -344,9 +363,18 @@ impl Client {
     /// Connects again to the same socket path — typically after the server restarted —
     /// renegotiates, checks that the device is the same, and replays every DMA mapping
     /// (with the client's duplicates of their fds), every IRQ eventfd and every IRQ mask.
-    /// The VMM's device model is kept; cached region info is dropped (mmap fds change with
-    /// the server), so mappings of regions must be made again. Calls in flight on the old
-    /// connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
+    /// Every live [`RegionMapping`](crate::RegionMapping) is kept at its address with the
+    /// new server's memory mapped in place (the region must offer the same mappable areas
+    /// with the same access), so a BAR the VMM mapped into its guest carries on. Other
+    /// cached region info is dropped (mmap fds change with the server). Calls in flight on
+    /// the old connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
+    ///
+    /// What the server must keep across its restart for the guest to carry on: the same
+    /// device (IDs, regions, IRQ counts), its device state (registers, queues, what the
+    /// guest configured through REGION_WRITE), and the memory behind its mappable regions
+    /// (a memfd it keeps, e.g. by passing it to its successor; otherwise the guest sees that
+    /// memory reset). The client brings back everything the VMM gave the server: DMA
+    /// mappings, IRQ eventfds and masks.
     pub fn reconnect(&self) -> Result<()> {
         let path = self.path.as_ref().ok_or(Error::Unsupported("connected by fd: use reconnect_with"))?;
         let sock = crate::connect::connect_path(path, self.config.connect_timeout).map_err(Error::Connect)?;
@@ -368,7 +396,16 @@ impl Client {
         }
         crate::dma_map::replay(self, &t)?;
         irqs.replay(&t, self.config.timeout)?;
-        lock(&self.regions).clear();
+        let remapped = self.remap_regions(&t).inspect_err(|_| t.fail(DisconnectReason::Shutdown))?;
+        {
+            let mut cache = lock(&self.regions);
+            cache.clear();
+            cache.extend(remapped.into_iter().map(|r| (r.index, Arc::new(r))));
+        }
+        // The old connection signalled the notice when it was closed above; the new one is
+        // watched from now on.
+        self.notice.clear();
+        t.watch(self.notice.clone());
         let old = std::mem::replace(&mut *self.link.write().unwrap_or_else(|e| e.into_inner()), link);
         drop(old);
         crate::stats::bump(&self.stats.reconnects);

@@ -20,6 +20,7 @@ use vm_memory::{AtomicAccess, ByteValued, Bytes, FileOffset, MmapRegion, Volatil
 use crate::client::{decode, lock, Client};
 use crate::config::MAX_INFO_ARGSZ;
 use crate::error::{Error, Result};
+use crate::transport::Transport;
 
 /// The `argsz` of the first region-info request: enough for typical capability chains, so
 /// that one round trip usually suffices.
@@ -114,6 +115,35 @@ impl Region {
             .is_some_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
     }
 
+    /// The `PROT_*` the region's areas are mapped with (its READ / WRITE flags).
+    pub(crate) fn prot(&self) -> i32 {
+        let mut prot = 0;
+        if self.readable() {
+            prot |= libc::PROT_READ;
+        }
+        if self.writable() {
+            prot |= libc::PROT_WRITE;
+        }
+        prot
+    }
+
+    /// The mmap fd, after checking that a regular file (memfd) is long enough for every
+    /// area: accesses past its end would raise SIGBUS.
+    pub(crate) fn checked_mmap_fd(&self) -> Result<Arc<File>> {
+        let Some(file) = self.fd.clone() else {
+            return Err(Error::Unsupported("region is not mappable"));
+        };
+        let st = rustix::fs::fstat(&*file).map_err(std::io::Error::from)?;
+        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        for a in self.mmap_areas() {
+            let end = self.offset.checked_add(a.offset).and_then(|o| o.checked_add(a.size));
+            if regular && !end.is_some_and(|end| end <= st.st_size as u64) {
+                return Err(Error::Protocol(format!("region {}: mmap fd shorter than area {a:?}", self.index)));
+            }
+        }
+        Ok(file)
+    }
+
     /// The mmap fd and the region's offset in it, as vm-memory's `FileOffset` (what
     /// rust-vmm's `Region::file_offset` holds).
     pub fn file_offset(&self) -> Option<FileOffset> {
@@ -135,8 +165,8 @@ pub struct SparseMmapArea {
 /// One mmapped area of a region; unmapped on drop.
 #[derive(Debug)]
 pub struct MappedArea {
-    offset: u64,
-    mmap: MmapRegion,
+    pub(crate) offset: u64,
+    pub(crate) mmap: MmapRegion,
 }
 
 impl MappedArea {
@@ -168,28 +198,39 @@ impl MappedArea {
 }
 
 /// The mmapped areas of one region, with bounds-checked volatile accessors. The mappings
-/// live as long as this handle.
+/// live as long as this handle. [`Client::reconnect`] maps the restarted server's memory
+/// in their place, at the same addresses (see there).
 #[derive(Debug)]
 pub struct RegionMapping {
-    index: u32,
-    areas: Vec<MappedArea>,
+    pub(crate) inner: Arc<MappedRegion>,
+}
+
+/// What a [`RegionMapping`] maps, shared with the client so that a reconnect can map the
+/// new server's memory in place.
+#[derive(Debug)]
+pub(crate) struct MappedRegion {
+    pub(crate) index: u32,
+    /// The region's access rights (`PROT_*`) the areas are mapped with.
+    pub(crate) prot: i32,
+    pub(crate) areas: Vec<MappedArea>,
 }
 
 impl RegionMapping {
     /// The region index.
     pub fn index(&self) -> u32 {
-        self.index
+        self.inner.index
     }
 
     /// The mapped areas.
     pub fn areas(&self) -> &[MappedArea] {
-        &self.areas
+        &self.inner.areas
     }
 
     /// The area holding `[offset, offset + len)` and the offset within it.
     fn locate(&self, offset: u64, len: usize) -> Result<(&MappedArea, usize)> {
         let end = offset.checked_add(len as u64).ok_or(Error::InvalidInput("offset + length wraps"))?;
-        self.areas
+        self.inner
+            .areas
             .iter()
             .find(|a| offset >= a.offset && end <= a.offset + a.len() as u64)
             .map(|a| (a, (offset - a.offset) as usize))
@@ -257,7 +298,7 @@ impl Client {
         if let Some(r) = lock(&self.regions).get(&index) {
             return Ok(r.clone());
         }
-        let r = Arc::new(self.fetch_region_info(index)?);
+        let r = Arc::new(self.fetch_region_info(&self.transport(), index)?);
         lock(&self.regions).insert(index, r.clone());
         Ok(r)
     }
@@ -267,12 +308,13 @@ impl Client {
         (0..self.device.num_regions).map(|i| self.region_info(i)).collect()
     }
 
-    fn fetch_region_info(&self, index: u32) -> Result<Region> {
+    /// DEVICE_GET_REGION_INFO of `index` on connection `t`.
+    pub(crate) fn fetch_region_info(&self, t: &Transport, index: u32) -> Result<Region> {
         let mut argsz = FIRST_REGION_ARGSZ;
         for _ in 0..3 {
             let req = wire::RegionInfo { argsz, index, ..Default::default() };
-            let (t, mut msg) = self.call(Command::DeviceGetRegionInfo, &[req.as_slice()], &[], None)?;
-            let info = match decode(&t, &msg)? {
+            let mut msg = t.request(Command::DeviceGetRegionInfo, &[req.as_slice()], &[], self.config.timeout)?;
+            let info = match decode(t, &msg)? {
                 Reply::DeviceGetRegionInfo(info, _) => info,
                 _ => return Err(t.violation("DEVICE_GET_REGION_INFO reply of another kind".into())),
             };
@@ -324,7 +366,7 @@ impl Client {
                 fd: fd.map(|f| Arc::new(File::from(f))),
             });
         }
-        Err(self.transport().violation(format!("region {index}: argsz keeps growing")))
+        Err(t.violation(format!("region {index}: argsz keeps growing")))
     }
 
     /// Maps every mmappable area of region `index` (shared, with the region's READ/WRITE
@@ -333,24 +375,8 @@ impl Client {
     /// SIGBUS; see [`Region::sealed_against_shrink`] for a server that shrinks it later.
     pub fn map_region(&self, index: u32) -> Result<RegionMapping> {
         let r = self.region_info(index)?;
-        let Some(file) = r.fd.clone() else {
-            return Err(Error::Unsupported("region is not mappable"));
-        };
-        let st = rustix::fs::fstat(&*file).map_err(std::io::Error::from)?;
-        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-        for a in r.mmap_areas() {
-            let end = r.offset.checked_add(a.offset).and_then(|o| o.checked_add(a.size));
-            if regular && !end.is_some_and(|end| end <= st.st_size as u64) {
-                return Err(Error::Protocol(format!("region {index}: mmap fd shorter than area {a:?}")));
-            }
-        }
-        let mut prot = 0;
-        if r.readable() {
-            prot |= libc::PROT_READ;
-        }
-        if r.writable() {
-            prot |= libc::PROT_WRITE;
-        }
+        let file = r.checked_mmap_fd()?;
+        let prot = r.prot();
         let mut areas = Vec::new();
         for a in r.mmap_areas() {
             let size = usize::try_from(a.size).map_err(|_| Error::InvalidInput("area too large"))?;
@@ -362,7 +388,11 @@ impl Client {
                 .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
             areas.push(MappedArea { offset: a.offset, mmap });
         }
-        Ok(RegionMapping { index, areas })
+        let inner = Arc::new(MappedRegion { index, prot, areas });
+        let mut live = lock(&self.mappings);
+        live.retain(|m| m.strong_count() > 0);
+        live.push(Arc::downgrade(&inner));
+        Ok(RegionMapping { inner })
     }
 
     /// The ioeventfds the server offers for region `index` (DEVICE_GET_REGION_IO_FDS),
