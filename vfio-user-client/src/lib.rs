@@ -21,11 +21,15 @@
 //!   replies matched by message id, and one thread can pipeline
 //!   ([`Client::region_read_batch`]). Every request has a timeout; a disconnect wakes every
 //!   waiter; [`Client::reconnect`] reconnects to a restarted server and replays DMA
-//!   mappings, IRQ eventfds and IRQ masks.
+//!   mappings, IRQ eventfds and IRQ masks, and maps its region memory in place of live
+//!   region mappings; [`Client::disconnect_fd`] tells the VMM's epoll loop of a disconnect.
 //! * **Hardened**: every reply is treated as hostile — sizes bounded by what was asked,
 //!   counts and capability chains checked, stray fds refused, unknown replies close the
-//!   connection. No panic, no unbounded allocation, and no `unsafe` in this crate
-//!   (`#![deny(unsafe_code)]`: mappings go through vm-memory, fds through rustix).
+//!   connection. No panic, no unbounded allocation. `#![deny(unsafe_code)]`: mappings go
+//!   through vm-memory and fds through rustix, but for two functions with their safety
+//!   argument: the `MAP_FIXED` that maps a restarted server's memory over a live region
+//!   mapping on reconnect, and `borrow_eventfd` (feature `vmm-sys-util-0-15`), which
+//!   borrows the descriptor a vmm-sys-util `EventFd` owns.
 //!
 //! # Example
 //! ```no_run
