@@ -6,8 +6,8 @@
 //! Argument parsing uses `clap` (derive): subcommands with generated `--help` are exactly what
 //! it is for, and hand-written parsing of them would be longer and worse.
 //!
-//! No other new dependency: `serve` handles SIGTERM/SIGINT with `sigwait` in a thread
-//! (libc), and logs through `log` with a ten-line stderr logger of its own.
+//! Well-kept crates rather than hand-written code: `serve` catches SIGTERM/SIGINT with
+//! signal-hook and logs with env_logger; `demo` makes its temporary directory with tempfile.
 
 mod bench;
 mod demo;

@@ -3,40 +3,20 @@
 
 //! `vfio-user serve`: run a sample device on a socket until SIGTERM or SIGINT.
 //!
-//! Signal handling is `vfio_user_samples::signals` (no dependency: the signals are blocked
-//! in every thread and taken with `sigwait`); the server unlinks the socket it bound when
-//! dropped.
+//! Signal handling is `vfio_user_samples::signals` (signal-hook), logging env_logger; the
+//! server unlinks the socket it bound when dropped.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::LevelFilter;
 use vfio_user_samples::gpio;
-use vfio_user_samples::signals::{block_termination_signals, endpoint_from_fd, serve_until_signal as run};
+use vfio_user_samples::signals::{catch_termination_signals, endpoint_from_fd, serve_until_signal as run};
 use vfio_user_server::{Endpoint, Listener};
 
 use crate::devices;
 
-/// A minimal logger: `LEVEL target: message` lines on stderr.
-struct StderrLogger;
-
-impl Log for StderrLogger {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let _ = writeln!(std::io::stderr().lock(), "{:<5} {}: {}", record.level(), record.target(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
-/// Installs the stderr logger: warnings by default, `-v` info, `-vv` debug, `-vvv` trace.
+/// Logs to stderr with env_logger: warnings by default, `-v` info, `-vv` debug, `-vvv`
+/// trace; `RUST_LOG` adds its directives on top.
 pub fn init_logging(verbosity: u8) {
     let level = match verbosity {
         0 => LevelFilter::Warn,
@@ -44,9 +24,7 @@ pub fn init_logging(verbosity: u8) {
         2 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    }
+    let _ = env_logger::Builder::new().filter_level(level).parse_default_env().try_init();
 }
 
 /// The sample devices.
@@ -75,7 +53,7 @@ pub enum Where {
 /// Serves `sample` at `at` until SIGTERM / SIGINT (or, for a connected `--fd`, until its
 /// client leaves).
 pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
-    let signals = block_termination_signals();
+    let signals = catch_termination_signals();
     let endpoint = match at {
         Where::Path(p) => Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
         Where::Fd(fd) => endpoint_from_fd(fd)?,
