@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vfio_user_client::{Client, Config, RegionReadOp};
+use vfio_user_client::{Config, RegionReadOp};
 use vfio_user_proto::wire::PCI_CONFIG_REGION_INDEX;
 use vfio_user_proto::HEADER_SIZE;
 
@@ -96,7 +96,7 @@ pub fn run(socket: &Path, seconds: f64) -> Result<(), String> {
         return Err("--seconds must be positive".into());
     }
     let phase = Duration::from_secs_f64(seconds / 4.0);
-    let client = Client::connect(socket, Config::default()).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let client = crate::connect::connect(socket, Config::default())?;
     let err = |e: vfio_user_client::Error| format!("config read: {e}");
     eprintln!("bench: 4 phases of {:.2} s each", phase.as_secs_f64());
 

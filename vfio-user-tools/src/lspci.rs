@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vfio_user_client::{Client, Config};
+use vfio_user_client::Config;
 
 use crate::inspect;
 use crate::pci::{self, DumpLevel};
@@ -19,8 +19,7 @@ const SLOT: &str = "00:00.0";
 /// With `dump`: a record in the format of `lspci -x` that `lspci -F` reads back, with the
 /// decoded lines indented by a tab between the slot line and the hex when `verbose`.
 pub fn run(socket: &Path, verbose: bool, dump: Option<DumpLevel>) -> Result<(), String> {
-    let client = Client::connect(socket, Config::default().timeout(Duration::from_secs(5)))
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    let client = crate::connect::connect(socket, Config::default().timeout(Duration::from_secs(5)))?;
     let mut text = String::new();
     if verbose || dump.is_none() {
         if verbose {

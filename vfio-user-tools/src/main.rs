@@ -10,6 +10,7 @@
 //! signal-hook and logs with env_logger; `demo` makes its temporary directory with tempfile.
 
 mod bench;
+mod connect;
 mod demo;
 mod demo_migration;
 mod describe;
@@ -106,12 +107,16 @@ enum Cmd {
         /// The destination server's socket.
         #[arg(long)]
         to: PathBuf,
-        /// Most PRE_COPY rounds before the source is stopped.
+        /// Most PRE_COPY rounds before the source is stopped; 0 skips PRE_COPY (needed
+        /// between two `serve lvu-server`, which resend their whole state at STOP_COPY).
         #[arg(long, default_value_t = 8)]
         rounds: usize,
         /// Leave the destination in STOP instead of RUNNING.
         #[arg(long)]
         no_resume: bool,
+        /// Print one JSON object per line (each step, then the summary) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// A transparent proxy between a client and a server that prints every message both ways,
     /// decoded (like strace for vfio-user), passing file descriptors through.
@@ -149,7 +154,7 @@ fn main() -> ExitCode {
         }
         Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
         Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),
-        Cmd::Migrate { from, to, rounds, no_resume } => migrate::run(&from, &to, rounds, !no_resume),
+        Cmd::Migrate { from, to, rounds, no_resume, json } => migrate::run(&from, &to, rounds, !no_resume, json),
         Cmd::Trace { listen, connect, json, once } => (|| {
             let json = json.map(File::create).transpose()?;
             let log = Arc::new(trace::Log::new(Box::new(std::io::stdout()), json));

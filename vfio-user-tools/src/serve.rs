@@ -38,7 +38,16 @@ pub enum Sample {
     Gpio,
     /// libvfio-user's sample `server` (dead:beef): a BAR0 timer that raises INTx and does
     /// DMA, BAR1 memory with sparse mmap areas, migration (`vfio_user_samples::server`).
+    /// Like libvfio-user's, it resends its whole state at STOP_COPY and a destination takes
+    /// one copy only: `vfio-user migrate` between two of them needs `--rounds 0` (otherwise
+    /// MIG_DATA_WRITE fails with EINVAL).
     LvuServer,
+}
+
+/// The name `serve` takes for `sample`.
+fn sample_name(sample: Sample) -> String {
+    use clap::ValueEnum;
+    sample.to_possible_value().map_or_else(|| format!("{sample:?}"), |v| v.get_name().to_string())
 }
 
 /// Where the server takes its clients from.
@@ -54,14 +63,19 @@ pub enum Where {
 /// client leaves).
 pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
     let signals = catch_termination_signals();
-    let endpoint = match at {
-        Where::Path(p) => Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
-        Where::Fd(fd) => endpoint_from_fd(fd)?,
+    let (endpoint, place) = match at {
+        Where::Path(p) => (
+            Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+        Where::Fd(fd) => (endpoint_from_fd(fd)?, format!("inherited fd {fd}")),
     };
     let what = match &endpoint {
         Endpoint::Listener(_) => "listening",
         Endpoint::Stream(_) => "serving one connected client",
     };
+    // Said without -v: where clients connect, and how it ends.
+    println!("vfio-user serve {}: {what} on {place} (SIGINT or SIGTERM stops it)", sample_name(sample));
     match sample {
         Sample::Demo => {
             let s = devices::demo_server().map_err(|e| e.to_string())?;
