@@ -19,6 +19,7 @@ mod errno;
 mod inspect;
 mod lspci;
 mod migrate;
+mod own_socket;
 mod pci;
 mod serve;
 mod stats;
@@ -122,7 +123,9 @@ enum Cmd {
     /// decoded (like strace for vfio-user), passing file descriptors through.
     ///
     /// Point the client at the --listen path; the proxy connects to the server at --connect
-    /// for each client. A twin socket negotiated in VERSION is traced as well.
+    /// for each client. A twin socket negotiated in VERSION is traced as well. Times are
+    /// milliseconds since the start. SIGINT or SIGTERM ends it (exit status 0) and removes
+    /// the socket it created.
     Trace {
         /// Socket path to listen on (the client connects here).
         #[arg(long)]
