@@ -140,6 +140,40 @@ enum Cmd {
         #[arg(long)]
         once: bool,
     },
+    /// Prints a shell completion script for this command.
+    ///
+    /// Example: vfio-user completions bash > /etc/bash_completion.d/vfio-user
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff) of this command, or of one subcommand.
+    ///
+    /// Example: vfio-user man > vfio-user.1; vfio-user man serve > vfio-user-serve.1; man ./vfio-user.1
+    Man {
+        /// A subcommand (default: the whole command).
+        subcommand: Option<String>,
+    },
+}
+
+/// The man page of the command, or of `sub`.
+fn man_page(sub: Option<&str>) -> Result<(), String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let page = match sub {
+        None => cmd,
+        Some(name) => {
+            let found = cmd.get_subcommands().find(|c| c.get_name() == name).cloned();
+            found
+                .ok_or_else(|| format!("man: no subcommand {name:?}"))?
+                .display_name(format!("vfio-user-{name}"))
+                .bin_name(format!("vfio-user {name}"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page).render(&mut out).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -158,6 +192,12 @@ fn main() -> ExitCode {
         Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
         Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),
         Cmd::Migrate { from, to, rounds, no_resume, json } => migrate::run(&from, &to, rounds, !no_resume, json),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "vfio-user", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { subcommand } => man_page(subcommand.as_deref()),
         Cmd::Trace { listen, connect, json, once } => (|| {
             let json = json.map(File::create).transpose()?;
             let log = Arc::new(trace::Log::new(Box::new(std::io::stdout()), json));

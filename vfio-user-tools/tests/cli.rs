@@ -261,3 +261,33 @@ fn every_subcommand_explains_itself() {
         assert!(stdout(&o).lines().count() > 3, "{sub} --help:\n{}", stdout(&o));
     }
 }
+
+fn run_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_completions_and_man_pages_cover_every_subcommand() {
+    let subcommands = ["demo", "serve", "lspci", "bench", "migrate", "trace", "completions", "man"];
+    let help = run_ok(&["--help"]);
+    for s in subcommands {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(s)), "--help lacks {s}:\n{help}");
+    }
+    let bash = run_ok(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _vfio__user"), "{bash}");
+    for s in subcommands {
+        assert!(bash.contains(s), "bash completion lacks {s}");
+    }
+    assert!(run_ok(&["completions", "zsh"]).starts_with("#compdef vfio-user"));
+    let man = run_ok(&["man"]);
+    assert!(man.contains(".TH vfio-user 1"), "{man}");
+    for s in subcommands {
+        assert!(man.contains(&format!("vfio\\-user\\-{}(1)", s.replace('-', "\\-"))), "man page lacks {s}");
+    }
+    let serve = run_ok(&["man", "serve"]);
+    assert!(serve.contains(".TH vfio-user-serve 1") && serve.contains("socket\\-path"), "{serve}");
+    let out = std::process::Command::new(BIN).args(["man", "nope"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no subcommand \"nope\""));
+}
