@@ -84,6 +84,9 @@ enum Cmd {
         /// Hex dump of config space: -x header, -xxx conventional space, -xxxx extended space.
         #[arg(short = 'x', action = clap::ArgAction::Count)]
         x: u8,
+        /// Print everything as one JSON object instead (config space in hex).
+        #[arg(long, conflicts_with_all = ["x", "verbose"])]
+        json: bool,
     },
     /// Measures 4-byte config-read latency (p50/p99/p99.9) and throughput against a server,
     /// lock-step and pipelined (16 in flight), beside a raw socketpair ping-pong of the same
@@ -91,9 +94,12 @@ enum Cmd {
     Bench {
         /// The server's socket.
         socket: PathBuf,
-        /// Total measuring time, split evenly between the four phases.
+        /// Total measuring time in seconds, split evenly between the four phases.
         #[arg(long, default_value_t = 8.0)]
         seconds: f64,
+        /// Print one JSON object (latencies in ns, reads per second) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Migrates a device's state from one server to another (live migration v2): the
     /// source iterates in PRE_COPY while it runs, stops in STOP_COPY, and its state streams
@@ -189,8 +195,8 @@ fn main() -> ExitCode {
             };
             serve::serve(sample, at)
         }
-        Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
-        Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),
+        Cmd::Lspci { socket, verbose, x, json } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), json),
+        Cmd::Bench { socket, seconds, json } => bench::run(&socket, seconds, json),
         Cmd::Migrate { from, to, rounds, no_resume, json } => migrate::run(&from, &to, rounds, !no_resume, json),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
