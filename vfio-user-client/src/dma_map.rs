@@ -19,21 +19,16 @@ use crate::dma::DmaMapping;
 use crate::error::{Error, Result};
 use crate::transport::Transport;
 
-/// The access a DMA mapping grants the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaProt(u32);
-
-impl DmaProt {
-    /// The server may read (DMA_READ, device reads of guest memory).
-    pub const READ: DmaProt = DmaProt(DMA_MAP_FLAG_READ);
-    /// The server may write.
-    pub const WRITE: DmaProt = DmaProt(DMA_MAP_FLAG_WRITE);
-    /// Both.
-    pub const READ_WRITE: DmaProt = DmaProt(DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE);
-
-    /// The DMA_MAP flag bits.
-    pub fn bits(self) -> u32 {
-        self.0
+bitflags::bitflags! {
+    /// The access a DMA mapping grants the server; `bits()` are the DMA_MAP flag bits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct DmaProt: u32 {
+        /// The server may read (DMA_READ, device reads of guest memory).
+        const READ = DMA_MAP_FLAG_READ;
+        /// The server may write.
+        const WRITE = DMA_MAP_FLAG_WRITE;
+        /// Both.
+        const READ_WRITE = DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE;
     }
 }
 
