@@ -156,11 +156,46 @@ fn dma_space() -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
+/// virtio_blk seeds: a 16-entry queue (table 0x0, avail 0x1000, used 0x2000) holding one
+/// well-formed request (header at 0x3000, data at 0x4000, status at 0x5000), notified.
+fn virtio_blk() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    let seed = |kind: u8, cfg: u8, req: u32, data_flags: u16, len: u32| {
+        let mut mem = vec![0u8; 0x5001];
+        let mut desc = |i: usize, addr: u64, l: u32, flags: u16, next: u16| {
+            let d = &mut mem[i * 16..i * 16 + 16];
+            d[0..8].copy_from_slice(&addr.to_le_bytes());
+            d[8..12].copy_from_slice(&l.to_le_bytes());
+            d[12..14].copy_from_slice(&flags.to_le_bytes());
+            d[14..16].copy_from_slice(&next.to_le_bytes());
+        };
+        desc(0, 0x3000, 16, 1, 1);
+        desc(1, 0x4000, len, 1 | data_flags, 2);
+        desc(2, 0x5000, 1, 2, 0);
+        mem[0x1002..0x1004].copy_from_slice(&1u16.to_le_bytes()); // avail idx 1, ring[0] = 0
+        mem[0x3000..0x3004].copy_from_slice(&req.to_le_bytes());
+        mem[0x3008..0x3010].copy_from_slice(&3u64.to_le_bytes());
+        let mut o = Out::default();
+        o.u8(kind | cfg | (3 << 4)).u32(0).u32(0x1000).u32(0x2000).u16(mem.len() as u16).bytes(&mem);
+        o.u8(0).u8(2).u16(1).u8(0);
+        o.0
+    };
+    out.push(("seed-read-mmap", seed(0, 0, 0, 2, 1024)));
+    out.push(("seed-write-message", seed(2, 0, 1, 0, 512)));
+    out.push(("seed-read-mixed-event-idx", seed(3, 8, 0, 2, 4096)));
+    out.push(("seed-write-read-only-fileio", seed(1, 4, 1, 0, 512)));
+    out.push(("seed-get-id", seed(0, 0, 8, 2, 20)));
+    out
+}
+
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, seeds) in
-        [("server_session", server_session()), ("client_replies", client_replies()), ("dma_space", dma_space())]
-    {
+    for (target, seeds) in [
+        ("server_session", server_session()),
+        ("client_replies", client_replies()),
+        ("dma_space", dma_space()),
+        ("virtio_blk", virtio_blk()),
+    ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in seeds {

@@ -3,8 +3,14 @@
 
 //! `DmaSpace` against a model. The input is a config byte, then up to 64 operations
 //! (map / unmap / unmap_all / read / write / translate / start_logging / report /
-//! stop_logging / unmap_with_dirty_bitmap), each an opcode byte and its fields (see
-//! [`Op`] in the code and `examples/gen_corpus.rs`).
+//! stop_logging / unmap_with_dirty_bitmap / shrink), each an opcode byte and its fields
+//! (see the `match` in the code and `examples/gen_corpus.rs`).
+//!
+//! Mappings with an fd come sealed against shrinking (mmapped) or not (FILE_IO, and an
+//! unsealed fd: pread/pwrite). The shrink operation truncates a mapping's file as a hostile
+//! client would: a sealed file refuses (`EPERM`), an unsealed one shrinks and the model
+//! expects `EFAULT` for device reads past its new end (writes grow it again) instead of a
+//! crash.
 //!
 //! The model is a `BTreeMap` of mappings, a byte shadow of the memory every mapping shows
 //! (memfds are filled with a pattern of their file offset, message regions reach an
@@ -22,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
-use common::{memfd, Input};
+use common::{memfd, unsealed_memfd, Input};
 use libfuzzer_sys::fuzz_target;
 use vfio_user_dma::{DmaConfig, DmaSpace, DmaTransport, MapRequest, Prot, RegionKind, Result};
 
@@ -58,11 +64,13 @@ impl DmaTransport for Ram {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Map {
     size: u64,
     prot: Prot,
     kind: RegionKind,
+    /// The client's copy of the fd, its offset and the file's current length.
+    file: Option<(Arc<std::fs::File>, u64, u64)>,
 }
 
 struct Model {
@@ -89,6 +97,27 @@ impl Model {
             a = ri + m.size;
         }
         Ok(())
+    }
+
+    /// Whether a read of `[addr, addr + len)` reaches past the end of a mapping's file.
+    fn past_eof(&self, addr: u64, len: u64) -> bool {
+        let end = addr + len;
+        self.maps.range(..end).filter(|(&ri, m)| ri + m.size > addr).any(|(&ri, m)| match &m.file {
+            Some((_, off, flen)) => off + (end.min(ri + m.size) - ri) > *flen,
+            None => false,
+        })
+    }
+
+    /// A write of `[addr, addr + len)` grows the files it reaches past their end.
+    fn grow(&mut self, addr: u64, len: u64) {
+        let end = addr + len;
+        for (&ri, m) in self.maps.range_mut(..end) {
+            if let Some((_, off, flen)) = m.file.as_mut() {
+                if ri + m.size > addr {
+                    *flen = (*flen).max(*off + (end.min(ri + m.size) - ri));
+                }
+            }
+        }
     }
 
     fn kinds(&self, addr: u64, len: u64) -> impl Iterator<Item = RegionKind> + '_ {
@@ -165,14 +194,16 @@ fuzz_target!(|data: &[u8]| {
         if inp.is_empty() {
             break;
         }
-        match inp.u8() % 10 {
+        match inp.u8() % 11 {
             // map
             0 => {
                 let mut iova = u64::from(inp.u8()) % SLOTS * PAGE;
                 let mut size = (1 + u64::from(inp.u8() % 4)) * PAGE;
-                let kind = match inp.u8() % 3 {
+                // 0: sealed fd (mmapped), 1: FILE_IO flag, 2: no fd, 3: unsealed fd (pread/pwrite).
+                let how = inp.u8() % 4;
+                let kind = match how {
                     0 => RegionKind::Mmap,
-                    1 => RegionKind::FileIo,
+                    1 | 3 => RegionKind::FileIo,
                     _ => RegionKind::Message,
                 };
                 let prot = prots[usize::from(inp.u8() % 4)];
@@ -188,11 +219,13 @@ fuzz_target!(|data: &[u8]| {
                     _ => {}
                 }
                 let with_fd = kind != RegionKind::Message;
+                let mut client_copy = None;
                 let fd = with_fd.then(|| {
-                    let fd = memfd(file_len);
+                    let fd = if how == 0 { memfd(file_len) } else { unsealed_memfd(file_len) };
                     let f = std::fs::File::from(fd);
                     let buf: Vec<u8> = (0..file_len).map(|o| pattern(salt, o)).collect();
                     f.write_all_at(&buf, 0).unwrap();
+                    client_copy = Some(Arc::new(f.try_clone().unwrap()));
                     std::os::fd::OwnedFd::from(f)
                 });
                 let expect = if size == 0
@@ -214,17 +247,11 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     Ok(())
                 };
-                let r = errno(space.map(MapRequest {
-                    iova,
-                    size,
-                    file_offset,
-                    prot,
-                    fd,
-                    file_io: kind == RegionKind::FileIo,
-                }));
+                let r = errno(space.map(MapRequest { iova, size, file_offset, prot, fd, file_io: how == 1 }));
                 assert_eq!(r, expect, "step {step}: map {iova:#x}+{size:#x} {kind:?} {prot:?} file_len {file_len:#x}");
                 if r.is_ok() {
-                    m.maps.insert(iova, Map { size, prot, kind });
+                    let file = client_copy.map(|f| (f, file_offset, file_len));
+                    m.maps.insert(iova, Map { size, prot, kind, file });
                     let (a, b) = (iova as usize, (iova + size) as usize);
                     if with_fd {
                         for (i, s) in m.shadow[a..b].iter_mut().enumerate() {
@@ -274,6 +301,10 @@ fuzz_target!(|data: &[u8]| {
                 if translate && len > 0 && expect.is_ok() && m.kinds(addr, len).any(|k| k != RegionKind::Mmap) {
                     expect = Err(libc::ENOTSUP);
                 }
+                // A read past the end of a shrunk file: EFAULT, not SIGBUS.
+                if !translate && !write && len > 0 && expect.is_ok() && m.past_eof(addr, len) {
+                    expect = Err(libc::EFAULT);
+                }
                 let data: Vec<u8> = (0..len).map(|o| pattern(salt, o)).collect();
                 let r = if translate {
                     errno(space.translate(addr, len as usize, write)).map(|g| {
@@ -306,6 +337,7 @@ fuzz_target!(|data: &[u8]| {
                     let a = addr as usize;
                     m.shadow[a..a + len as usize].copy_from_slice(&data);
                     m.mark(addr, len);
+                    m.grow(addr, len);
                 }
             }
             // start_logging
@@ -400,6 +432,28 @@ fuzz_target!(|data: &[u8]| {
                 space.stop_logging();
                 m.logging = None;
                 m.dirty.clear();
+            }
+            // shrink: the client truncates a mapping's file
+            10 => {
+                let pick = inp.u8();
+                let cut = u64::from(inp.u16()) % (5 * PAGE);
+                let Some((&iova, map)) = m.maps.iter_mut().nth(usize::from(pick) % (m.maps.len() + 1)) else {
+                    continue;
+                };
+                let Some((file, off, flen)) = map.file.as_mut() else { continue };
+                let new_len = (*off + cut).min(*flen);
+                let r = file.set_len(new_len).map_err(|e| e.raw_os_error());
+                if map.kind == RegionKind::Mmap {
+                    // Sealed: the kernel refuses, the mapping stays whole.
+                    assert_eq!(r, Err(Some(libc::EPERM)), "step {step}: shrink of a sealed file");
+                } else {
+                    assert_eq!(r, Ok(()), "step {step}: shrink of an unsealed file");
+                    let gone = new_len.saturating_sub(*off).min(map.size);
+                    *flen = new_len;
+                    // Bytes past the new end read as zeros once a write grows the file again.
+                    let (a, b) = ((iova + gone) as usize, (iova + map.size) as usize);
+                    m.shadow[a..b].fill(0);
+                }
             }
             // unmap_with_dirty_bitmap
             _ => {

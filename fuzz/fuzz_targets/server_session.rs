@@ -33,12 +33,12 @@ use libfuzzer_sys::fuzz_target;
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use vfio_user_proto::connection::{Connection, Receiver};
 use vfio_user_proto::header::{FLAGS_KNOWN, FLAGS_NO_REPLY};
-use vfio_user_proto::wire::*;
 use vfio_user_proto::migration::is_direct_arc;
+use vfio_user_proto::wire::*;
 use vfio_user_proto::{decode_reply, Command, FrameError, Header, Request, HEADER_SIZE};
 use vfio_user_server::{
-    Bar, Device, DeviceDescription, DeviceRegion, Event, IoEventFd, MigState, MigrationSupport, MsixConfig,
-    PcieConfig, ResetKind, Server, ServerLimits,
+    Bar, Device, DeviceDescription, DeviceRegion, Event, IoEventFd, MigState, MigrationSupport, MsixConfig, PcieConfig,
+    ResetKind, Server, ServerLimits,
 };
 use vm_memory::ByteValued;
 
@@ -415,7 +415,9 @@ fuzz_target!(|data: &[u8]| {
     let limits =
         ServerLimits { max_msg_fds: 4, max_data_xfer_size: MAX_XFER, max_dma_maps: 8, ..ServerLimits::default() };
     let ioefd = Arc::new(common::eventfd());
-    let mut server = Server::with_handles(description(), limits, |_, _| FuzzDev { ioefd, mig: Mutex::new((MigState::Running, 0)) }).unwrap();
+    let mut server =
+        Server::with_handles(description(), limits, |_, _| FuzzDev { ioefd, mig: Mutex::new((MigState::Running, 0)) })
+            .unwrap();
     server.set_endpoint(vfio_user_server::Endpoint::Stream(theirs));
     assert!(step(&mut server));
     let (_tx, rx) = Connection::new(ours.try_clone().unwrap()).split();

@@ -94,6 +94,12 @@ impl Client {
     }
 
     /// DMA_MAP of `[iova, iova + size)` backed by `fd` at `offset`: the server may mmap it.
+    ///
+    /// For full speed pass a memfd created with `MFD_ALLOW_SEALING` and sealed with
+    /// `F_SEAL_SHRINK` (as QEMU's `memory-backend-memfd` does): a server built on
+    /// `vfio-user-dma` mmaps only such fds, and reaches any other with `pread`/`pwrite`
+    /// (no zero-copy), because a client could truncate it under a mapping and kill the
+    /// server with `SIGBUS`.
     /// The client keeps a duplicate of `fd` (to replay the mapping after a reconnect and to
     /// serve DMA_READ/WRITE through it when no [`DmaMemory`](crate::DmaMemory) is given).
     pub fn dma_map_fd(&self, iova: u64, size: u64, fd: BorrowedFd<'_>, offset: u64, prot: DmaProt) -> Result<()> {

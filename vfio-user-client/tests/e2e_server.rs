@@ -78,8 +78,10 @@ impl Device for Dev {
 }
 
 fn memfd(size: u64) -> OwnedFd {
-    let fd = rustix::fs::memfd_create("e2e", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let fd = rustix::fs::memfd_create("e2e", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+        .unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
     fd
 }
 

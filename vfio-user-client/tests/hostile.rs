@@ -133,7 +133,9 @@ fn region_reply_larger_than_argsz_or_growing_argsz_is_refused() {
 fn a_mmap_fd_shorter_than_the_region_is_not_mapped() {
     let (c, h) = start(test_config(), |mut f| {
         f.handshake();
-        let short = memfd(0x1000);
+        // Not sealed: a server could shrink it further.
+        let short = rustix::fs::memfd_create("short", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&short, 0x1000).unwrap();
         let m = f.expect(Command::DeviceGetRegionInfo);
         let flags = REGION_FLAG_READ | REGION_FLAG_WRITE | REGION_FLAG_MMAP;
         let info = RegionInfo { argsz: 32, flags, index: 0, cap_offset: 0, size: 0x4000, offset: 0 };

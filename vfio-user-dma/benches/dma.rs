@@ -11,15 +11,23 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::fs::{memfd_create, MemfdFlags};
+use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 use vfio_user_dma::{DmaSpace, DmaTransport, MapRequest, Prot, Result};
 
 const PAGE: u64 = 4096;
 
+/// A memfd sealed against shrinking, as a VMM passes it for full speed: mapped.
 fn memfd(size: u64) -> File {
-    let f = File::from(memfd_create("vfio-user-dma-bench", MemfdFlags::CLOEXEC).unwrap());
+    let f = unsealed_memfd(size);
+    fcntl_add_seals(&f, SealFlags::SHRINK).unwrap();
+    f
+}
+
+/// A memfd that may shrink: reached with pread/pwrite.
+fn unsealed_memfd(size: u64) -> File {
+    let f = File::from(memfd_create("vfio-user-dma-bench", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap());
     f.set_len(size).unwrap();
     f
 }
@@ -69,6 +77,9 @@ fn copy_bench() {
     let f = memfd(MIB as u64);
     let s = DmaSpace::default();
     s.map(fd_req(&f, 0x1000_0000, MIB as u64)).unwrap();
+    // The same size, unsealed: file I/O (pread/pwrite), for comparison.
+    let loose = unsealed_memfd(MIB as u64);
+    s.map(fd_req(&loose, 0x3000_0000, MIB as u64)).unwrap();
     let mut buf = vec![0u8; MIB];
     let src = vec![0x5au8; MIB];
     s.write(0x1000_0000, &src).unwrap(); // fault the pages in
@@ -95,10 +106,12 @@ fn copy_bench() {
         "DmaSpace::write, logging on",
         "translate + copy_to",
         "memcpy (page-aligned -> Vec)",
+        "read, unsealed fd (pread)",
+        "write, unsealed fd (pwrite)",
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for _ in 0..rounds {
-        let mut round = [Duration::ZERO; 6];
+        let mut round = [Duration::ZERO; 8];
         round[0] = time(&mut || {
             buf.copy_from_slice(black_box(&src));
             black_box(&buf);
@@ -125,6 +138,13 @@ fn copy_bench() {
                 sl.copy_to(black_box(&mut buf[..]));
             }
             black_box(&buf);
+        });
+        round[6] = time(&mut || {
+            s.read(0x3000_0000, black_box(&mut buf)).unwrap();
+            black_box(&buf);
+        });
+        round[7] = time(&mut || {
+            s.write(0x3000_0000, black_box(&src)).unwrap();
         });
         for (t, d) in times.iter_mut().zip(round) {
             t.push(d.as_secs_f64());
@@ -196,8 +216,8 @@ fn map_bench(quick: bool) {
             total / (2 * n as u32)
         );
     }
-    // fd-backed: each map also mmaps and keeps one fd; RLIMIT_NOFILE and
-    // vm.max_map_count bound n on this machine.
+    // fd-backed, sealed: each map also mmaps (and closes the fd); vm.max_map_count bounds
+    // n on this machine.
     let f = memfd(PAGE);
     for n in [1u64, 1024, 16384] {
         let s = DmaSpace::default();

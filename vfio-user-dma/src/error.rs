@@ -40,6 +40,13 @@ pub enum Error {
         /// First address of the access that is not covered by a mapping.
         iova: u64,
     },
+    /// A device access reached past the end of a file-I/O mapping's file: the client
+    /// shrank it after DMA_MAP (`EFAULT`, as for memory that is not there).
+    #[error("DMA address {iova:#x} is past the end of its mapping's file (shrunk after DMA_MAP)")]
+    BackingShrunk {
+        /// First address of the access that the file no longer backs.
+        iova: u64,
+    },
     /// A device access violates the protection of the mapping: a write to a
     /// read-only mapping or a read from a write-only one (`EACCES`).
     #[error("DMA {} at {iova:#x} not permitted by the mapping", if *.write { "write" } else { "read" })]
@@ -104,7 +111,7 @@ impl Error {
             Error::Overlap { .. } => libc::EEXIST,
             Error::TooManyMappings(_) => libc::ENOSPC,
             Error::NoSuchMapping { .. } => libc::ENOENT,
-            Error::Unmapped { .. } => libc::EFAULT,
+            Error::Unmapped { .. } | Error::BackingShrunk { .. } => libc::EFAULT,
             Error::PermissionDenied { .. } => libc::EACCES,
             Error::RegionBusy { .. } | Error::LoggingActive => libc::EBUSY,
             Error::NotMappable { .. } => libc::ENOTSUP,
@@ -137,6 +144,7 @@ mod tests {
             (Error::TooManyMappings(3), libc::ENOSPC),
             (Error::NoSuchMapping { iova: 0, size: 1 }, libc::ENOENT),
             (Error::Unmapped { iova: 0 }, libc::EFAULT),
+            (Error::BackingShrunk { iova: 0 }, libc::EFAULT),
             (Error::PermissionDenied { iova: 0, write: true }, libc::EACCES),
             (Error::RegionBusy { iova: 0, size: 1 }, libc::EBUSY),
             (Error::NotMappable { iova: 0 }, libc::ENOTSUP),

@@ -8,9 +8,11 @@
 //! `write_obj`) and a zero-copy ([`DmaSpace::translate`]) API that never
 //! exposes an fd. Three kinds of regions exist:
 //!
-//! * **mmap** (fd passed): mapped `MAP_SHARED` with vm-memory's
-//!   [`MmapRegion`](vm_memory::MmapRegion) / [`GuestRegionMmap`](vm_memory::GuestRegionMmap);
-//! * **file I/O** (fd passed with libvfio-user's `FILE_IO` flag): `pread`/`pwrite`;
+//! * **mmap** (fd passed, sealed against shrinking with `F_SEAL_SHRINK`): mapped
+//!   `MAP_SHARED` as a vm-memory [`MmapRegion`](vm_memory::MmapRegion) /
+//!   [`GuestRegionMmap`](vm_memory::GuestRegionMmap); the fd is closed once mapped;
+//! * **file I/O** (fd passed with libvfio-user's `FILE_IO` flag, or an fd that is not
+//!   sealed against shrinking): `pread`/`pwrite`, the fd kept open;
 //! * **message** (no fd): DMA_READ / DMA_WRITE through a [`DmaTransport`]
 //!   supplied by the server, split into `max_data_xfer_size` chunks.
 //!
@@ -37,6 +39,17 @@
 //! assert_eq!(space.read_obj::<u32>(0x4000).unwrap_err().errno(), libc::EFAULT);
 //! space.unmap(0x1000, 0x1000).unwrap();
 //! ```
+//!
+//! # Memory that may shrink
+//!
+//! A client may truncate a file after DMA_MAP. Mapped, the next device access past the
+//! new end would kill the whole server with `SIGBUS`. So only fds carrying the
+//! `F_SEAL_SHRINK` seal (seals cannot be removed) are mapped; any other fd is reached with
+//! `pread`/`pwrite`, where a shrunk file gives the device `EFAULT`
+//! ([`Error::BackingShrunk`]) and the server goes on. **For full speed (zero-copy
+//! [`DmaSpace::translate`], the [`DmaSpace::memory`] view), a VMM passes memfds created
+//! with `MFD_ALLOW_SEALING` and sealed with `F_SEAL_SHRINK`**, as QEMU's
+//! `memory-backend-memfd` does by default (`seal=on`).
 //!
 //! # Device code
 //!
@@ -69,9 +82,12 @@
 //! // SAFETY: repr(C), integer fields only, no padding.
 //! unsafe impl ByteValued for Desc {}
 //!
-//! // The client's RAM: a memfd passed with DMA_MAP (here made locally).
-//! let ram = File::from(rustix::fs::memfd_create("ram", rustix::fs::MemfdFlags::CLOEXEC)?);
+//! // The client's RAM: a memfd passed with DMA_MAP (here made locally), sealed against
+//! // shrinking so that the space mmaps it (an unsealed fd is reached with pread/pwrite).
+//! use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+//! let ram = File::from(memfd_create("ram", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?);
 //! ram.set_len(0x10000)?;
+//! fcntl_add_seals(&ram, SealFlags::SHRINK)?;
 //! let space = Arc::new(DmaSpace::default());
 //! space.map(MapRequest {
 //!     iova: 0x4000_0000,

@@ -24,10 +24,13 @@ use crate::tree::Tree;
 ///
 /// # Regions of the view
 ///
-/// The vm-memory regions ([`GuestRegionMmap<DirtyBitmap>`]) are the
-/// mappings that are **mmapped and both readable and writable**. Left out are:
+/// The vm-memory regions ([`GuestRegionMmap<DirtyBitmap>`]) are exactly the
+/// mappings that are **mmapped (DMA_MAP with an fd sealed with `F_SEAL_SHRINK`, without
+/// the `FILE_IO` flag) and both readable and writable**. Left out are:
 ///
-/// * message-based (no fd) and FILE_IO mappings: they have no host mapping;
+/// * message-based (no fd) and file-I/O mappings (the `FILE_IO` flag, or an fd that is
+///   not sealed against shrinking, which a client could truncate under a mapping): they
+///   have no host mapping;
 /// * read-only and write-only mappings: vm-memory's `GuestMemoryBackend`
 ///   knows no access permissions, so a write through the view to a
 ///   read-only mapping (mapped `PROT_READ`) would kill the process with

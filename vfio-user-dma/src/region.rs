@@ -4,12 +4,12 @@
 //! per-region access primitives.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
-    Bytes, FileOffset, GuestAddress, GuestMemoryRegion, GuestRegionMmap, MemoryRegionAddress, MmapRegion, VolatileSlice,
+    Bytes, GuestAddress, GuestMemoryRegion, GuestRegionMmap, MemoryRegionAddress, MmapRegion, VolatileSlice,
 };
 
 use crate::bitmap::DirtyBitmap;
@@ -59,9 +59,11 @@ pub struct MapRequest {
 /// How the device reaches a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RegionKind {
-    /// The fd is mmapped into this process; zero-copy access is possible.
+    /// The fd is mmapped into this process (it is sealed against shrinking, so the
+    /// mapping cannot fault); zero-copy access is possible. The fd itself is closed.
     Mmap,
-    /// The fd is accessed with `pread`/`pwrite`.
+    /// The fd is accessed with `pread`/`pwrite`: libvfio-user's `FILE_IO` flag, or an fd
+    /// that is not sealed against shrinking (`F_SEAL_SHRINK`), whose mapping could fault.
     FileIo,
     /// No fd: accessed with DMA_READ/DMA_WRITE messages.
     Message,
@@ -81,7 +83,7 @@ pub struct RegionInfo {
 }
 
 pub(crate) enum Backing {
-    Mmap(GuestRegionMmap<DirtyBitmap>),
+    Mmap(Mapped),
     FileIo { file: File, offset: u64, dirty: DirtyBitmap },
     Message { dirty: DirtyBitmap },
 }
@@ -116,8 +118,16 @@ impl Region {
                         check_file_size(&file, file_offset, size)?;
                     }
                     Backing::FileIo { file, offset: file_offset, dirty: DirtyBitmap::new(size) }
+                } else if sealed_against_shrinking(&file) {
+                    // The seal is checked before the size: once sealed, the size checked
+                    // here can never drop, so the mapping can never fault.
+                    Backing::Mmap(Mapped::new(file, iova, size, file_offset, prot)?)
                 } else {
-                    Backing::Mmap(mmap_region(file, iova, size, file_offset, prot)?)
+                    // A file that may shrink is never touched through a pointer: the client
+                    // could truncate it and a device access would kill the server with
+                    // SIGBUS. pread/pwrite report the short file as an error instead.
+                    check_file_size(&file, file_offset, size)?;
+                    Backing::FileIo { file, offset: file_offset, dirty: DirtyBitmap::new(size) }
                 }
             }
         };
@@ -147,16 +157,16 @@ impl Region {
     /// vm-memory write to a `PROT_READ` mapping would fault).
     pub(crate) fn view(&self) -> Option<&GuestRegionMmap<DirtyBitmap>> {
         match &self.backing {
-            Backing::Mmap(r) if self.prot == Prot::READ_WRITE => Some(r),
+            Backing::Mmap(m) if self.prot == Prot::READ_WRITE => Some(&m.region),
             _ => None,
         }
     }
 
     pub(crate) fn dirty(&self) -> &DirtyBitmap {
         match &self.backing {
-            Backing::Mmap(r) => {
-                let m: &MmapRegion<DirtyBitmap> = r;
-                m.bitmap()
+            Backing::Mmap(m) => {
+                let r: &MmapRegion<DirtyBitmap> = &m.region;
+                r.bitmap()
             }
             Backing::FileIo { dirty, .. } | Backing::Message { dirty } => dirty,
         }
@@ -179,8 +189,8 @@ impl Region {
         len: usize,
     ) -> Result<VolatileSlice<'_, vm_memory::bitmap::BS<'_, DirtyBitmap>>> {
         match &self.backing {
-            Backing::Mmap(r) => {
-                r.get_slice(MemoryRegionAddress(off), len).map_err(|_| Error::Unmapped { iova: self.iova + off })
+            Backing::Mmap(m) => {
+                m.region.get_slice(MemoryRegionAddress(off), len).map_err(|_| Error::Unmapped { iova: self.iova + off })
             }
             _ => Err(Error::NotMappable { iova: self.iova + off }),
         }
@@ -190,10 +200,14 @@ impl Region {
     /// Returns `false` for message regions (the caller uses the transport).
     pub(crate) fn read_local(&self, off: u64, buf: &mut [u8]) -> Result<bool> {
         match &self.backing {
-            Backing::Mmap(r) => {
-                r.read_slice(buf, MemoryRegionAddress(off)).map_err(|_| Error::Unmapped { iova: self.iova + off })?;
+            Backing::Mmap(m) => {
+                m.region
+                    .read_slice(buf, MemoryRegionAddress(off))
+                    .map_err(|_| Error::Unmapped { iova: self.iova + off })?;
             }
-            Backing::FileIo { file, offset, .. } => file.read_exact_at(buf, offset + off)?,
+            Backing::FileIo { file, offset, .. } => {
+                file.read_exact_at(buf, offset + off).map_err(|e| self.file_error(e, off))?
+            }
             Backing::Message { .. } => return Ok(false),
         }
         Ok(true)
@@ -204,17 +218,40 @@ impl Region {
     pub(crate) fn write_local(&self, off: u64, data: &[u8]) -> Result<bool> {
         match &self.backing {
             // The vm-memory write path marks the DirtyBitmap itself.
-            Backing::Mmap(r) => {
-                r.write_slice(data, MemoryRegionAddress(off)).map_err(|_| Error::Unmapped { iova: self.iova + off })?
-            }
+            Backing::Mmap(m) => m
+                .region
+                .write_slice(data, MemoryRegionAddress(off))
+                .map_err(|_| Error::Unmapped { iova: self.iova + off })?,
             Backing::FileIo { file, offset, dirty } => {
-                file.write_all_at(data, offset + off)?;
+                file.write_all_at(data, offset + off).map_err(|e| self.file_error(e, off))?;
                 dirty.mark(off, data.len() as u64);
             }
             Backing::Message { .. } => return Ok(false),
         }
         Ok(true)
     }
+}
+
+impl Region {
+    /// A file-I/O error at region offset `off`: a file that ended early (the client
+    /// truncated it after DMA_MAP) is `EFAULT` ([`Error::BackingShrunk`]), as an access
+    /// to memory that is not there; anything else keeps its OS errno.
+    fn file_error(&self, e: std::io::Error, off: u64) -> Error {
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::WriteZero => {
+                Error::BackingShrunk { iova: self.iova + off }
+            }
+            _ => Error::Io(e),
+        }
+    }
+}
+
+/// Whether `file` carries the `F_SEAL_SHRINK` seal (a memfd created with
+/// `MFD_ALLOW_SEALING` and sealed so; QEMU's `memory-backend-memfd` does it by default).
+/// Seals cannot be removed, so such a file never gets shorter. Files that cannot carry
+/// seals (`EINVAL`) are not sealed.
+fn sealed_against_shrinking(file: &File) -> bool {
+    rustix::fs::fcntl_get_seals(file).is_ok_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
 }
 
 /// Refuses a regular file (memfd included) smaller than `offset + size`: mapped, it would
@@ -228,20 +265,66 @@ fn check_file_size(file: &File, offset: u64, size: u64) -> Result<()> {
     Ok(())
 }
 
-fn mmap_region(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Result<GuestRegionMmap<DirtyBitmap>> {
-    // A regular file (memfd included) that is too small would SIGBUS on access.
-    check_file_size(&file, offset, size)?;
-    let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("size too large"))?;
-    let mmap = MmapRegionBuilder::new_with_bitmap(len, DirtyBitmap::new(size))
-        .with_mmap_prot(prot.mmap_prot())
-        .with_mmap_flags(libc::MAP_SHARED)
-        .with_file_offset(FileOffset::new(file, offset))
-        .build()
-        .map_err(|e| match e {
-            vm_memory::mmap::MmapRegionError::Mmap(io) => Error::Mmap(io),
-            _ => Error::InvalidArgument("invalid mmap parameters"),
-        })?;
-    GuestRegionMmap::new(mmap, GuestAddress(iova)).ok_or(Error::InvalidArgument("iova + size overflows"))
+/// A mapping of a client's fd, made by this crate so that the fd can be closed at once:
+/// a mapping needs no open descriptor, and the fd table, not the mapping count, would
+/// otherwise bound how many DMA_MAPs a server can hold.
+pub(crate) struct Mapped {
+    /// Declared before `_unmap`, so dropped (never used) before the memory goes.
+    pub(crate) region: GuestRegionMmap<DirtyBitmap>,
+    _unmap: Unmap,
+}
+
+/// Owns one `mmap`: unmaps it when dropped.
+struct Unmap {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: `Unmap` only names a mapping for `munmap`; it is never dereferenced, so it may
+// move to and be shared between threads.
+unsafe impl Send for Unmap {}
+// SAFETY: as above: no access through the pointer, only the final `munmap`.
+unsafe impl Sync for Unmap {}
+
+impl Drop for Unmap {
+    fn drop(&mut self) {
+        // SAFETY: `addr`/`len` are a mapping made by `Mapped::new` that nothing else unmaps,
+        // and the region built on it (declared first in `Mapped`) is already dropped.
+        unsafe {
+            libc::munmap(self.addr, self.len);
+        }
+    }
+}
+
+impl Mapped {
+    fn new(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Result<Mapped> {
+        // A regular file (memfd included) that is too small would SIGBUS on access.
+        check_file_size(&file, offset, size)?;
+        let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("size too large"))?;
+        let off = libc::off_t::try_from(offset).map_err(|_| Error::InvalidArgument("file offset too large"))?;
+        // SAFETY: a new mapping at an address the kernel chooses (no MAP_FIXED) of an fd we
+        // own; nothing else in the process is affected. The result is checked below.
+        let addr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, prot.mmap_prot(), libc::MAP_SHARED, file.as_raw_fd(), off) };
+        if addr == libc::MAP_FAILED {
+            return Err(Error::Mmap(std::io::Error::last_os_error()));
+        }
+        let unmap = Unmap { addr, len };
+        // The mapping keeps the file alive in the kernel: the fd is closed now.
+        drop(file);
+        // SAFETY: `addr` and `len` are the mapping just made; `unmap` keeps it until the
+        // region built here is dropped (`Mapped` drops `region` first).
+        let builder = unsafe {
+            MmapRegionBuilder::new_with_bitmap(len, DirtyBitmap::new(size))
+                .with_mmap_prot(prot.mmap_prot())
+                .with_mmap_flags(libc::MAP_SHARED)
+                .with_raw_mmap_pointer(addr.cast())
+        };
+        let mmap = builder.build().map_err(|_| Error::InvalidArgument("invalid mmap parameters"))?;
+        let region =
+            GuestRegionMmap::new(mmap, GuestAddress(iova)).ok_or(Error::InvalidArgument("iova + size overflows"))?;
+        Ok(Mapped { region, _unmap: unmap })
+    }
 }
 
 #[cfg(test)]

@@ -175,6 +175,10 @@ impl DmaSpace {
     /// of size 0, as procfs reports, counts as unsized); `ENOSPC` when
     /// `max_maps` mappings exist; `EEXIST` on overlap with a mapping; the
     /// errno of `mmap` otherwise. On error the fd is closed.
+    ///
+    /// An fd sealed with `F_SEAL_SHRINK` is mmapped and closed at once; any other fd
+    /// (it could shrink under a mapping) is kept and reached with `pread`/`pwrite`
+    /// ([`RegionKind::FileIo`](crate::RegionKind::FileIo)).
     pub fn map(&self, req: MapRequest) -> Result<()> {
         let align = self.config.min_page_size();
         if req.size == 0 {

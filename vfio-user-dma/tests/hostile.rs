@@ -144,3 +144,46 @@ fn boundary_arguments_without_logging() {
 fn boundary_arguments_with_logging() {
     sweep(true);
 }
+
+/// Regression (issue 16, item 1): a client that maps a 1 MiB memfd, then truncates it,
+/// killed the server with SIGBUS at the device's next access. An fd that is not sealed
+/// against shrinking is now reached with pread/pwrite: the device gets EFAULT and the
+/// process goes on.
+#[test]
+fn shrinking_an_unsealed_mapped_file_gives_efault_not_sigbus() {
+    const MIB: u64 = 1 << 20;
+    let mem = Mem::unsealed(MIB);
+    let s = DmaSpace::default();
+    s.map(req(&mem, 0x10_0000, MIB, 0, Prot::READ_WRITE)).unwrap();
+    assert_eq!(s.regions()[0].kind, vfio_user_dma::RegionKind::FileIo);
+    s.write(0x10_0000, &[7; 64]).unwrap();
+    mem.file.set_len(0).unwrap();
+    for iova in [0x10_0000, 0x10_0000 + MIB - 8] {
+        let e = s.read_obj::<u64>(iova).unwrap_err();
+        assert_eq!(e.errno(), libc::EFAULT, "{e}");
+        let mut buf = vec![0u8; 4096];
+        assert_eq!(s.read(0x10_0000, &mut buf).unwrap_err().errno(), libc::EFAULT);
+    }
+    // No pointer into it exists to fault on: no zero-copy, not in the vm-memory view.
+    assert_eq!(s.translate(0x10_0000, 8, false).unwrap_err().errno(), libc::ENOTSUP);
+    assert_eq!(s.memory().num_regions(), 0);
+    assert!(s.memory().read_obj::<u64>(GuestAddress(0x10_0000)).is_err());
+    // A write past the end grows the client's file again (its business), no fault either.
+    s.write(0x10_0000 + 8192, &[9; 16]).unwrap();
+    assert_eq!(s.read_obj::<u8>(0x10_0000 + 8192).unwrap(), 9);
+    s.unmap(0x10_0000, MIB).unwrap();
+}
+
+/// The sealed fd that is mapped cannot be shrunk at all: the seal refuses the truncate.
+#[test]
+fn a_sealed_mapped_file_cannot_shrink() {
+    let mem = Mem::new(16 * PAGE);
+    let s = DmaSpace::default();
+    s.map(req(&mem, 0, 16 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    assert_eq!(s.regions()[0].kind, vfio_user_dma::RegionKind::Mmap);
+    assert_eq!(s.memory().num_regions(), 1);
+    let e = mem.file.set_len(0).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    s.write_obj(15 * PAGE, &0x1234u64).unwrap();
+    assert_eq!(s.read_obj::<u64>(15 * PAGE).unwrap(), 0x1234);
+}

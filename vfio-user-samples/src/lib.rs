@@ -8,8 +8,9 @@
 //!   does DMA when it fires, BAR1 memory with sparse mmap areas, device reset, and
 //!   migration v2 with PRE_COPY. The `server` binary of this crate runs it as
 //!   `server [-v] <socketpath>`, the C sample's command line.
-//! * [`gpio`]: a 16-input GPIO card after libvfio-user's `gpio-pci-idio-16`, the smallest
-//!   complete device; the `gpio` binary serves it.
+//! * [`gpio`]: an ACCES PCI-IDIO-16 GPIO card as Linux's `pci-idio-16` driver programs it,
+//!   with a control socket that drives its inputs; the smallest complete device; the `gpio`
+//!   binary serves it.
 //!
 //! [`signals`] is what their binaries (and `vfio-user serve`) share: serving until SIGTERM
 //! or SIGINT.

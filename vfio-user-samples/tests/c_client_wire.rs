@@ -58,8 +58,11 @@ fn dma_messages_as_libvfio_user_sample_client_expects_them() {
     let reply = String::from_utf8_lossy(&v.payload[4..]);
     assert!(reply.contains(r#""max_msg_fds":8"#), "libvfio-user's limit: {reply}");
     // Two one-page DMA regions from one memfd, as the C client maps them.
-    let mem = rustix::fs::memfd_create("client", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let mem =
+        rustix::fs::memfd_create("client", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+            .unwrap();
     rustix::fs::ftruncate(&mem, 2 * PAGE).unwrap();
+    rustix::fs::fcntl_add_seals(&mem, rustix::fs::SealFlags::SHRINK).unwrap();
     for i in 0..2 {
         let map = DmaMap {
             argsz: 32,

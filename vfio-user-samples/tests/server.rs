@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use vfio_user_client::{Client, Config, DmaProt, MigState};
-use vfio_user_samples::server::{BAR1_MMAP_AREAS, BAR1_SIZE, STOP_COPY_STREAM_SIZE};
+use vfio_user_samples::server::{BAR1_MMAP_AREAS, BAR1_SIZE, BAR1_USED, STOP_COPY_STREAM_SIZE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const PAGE: u64 = 4096;
@@ -101,8 +101,13 @@ impl Vmm {
             Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), (PAGES * PAGE) as usize)]).unwrap());
         let config = Config::default().twin_socket(false).guest_memory(guest.clone());
         let client = Client::connect(sock, config).unwrap();
-        let mem = rustix::fs::memfd_create("client-ram", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let mem = rustix::fs::memfd_create(
+            "client-ram",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
         rustix::fs::ftruncate(&mem, PAGES * PAGE).unwrap();
+        rustix::fs::fcntl_add_seals(&mem, rustix::fs::SealFlags::SHRINK).unwrap();
         Vmm { client, guest, mem }
     }
 
@@ -173,7 +178,7 @@ fn identity_regions_bars_and_exit_with_the_client() {
     c.region_read(7, 0, &mut ids).unwrap();
     assert_eq!(&ids[0..4], &[0xad, 0xde, 0xef, 0xbe], "dead:beef");
     assert_eq!(&ids[0x2c..0x30], &[0xfe, 0xca, 0xbe, 0xba], "subsystem cafe:babe");
-    // BAR sizing: 8 bytes decode 16, 0x3000 decode 0x4000.
+    // BAR sizing: 8 bytes decode 16, BAR1 16 KiB.
     for bar in 0..2u64 {
         c.region_write(7, 0x10 + 4 * bar, &[0xff; 4]).unwrap();
     }
@@ -183,11 +188,13 @@ fn identity_regions_bars_and_exit_with_the_client() {
     assert_eq!(c.irq_info(0).unwrap().count, 1);
     assert_eq!((c.irq_info(1).unwrap().count, c.irq_info(2).unwrap().count), (0, 0));
 
-    // Regions: BAR0 of 8 bytes, trapped; BAR1 of 0x3000 with two sparse mmap areas.
+    // Regions: BAR0 of 8 bytes, trapped; BAR1 of 16 KiB (a power of two, where the C sample
+    // has 0x3000) with two sparse mmap areas.
     let r0 = c.region_info(0).unwrap();
     assert_eq!((r0.size, r0.readable(), r0.writable(), r0.mappable()), (8, true, true, false));
     let r1 = c.region_info(1).unwrap();
     assert_eq!((r1.size, r1.mappable()), (BAR1_SIZE, true));
+    assert!(r1.size.is_power_of_two());
     let areas: Vec<_> = r1.sparse_areas().unwrap().iter().map(|a| (a.offset, a.size)).collect();
     assert_eq!(areas, BAR1_MMAP_AREAS.to_vec());
     for i in 2..9 {
@@ -208,7 +215,12 @@ fn identity_regions_bars_and_exit_with_the_client() {
     let mut t = [0u8; 7];
     c.region_read(1, 0x1800, &mut t).unwrap();
     assert_eq!(&t, b"trapped");
-    assert_eq!(c.region_write(1, 0x2ffc, &[0; 8]).unwrap_err().errno(), libc::EINVAL, "past BAR1");
+    // Past the C sample's 0x3000 bytes, BAR1's last 4 KiB are memory too (trapped).
+    c.region_write(1, 0x2ffc, &[7; 8]).unwrap();
+    let mut tail = [0u8; 8];
+    c.region_read(1, 0x2ffc, &mut tail).unwrap();
+    assert_eq!(tail, [7; 8]);
+    assert_eq!(c.region_write(1, 0x3ffc, &[0; 8]).unwrap_err().errno(), libc::EINVAL, "past BAR1");
 
     // BAR0: a time; reading gives now - time; 8 bytes at 0 only, no time in the past.
     c.region_write(0, 0, &(now() + 100).to_ne_bytes()).unwrap();
@@ -296,7 +308,7 @@ fn migration_to_a_second_server_process() {
     let src_irq = eventfd();
     c.enable_irq_eventfds(0, 0, &[src_irq.as_fd()]).unwrap();
     assert_eq!(c.migration_flags().unwrap() & 4, 4, "PRE_COPY supported");
-    let pattern = |seed: u8| -> Vec<u8> { (0..BAR1_SIZE).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect() };
+    let pattern = |seed: u8| -> Vec<u8> { (0..BAR1_USED).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect() };
     c.region_write(1, 0, &pattern(1)).unwrap();
     // The interrupt is due in 3 s; the migration must deliver it from the destination.
     let due = now() + 3;
@@ -305,8 +317,8 @@ fn migration_to_a_second_server_process() {
     // PRE_COPY: BAR1 while the guest keeps writing it.
     c.set_migration_state(MigState::PreCopy).unwrap();
     let mut pre = vec![0u8; 0x4000];
-    assert_eq!(c.read_migration_data(&mut pre).unwrap() as u64, BAR1_SIZE);
-    assert_eq!(&pre[..BAR1_SIZE as usize], &pattern(1)[..]);
+    assert_eq!(c.read_migration_data(&mut pre).unwrap() as u64, BAR1_USED);
+    assert_eq!(&pre[..BAR1_USED as usize], &pattern(1)[..]);
     assert_eq!(c.read_migration_data(&mut pre).unwrap(), 0, "no more for now");
     c.region_write(1, 0, &pattern(2)).unwrap();
     // STOP_COPY: BAR1, then BAR0's time.
@@ -315,8 +327,8 @@ fn migration_to_a_second_server_process() {
     let n = c.read_migration_data(&mut stream).unwrap();
     assert_eq!(n as u64, STOP_COPY_STREAM_SIZE);
     stream.truncate(n);
-    assert_eq!(&stream[..BAR1_SIZE as usize], &pattern(2)[..]);
-    assert_eq!(&stream[BAR1_SIZE as usize..], &due.to_ne_bytes());
+    assert_eq!(&stream[..BAR1_USED as usize], &pattern(2)[..]);
+    assert_eq!(&stream[BAR1_USED as usize..], &due.to_ne_bytes());
     assert!(c.region_read(1, 0, &mut [0; 4]).is_err(), "no region access while saving");
     c.set_migration_state(MigState::Stop).unwrap();
 
@@ -327,7 +339,7 @@ fn migration_to_a_second_server_process() {
     d.set_migration_state(MigState::Resuming).unwrap();
     d.write_migration_data(&stream).unwrap();
     d.set_migration_state(MigState::Stop).unwrap();
-    let mut bar1 = vec![0u8; BAR1_SIZE as usize];
+    let mut bar1 = vec![0u8; BAR1_USED as usize];
     d.region_read(1, 0, &mut bar1).unwrap();
     assert_eq!(bar1, pattern(2));
     // Running again, it raises the source's interrupt at the time due, then does its DMA.

@@ -56,19 +56,19 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// A 32-bit memory BAR of `size` bytes (any nonzero size; see
-    /// [`decoded_size`](Self::decoded_size)).
+    /// A 32-bit memory BAR of `size` bytes (a power of two: PCI decodes nothing else, and
+    /// QEMU aborts on any other size).
     pub fn memory32(size: u64) -> Self {
         Bar { size, kind: BarKind::Memory32, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
-    /// A 64-bit memory BAR of `size` bytes (any nonzero size); it also occupies the next
-    /// BAR slot.
+    /// A 64-bit memory BAR of `size` bytes (a power of two); it also occupies the next BAR
+    /// slot.
     pub fn memory64(size: u64) -> Self {
         Bar { size, kind: BarKind::Memory64, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
 
-    /// An I/O BAR of `size` bytes (1 to 256).
+    /// An I/O BAR of `size` bytes (a power of two, 1 to 256).
     pub fn io(size: u64) -> Self {
         Bar { size, kind: BarKind::Io, prefetchable: false, mmap: None, sparse_without_mmap: false }
     }
@@ -111,9 +111,10 @@ impl Bar {
     }
 
     /// The size the BAR decodes in configuration space (what BAR sizing reports): the
-    /// region size rounded up to a power of two, at least
-    /// [`min_decoded_size`](Self::min_decoded_size). A BAR of 8 bytes decodes 16, one of
-    /// `0x3000` bytes decodes `0x4000`. `None` when no 64-bit power of two is large enough.
+    /// region size, or [`min_decoded_size`](Self::min_decoded_size) if that is larger (a
+    /// memory BAR of 8 bytes decodes 16). A size that is not a power of two is refused by
+    /// [`DescriptionBuilder::build`]; for one, this is the next power of two (`None` when
+    /// no 64-bit power of two is large enough).
     pub fn decoded_size(&self) -> Option<u64> {
         self.size.max(self.min_decoded_size()).checked_next_power_of_two()
     }
@@ -466,10 +467,17 @@ impl DescriptionBuilder {
     fn check_bars(&mut self) {
         for i in 0..6 {
             let Some(bar) = self.d.bars[i].clone() else { continue };
-            // Any nonzero region size; the BAR decodes the next power of two.
+            // PCI BARs decode a power of two, and a client builds its BARs from the region
+            // size: QEMU asserts that size is a power of two (pci_register_bar) and aborts.
             let decoded = bar.decoded_size().unwrap_or(u64::MAX);
             if bar.size == 0 {
                 self.errors.push(format!("BAR{i} has size 0"));
+            } else if !bar.size.is_power_of_two() {
+                self.errors.push(format!(
+                    "BAR{i} size {:#x} is not a power of two (PCI and QEMU require one; use {:#x})",
+                    bar.size,
+                    bar.size.checked_next_power_of_two().unwrap_or(u64::MAX)
+                ));
             }
             match bar.kind {
                 BarKind::Io if decoded > 256 => self.errors.push(format!("I/O BAR{i} larger than 256 bytes")),
@@ -645,27 +653,39 @@ mod tests {
         assert!(b().bar(0, Bar::memory32(0x2000).mmap(memfd(), 0x10)).build().is_err(), "unaligned offset");
     }
 
-    /// Any nonzero BAR size is accepted; the region keeps its size and the BAR decodes the
-    /// next power of two, at least 16 bytes of memory or 4 of I/O.
+    /// Power-of-two BARs of every kind are accepted; a memory BAR below 16 bytes decodes 16
+    /// (an I/O BAR below 4 decodes 4) and keeps its region size.
     #[test]
-    fn bars_of_any_size() {
+    fn power_of_two_bars() {
         let d = DeviceDescription::builder(1, 2)
             .bar(0, Bar::memory32(8))
-            .bar(1, Bar::memory32(0x3000).mmap(memfd(), 0).sparse(&[(0, 0x1000), (0x2000, 0x1000)]))
-            .bar(2, Bar::memory64(0x1001))
+            .bar(1, Bar::memory32(0x4000).mmap(memfd(), 0).sparse(&[(0, 0x1000), (0x2000, 0x1000)]))
+            .bar(2, Bar::memory64(0x2000))
             .bar(4, Bar::io(1))
             .bar(5, Bar::memory32(1 << 31))
             .build()
             .unwrap();
         let sizes: Vec<_> = [0, 1, 2, 4, 5].iter().map(|&i| d.bar(i).unwrap().size()).collect();
-        assert_eq!(sizes, vec![8, 0x3000, 0x1001, 1, 1 << 31]);
+        assert_eq!(sizes, vec![8, 0x4000, 0x2000, 1, 1 << 31]);
         let decoded: Vec<_> = [0, 1, 2, 4, 5].iter().map(|&i| d.bar(i).unwrap().decoded_size()).collect();
         assert_eq!(decoded, vec![Some(16), Some(0x4000), Some(0x2000), Some(4), Some(1 << 31)]);
-        assert_eq!(Bar::memory64(u64::MAX).decoded_size(), None);
         assert_eq!(Bar::memory64(1 << 63).decoded_size(), Some(1 << 63));
-        // The mmap areas are checked against the region's size, not the decoded one.
-        let over = Bar::memory32(0x3000).mmap(memfd(), 0).sparse(&[(0x3000, 0x1000)]);
+        let over = Bar::memory32(0x4000).mmap(memfd(), 0).sparse(&[(0x4000, 0x1000)]);
         assert!(DeviceDescription::builder(1, 2).bar(0, over).build().is_err());
+    }
+
+    /// A BAR whose size is not a power of two is refused, with an error naming the BAR: QEMU
+    /// would abort on its REGION_INFO (libvfio-user refuses it too).
+    #[test]
+    fn bars_not_a_power_of_two_are_refused_by_name() {
+        for (index, bar) in
+            [(1, Bar::memory32(0x3000)), (2, Bar::memory64(0x1001)), (4, Bar::io(12)), (0, Bar::memory32(24))]
+        {
+            let e = DeviceDescription::builder(1, 2).bar(index, bar).build().unwrap_err().to_string();
+            assert!(e.contains(&format!("BAR{index} size")) && e.contains("not a power of two"), "{e}");
+        }
+        let e = DeviceDescription::builder(1, 2).bar(1, Bar::memory32(0x3000)).build().unwrap_err().to_string();
+        assert!(e.contains("0x3000") && e.contains("use 0x4000"), "{e}");
     }
 
     #[test]

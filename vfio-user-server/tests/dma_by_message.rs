@@ -61,8 +61,10 @@ fn setup(name: &str, twin: bool) -> Setup {
     let guest = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(IOVA), 4 * PAGE as usize)]).unwrap());
     let config = Config::default().twin_socket(twin).max_data_xfer_size(4096).guest_memory(guest.clone());
     let client = Client::connect(&sock, config).unwrap();
-    let mem = rustix::fs::memfd_create("dma", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let mem = rustix::fs::memfd_create("dma", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+        .unwrap();
     rustix::fs::ftruncate(&mem, 4 * PAGE).unwrap();
+    rustix::fs::fcntl_add_seals(&mem, rustix::fs::SealFlags::SHRINK).unwrap();
     client.dma_map_fd(IOVA, 4 * PAGE, mem.as_fd(), 0, DmaProt::READ_WRITE).unwrap();
     Setup { dir, dma, stop, serving, client, guest, mem }
 }
@@ -122,8 +124,10 @@ fn fd_mapping_reached_by_messages_on_the_twin_socket() {
 #[test]
 fn read_only_mapping_refuses_a_write_by_message() {
     let s = setup("ro", false);
-    let ro = rustix::fs::memfd_create("ro", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let ro = rustix::fs::memfd_create("ro", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+        .unwrap();
     rustix::fs::ftruncate(&ro, PAGE).unwrap();
+    rustix::fs::fcntl_add_seals(&ro, rustix::fs::SealFlags::SHRINK).unwrap();
     s.client.dma_map_fd(0x20_0000, PAGE, ro.as_fd(), 0, DmaProt::READ).unwrap();
     let dma = s.dma.clone();
     let e = std::thread::spawn(move || dma.write_by_message(0x20_0000, b"no")).join().unwrap().unwrap_err();

@@ -141,3 +141,24 @@ fn flooding_while_the_server_waits_for_dma_is_bounded() {
     let _ = std::io::Write::write_all(&mut h.client.raw, &flood);
     assert!(h.client.conn.recv().is_err(), "the server dropped the connection");
 }
+
+/// Regression (issue 16, item 1): a client mapped a 1 MiB memfd, truncated it to 0 and let
+/// the device DMA into it: the server died with SIGBUS, and every device it served with
+/// it. The device now gets EFAULT and the server goes on serving.
+#[test]
+fn a_client_shrinking_mapped_memory_does_not_kill_the_server() {
+    let mut h = spawn();
+    let mem = unsealed_memfd(1 << 20);
+    h.client.dma_map(0x10_0000, 1 << 20, Some(&mem)).unwrap();
+    rustix::fs::ftruncate(&mem, 0).unwrap();
+    let dma = h.dma.clone();
+    let e = dma.read_obj::<u64>(0x10_0000).unwrap_err();
+    assert_eq!(e.errno(), libc::EFAULT, "{e}");
+    let mut buf = vec![0u8; 64 << 10];
+    assert_eq!(dma.read(0x10_0000, &mut buf).unwrap_err().errno(), libc::EFAULT);
+    // No host mapping a device could fault on.
+    assert_eq!(dma.translate(0x10_0000, 4096, true).unwrap_err().errno(), libc::ENOTSUP);
+    h.client.assert_alive();
+    h.client.dma_unmap(0, 0x10_0000, 1 << 20).unwrap();
+    h.client.assert_alive();
+}

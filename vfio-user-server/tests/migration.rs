@@ -98,8 +98,11 @@ impl DeviceMut for MigDev {
 }
 
 fn memfd(size: u64) -> OwnedFd {
-    let fd = rustix::fs::memfd_create("migration", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let fd =
+        rustix::fs::memfd_create("migration", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+            .unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
     fd
 }
 

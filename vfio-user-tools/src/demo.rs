@@ -100,8 +100,10 @@ pub fn run() -> Result<(), String> {
     print!("{}", inspect::config_summary(&config, &bars));
 
     // DMA memory: a memfd the server maps through the fd it receives.
-    let mem = memfd_create("vfio-user-demo-dma", MemfdFlags::CLOEXEC).map_err(|e| format!("memfd_create: {e}"))?;
+    let mem = memfd_create("vfio-user-demo-dma", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| format!("memfd_create: {e}"))?;
     rustix::fs::ftruncate(&mem, DMA_SIZE).map_err(|e| format!("ftruncate: {e}"))?;
+    rustix::fs::fcntl_add_seals(&mem, rustix::fs::SealFlags::SHRINK).map_err(|e| format!("F_SEAL_SHRINK: {e}"))?;
     check("DMA_MAP", client.dma_map_fd(IOVA, DMA_SIZE, mem.as_fd(), 0, DmaProt::READ_WRITE))?;
     println!("DMA: mapped a {} memfd at IOVA {IOVA:#x} (read/write)", inspect::size(DMA_SIZE));
 

@@ -51,9 +51,11 @@ enum Cmd {
     ///
     /// Exits non-zero with a message if any step fails.
     Demo,
-    /// Serves a sample device until SIGTERM or SIGINT (the socket it bound is removed).
+    /// Serves a sample device, or a virtio-blk disk, until SIGTERM or SIGINT (the socket it
+    /// bound is removed).
     ///
-    /// Example: vfio-user serve demo --socket-path /tmp/demo.sock -v
+    /// Examples: vfio-user serve demo --socket-path /tmp/demo.sock -v;
+    /// vfio-user serve virtio-blk --image disk.img --queues 2 --socket-path /tmp/blk.sock
     Serve {
         /// Which device.
         #[arg(value_enum)]
@@ -65,9 +67,15 @@ enum Cmd {
         /// or a connected one (that client only).
         #[arg(long)]
         fd: Option<i32>,
+        /// gpio only: serve the card's control socket here (drive its inputs, read its
+        /// outputs: `inputs HEX`, `state`; see vfio_user_samples::gpio::control).
+        #[arg(long)]
+        control: Option<PathBuf>,
         /// Log more on stderr: -v info, -vv debug, -vvv trace (default: warnings).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
+        #[command(flatten)]
+        blk: serve::BlkArgs,
     },
     /// Inspects a vfio-user server: device info, regions (flags, size, sparse mmap areas,
     /// capabilities), IRQ indexes and counts, and the config space decoded (IDs, BARs sized
@@ -186,14 +194,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Demo => demo::run(),
-        Cmd::Serve { sample, socket_path, fd, verbose } => {
+        Cmd::Serve { sample, socket_path, fd, control, verbose, blk } => {
             serve::init_logging(verbose);
             let at = match (socket_path, fd) {
                 (Some(p), _) => serve::Where::Path(p),
                 (None, Some(fd)) => serve::Where::Fd(fd),
                 (None, None) => unreachable!("clap requires one"),
             };
-            serve::serve(sample, at)
+            serve::serve(sample, at, control, &blk)
         }
         Cmd::Lspci { socket, verbose, x, json } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), json),
         Cmd::Bench { socket, seconds, json } => bench::run(&socket, seconds, json),

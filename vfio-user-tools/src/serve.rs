@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use log::LevelFilter;
-use vfio_user_samples::gpio;
+use vfio_user_samples::gpio::{self, control::Control};
 use vfio_user_samples::signals::{catch_termination_signals, endpoint_from_fd, serve_until_signal as run};
 use vfio_user_server::{Endpoint, Listener};
 
@@ -33,8 +33,9 @@ pub enum Sample {
     /// The demo device: a DMA doorbell in BAR0 that writes a pattern into client memory and
     /// raises MSI-X vector 0; BAR2 memory with a sparse mmap area.
     Demo,
-    /// A 16-input GPIO card (vendor 494f device 0dc8): BAR2 byte 0-1 are input pins that
-    /// toggle on each read, byte 4 an output latch.
+    /// An ACCES PCI-IDIO-16 GPIO card (vendor 494f device 0dc8), as Linux's pci-idio-16
+    /// driver programs it: 16 outputs, 16 inputs driven through --control, INTx on input
+    /// change.
     Gpio,
     /// libvfio-user's sample `server` (dead:beef): a BAR0 timer that raises INTx and does
     /// DMA, BAR1 memory with sparse mmap areas, migration (`vfio_user_samples::server`).
@@ -42,6 +43,30 @@ pub enum Sample {
     /// one copy only: `vfio-user migrate` between two of them needs `--rounds 0` (otherwise
     /// MIG_DATA_WRITE fails with EINVAL).
     LvuServer,
+    /// A virtio-blk disk (virtio-pci, vendor 1af4 device 1042) backed by the raw image
+    /// `--image` (`vfio_user_virtio::blk`).
+    VirtioBlk,
+}
+
+/// Options of the virtio-blk device.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BlkArgs {
+    /// virtio-blk: the raw image file to serve (its size, in 512-byte sectors, is the
+    /// disk's capacity).
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// virtio-blk: number of request queues (1 to 64), each served by its own thread.
+    #[arg(long, default_value_t = 1)]
+    pub queues: u16,
+    /// virtio-blk: maximum size of each queue (a power of two).
+    #[arg(long, default_value_t = 256)]
+    pub queue_size: u16,
+    /// virtio-blk: serve the image read-only (VIRTIO_BLK_F_RO; writes fail).
+    #[arg(long)]
+    pub read_only: bool,
+    /// virtio-blk: the serial number the driver reads (GET_ID, at most 20 bytes).
+    #[arg(long, default_value = "vfio-user-blk")]
+    pub serial: String,
 }
 
 /// The name `serve` takes for `sample`.
@@ -60,8 +85,12 @@ pub enum Where {
 }
 
 /// Serves `sample` at `at` until SIGTERM / SIGINT (or, for a connected `--fd`, until its
-/// client leaves).
-pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
+/// client leaves); the gpio card also serves its control socket at `control`, virtio-blk
+/// takes its options from `blk`.
+pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs) -> Result<(), String> {
+    if control.is_some() && sample != Sample::Gpio {
+        return Err("--control is for the gpio sample only".into());
+    }
     let signals = catch_termination_signals();
     let (endpoint, place) = match at {
         Where::Path(p) => (
@@ -74,23 +103,51 @@ pub fn serve(sample: Sample, at: Where) -> Result<(), String> {
         Endpoint::Listener(_) => "listening",
         Endpoint::Stream(_) => "serving one connected client",
     };
-    // Said without -v: where clients connect, and how it ends.
-    println!("vfio-user serve {}: {what} on {place} (SIGINT or SIGTERM stops it)", sample_name(sample));
+    // Said without -v, once the device is ready: where clients connect, and how it ends.
+    let say = || println!("vfio-user serve {}: {what} on {place} (SIGINT or SIGTERM stops it)", sample_name(sample));
     match sample {
         Sample::Demo => {
             let s = devices::demo_server().map_err(|e| e.to_string())?;
             log::info!("demo device {:04x}:{:04x}: {what}", devices::DEMO_VENDOR, devices::DEMO_DEVICE);
+            say();
             run(s, endpoint, signals)
         }
         Sample::Gpio => {
             let s = gpio::new_server().map_err(|e| e.to_string())?;
+            let _control = match control {
+                Some(p) => Some(Control::bind(&p, s.device().handle()).map_err(|e| format!("{}: {e}", p.display()))?),
+                None => None,
+            };
             log::info!("gpio device {:04x}:{:04x}: {what}", gpio::VENDOR_ID, gpio::DEVICE_ID);
+            say();
             run(s, endpoint, signals)
         }
         Sample::LvuServer => {
             use vfio_user_samples::server::{new_server, DEVICE_ID, VENDOR_ID};
             let s = new_server().map_err(|e| e.to_string())?;
             log::info!("libvfio-user sample server {VENDOR_ID:04x}:{DEVICE_ID:04x}: {what}");
+            say();
+            run(s, endpoint, signals)
+        }
+        Sample::VirtioBlk => {
+            use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
+            let image = blk.image.as_ref().ok_or("virtio-blk needs --image FILE")?;
+            let cfg = BlkConfig {
+                queues: blk.queues,
+                queue_size: blk.queue_size,
+                read_only: blk.read_only,
+                serial: blk.serial.clone(),
+            };
+            let dev = VirtioBlk::open(image, cfg).map_err(|e| format!("{}: {e}", image.display()))?;
+            let sectors = dev.capacity();
+            let s = vfio_user_virtio::VirtioPci::server(dev).map_err(|e| e.to_string())?;
+            log::info!(
+                "virtio-blk {}: {sectors} sectors, {} queue(s){}: {what}",
+                image.display(),
+                blk.queues,
+                if blk.read_only { ", read-only" } else { "" }
+            );
+            say();
             run(s, endpoint, signals)
         }
     }

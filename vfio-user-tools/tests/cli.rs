@@ -75,7 +75,7 @@ fn serve_demo_answers_and_exits_cleanly_on_sigterm_with_a_client_connected() {
 }
 
 #[test]
-fn serve_gpio_toggles_its_pins_and_exits_cleanly_on_sigint() {
+fn serve_gpio_holds_its_outputs_and_exits_cleanly_on_sigint() {
     let dir = tmp_dir("serve-gpio");
     let mut s = Served::start("gpio", dir.join("gpio.sock"));
     {
@@ -83,18 +83,27 @@ fn serve_gpio_toggles_its_pins_and_exits_cleanly_on_sigint() {
         let mut id = [0u8; 4];
         c.region_read(7, 0, &mut id).unwrap();
         assert_eq!(id, [0x4f, 0x49, 0xc8, 0x0d]);
-        let (mut a, mut b) = ([0u8; 2], [0u8; 2]);
-        c.region_read(2, 0, &mut a).unwrap();
-        c.region_read(2, 0, &mut b).unwrap();
-        assert_eq!(u16::from_le_bytes(a), !u16::from_le_bytes(b), "pins toggle on each read");
+        // The PCI-IDIO-16's outputs 0-7 (offset 0) and 8-15 (offset 4); inputs read 0.
+        c.region_write(2, 0, &[0xa5]).unwrap();
         c.region_write(2, 4, &[0x5a]).unwrap();
-        let mut o = [0u8; 1];
-        c.region_read(2, 4, &mut o).unwrap();
-        assert_eq!(o, [0x5a]);
+        let mut o = [0u8; 6];
+        c.region_read(2, 0, &mut o).unwrap();
+        assert_eq!(o, [0xa5, 0, 0, 0, 0x5a, 0]);
     }
     let (status, err) = s.signal(libc::SIGINT);
     assert!(status.success(), "exit status {status:?}; stderr:\n{err}");
     assert!(!s.path.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serve_control_is_for_the_gpio_card_only() {
+    let dir = tmp_dir("serve-control");
+    let (sock, ctl) = (dir.join("demo.sock"), dir.join("ctl.sock"));
+    let o = run(&["serve", "demo", "--socket-path", sock.to_str().unwrap(), "--control", ctl.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gpio sample only"));
+    assert!(!sock.exists() && !ctl.exists());
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -107,7 +116,7 @@ fn serve_lvu_server_is_libvfio_users_sample_device() {
         let mut id = [0u8; 4];
         c.region_read(7, 0, &mut id).unwrap();
         assert_eq!(id, [0xad, 0xde, 0xef, 0xbe]);
-        assert_eq!((c.region_info(0).unwrap().size, c.region_info(1).unwrap().size), (8, 0x3000));
+        assert_eq!((c.region_info(0).unwrap().size, c.region_info(1).unwrap().size), (8, 0x4000));
         c.region_write(1, 0x2000, b"bar1").unwrap();
         let mut b = [0u8; 4];
         c.region_read(1, 0x2000, &mut b).unwrap();

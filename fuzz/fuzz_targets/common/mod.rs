@@ -83,6 +83,16 @@ impl Out {
 }
 
 pub fn memfd(size: u64) -> OwnedFd {
+    let fd = rustix::fs::memfd_create("fuzz", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+        .expect("memfd_create");
+    rustix::fs::ftruncate(&fd, size).expect("ftruncate");
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).expect("F_SEAL_SHRINK");
+    fd
+}
+
+/// A memfd that may shrink (no `F_SEAL_SHRINK`): `vfio-user-dma` reaches it with
+/// pread/pwrite instead of mapping it.
+pub fn unsealed_memfd(size: u64) -> OwnedFd {
     let fd = rustix::fs::memfd_create("fuzz", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd_create");
     rustix::fs::ftruncate(&fd, size).expect("ftruncate");
     fd

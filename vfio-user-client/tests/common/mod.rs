@@ -193,8 +193,13 @@ where
 }
 
 pub fn memfd(size: u64) -> OwnedFd {
-    let fd = rustix::fs::memfd_create("vfio-user-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let fd = rustix::fs::memfd_create(
+        "vfio-user-test",
+        rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+    )
+    .unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
     fd
 }
 

@@ -25,8 +25,16 @@ pub struct Mem {
 }
 
 impl Mem {
+    /// A memfd sealed against shrinking, as a VMM passes for full speed: mmapped.
     pub fn new(size: u64) -> Mem {
-        let fd = memfd_create("vfio-user-dma-test", MemfdFlags::CLOEXEC).unwrap();
+        let m = Mem::unsealed(size);
+        rustix::fs::fcntl_add_seals(&m.file, rustix::fs::SealFlags::SHRINK).unwrap();
+        m
+    }
+
+    /// A memfd without seals: the space reaches it with pread/pwrite.
+    pub fn unsealed(size: u64) -> Mem {
+        let fd = memfd_create("vfio-user-dma-test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
         let file = File::from(fd);
         file.set_len(size).unwrap();
         let view = MmapRegion::from_file(FileOffset::new(file.try_clone().unwrap(), 0), size as usize).unwrap();

@@ -14,7 +14,7 @@ use vfio_user_server::vfio_user_dma::DmaGuard;
 use vfio_user_server::{Device, DmaHandle, DmaRegion, IrqHandle, MigState, MigrationSupport, ResetKind};
 
 use super::timer::Timer;
-use super::{BAR0_SIZE, BAR1_SIZE, DMA_CHUNK, DMA_CHUNKS, DMA_SLOTS, PRE_COPY_STREAM_SIZE, STOP_COPY_STREAM_SIZE};
+use super::{BAR0_SIZE, BAR1_USED, DMA_CHUNK, DMA_CHUNKS, DMA_SLOTS, PRE_COPY_STREAM_SIZE, STOP_COPY_STREAM_SIZE};
 
 fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
@@ -189,7 +189,7 @@ impl std::fmt::Debug for SampleServer {
 
 impl SampleServer {
     /// A device raising interrupts with `irq`, doing DMA with `dma`, with BAR1 in `bar1`
-    /// (at least [`BAR1_SIZE`] bytes). Its BAR0 time is 0 and its timer disarmed.
+    /// (at least [`BAR1_SIZE`](super::BAR1_SIZE) bytes). Its BAR0 time is 0 and its timer disarmed.
     pub fn new(irq: IrqHandle, dma: DmaHandle, bar1: Arc<OwnedFd>) -> Self {
         let inner = Arc::new(Inner {
             state: Mutex::new(State { bar0: 0, mig: MigState::Running, pos: 0, slots: vec![None; DMA_SLOTS] }),
@@ -385,8 +385,8 @@ impl Device for SampleServer {
 /// Of `len` stream bytes from position `pos` (within the stream): how many are BAR1's
 /// (from BAR1 offset `pos`), and the BAR0 offset where the rest goes.
 fn split(pos: u64, len: usize) -> (usize, usize) {
-    let in_bar1 = BAR1_SIZE.saturating_sub(pos).min(len as u64) as usize;
-    let bar0_off = (pos + in_bar1 as u64).saturating_sub(BAR1_SIZE) as usize;
+    let in_bar1 = BAR1_USED.saturating_sub(pos).min(len as u64) as usize;
+    let bar0_off = (pos + in_bar1 as u64).saturating_sub(BAR1_USED) as usize;
     (in_bar1, bar0_off)
 }
 
@@ -537,13 +537,13 @@ mod tests {
     fn save_and_load_streams_have_the_c_layout() {
         let src = new_server().unwrap();
         let d = src.device();
-        let bar1: Vec<u8> = (0..BAR1_SIZE).map(|i| (i * 7 % 251) as u8).collect();
+        let bar1: Vec<u8> = (0..BAR1_USED).map(|i| (i * 7 % 251) as u8).collect();
         d.region_write(1, 0, &bar1).unwrap();
         let t = now_secs() + 1000;
         d.region_write(0, 0, &t.to_ne_bytes()).unwrap();
         let stream = save_stream(d);
-        assert_eq!(&stream[..BAR1_SIZE as usize], &bar1[..]);
-        assert_eq!(&stream[BAR1_SIZE as usize..], &t.to_ne_bytes());
+        assert_eq!(&stream[..BAR1_USED as usize], &bar1[..]);
+        assert_eq!(&stream[BAR1_USED as usize..], &t.to_ne_bytes());
         assert!(einval(d.migration_read(&mut [0; 8]).map(drop)), "no stream in STOP");
         assert!(einval(d.migration_write(&[0; 8])), "no load outside RESUMING");
 
@@ -556,7 +556,7 @@ mod tests {
         }
         assert!(einval(e.migration_write(&[0])), "past the end of the stream");
         e.migration_transition(MigState::Resuming, MigState::Stop).unwrap();
-        let mut back = vec![0u8; BAR1_SIZE as usize];
+        let mut back = vec![0u8; BAR1_USED as usize];
         e.region_read(1, 0, &mut back).unwrap();
         assert_eq!(back, bar1);
         assert_eq!(bar0_of(e), t);

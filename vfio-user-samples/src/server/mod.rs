@@ -10,8 +10,12 @@
 //!   for that time: `t - now` whole seconds from now; a time that is now disarms the timer,
 //!   a time in the past is refused with `EINVAL` and not stored (the C sample's
 //!   `setitimer`). Reading it gives `now - t`.
-//! * **BAR1**, `0x3000` bytes of memory in a memfd, read and written by message, and
-//!   mmappable in two sparse areas, `[0, 0x1000)` and `[0x2000, 0x3000)`.
+//! * **BAR1**, 16 KiB of memory in a memfd, read and written by message, and mmappable in
+//!   two sparse areas, `[0, 0x1000)` and `[0x2000, 0x3000)`. The C sample declares
+//!   `0x3000` bytes, a size that is not a power of two: PCI has no such BAR, libvfio-user
+//!   master refuses it and QEMU aborts on it, so this BAR is the next power of two. Its
+//!   first `0x3000` bytes ([`BAR1_USED`]) are the C sample's BAR1 (what migrates); the C
+//!   sample client, which hard-codes `0x3000`, never looks further.
 //! * **When the timer fires**, the device raises INTx, then does DMA to the client's
 //!   mappings in the order the client made them (slots freed by DMA_UNMAP are reused, as
 //!   the C sample's array): to the *second*, four 1 KiB chunks of `A`, `B`, `C`, `D`
@@ -59,14 +63,16 @@ pub const SUBSYSTEM_VENDOR_ID: u16 = 0xcafe;
 pub const SUBSYSTEM_ID: u16 = 0xbabe;
 /// Size of BAR0 (a `time_t`).
 pub const BAR0_SIZE: u64 = 8;
-/// Size of BAR1.
-pub const BAR1_SIZE: u64 = 0x3000;
+/// Size of BAR1 (16 KiB, a power of two).
+pub const BAR1_SIZE: u64 = 0x4000;
+/// Bytes of BAR1 the C sample has (`0x3000`): the part that migrates.
+pub const BAR1_USED: u64 = 0x3000;
 /// BAR1's mmappable areas, `(offset, size)`.
 pub const BAR1_MMAP_AREAS: [(u64, u64); 2] = [(0, 0x1000), (0x2000, 0x1000)];
-/// Bytes of the PRE_COPY save stream: BAR1.
-pub const PRE_COPY_STREAM_SIZE: u64 = BAR1_SIZE;
-/// Bytes of the STOP_COPY save stream and of the load stream: BAR1, then BAR0.
-pub const STOP_COPY_STREAM_SIZE: u64 = BAR1_SIZE + BAR0_SIZE;
+/// Bytes of the PRE_COPY save stream: BAR1's first [`BAR1_USED`] bytes.
+pub const PRE_COPY_STREAM_SIZE: u64 = BAR1_USED;
+/// Bytes of the STOP_COPY save stream and of the load stream: BAR1's used bytes, then BAR0.
+pub const STOP_COPY_STREAM_SIZE: u64 = BAR1_USED + BAR0_SIZE;
 /// DMA mappings the device keeps track of (the C sample's array size); more are refused
 /// with `ENOSPC`.
 pub const DMA_SLOTS: usize = 96;

@@ -265,16 +265,15 @@ mod tests {
         assert_eq!(rd32(&c, &irq, 4) & 0xffff, 0);
     }
 
-    /// BARs whose regions are not powers of two decode the next power of two (at least
-    /// the kind's minimum): 8 bytes of memory size as 16, 0x3000 as 0x4000, 3 bytes of I/O
-    /// as 4.
+    /// BARs smaller than their kind's minimum decode the minimum: 8 bytes of memory size as
+    /// 16, 2 bytes of I/O as 4; the others decode their size.
     #[test]
-    fn odd_sized_bars_size_as_the_next_power_of_two() {
+    fn small_bars_size_as_their_kinds_minimum() {
         let d = DeviceDescription::builder(0xdead, 0xbeef)
             .bar(0, Bar::memory32(8))
-            .bar(1, Bar::memory32(0x3000))
-            .bar(2, Bar::memory64(0x1_0000_1000))
-            .bar(4, Bar::io(3))
+            .bar(1, Bar::memory32(0x4000))
+            .bar(2, Bar::memory64(0x2_0000_0000))
+            .bar(4, Bar::io(2))
             .build()
             .unwrap();
         let mut c = ConfigSpace::new(&d).unwrap();
@@ -283,10 +282,10 @@ mod tests {
             c.write(off, &[0xff; 4]);
         }
         assert_eq!(rd32(&c, &irq, 0x10), 0xffff_fff0, "8 bytes decode 16");
-        assert_eq!(rd32(&c, &irq, 0x14), 0xffff_c000, "0x3000 bytes decode 0x4000");
+        assert_eq!(rd32(&c, &irq, 0x14), 0xffff_c000, "0x4000 bytes");
         assert_eq!(rd32(&c, &irq, 0x18), 0x0000_0004, "64-bit, 8 GiB: low half all address bits RO");
         assert_eq!(rd32(&c, &irq, 0x1c), 0xffff_fffe);
-        assert_eq!(rd32(&c, &irq, 0x20), 0xffff_fffd, "3 bytes of I/O decode 4");
+        assert_eq!(rd32(&c, &irq, 0x20), 0xffff_fffd, "2 bytes of I/O decode 4");
         // An address is aligned to the decoded size.
         c.write(0x14, &0xfebf_3000u32.to_le_bytes());
         assert_eq!(rd32(&c, &irq, 0x14), 0xfebf_0000);

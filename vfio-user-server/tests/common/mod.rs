@@ -26,6 +26,15 @@ use vm_memory::ByteValued;
 pub const MSIX_VECTORS: u16 = 8;
 
 pub fn memfd(size: u64) -> OwnedFd {
+    let fd = rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING)
+        .unwrap();
+    rustix::fs::ftruncate(&fd, size).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
+    fd
+}
+
+/// A memfd without the shrink seal: the server reaches it with pread/pwrite.
+pub fn unsealed_memfd(size: u64) -> OwnedFd {
     let fd = rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
     fd

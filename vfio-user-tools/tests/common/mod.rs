@@ -21,18 +21,20 @@ pub struct Served {
 impl Served {
     /// Serves `sample` at `path`, logging at debug level into a pipe (read by `signal`).
     pub fn start(sample: &str, path: PathBuf) -> Served {
-        Self::spawn(sample, path, true)
+        Self::spawn(&[sample], path, true)
     }
 
     /// Serves `sample` at `path` with its output discarded (for long-running tests).
     pub fn quiet(sample: &str, path: PathBuf) -> Served {
-        Self::spawn(sample, path, false)
+        Self::spawn(&[sample], path, false)
     }
 
-    fn spawn(sample: &str, path: PathBuf, log: bool) -> Served {
+    /// Runs `vfio-user serve ARGS... --socket-path PATH` (ARGS: the device and its
+    /// options), logging at debug level into a pipe when `log`.
+    pub fn spawn(args: &[&str], path: PathBuf, log: bool) -> Served {
         let _ = std::fs::remove_file(&path);
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", sample, "--socket-path"]).arg(&path).stdout(Stdio::null());
+        cmd.arg("serve").args(args).arg("--socket-path").arg(&path).stdout(Stdio::null());
         if log {
             cmd.arg("-vv").stderr(Stdio::piped());
         } else {

@@ -1,0 +1,67 @@
+// Copyright 2026 The vfio-user-rs Authors.
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+
+//! The queue workers: one thread per queue waits on the queue's kick eventfd (signalled by
+//! the client's ioeventfd, or by the transport when a notification arrives as a
+//! REGION_WRITE), pops descriptor chains with `virtio-queue`, has the device serve them,
+//! fills the used ring and signals the queue's MSI-X eventfd directly.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rustix::event::{poll, PollFd, PollFlags};
+
+use super::Inner;
+use crate::device::VirtioDevice;
+use crate::queue::serve_queue;
+
+/// Signals an eventfd (a full counter means a wake-up is pending anyway).
+pub(crate) fn kick(fd: &OwnedFd) {
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+/// Empties an eventfd's counter (it is non-blocking).
+fn drain(fd: &OwnedFd) {
+    let mut b = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut b);
+}
+
+/// The body of queue `q`'s thread: serve kicks until the transport stops.
+pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
+    let kick_fd = Arc::clone(&inner.kicks[usize::from(q)]);
+    loop {
+        let mut fds = [PollFd::new(&*kick_fd, PollFlags::IN), PollFd::new(&inner.stop, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                log::error!("virtio queue {q}: poll: {e}");
+                return;
+            }
+        }
+        if !fds[1].revents().is_empty() {
+            return;
+        }
+        if !fds[0].revents().is_empty() {
+            drain(&kick_fd);
+            process(&inner, q);
+        }
+    }
+}
+
+/// Serves every available request of queue `q`, then signals the driver if it wants it.
+pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
+    if !inner.running() {
+        return;
+    }
+    let mut slot = inner.lock_queue(q);
+    let Some(queue) = slot.as_mut() else { return };
+    let out = serve_queue(&inner.device, q, queue, inner.dma.space(), || inner.running());
+    inner.stats[usize::from(q)].fetch_add(out.completed, Ordering::Relaxed);
+    if out.broken {
+        inner.needs_reset();
+    } else if out.notify {
+        inner.interrupt(q);
+    }
+}
