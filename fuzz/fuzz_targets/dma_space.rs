@@ -437,7 +437,8 @@ fuzz_target!(|data: &[u8]| {
             10 => {
                 let pick = inp.u8();
                 let cut = u64::from(inp.u16()) % (5 * PAGE);
-                let Some((&iova, map)) = m.maps.iter_mut().nth(usize::from(pick) % (m.maps.len() + 1)) else {
+                let n = m.maps.len();
+                let Some((&iova, map)) = m.maps.iter_mut().nth(usize::from(pick) % (n + 1)) else {
                     continue;
                 };
                 let Some((file, off, flen)) = map.file.as_mut() else { continue };

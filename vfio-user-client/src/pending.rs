@@ -304,7 +304,7 @@ mod tests {
     fn reply(id: u16, error: bool) -> Message {
         let c = Header { msg_id: id, ..Header::command(id, Command::DeviceReset, 0) };
         let header = if error { c.error_reply(libc::EIO) } else { c.reply(0) };
-        Message { header, payload: Vec::new(), fds: Vec::new() }
+        Message { header, payload: Vec::new(), fds: Vec::new(), damage: None }
     }
 
     #[test]

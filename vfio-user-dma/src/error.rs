@@ -26,6 +26,11 @@ pub enum Error {
     /// The configured maximum number of mappings is reached (`ENOSPC`).
     #[error("too many DMA mappings (limit {0})")]
     TooManyMappings(usize),
+    /// The mapping would keep its fd open (file I/O) while the configured number of such
+    /// mappings already exist ([`DmaSpace::set_max_open_fds`](crate::DmaSpace::set_max_open_fds))
+    /// (`ENOSPC`, as for [`Error::TooManyMappings`]: no room for this mapping).
+    #[error("too many DMA mappings holding an open fd (limit {0})")]
+    TooManyOpenFds(usize),
     /// No mapping matches `iova`/`size` exactly, as DMA_UNMAP requires (`ENOENT`).
     #[error("no DMA mapping is exactly [{iova:#x}, +{size:#x})")]
     NoSuchMapping {
@@ -109,7 +114,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) | Error::LoggingNotActive => libc::EINVAL,
             Error::Overlap { .. } => libc::EEXIST,
-            Error::TooManyMappings(_) => libc::ENOSPC,
+            Error::TooManyMappings(_) | Error::TooManyOpenFds(_) => libc::ENOSPC,
             Error::NoSuchMapping { .. } => libc::ENOENT,
             Error::Unmapped { .. } | Error::BackingShrunk { .. } => libc::EFAULT,
             Error::PermissionDenied { .. } => libc::EACCES,
@@ -142,6 +147,7 @@ mod tests {
             (Error::InvalidArgument("x"), libc::EINVAL),
             (Error::Overlap { iova: 0, size: 1 }, libc::EEXIST),
             (Error::TooManyMappings(3), libc::ENOSPC),
+            (Error::TooManyOpenFds(3), libc::ENOSPC),
             (Error::NoSuchMapping { iova: 0, size: 1 }, libc::ENOENT),
             (Error::Unmapped { iova: 0 }, libc::EFAULT),
             (Error::BackingShrunk { iova: 0 }, libc::EFAULT),

@@ -134,6 +134,20 @@ impl Region {
         Ok(Region { iova, size, prot, backing })
     }
 
+    /// Whether mapping `req` (which has an fd) would keep it open: the `FILE_IO` flag, or
+    /// an fd not sealed against shrinking.
+    pub(crate) fn keeps_fd(req: &MapRequest) -> bool {
+        match &req.fd {
+            Some(fd) => req.file_io || !sealed_against_shrinking(fd),
+            None => false,
+        }
+    }
+
+    /// Whether this mapping holds an open fd.
+    pub(crate) fn keeps_open_fd(&self) -> bool {
+        matches!(self.backing, Backing::FileIo { .. })
+    }
+
     /// One past the last address (no overflow: checked at map time).
     pub(crate) fn end(&self) -> u64 {
         self.iova + self.size
@@ -250,7 +264,7 @@ impl Region {
 /// `MFD_ALLOW_SEALING` and sealed so; QEMU's `memory-backend-memfd` does it by default).
 /// Seals cannot be removed, so such a file never gets shorter. Files that cannot carry
 /// seals (`EINVAL`) are not sealed.
-fn sealed_against_shrinking(file: &File) -> bool {
+fn sealed_against_shrinking(file: impl std::os::fd::AsFd) -> bool {
     rustix::fs::fcntl_get_seals(file).is_ok_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
 }
 

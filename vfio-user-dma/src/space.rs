@@ -4,6 +4,7 @@
 //! snapshot device threads read.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     tree: Tree<Arc<Region>>,
     /// Mappings of `tree` in the vm-memory view (`Region::view`).
     view_regions: usize,
+    /// Mappings that keep their fd open (file I/O).
+    open_fds: usize,
     pub(crate) logging: Option<LogState>,
 }
 
@@ -85,6 +88,8 @@ pub struct DmaSpace {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) inner: Mutex<Inner>,
     pub(crate) transport: RwLock<Option<Arc<dyn DmaTransport>>>,
+    /// Most mappings that may keep an fd open ([`DmaSpace::set_max_open_fds`]).
+    max_open_fds: AtomicUsize,
 }
 
 impl Default for DmaSpace {
@@ -108,8 +113,15 @@ impl DmaSpace {
         DmaSpace {
             config,
             snapshot: ArcSwap::from_pointee(DmaMemory::default()),
-            inner: Mutex::new(Inner { map: BTreeMap::new(), tree: Tree::default(), view_regions: 0, logging: None }),
+            inner: Mutex::new(Inner {
+                map: BTreeMap::new(),
+                tree: Tree::default(),
+                view_regions: 0,
+                open_fds: 0,
+                logging: None,
+            }),
             transport: RwLock::new(None),
+            max_open_fds: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -132,6 +144,26 @@ impl DmaSpace {
 
     pub(crate) fn transport(&self) -> Option<Arc<dyn DmaTransport>> {
         self.transport.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Bounds how many mappings may keep their fd open (file-I/O mappings: the `FILE_IO`
+    /// flag, or an fd not sealed against shrinking); mmapped mappings close theirs and do
+    /// not count. A server derives it from `RLIMIT_NOFILE`, so that its descriptor table
+    /// never fills up (the kernel would then drop descriptors the client sends). A map over
+    /// it fails with `ENOSPC` ([`Error::TooManyOpenFds`]). Unbounded by default; lowering it
+    /// below the current count refuses new ones only.
+    pub fn set_max_open_fds(&self, max: usize) {
+        self.max_open_fds.store(max, Ordering::Relaxed);
+    }
+
+    /// The bound set with [`set_max_open_fds`](Self::set_max_open_fds).
+    pub fn max_open_fds(&self) -> usize {
+        self.max_open_fds.load(Ordering::Relaxed)
+    }
+
+    /// Mappings that keep an fd open.
+    pub fn open_fds(&self) -> usize {
+        self.lock().open_fds
     }
 
     /// Number of mappings.
@@ -173,7 +205,8 @@ impl DmaSpace {
     /// no write permission, `file_io` without fd, or an fd smaller than
     /// `file_offset + size` (regular files and memfds; with `file_io`, a file
     /// of size 0, as procfs reports, counts as unsized); `ENOSPC` when
-    /// `max_maps` mappings exist; `EEXIST` on overlap with a mapping; the
+    /// `max_maps` mappings exist, or the mapping would keep an fd open beyond
+    /// [`max_open_fds`](Self::set_max_open_fds); `EEXIST` on overlap with a mapping; the
     /// errno of `mmap` otherwise. On error the fd is closed.
     ///
     /// An fd sealed with `F_SEAL_SHRINK` is mmapped and closed at once; any other fd
@@ -204,12 +237,17 @@ impl DmaSpace {
             }
         }
         let iova = req.iova;
+        let max_fds = self.max_open_fds();
+        if req.fd.is_some() && inner.open_fds >= max_fds && Region::keeps_fd(&req) {
+            return Err(Error::TooManyOpenFds(max_fds));
+        }
         let region = Region::new(req)?;
         if let Some(log) = inner.logging.as_mut() {
             log.track_new_region(&region, self.config.max_bitmap_bytes)?;
         }
         let region = Arc::new(region);
         inner.view_regions += usize::from(region.view().is_some());
+        inner.open_fds += usize::from(region.keeps_open_fd());
         inner.map.insert(iova, Arc::clone(&region));
         inner.tree = inner.tree.insert(iova, region);
         self.publish(&inner);
@@ -235,6 +273,7 @@ impl DmaSpace {
             inner.tree = t;
         }
         inner.view_regions -= usize::from(region.view().is_some());
+        inner.open_fds -= usize::from(region.keeps_open_fd());
         self.publish(inner);
         Ok(region)
     }
@@ -266,6 +305,7 @@ impl DmaSpace {
             }
             inner.tree = Tree::default();
             inner.view_regions = 0;
+            inner.open_fds = 0;
             self.publish(&inner);
             regions
         };

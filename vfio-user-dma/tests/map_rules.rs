@@ -177,3 +177,28 @@ fn many_maps_lookup() {
     }
     assert!(s.is_empty());
 }
+
+/// The open-fd budget bounds file-I/O mappings only (ENOSPC past it); mmapped mappings,
+/// which close their fd, are not counted.
+#[test]
+fn open_fd_budget_counts_only_mappings_that_keep_their_fd() {
+    let mem = Mem::new(64 * PAGE);
+    let loose = Mem::unsealed(64 * PAGE);
+    let s = DmaSpace::default();
+    s.set_max_open_fds(2);
+    s.map(req(&loose, 0, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&mem, PAGE, PAGE, 0, Prot::READ_WRITE) }).unwrap();
+    assert_eq!(s.open_fds(), 2);
+    let e = s.map(req(&loose, 2 * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+    let e = s.map(MapRequest { file_io: true, ..req(&mem, 2 * PAGE, PAGE, 0, Prot::READ_WRITE) }).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOSPC, "{e}");
+    for i in 2..20 {
+        s.map(req(&mem, i * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    }
+    assert_eq!(s.open_fds(), 2);
+    s.unmap(0, PAGE).unwrap();
+    s.map(req(&loose, 30 * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.unmap_all().unwrap();
+    assert_eq!(s.open_fds(), 0);
+}

@@ -26,7 +26,9 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::net::{
@@ -35,7 +37,7 @@ use rustix::net::{
 };
 use vm_memory::ByteValued;
 
-use crate::error::FrameError;
+use crate::error::{Damage, FrameError};
 use crate::header::{Header, HEADER_SIZE};
 use crate::version::SCM_MAX_FD;
 
@@ -71,6 +73,10 @@ pub struct Message {
     pub payload: Vec<u8>,
     /// The descriptors that came with the message.
     pub fds: Vec<OwnedFd>,
+    /// Set when the message arrived whole but damaged (descriptors lost, or a payload over
+    /// the limit that was discarded): answer it with an error, do not decode it. Only a
+    /// receiver with [`Receiver::set_deliver_damaged`] returns such messages.
+    pub damage: Option<Damage>,
 }
 
 impl Message {
@@ -89,6 +95,8 @@ impl Message {
 pub struct Sender {
     sock: Arc<UnixStream>,
     lock: Mutex<()>,
+    /// [`Sender::set_send_timeout`] in nanoseconds, 0 for none.
+    timeout: AtomicU64,
 }
 
 impl Sender {
@@ -113,10 +121,32 @@ impl Sender {
         self.lock().send_batch(msgs)
     }
 
+    /// Bounds how long a send waits for the peer to make room (it does not read): a send
+    /// that makes no progress for `timeout` fails with `ETIMEDOUT` ([`FrameError::Io`]),
+    /// having perhaps sent part of a message (the connection must then be closed). Sets the
+    /// socket's `SO_SNDTIMEO` too, so that a blocking socket's `sendmsg` returns. `None`
+    /// (the default) waits as long as it takes.
+    pub fn set_send_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let nanos = timeout.map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1));
+        self.timeout.store(nanos, Ordering::Relaxed);
+        self.sock.set_write_timeout(timeout.filter(|t| !t.is_zero()))
+    }
+
+    fn send_timeout(&self) -> Option<Duration> {
+        match self.timeout.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
     /// Takes the lock that keeps senders from interleaving, for several sends in a row, or
     /// to combine other threads' messages while holding it.
     pub fn lock(&self) -> SendGuard<'_> {
-        SendGuard { sock: &self.sock, _guard: self.lock.lock().unwrap_or_else(|e| e.into_inner()) }
+        SendGuard {
+            sock: &self.sock,
+            timeout: self.send_timeout(),
+            _guard: self.lock.lock().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
     /// [`lock`](Self::lock) if no other thread holds it.
@@ -126,7 +156,7 @@ impl Sender {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        Some(SendGuard { sock: &self.sock, _guard: guard })
+        Some(SendGuard { sock: &self.sock, timeout: self.send_timeout(), _guard: guard })
     }
 
     /// The socket's descriptor.
@@ -145,10 +175,26 @@ impl Sender {
 #[derive(Debug)]
 pub struct SendGuard<'a> {
     sock: &'a UnixStream,
+    /// [`Sender::set_send_timeout`].
+    timeout: Option<Duration>,
     _guard: std::sync::MutexGuard<'a, ()>,
 }
 
 impl SendGuard<'_> {
+    /// Waits until the socket takes more data, up to the send timeout (`ETIMEDOUT` past it).
+    fn wait_writable(&self) -> Result<(), FrameError> {
+        let Some(t) = self.timeout else {
+            return wait_for(self.sock.as_fd(), PollFlags::OUT, None);
+        };
+        let mut fds = [PollFd::new(&self.sock, PollFlags::OUT)];
+        let ts = rustix::event::Timespec { tv_sec: t.as_secs() as _, tv_nsec: t.subsec_nanos() as _ };
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) => Err(FrameError::Io(io::Error::from_raw_os_error(libc::ETIMEDOUT))),
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(FrameError::Io(e.into())),
+        }
+    }
+
     /// [`Sender::send`].
     pub fn send(&self, mut header: Header, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
         // Refusals carry a real errno (an `ErrorKind`-only error reported EIO).
@@ -191,7 +237,7 @@ impl SendGuard<'_> {
                     IoSlice::advance_slices(&mut iov, n);
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT, None)?,
+                Err(rustix::io::Errno::AGAIN) => self.wait_writable()?,
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
@@ -205,7 +251,7 @@ impl SendGuard<'_> {
             match rustix::net::send(self.sock.as_fd(), rest, SendFlags::NOSIGNAL) {
                 Ok(n) => rest = &rest[n.min(rest.len())..],
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT, None)?,
+                Err(rustix::io::Errno::AGAIN) => self.wait_writable()?,
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
@@ -240,7 +286,7 @@ impl SendGuard<'_> {
                     IoSlice::advance_slices(&mut iov, n);
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => wait_for(self.sock.as_fd(), PollFlags::OUT, None)?,
+                Err(rustix::io::Errno::AGAIN) => self.wait_writable()?,
                 Err(e) => return Err(FrameError::Io(e.into())),
             }
         }
@@ -265,6 +311,27 @@ pub struct Receiver {
     large: Option<Large>,
     /// A payload given back with [`Receiver::recycle`], for the next large message.
     spare: Vec<u8>,
+    /// Deliver damaged messages ([`Damage`]) instead of failing.
+    deliver_damaged: bool,
+    /// Stream offsets (last byte) of the `recvmsg`s whose descriptors were truncated.
+    truncated: VecDeque<u64>,
+    /// An oversized message whose payload is being discarded.
+    drain: Option<Drain>,
+    /// Longest wait for more of a message that has begun ([`Receiver::set_stall_timeout`]).
+    stall: Option<Duration>,
+    /// No wait for a new message past this ([`Receiver::set_idle_deadline`]).
+    idle_deadline: Option<Instant>,
+}
+
+/// An oversized message being read and discarded ([`Receiver::set_deliver_damaged`]).
+#[derive(Debug)]
+struct Drain {
+    header: Header,
+    /// Payload bytes still to discard.
+    left: u64,
+    /// Stream offset just past the message.
+    end: u64,
+    max: usize,
 }
 
 /// A message whose header has arrived and whose payload is received into a buffer of its
@@ -282,6 +349,36 @@ impl Receiver {
     /// Bounds `msg_size`; a larger message is a framing error ([`FrameError::Oversize`]).
     pub fn set_max_msg_size(&mut self, max: usize) {
         self.max_msg_size = max.max(HEADER_SIZE);
+    }
+
+    /// With `on`, a message that can be received whole but not as asked is returned with
+    /// [`Message::damage`] set instead of failing the connection: one whose descriptors the
+    /// kernel truncated (`MSG_CTRUNC`: this process's descriptor table is full; those that
+    /// arrived are closed) and one over [`max_msg_size`](Self::max_msg_size), whose payload
+    /// is read and discarded without being stored. The stream stays in sync, so a server
+    /// can answer with an error reply and go on. Off by default: both are framing errors.
+    /// The paths that receive into the caller's buffers (`recv_into`, ...) still fail on
+    /// truncated descriptors.
+    pub fn set_deliver_damaged(&mut self, on: bool) {
+        self.deliver_damaged = on;
+    }
+
+    /// Bounds every wait for more of a message that has begun to arrive (its header, or the
+    /// rest of its payload): when no byte arrives for `stall`, the blocking receives
+    /// ([`recv`](Self::recv), [`peek_header`](Self::peek_header), `recv_into`, ...) fail
+    /// with `ETIMEDOUT` ([`FrameError::Io`]) and the connection must be closed. The time
+    /// between messages is not bounded by it (see [`set_idle_deadline`](Self::set_idle_deadline)).
+    /// `None` (the default) waits as long as it takes.
+    pub fn set_stall_timeout(&mut self, stall: Option<Duration>) {
+        self.stall = stall;
+    }
+
+    /// Bounds the wait for the first byte of the next message: past `deadline`, the
+    /// blocking receives fail with `ETIMEDOUT` ([`FrameError::Io`]); nothing is consumed,
+    /// but a server then closes the connection (a handshake that never comes, a reply never
+    /// sent). `None` (the default) waits as long as it takes.
+    pub fn set_idle_deadline(&mut self, deadline: Option<Instant>) {
+        self.idle_deadline = deadline;
     }
 
     /// The current bound on `msg_size`.
@@ -302,6 +399,9 @@ impl Receiver {
 
     /// Whether a whole message is already buffered (a poll on the fd would not show it).
     pub fn has_buffered_message(&self) -> bool {
+        if let Some(d) = &self.drain {
+            return d.left == 0;
+        }
         if let Some(l) = &self.large {
             return l.filled == l.payload.len();
         }
@@ -351,13 +451,16 @@ impl Receiver {
         if let Some(l) = &self.large {
             return Ok(Some(l.header));
         }
+        if let Some(d) = &self.drain {
+            return Ok(Some(d.header));
+        }
         let Some(header) = crate::wire::read_at::<Header>(&self.buf[self.start..self.end], 0) else {
             return Ok(None);
         };
         if (header.msg_size as usize) < HEADER_SIZE {
             return Err(FrameError::Undersize(header.msg_size));
         }
-        if header.msg_size as usize > self.max_msg_size {
+        if header.msg_size as usize > self.max_msg_size && !self.deliver_damaged {
             return Err(FrameError::Oversize { size: header.msg_size, max: self.max_msg_size });
         }
         Ok(Some(header))
@@ -366,10 +469,15 @@ impl Receiver {
     /// Takes one buffered message, if a whole one is there.
     fn take(&mut self) -> Result<Option<Message>, FrameError> {
         if let Some(l) = self.large.take_if(|l| l.filled == l.payload.len()) {
-            let fds = self.take_fds(l.end);
-            return Ok(Some(Message { header: l.header, payload: l.payload, fds }));
+            let (fds, damage) = self.take_fds(l.end);
+            return Ok(Some(Message { header: l.header, payload: l.payload, fds, damage }));
         }
-        if self.large.is_some() {
+        if let Some(d) = self.drain.take_if(|d| d.left == 0) {
+            let (fds, _) = self.take_fds(d.end);
+            let damage = Some(Damage::Oversize { size: d.header.msg_size, max: d.max });
+            return Ok(Some(Message { header: d.header, payload: Vec::new(), fds, damage }));
+        }
+        if self.large.is_some() || self.drain.is_some() {
             return Ok(None);
         }
         let Some(header) = self.buffered_header()? else {
@@ -377,6 +485,16 @@ impl Receiver {
         };
         let size = header.msg_size as usize;
         let avail = self.end - self.start;
+        if size > self.max_msg_size {
+            // Only with deliver_damaged (buffered_header refused it otherwise): discard the
+            // payload, what is buffered now and the rest as it arrives, never storing it.
+            let n = avail.min(size);
+            let end = self.consumed + size as u64;
+            self.consume(n);
+            let left = (size - n) as u64;
+            self.drain = Some(Drain { header, left, end, max: self.max_msg_size });
+            return self.take();
+        }
         if avail < size {
             if size - HEADER_SIZE >= DIRECT_PAYLOAD {
                 // The rest goes straight into the payload (bounded by max_msg_size above).
@@ -405,9 +523,9 @@ impl Receiver {
             return Ok(None);
         }
         let payload = self.buf[self.start + HEADER_SIZE..self.start + size].to_vec();
-        let fds = self.take_fds(self.consumed + size as u64);
+        let (fds, damage) = self.take_fds(self.consumed + size as u64);
         self.consume(size);
-        Ok(Some(Message { header, payload, fds }))
+        Ok(Some(Message { header, payload, fds, damage }))
     }
 
     /// Gives back the payload of a message received earlier, once done with it: the next
@@ -420,6 +538,13 @@ impl Receiver {
         }
     }
 
+    /// Whether `header` (the next message's) is over the limit: only seen with
+    /// [`set_deliver_damaged`](Self::set_deliver_damaged), and then only [`recv`](Self::recv)
+    /// and its kin take the message (discarding its payload).
+    fn oversized(&self, header: &Header) -> bool {
+        self.drain.is_some() || header.msg_size as usize > self.max_msg_size
+    }
+
     /// Drops `n` bytes from the front of the buffer.
     fn consume(&mut self, n: usize) {
         self.consumed += n as u64;
@@ -430,8 +555,9 @@ impl Receiver {
         }
     }
 
-    /// The descriptors received with the bytes before stream offset `msg_end`.
-    fn take_fds(&mut self, msg_end: u64) -> Vec<OwnedFd> {
+    /// The descriptors received with the bytes before stream offset `msg_end`, and
+    /// [`Damage::FdsTruncated`] if the kernel truncated some of them.
+    fn take_fds(&mut self, msg_end: u64) -> (Vec<OwnedFd>, Option<Damage>) {
         let mut fds = Vec::new();
         while self.fds.front().is_some_and(|(tag, _)| *tag < msg_end) {
             if let Some((_, batch)) = self.fds.pop_front() {
@@ -439,7 +565,21 @@ impl Receiver {
                 fds.extend(batch);
             }
         }
-        fds
+        let mut damage = None;
+        while self.truncated.front().is_some_and(|tag| *tag < msg_end) {
+            self.truncated.pop_front();
+            damage = Some(Damage::FdsTruncated);
+        }
+        (fds, damage)
+    }
+
+    /// [`take_fds`](Self::take_fds) for the paths that receive into the caller's buffers:
+    /// truncated descriptors fail them.
+    fn take_fds_whole(&mut self, msg_end: u64) -> Result<Vec<OwnedFd>, FrameError> {
+        match self.take_fds(msg_end) {
+            (fds, None) => Ok(fds),
+            (_, Some(_)) => Err(FrameError::FdsTruncated),
+        }
     }
 
     /// Waits until the next message's header has arrived and returns it, consuming nothing:
@@ -467,7 +607,7 @@ impl Receiver {
     pub fn recv_into(&mut self, prefix: &mut [u8], body: &mut [u8]) -> Result<(Header, Vec<OwnedFd>), FrameError> {
         let header = self.peek_header()?;
         let total = prefix.len() + body.len();
-        if header.msg_size as usize != HEADER_SIZE.saturating_add(total) {
+        if header.msg_size as usize != HEADER_SIZE.saturating_add(total) || self.oversized(&header) {
             return Err(FrameError::Io(io::Error::from_raw_os_error(libc::EINVAL)));
         }
         // What has arrived: the payload so far, and the stream offset past the message.
@@ -488,13 +628,13 @@ impl Receiver {
         while filled < total {
             let (p, b) = (prefix.len().min(filled), filled.saturating_sub(prefix.len()));
             let mut iov = [IoSliceMut::new(&mut prefix[p..]), IoSliceMut::new(&mut body[b..])];
-            let n = self.recv_some(&mut iov, Fill::Blocking)?;
+            let n = self.recv_some(&mut iov, Fill::Within)?;
             if n == 0 {
                 return Err(FrameError::EofMidMessage { got: HEADER_SIZE + filled, need: HEADER_SIZE + total });
             }
             filled += n;
         }
-        Ok((header, self.take_fds(msg_end)))
+        Ok((header, self.take_fds_whole(msg_end)?))
     }
 
     /// Receives the next message, blocking, with its payload past the first `prefix` bytes
@@ -511,7 +651,7 @@ impl Receiver {
     ) -> Result<Option<(Header, Vec<OwnedFd>)>, FrameError> {
         let header = self.peek_header()?;
         let size = header.msg_size as usize;
-        let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix) else {
+        let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix).filter(|_| !self.oversized(&header)) else {
             return Ok(None);
         };
         // Wait until the prefix has arrived (the size bound was checked by peek_header).
@@ -540,13 +680,13 @@ impl Receiver {
             }
         };
         while filled < rest {
-            let n = self.recv_some(&mut [IoSliceMut::new(&mut dst[filled..])], Fill::Blocking)?;
+            let n = self.recv_some(&mut [IoSliceMut::new(&mut dst[filled..])], Fill::Within)?;
             if n == 0 {
                 return Err(FrameError::EofMidMessage { got: size - rest + filled, need: size });
             }
             filled += n;
         }
-        Ok(Some((header, self.take_fds(msg_end))))
+        Ok(Some((header, self.take_fds_whole(msg_end)?)))
     }
 
     fn compact(&mut self) {
@@ -558,6 +698,26 @@ impl Receiver {
     }
 
     fn fill(&mut self, mode: Fill) -> Result<(), FrameError> {
+        // A message has begun: the wait for its rest is a stall, not idle time.
+        let begun = self.large.is_some() || self.drain.is_some() || self.end > self.start;
+        let mode = if mode == Fill::Blocking && begun { Fill::Within } else { mode };
+        if let Some(mut d) = self.drain.take() {
+            // Into the (empty) buffer, never past the message, and dropped at once.
+            let want = usize::try_from(d.left).unwrap_or(usize::MAX).min(self.buf.len());
+            let mut buf = std::mem::take(&mut self.buf);
+            let r = self.recv_some(&mut [IoSliceMut::new(&mut buf[..want])], mode);
+            self.buf = buf;
+            let got = d.header.msg_size as u64 - d.left;
+            let need = d.header.msg_size as usize;
+            if let Ok(n) = r {
+                d.left -= n as u64;
+            }
+            self.drain = Some(d);
+            return match r? {
+                0 => Err(FrameError::EofMidMessage { got: got as usize, need }),
+                _ => Ok(()),
+            };
+        }
         if let Some(mut l) = self.large.take() {
             // Straight into the large message's payload, never past its end.
             let mut iov = [IoSliceMut::new(&mut l.payload[l.filled..])];
@@ -598,10 +758,16 @@ impl Receiver {
     /// bytes as consumed and tagging the descriptors that came with them.
     fn recv_some(&mut self, iov: &mut [IoSliceMut<'_>], mode: Fill) -> Result<usize, FrameError> {
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+        // A bounded wait polls (with the time left) rather than block in recvmsg.
+        let deadline = match mode {
+            Fill::Blocking => self.idle_deadline,
+            Fill::Within => self.stall.and_then(|s| Instant::now().checked_add(s)),
+            Fill::NonBlocking | Fill::Timed => None,
+        };
         loop {
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut flags = RecvFlags::CMSG_CLOEXEC;
-            if mode == Fill::NonBlocking {
+            if mode == Fill::NonBlocking || deadline.is_some() {
                 flags |= RecvFlags::DONTWAIT;
             }
             match recvmsg(self.sock.as_fd(), iov, &mut control, flags) {
@@ -613,14 +779,16 @@ impl Receiver {
                         }
                     }
                     if r.flags.contains(ReturnFlags::CTRUNC) {
-                        return Err(FrameError::FdsTruncated);
+                        drop(batch);
+                        self.truncated_fds(r.bytes)?;
+                    } else {
+                        self.received(r.bytes, batch)?;
                     }
-                    self.received(r.bytes, batch)?;
                     return Ok(r.bytes);
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) if mode == Fill::Blocking => {
-                    wait_for(self.sock.as_fd(), PollFlags::IN, None)?
+                Err(rustix::io::Errno::AGAIN) if matches!(mode, Fill::Blocking | Fill::Within) => {
+                    wait_ready(self.sock.as_fd(), PollFlags::IN, deadline)?
                 }
                 Err(rustix::io::Errno::AGAIN) => return Err(FrameError::WouldBlock),
                 Err(e) => return Err(FrameError::Io(e.into())),
@@ -640,6 +808,21 @@ impl Receiver {
             // Offset of the last byte received, counting the buffered ones.
             let last = self.consumed + (self.end - self.start) as u64 - 1;
             self.fds.push_back((last, batch));
+        }
+        Ok(())
+    }
+
+    /// A `recvmsg` of `bytes` whose descriptors the kernel truncated (those that arrived
+    /// are already closed): a framing error, or, with
+    /// [`set_deliver_damaged`](Self::set_deliver_damaged), a mark on the message that
+    /// holds its last byte.
+    fn truncated_fds(&mut self, bytes: usize) -> Result<(), FrameError> {
+        if !self.deliver_damaged {
+            return Err(FrameError::FdsTruncated);
+        }
+        self.received(bytes, Vec::new())?;
+        if bytes > 0 {
+            self.truncated.push_back(self.consumed + (self.end - self.start) as u64 - 1);
         }
         Ok(())
     }
@@ -693,8 +876,10 @@ fn scatter(src: &[u8], prefix: &mut [u8], body: &mut [u8]) {
 /// How [`Receiver::fill`] waits for data.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fill {
-    /// Until data arrives.
+    /// Until data arrives (between messages: up to the idle deadline, if any).
     Blocking,
+    /// Until more of a message that has begun arrives, up to the stall timeout, if any.
+    Within,
     /// Not at all (`MSG_DONTWAIT`).
     NonBlocking,
     /// In `recvmsg`, up to the socket's receive timeout.
@@ -712,6 +897,19 @@ fn wait_for(fd: BorrowedFd<'_>, what: PollFlags, timeout: Option<std::time::Dura
     }
 }
 
+/// Waits (`poll`) until `fd` is ready for `what`; past `deadline` (if any) fails with
+/// `ETIMEDOUT`. A signal ends the wait early; the caller looks again either way.
+fn wait_ready(fd: BorrowedFd<'_>, what: PollFlags, deadline: Option<Instant>) -> Result<(), FrameError> {
+    let left = match deadline {
+        None => None,
+        Some(d) => match d.checked_duration_since(Instant::now()).filter(|l| !l.is_zero()) {
+            Some(l) => Some(l),
+            None => return Err(FrameError::Io(io::Error::from_raw_os_error(libc::ETIMEDOUT))),
+        },
+    };
+    wait_for(fd, what, left)
+}
+
 /// Both halves of a connection over one UNIX stream socket.
 #[derive(Debug)]
 pub struct Connection {
@@ -727,7 +925,7 @@ impl Connection {
     pub fn new(sock: UnixStream) -> Self {
         let sock = Arc::new(sock);
         Connection {
-            sender: Sender { sock: sock.clone(), lock: Mutex::new(()) },
+            sender: Sender { sock: sock.clone(), lock: Mutex::new(()), timeout: AtomicU64::new(0) },
             receiver: Receiver {
                 sock,
                 buf: vec![0; INITIAL_BUFFER],
@@ -739,6 +937,11 @@ impl Connection {
                 max_msg_size: DEFAULT_MAX_MSG_SIZE,
                 large: None,
                 spare: Vec::new(),
+                deliver_damaged: false,
+                truncated: VecDeque::new(),
+                drain: None,
+                stall: None,
+                idle_deadline: None,
             },
         }
     }

@@ -101,6 +101,39 @@ impl DecodeError {
     }
 }
 
+/// What went wrong with a message that was nevertheless received whole, so that the stream
+/// is still in sync: the receiver answers it with an error reply ([`Damage::errno`]) instead
+/// of closing the connection. Delivered only by a receiver that asks for it
+/// ([`Receiver::set_deliver_damaged`](crate::connection::Receiver::set_deliver_damaged)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Damage {
+    /// The kernel could not pass every file descriptor (`MSG_CTRUNC`): this process's
+    /// descriptor table is full (`RLIMIT_NOFILE`). Those that did arrive were closed.
+    #[error("file descriptors of the message were lost (descriptor table full)")]
+    FdsTruncated,
+    /// `msg_size` exceeds the receiver's limit; the payload was read and discarded.
+    #[error("msg_size {size} exceeds the limit of {max} bytes; payload discarded")]
+    Oversize {
+        /// The size announced.
+        size: u32,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl Damage {
+    /// The errno for the error reply: `EMFILE` for lost descriptors (the receiving
+    /// process has too many open files; the sender's own fds were fine), `E2BIG` for an
+    /// oversized message (as for a count over `max_data_xfer_size`).
+    pub fn errno(&self) -> i32 {
+        match self {
+            Damage::FdsTruncated => libc::EMFILE,
+            Damage::Oversize { .. } => libc::E2BIG,
+        }
+    }
+}
+
 /// A failure to receive or send a whole message. Every receive-side variant except
 /// [`FrameError::WouldBlock`] leaves the stream unusable: the connection must be closed.
 #[derive(Debug, thiserror::Error)]

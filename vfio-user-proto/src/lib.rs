@@ -64,7 +64,7 @@ pub mod wire;
 pub use array::WireArray;
 pub use command::{Command, CommandError};
 pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf, VolatileBufMut};
-pub use error::{DecodeError, FrameError};
+pub use error::{Damage, DecodeError, FrameError};
 pub use header::{Header, MsgType, HEADER_SIZE};
 pub use migration::MigState;
 pub use region_caps::{build_region_info, parse_region_caps, RegionCap};

@@ -399,3 +399,34 @@ fn eight_concurrent_senders_never_interleave() {
         t.join().unwrap();
     }
 }
+
+/// With `set_deliver_damaged`, a message over the limit is read and discarded (never
+/// stored), returned with `Damage::Oversize` and its descriptors, and the next message is
+/// received intact: small and large oversized payloads, arriving whole or in pieces.
+#[test]
+fn oversized_messages_are_drained_when_damaged_ones_are_delivered() {
+    use vfio_user_proto::Damage;
+    let (a, mut b) = pair();
+    b.receiver.set_max_msg_size(1000);
+    b.receiver.set_deliver_damaged(true);
+    let e = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+    let writer = std::thread::spawn(move || {
+        for (id, len) in [(1u16, 985usize), (2, 5000), (3, 300_000)] {
+            let body = vec![id as u8; len];
+            a.send(Header::command(id, Command::RegionWrite, 0), &[&body], &[e.as_fd()]).unwrap();
+            a.send(Header::command(id + 100, Command::DeviceReset, 0), &[&[7]], &[]).unwrap();
+        }
+        a
+    });
+    for (id, len) in [(1u16, 985usize), (2, 5000), (3, 300_000)] {
+        let m = b.recv().unwrap();
+        assert_eq!(m.header.msg_id, id);
+        assert_eq!(m.damage, Some(Damage::Oversize { size: 16 + len as u32, max: 1000 }));
+        assert!(m.payload.is_empty());
+        assert_eq!(m.fds.len(), 1);
+        let n = b.recv().unwrap();
+        assert_eq!((n.header.msg_id, n.damage, &n.payload[..]), (id + 100, None, &[7u8][..]));
+    }
+    drop(writer.join().unwrap());
+    assert!(matches!(b.recv(), Err(FrameError::Closed)));
+}

@@ -48,6 +48,10 @@ pub fn serve_until_signal<D: Device + 'static>(
 ) -> Result<(), String> {
     let mut signals = signals.0.map_err(|e| format!("catching SIGTERM and SIGINT: {e}"))?;
     server.set_endpoint(endpoint);
+    // DMA mappings that keep an fd, and eventfds, count against RLIMIT_NOFILE.
+    if let Err(e) = vfio_user_server::raise_fd_limit() {
+        log::warn!("could not raise RLIMIT_NOFILE: {e}");
+    }
     let stop = server.shutdown_handle();
     let worker = std::thread::spawn(move || server.run());
     std::thread::spawn(move || {

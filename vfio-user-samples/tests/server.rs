@@ -174,6 +174,8 @@ fn identity_regions_bars_and_exit_with_the_client() {
     let c = &vmm.client;
     let info = c.device_info();
     assert_eq!((info.num_regions, info.num_irqs, info.resettable()), (9, 5, true));
+    // The mappings the device can track, not 4096 (issue 16, item 2).
+    assert_eq!(c.negotiated().peer.max_dma_maps, vfio_user_samples::server::DMA_SLOTS as u32);
     let mut ids = [0u8; 0x30];
     c.region_read(7, 0, &mut ids).unwrap();
     assert_eq!(&ids[0..4], &[0xad, 0xde, 0xef, 0xbe], "dead:beef");

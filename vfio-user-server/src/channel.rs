@@ -16,6 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, ThreadId};
+use std::time::Instant;
 
 use vfio_user_proto::command::Command;
 use vfio_user_proto::connection::{Connection, Message, Receiver, Sender};
@@ -26,6 +27,7 @@ use vfio_user_proto::{FrameError, Header, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::error::{Error, Result};
+use crate::server::Timeouts;
 
 /// Queued replies are sent once they reach this many bytes.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -45,6 +47,9 @@ struct Inbox {
     /// device thread that asked for it to receive into its buffer; the request-handling
     /// thread waits (on `inbox_cv`) until that thread clears it.
     handoff: Option<u16>,
+    /// The deadline for the next command: the end of the handshake until VERSION is
+    /// negotiated, then none (a client may be idle between messages).
+    idle_deadline: Option<Instant>,
 }
 
 /// A DMA request sent on the main socket whose reply has not been collected.
@@ -107,15 +112,29 @@ pub(crate) struct Channel {
     /// Whether more client commands were already received when the last one was taken:
     /// its reply is batched only then.
     more: AtomicBool,
+    /// How long to wait for the client.
+    timeouts: Timeouts,
 }
 
 impl Channel {
-    pub(crate) fn new(conn: Connection, local_max_xfer: u32) -> Self {
+    pub(crate) fn new(conn: Connection, local_max_xfer: u32, timeouts: Timeouts) -> Self {
         let (sender, mut receiver) = conn.split();
         receiver.set_max_msg_size(max_msg_size(local_max_xfer));
+        // A stalled client must not hold the device: VERSION must come within the handshake
+        // timeout (cleared once negotiated), a message that has begun must keep arriving,
+        // and our replies must be read. Idle time between messages is not bounded.
+        receiver.set_stall_timeout(Some(timeouts.stall));
+        let handshake = Instant::now().checked_add(timeouts.handshake);
+        receiver.set_idle_deadline(handshake);
+        if let Err(e) = sender.set_send_timeout(Some(timeouts.send)) {
+            log::warn!("could not set the send timeout: {e}");
+        }
+        // Lost descriptors (full table) and oversized messages get an error reply; the
+        // stream stays in sync and the connection is kept.
+        receiver.set_deliver_damaged(true);
         Channel {
             sender,
-            inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new(), handoff: None }),
+            inbox: Mutex::new(Inbox { receiver, queued: VecDeque::new(), handoff: None, idle_deadline: handshake }),
             routing: Mutex::new(Routing::default()),
             cond: Condvar::new(),
             inbox_cv: Condvar::new(),
@@ -127,6 +146,7 @@ impl Channel {
             batch: Mutex::new(Vec::new()),
             batched: AtomicBool::new(false),
             more: AtomicBool::new(false),
+            timeouts,
         }
     }
 
@@ -141,10 +161,17 @@ impl Channel {
     /// Records the negotiated parameters.
     pub(crate) fn negotiated(&self, peer_max_xfer: u32, twin: Option<UnixStream>) -> Result<()> {
         self.peer_max_xfer.store(peer_max_xfer, Ordering::Relaxed);
+        // The handshake is done: the client may now stay idle between messages.
+        let mut inbox = self.inbox();
+        inbox.idle_deadline = None;
+        inbox.receiver.set_idle_deadline(None);
+        drop(inbox);
         if let Some(t) = twin {
             let dup = t.try_clone()?;
             let mut conn = Connection::new(t);
             conn.receiver.set_max_msg_size(self.max_msg_size());
+            conn.receiver.set_stall_timeout(Some(self.timeouts.stall));
+            conn.sender.set_send_timeout(Some(self.timeouts.send))?;
             let _ = self.twin.set((Mutex::new(conn), dup));
         }
         Ok(())
@@ -288,6 +315,12 @@ impl Channel {
         if let Some(m) = inbox.queued.pop_front() {
             return Ok(Some(m));
         }
+        inbox.receiver.set_idle_deadline(inbox.idle_deadline);
+        if inbox.idle_deadline.is_some_and(|d| Instant::now() >= d) {
+            // An event loop calls this only when the socket is readable; a client that
+            // never completes VERSION is dropped at its next wake-up past the deadline.
+            return Err(self.broken(FrameError::Io(std::io::Error::from_raw_os_error(libc::ETIMEDOUT))));
+        }
         if !read && !inbox.receiver.has_buffered_message() {
             return Ok(None);
         }
@@ -312,6 +345,8 @@ impl Channel {
             self.more.store(true, Ordering::Relaxed);
             return Ok(m);
         }
+        let deadline = inbox.idle_deadline;
+        inbox.receiver.set_idle_deadline(deadline);
         loop {
             if !inbox.receiver.has_buffered_message() {
                 // About to wait for the client: it may be waiting for these.
@@ -364,14 +399,35 @@ impl Channel {
         if let Some((twin, _)) = self.twin.get() {
             let mut t = twin.lock().unwrap_or_else(|e| e.into_inner());
             let id = self.alloc_id();
-            t.send(Header::command(id, cmd, 0), parts, &[])?;
-            let h = t.receiver.peek_header()?;
+            // The client must answer within the DMA reply timeout; a failure on the twin
+            // socket (a timeout included) leaves it out of sync: the connection goes.
+            let res = t.send(Header::command(id, cmd, 0), parts, &[]).and_then(|()| {
+                t.receiver.set_idle_deadline(Instant::now().checked_add(self.timeouts.dma_reply));
+                let h = t.receiver.peek_header();
+                t.receiver.set_idle_deadline(None);
+                h
+            });
+            let h = match res {
+                Ok(h) => h,
+                Err(e) => {
+                    drop(t);
+                    self.close();
+                    return Err(e.into());
+                }
+            };
             if let (Some(d), Some(size)) = (dest, direct) {
                 if h.is_reply() && !h.is_error() && h.msg_id == id && h.command == cmd as u16 && h.msg_size == size {
                     return self.recv_direct(&mut t.receiver, d).map(Answer::Direct);
                 }
             }
-            let m = t.recv()?;
+            let m = match t.recv() {
+                Ok(m) => m,
+                Err(e) => {
+                    drop(t);
+                    self.close();
+                    return Err(e.into());
+                }
+            };
             if !m.header.is_reply() || m.header.msg_id != id || m.header.command != cmd as u16 {
                 drop(t);
                 self.close();
@@ -409,6 +465,10 @@ impl Channel {
     /// client commands aside for later, in order.
     fn wait_on_dispatcher(&self, id: u16, dest: Option<&mut [u8]>) -> Result<Answer> {
         let mut inbox = self.inbox();
+        // The client must answer within the DMA reply timeout (its commands meanwhile do not
+        // extend it); past it the receive fails and the connection goes. The command paths
+        // put the usual deadline back (`Inbox::idle_deadline`).
+        inbox.receiver.set_idle_deadline(Instant::now().checked_add(self.timeouts.dma_reply));
         loop {
             if let Some(m) = self.take_arrived(id) {
                 return check_error(m).map(Answer::Msg);
@@ -449,6 +509,7 @@ impl Channel {
     /// A device thread waits for its reply, routed to it by the request-handling thread,
     /// or handed to it to receive into `dest`.
     fn wait_elsewhere(&self, id: u16, dest: Option<&mut [u8]>) -> Result<Answer> {
+        let deadline = Instant::now().checked_add(self.timeouts.dma_reply);
         let mut r = self.routing();
         loop {
             let Some(pos) = r.outstanding.iter().position(|o| o.id == id) else {
@@ -459,7 +520,24 @@ impl Channel {
                     r.outstanding.swap_remove(pos);
                     return Err(Error::NotConnected);
                 }
-                ReplyState::Waiting => r = self.cond.wait(r).unwrap_or_else(|e| e.into_inner()),
+                ReplyState::Waiting => {
+                    let left = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
+                    match left {
+                        Some(left) if !left.is_zero() => {
+                            r = self.cond.wait_timeout(r, left).unwrap_or_else(|e| e.into_inner()).0;
+                        }
+                        None if deadline.is_none() => r = self.cond.wait(r).unwrap_or_else(|e| e.into_inner()),
+                        _ => {
+                            // The client did not answer in time: a late reply would answer
+                            // nothing, so the connection goes now.
+                            r.outstanding.swap_remove(pos);
+                            drop(r);
+                            log::warn!("no reply to a DMA request within {:?}", self.timeouts.dma_reply);
+                            self.close();
+                            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::ETIMEDOUT)));
+                        }
+                    }
+                }
                 ReplyState::Arrived(_) => {
                     return match r.outstanding.swap_remove(pos).state {
                         ReplyState::Arrived(m) => check_error(m).map(Answer::Msg),

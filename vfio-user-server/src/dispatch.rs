@@ -132,15 +132,23 @@ impl<D: Device> Core<D> {
 
     /// Handles one command and queues its reply on `chan` (see [`Channel::queue`]).
     pub(crate) fn handle(&mut self, chan: &Channel, msg: Message) -> Next {
-        let Message { header, payload, fds } = msg;
+        let Message { header, payload, fds, damage } = msg;
         let mut reply_fds: Vec<ReplyFd> = Vec::new();
         let mut next = Next::Continue;
         // The reply is built in place after room for its header.
         self.out.clear();
         self.out.extend_from_slice(&[0; HEADER_SIZE]);
-        let res = match decode_request(&header, &payload, fds.len(), &self.decode_limits()) {
-            Ok(req) => self.process(chan, req, &payload, fds, &mut reply_fds, &mut next),
-            Err(e) => Err(Error::Decode(e)),
+        let res = match damage {
+            // Received whole, but not as sent: its descriptors (closed) or its payload
+            // (discarded) are gone. Refused without decoding.
+            Some(d) => {
+                drop(fds);
+                Err(Error::Damaged(d))
+            }
+            None => match decode_request(&header, &payload, fds.len(), &self.decode_limits()) {
+                Ok(req) => self.process(chan, req, &payload, fds, &mut reply_fds, &mut next),
+                Err(e) => Err(Error::Decode(e)),
+            },
         };
         if header.no_reply() {
             if let Err(e) = &res {
@@ -303,10 +311,18 @@ impl<D: Device> Core<D> {
             return Err(Error::InvalidArgument("second VERSION"));
         }
         let client = Capabilities::from_json(json).map_err(|_| Error::InvalidArgument("VERSION capabilities"))?;
+        // Mappings the process can really hold: each may keep an fd (an fd not sealed
+        // against shrinking is reached by pread/pwrite), so no more than the descriptor
+        // table has room for, with room kept for the descriptors of one message and one
+        // eventfd per interrupt vector.
+        let vectors: usize = (0..self.desc.num_irqs()).map(|i| self.desc.irq_count(i) as usize).sum();
+        let fd_budget = crate::fdlimit::dma_fd_budget(vectors + self.limits.max_msg_fds as usize);
+        self.dma.space.set_max_open_fds(fd_budget);
+        let max_dma_maps = self.limits.max_dma_maps.min(u32::try_from(fd_budget).unwrap_or(u32::MAX)).max(1);
         let offer = Capabilities {
             max_msg_fds: self.limits.max_msg_fds,
             max_data_xfer_size: self.limits.max_data_xfer_size,
-            max_dma_maps: self.limits.max_dma_maps,
+            max_dma_maps,
             pgsizes: self.limits.pgsizes(),
             twin_socket: Some(TwinSocket { supported: true, fd_index: None }),
             write_multiple: true,

@@ -5,7 +5,7 @@
 
 use std::io;
 
-use vfio_user_proto::{DecodeError, FrameError};
+use vfio_user_proto::{Damage, DecodeError, FrameError};
 
 /// Errors of the server framework. Every variant maps to the errno a client is told
 /// ([`Error::errno`]).
@@ -34,6 +34,10 @@ pub enum Error {
     /// A client sent a malformed command.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// A command arrived whole but damaged (its descriptors lost to a full descriptor table,
+    /// `EMFILE`, or a payload over the limit, discarded, `E2BIG`); the stream is in sync.
+    #[error(transparent)]
+    Damaged(Damage),
     /// Framing failed: the connection is unusable.
     #[error(transparent)]
     Frame(#[from] FrameError),
@@ -55,6 +59,7 @@ impl Error {
             Error::NotSupported => libc::ENOTSUP,
             Error::NotConnected => libc::ENOTCONN,
             Error::Decode(e) => e.errno(),
+            Error::Damaged(d) => d.errno(),
             Error::Frame(e) => e.errno(),
             Error::Remote(e) => *e,
             Error::Io(e) => match e.raw_os_error() {
@@ -89,5 +94,7 @@ mod tests {
         assert_eq!(Error::Io(io::Error::from_raw_os_error(libc::EBUSY)).errno(), libc::EBUSY);
         assert_eq!(Error::Io(io::Error::other("x")).errno(), libc::EIO);
         assert_eq!(Error::Remote(libc::EFAULT).errno(), libc::EFAULT);
+        assert_eq!(Error::Damaged(Damage::FdsTruncated).errno(), libc::EMFILE);
+        assert_eq!(Error::Damaged(Damage::Oversize { size: 1 << 21, max: 1 << 20 }).errno(), libc::E2BIG);
     }
 }

@@ -221,6 +221,15 @@ impl IrqState {
         if start.checked_add(count).map_or(true, |end| end > n) {
             return Err(Error::InvalidArgument("SET_IRQS start + count beyond the index"));
         }
+        if matches!(data, IrqData::Eventfd(_)) {
+            // As kernel VFIO (eventfd_ctx_fdget): anything but an eventfd is EINVAL, checked
+            // for every fd before any vector changes. A socket or pipe taken as one could
+            // block the server or raise SIGPIPE when written.
+            if let Some(bad) = fds.iter().position(|fd| !is_eventfd(fd)) {
+                log::debug!("SET_IRQS: fd {bad} of the message is not an eventfd");
+                return Err(Error::InvalidArgument("SET_IRQS fd is not an eventfd"));
+            }
+        }
         let before = self.states(index);
         match data {
             IrqData::Eventfd(_) => {
@@ -335,4 +344,12 @@ impl IrqHandle {
     pub fn msix_message(&self, vector: u32) -> Option<(u64, u32)> {
         self.lock().msix_table.message(vector as usize)
     }
+}
+
+/// Whether `fd` is an eventfd: its `/proc/self/fd` link names the eventfd anonymous
+/// inode (the kernel's own test compares the file operations, which user space cannot see).
+fn is_eventfd(fd: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|l| l.as_os_str() == "anon_inode:[eventfd]")
 }

@@ -37,9 +37,22 @@
 //! * Before VERSION every other command gets `EINVAL` and the connection stays open (the
 //!   client may still send VERSION). A second VERSION gets `EINVAL`. A VERSION with a major
 //!   other than 0 gets `ENOTSUP` and the connection is closed.
-//! * Framing errors (a size below the header or above the limit, EOF inside a message, a
-//!   reply that answers nothing, an undefined message type) close the connection; the
-//!   device's DMA regions and eventfds are released and the next client is accepted.
+//! * Framing errors (a size below the header, EOF inside a message, a reply that answers
+//!   nothing, an undefined message type) close the connection; the device's DMA regions
+//!   and eventfds are released and the next client is accepted.
+//! * A message over the size limit (`max_data_xfer_size` plus the largest fixed part and
+//!   the header) is read and discarded without being stored and answered `E2BIG`, the
+//!   errno of a count over `max_data_xfer_size` (the spec names no errno for either); the
+//!   connection is kept.
+//! * A message whose descriptors the kernel truncated (`MSG_CTRUNC`: the server's descriptor
+//!   table is full) is answered `EMFILE` ("too many open files", on the server's side; the
+//!   client's fds were fine), the descriptors that did arrive closed, the connection kept.
+//!   To keep the table from filling, a DMA mapping that keeps its fd open (FILE_IO, or an
+//!   fd not sealed against shrinking: mmapped mappings close theirs) counts against a
+//!   budget taken at VERSION from the soft `RLIMIT_NOFILE` (less the descriptors open, room
+//!   for one message's descriptors and an eventfd per interrupt vector); past it DMA_MAP
+//!   gets `ENOSPC`, and the VERSION reply's `max_dma_maps` is at most that budget. Server
+//!   binaries call [`raise_fd_limit`] at start-up (soft limit to the hard one).
 //! * DEVICE_FEATURE supports DMA_LOGGING_START / STOP / REPORT (and PROBE of them). A
 //!   logging page size below 4096 is raised to 4096 in the START reply.
 //! * Migration v2, for a device whose [`Device::migration`] says it can: MIGRATION (GET,
@@ -55,9 +68,11 @@
 //!   disconnect. Devices without migration get `ENOTSUP` for both features. A
 //!   MIG_DATA_READ reply is as long as the request asked, zero-padded after the `size`
 //!   bytes it announces, as libvfio-user sends it (its client reads exactly that length).
-//! * Interrupt eventfds are signalled without touching their flags (the open file is the
-//!   client's too, and libvfio-user's client reads it blocking); a write that would block
-//!   (a full counter, or a full pipe or socket passed instead) is skipped after a `poll`.
+//! * SET_IRQS with DATA_EVENTFD takes eventfds only: any other fd (memfd, directory,
+//!   socket, pipe, `/dev/null`) is `EINVAL`, as kernel VFIO answers, before any vector
+//!   changes. Interrupt eventfds are signalled without touching their flags (the open file
+//!   is the client's too, and libvfio-user's client reads it blocking); a write that would
+//!   block (a full counter) is skipped after a `poll`.
 //! * DMA_MAP flags: READ / WRITE give the mapping's permissions (neither: `EINVAL`);
 //!   libvfio-user's MMAP bit (the default with an fd) mmaps the fd, its FILE_IO bit accesses
 //!   it with `pread`/`pwrite`. DMA_UNMAP with the legacy GET_DIRTY_BITMAP flag needs DMA
@@ -80,11 +95,13 @@ pub mod device;
 mod dispatch;
 pub mod dma;
 pub mod error;
+mod fdlimit;
 pub mod irq;
 mod migration;
 pub mod pci;
 mod region;
 pub mod server;
+pub mod socket_path;
 
 pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
@@ -93,8 +110,10 @@ pub use device::{Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
 pub use dispatch::ServerLimits;
 pub use dma::{DmaHandle, DmaRegion};
 pub use error::{Error, Result};
+pub use fdlimit::raise_fd_limit;
 pub use irq::{IrqHandle, VectorState};
-pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle};
+pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle, Timeouts};
+pub use socket_path::SocketPath;
 /// The DMA crate the framework maps the client's memory with ([`DmaHandle::space`]).
 pub use vfio_user_dma;
 pub use vfio_user_proto::MigState;

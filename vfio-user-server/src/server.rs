@@ -13,11 +13,11 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use vfio_user_proto::connection::Connection;
@@ -29,35 +29,30 @@ use crate::dispatch::{Core, Next, ServerLimits};
 use crate::dma::DmaHandle;
 use crate::error::{Error, Result};
 use crate::irq::IrqHandle;
+use crate::socket_path::SocketPath;
 
 /// A listening UNIX socket. A listener made by [`Listener::bind`] unlinks its path when
-/// dropped.
+/// dropped, if the path still names the socket it bound ([`SocketPath`]).
 #[derive(Debug)]
 pub struct Listener {
     sock: UnixListener,
-    path: Option<PathBuf>,
+    /// Held for its drop: unlinks the socket file.
+    _path: Option<SocketPath>,
 }
 
 impl Listener {
-    /// Listens on `path`, replacing a stale socket file left there (one nobody listens on;
-    /// a live one is `EADDRINUSE`).
+    /// Listens on `path`, replacing a stale socket file left there (one nobody listens on);
+    /// a live one is `EADDRINUSE`, any other file `EEXIST` (never removed).
     pub fn bind(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-            if UnixStream::connect(path).is_ok() {
-                return Err(Error::Io(io::Error::from_raw_os_error(libc::EADDRINUSE)));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let sock = UnixListener::bind(path)?;
+        let (sock, path) = SocketPath::bind(path)?;
         sock.set_nonblocking(true)?;
-        Ok(Listener { sock, path: Some(path.to_path_buf()) })
+        Ok(Listener { sock, _path: Some(path) })
     }
 
     /// Wraps an already listening socket (e.g. `--fd`); its path, if any, is left alone.
     pub fn from_listener(sock: UnixListener) -> Result<Self> {
         sock.set_nonblocking(true)?;
-        Ok(Listener { sock, path: None })
+        Ok(Listener { sock, _path: None })
     }
 
     fn accept(&self) -> io::Result<Option<UnixStream>> {
@@ -72,17 +67,35 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+}
+
+/// How long the server waits for a client before giving up on it: the connection is then
+/// closed, what the client held released, and the next client served. Idle time between
+/// messages is never bounded (a VMM may say nothing for hours); what is bounded is a wait
+/// that only a stuck or hostile client makes last. The defaults (10 s each) are above QEMU's
+/// own per-message timeout (5 s), so a VMM that QEMU's timeouts accept is never cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the connection until a VERSION is received whole.
+    pub handshake: Duration,
+    /// Longest wait without a byte arriving in the middle of a message (its header or
+    /// payload begun): a client that stops mid-message.
+    pub stall: Duration,
+    /// Longest a send waits without progress for the client to read (a client that never
+    /// reads its replies fills the socket).
+    pub send: Duration,
+    /// Longest the server waits for the client's reply to its own DMA_READ / DMA_WRITE.
+    pub dma_reply: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let t = Duration::from_secs(10);
+        Timeouts { handshake: t, stall: t, send: t, dma_reply: t }
     }
 }
 
@@ -157,6 +170,7 @@ pub struct Server<D: Device> {
     /// The current channel, for [`ShutdownHandle`]s.
     slot: ChannelSlot,
     stop: Arc<Stop>,
+    timeouts: Timeouts,
 }
 
 impl<D: Device> Server<D> {
@@ -175,7 +189,15 @@ impl<D: Device> Server<D> {
         let core = Core::new(desc, limits, make)?;
         let efd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let stop = Arc::new(Stop { efd, requested: AtomicBool::new(false) });
-        Ok(Server { core, listener: None, pending: None, chan: None, slot: ChannelSlot::default(), stop })
+        Ok(Server {
+            core,
+            listener: None,
+            pending: None,
+            chan: None,
+            slot: ChannelSlot::default(),
+            stop,
+            timeouts: Timeouts::default(),
+        })
     }
 
     /// Sets where clients come from (replacing any previous endpoint; a connected client
@@ -185,6 +207,12 @@ impl<D: Device> Server<D> {
             Endpoint::Listener(l) => self.listener = Some(l),
             Endpoint::Stream(s) => self.pending = Some(s),
         }
+    }
+
+    /// Sets how long the server waits for a client ([`Timeouts`]); applies from the next
+    /// connection on.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
     }
 
     /// The device.
@@ -220,7 +248,7 @@ impl<D: Device> Server<D> {
     }
 
     fn attach(&mut self, stream: UnixStream) {
-        let chan = Arc::new(Channel::new(Connection::new(stream), self.core.limits.max_data_xfer_size));
+        let chan = Arc::new(Channel::new(Connection::new(stream), self.core.limits.max_data_xfer_size, self.timeouts));
         // The thread that accepts is the one that handles requests (run(), or an event loop
         // calling handle_request(), which sets it again on every step).
         chan.set_dispatcher();

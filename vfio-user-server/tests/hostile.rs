@@ -111,20 +111,33 @@ fn stray_fds_are_closed() {
     assert_eq!(std::io::Read::read(&mut rd, &mut b).unwrap(), 0);
 }
 
+/// Regression (issue 16, item 5): SET_IRQS took any fd as an eventfd (memfd, directory,
+/// socket, /dev/null, pipe). Kernel VFIO answers EINVAL; so do we, before any vector
+/// changes, and the fds are closed.
 #[test]
-fn a_blocking_socket_as_trigger_fd_keeps_its_flags_and_never_blocks_the_server() {
+fn set_irqs_refuses_fds_that_are_not_eventfds() {
     let mut h = spawn();
-    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-    let fd = std::os::fd::OwnedFd::from(a);
-    assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
-    h.client.set_irqs(IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 0, 0, 1, &[], &[&fd]).unwrap();
-    // The open file is shared with the client: its flags are not the server's to change.
-    assert!(!rustix::fs::fcntl_getfl(&fd).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
-    // Raising it until the socket buffer is full, and far beyond, never blocks.
-    for _ in 0..100_000 {
-        h.irq.trigger_intx().unwrap();
+    let (sock, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    let not_eventfds: Vec<std::os::fd::OwnedFd> = vec![
+        memfd(0x1000),
+        std::fs::File::open("/").unwrap().into(),
+        sock.into(),
+        std::fs::File::open("/dev/null").unwrap().into(),
+        pipe_r,
+    ];
+    let good = eventfd();
+    for bad in &not_eventfds {
+        let flags = IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER;
+        assert_eq!(h.client.set_irqs(flags, 4, 0, 1, &[], &[bad]), Err(libc::EINVAL));
+        // One bad fd among good ones: nothing is taken.
+        assert_eq!(h.client.set_irqs(flags, 2, 0, 2, &[], &[&good, bad]), Err(libc::EINVAL));
+        h.client.assert_alive();
     }
-    h.client.assert_alive();
+    // An eventfd is taken: INTx signals it.
+    h.client.set_irqs(IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER, 0, 0, 1, &[], &[&good]).unwrap();
+    h.irq.trigger_intx().unwrap();
+    assert_eq!(efd_count(&good), 1);
 }
 
 #[test]
@@ -161,4 +174,131 @@ fn a_client_shrinking_mapped_memory_does_not_kill_the_server() {
     h.client.assert_alive();
     h.client.dma_unmap(0, 0x10_0000, 1 << 20).unwrap();
     h.client.assert_alive();
+}
+
+/// Regression (issue 16, item 4): a REGION_WRITE one byte over max_data_xfer_size, payload
+/// complete, dropped the connection with no errno. A message over the size limit is read
+/// and discarded, answered E2BIG (as a count over max_data_xfer_size is), and the stream
+/// stays in sync; its descriptors are closed.
+#[test]
+fn a_message_over_the_size_limit_gets_e2big_and_the_stream_stays_in_sync() {
+    let mut h = spawn();
+    let max = vfio_user_server::ServerLimits::default().max_data_xfer_size;
+    for (count, fds) in [(max + 1, 0usize), (max + 4096, 1), (4 * max, 2)] {
+        let a = RegionAccess { offset: 0, region: 0, count };
+        let data = vec![0x5a; count as usize];
+        let mems: Vec<_> = (0..fds).map(|_| memfd(0x1000)).collect();
+        let borrowed: Vec<_> = mems.iter().map(|m| m.as_fd()).collect();
+        let id = h.client.send_raw(Command::RegionWrite as u16, FLAGS_TYPE_COMMAND, &[a.as_slice(), &data], &borrowed);
+        let m = h.client.recv();
+        assert_eq!((m.header.msg_id, m.header.command), (id, Command::RegionWrite as u16));
+        assert!(m.header.is_error(), "{:?}", m.header);
+        assert_eq!(m.header.error as i32, libc::E2BIG);
+        h.client.assert_alive();
+    }
+    // A NO_REPLY one is discarded silently, and the next command is answered.
+    let a = RegionAccess { offset: 0, region: 0, count: max + 1 };
+    let flags = FLAGS_TYPE_COMMAND | vfio_user_proto::header::FLAGS_NO_REPLY;
+    h.client.send_raw(Command::RegionWrite as u16, flags, &[a.as_slice(), &vec![0; max as usize + 1]], &[]);
+    h.client.assert_alive();
+}
+
+/// Timeouts short enough for a test; idle time between messages stays unbounded.
+fn short_timeouts() -> vfio_user_server::Timeouts {
+    let t = std::time::Duration::from_millis(300);
+    vfio_user_server::Timeouts { handshake: t, stall: t, send: t, dma_reply: t }
+}
+
+/// The server closes `c`'s connection (reads reach end of stream; replies before it are
+/// skipped). A guard of 60 s turns a hang into a failure.
+fn wait_closed(c: &mut Client) -> usize {
+    c.raw.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    let mut replies = 0;
+    loop {
+        match c.conn.recv() {
+            Ok(_) => replies += 1,
+            Err(vfio_user_proto::FrameError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("the server did not close the connection")
+            }
+            Err(_) => return replies,
+        }
+    }
+}
+
+/// Regression (issue 16, item 3): a client that never sends VERSION held the server (and
+/// every client queued behind it) forever; so did one stopping in the middle of a message.
+#[test]
+fn a_client_stalling_in_the_handshake_or_mid_message_is_dropped() {
+    let limits = vfio_user_server::ServerLimits::default();
+    // No VERSION at all.
+    let mut h = spawn_with_timeouts(limits, short_timeouts());
+    wait_closed(&mut h.client);
+    // Half a header, before and after VERSION.
+    let mut h = spawn_with_timeouts(limits, short_timeouts());
+    std::io::Write::write_all(&mut h.client.raw, &[1, 0, 4, 0]).unwrap();
+    wait_closed(&mut h.client);
+    let mut h = spawn_with_timeouts(limits, short_timeouts());
+    h.client.version_ok();
+    let a = RegionAccess { offset: 0, region: 0, count: 64 };
+    let hdr = vfio_user_proto::Header::command(9, Command::RegionWrite, 0);
+    let hdr = vfio_user_proto::Header { msg_size: 16 + 16 + 64, ..hdr };
+    std::io::Write::write_all(&mut h.client.raw, &[hdr.as_slice(), a.as_slice(), &[1; 10]].concat()).unwrap();
+    wait_closed(&mut h.client);
+}
+
+/// Idle time between messages after VERSION is not a stall: a VMM may stay silent.
+#[test]
+fn an_idle_client_is_kept() {
+    let mut h = spawn_with_timeouts(vfio_user_server::ServerLimits::default(), short_timeouts());
+    h.client.version_ok();
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    h.client.assert_alive();
+}
+
+/// Regression (issue 16, item 3): a client that never reads its replies blocked the
+/// server's send forever.
+#[test]
+fn a_client_that_never_reads_its_replies_is_dropped() {
+    let mut h = spawn_with_timeouts(vfio_user_server::ServerLimits::default(), short_timeouts());
+    h.client.version_ok();
+    // 4 KiB replies to 32-byte requests: the server's sends fill the socket long before
+    // our requests do.
+    let a = RegionAccess { offset: 0, region: 2, count: 4096 };
+    h.client.raw.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    let hdr = vfio_user_proto::Header { msg_size: 32, ..vfio_user_proto::Header::command(0, Command::RegionRead, 0) };
+    let msg = [hdr.as_slice(), a.as_slice()].concat();
+    while sent < 20_000 {
+        match std::io::Write::write(&mut h.client.raw, &msg) {
+            Ok(32) => sent += 1,
+            Ok(_) => panic!("partial request"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(_) => break, // the server closed the connection
+        }
+        if sent % 1000 == 0 && h.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            break;
+        }
+    }
+    h.client.raw.set_nonblocking(false).unwrap();
+    let replies = wait_closed(&mut h.client);
+    assert!(replies < sent, "{replies} replies to {sent} requests: the server gave up on a client that does not read");
+}
+
+/// Regression (issue 16, item 3): a device's DMA_READ to a client that never answers
+/// waited forever; now the device gets ETIMEDOUT and the connection is closed.
+#[test]
+fn a_client_that_never_answers_dma_times_out() {
+    let mut h = spawn_with_timeouts(vfio_user_server::ServerLimits::default(), short_timeouts());
+    h.client.version_ok();
+    h.client.dma_map(0x10_0000, 0x1000, None).unwrap();
+    let dma = h.dma.clone();
+    let device = std::thread::spawn(move || dma.read_obj::<u64>(0x10_0000));
+    // The DMA_READ arrives; we do not answer.
+    let m = h.client.recv();
+    assert_eq!(m.header.command, Command::DmaRead as u16);
+    let e = device.join().unwrap().unwrap_err();
+    assert_eq!(e.errno(), libc::ETIMEDOUT, "{e}");
+    wait_closed(&mut h.client);
 }

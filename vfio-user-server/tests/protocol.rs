@@ -293,10 +293,13 @@ fn custom_limits_are_advertised_and_enforced() {
     assert_eq!(c.read(2, 0, 4096).unwrap().len(), 4096);
     assert_eq!(c.read(2, 0, 4097).unwrap_err(), libc::E2BIG);
     c.write(2, 0, &[7; 4096]).unwrap();
-    // A message larger than any the limits allow is a framing error: the connection closes.
+    // A message larger than any the limits allow is drained and refused with E2BIG; the
+    // connection stays.
     let a = RegionAccess { offset: 0, region: 2, count: 8192 };
-    c.send_raw(Command::RegionWrite as u16, 0, &[a.as_slice(), &[0; 8192]], &[]);
-    assert!(c.conn.recv().is_err());
+    let id = c.send_raw(Command::RegionWrite as u16, 0, &[a.as_slice(), &[0; 8192]], &[]);
+    let m = c.reply_to(id, Command::RegionWrite);
+    assert_eq!((m.header.is_error(), m.header.error as i32), (true, libc::E2BIG));
+    c.assert_alive();
 }
 
 #[test]

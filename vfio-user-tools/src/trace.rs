@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -175,12 +175,15 @@ fn twin_fd(m: &Message) -> Option<OwnedFd> {
 
 /// Listens on `listen` and proxies every client, one at a time, to `connect`.
 /// With `once`, returns after the first client disconnects.
+/// Whatever is at `listen` is left alone, as `Listener::bind` does: a user's file is
+/// `EEXIST`, a live server's socket `EADDRINUSE`; only a stale socket is replaced, and the
+/// proxy's socket is removed at the end only if it is still there.
 pub fn run(listen: &Path, connect: PathBuf, log: Arc<Log>, once: bool) -> io::Result<()> {
-    let _ = std::fs::remove_file(listen);
     // SIGINT / SIGTERM end the proxy; the socket it created goes with it. Caught before
     // the socket exists, so that none arriving once it does is lost.
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    let listener = UnixListener::bind(listen)?;
+    let (listener, _socket_file) = vfio_user_server::SocketPath::bind(listen)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listen.display())))?;
     let socket = Arc::new(OwnSocket::created(listen)?);
     let (on_signal, signal_log) = (socket.clone(), log.clone());
     std::thread::spawn(move || {

@@ -150,3 +150,33 @@ fn sigint_ends_the_proxy_and_removes_the_socket_it_created() {
     assert!(!listen.exists(), "the socket it created is removed");
     assert!(out.contains(" ms SIGINT: socket removed"), "{out}");
 }
+
+/// Regression (issue 16, item 7): `trace --listen P` unlinked whatever was at P: a
+/// regular file became the proxy's socket, a live server's socket was unlinked and that
+/// server orphaned. Both are now refused and left as they were.
+#[test]
+fn listen_refuses_a_path_that_holds_a_file_or_a_live_socket() {
+    let dir = std::env::temp_dir().join(format!("vfu-trace-refuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("notes.txt");
+    std::fs::write(&file, b"a user's file").unwrap();
+    let live = dir.join("live.sock");
+    let server = UnixListener::bind(&live).unwrap();
+    for p in [&file, &live] {
+        let out = Proc::new(env!("CARGO_BIN_EXE_vfio-user"))
+            .args(["trace", "--once", "--listen"])
+            .arg(p)
+            .arg("--connect")
+            .arg(dir.join("nowhere.sock"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}: trace accepted it", p.display());
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"a user's file");
+    // The live server's socket is still in place and still reaches it.
+    let _c = UnixStream::connect(&live).unwrap();
+    server.accept().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -141,7 +141,7 @@ impl Receiver {
             self.fill_within(stall, &mut progress)?;
         };
         let size = header.msg_size as usize;
-        let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix) else {
+        let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix).filter(|_| !self.oversized(&header)) else {
             return Ok(None);
         };
         // Wait until the prefix has arrived (the size bound was checked by buffered_header).
@@ -187,7 +187,7 @@ impl Receiver {
             filled += n;
             first = advance(&mut iov, first, n);
         }
-        Ok(Some((header, self.take_fds(msg_end))))
+        Ok(Some((header, self.take_fds_whole(msg_end)?)))
     }
 
     /// One [`fill`](Self::fill) that gives up, with `ETIMEDOUT`, once no data has arrived for
@@ -233,7 +233,9 @@ impl Receiver {
             // Owned first, so that they are closed whatever happens next.
             let batch = take_rights(&msg);
             if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-                return Err(FrameError::FdsTruncated);
+                drop(batch);
+                self.truncated_fds(n as usize)?;
+                return Ok(Some(n as usize));
             }
             self.received(n as usize, batch)?;
             return Ok(Some(n as usize));

@@ -8,11 +8,10 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::AsRawFd;
 
-use rustix::event::PollFlags;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{ByteValued, VolatileSlice};
 
-use super::{wait_for, SendGuard, IOV_MAX, MAX_SEND_PARTS};
+use super::{SendGuard, IOV_MAX, MAX_SEND_PARTS};
 use crate::error::FrameError;
 use crate::header::{Header, HEADER_SIZE};
 
@@ -87,7 +86,7 @@ impl SendGuard<'_> {
                 match io::Error::last_os_error() {
                     e if e.raw_os_error() == Some(libc::EINTR) => continue,
                     e if e.raw_os_error() == Some(libc::EAGAIN) => {
-                        wait_for(rustix::fd::AsFd::as_fd(self.sock), PollFlags::OUT, None)?;
+                        self.wait_writable()?;
                         continue;
                     }
                     e => return Err(FrameError::Io(e)),

@@ -4,13 +4,14 @@
 //! The `server [-v] <socketpath>` command, as libvfio-user's sample: create the socket,
 //! serve one client, exit when it goes away.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
-use vfio_user_server::Endpoint;
+use vfio_user_server::socket_path::clear_stale;
+use vfio_user_server::{Endpoint, SocketPath};
 
 /// The usage line.
 pub const USAGE: &str = "Usage: server [-v] <socketpath>";
@@ -62,17 +63,11 @@ fn init_logging(verbose: bool) {
 }
 
 /// The listening socket; its path is removed when dropped (the C sample unlinks it when
-/// it exits).
+/// it exits), if it is still the socket bound here.
 #[derive(Debug)]
 struct Socket {
     listener: UnixListener,
-    path: PathBuf,
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    _path: SocketPath,
 }
 
 /// Listens on `path`. The socket is bound under a temporary name in the same directory
@@ -86,27 +81,29 @@ fn listen(path: &Path) -> Result<Socket, String> {
         if !m.file_type().is_socket() {
             return Err(format!("{show}: exists and is not a socket"));
         }
-        if UnixStream::connect(path).is_ok() {
-            return Err(format!("{show}: {}", io::Error::from_raw_os_error(libc::EADDRINUSE)));
-        }
     }
+    // Only a stale socket is replaced (a live one is EADDRINUSE); nothing else is removed.
+    clear_stale(path).map_err(|e| format!("{show}: {e}"))?;
     let tmp = path.with_file_name(format!(".server-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    // A temporary path too long for a socket address: bind the final one directly.
-    let (listener, bound) = match UnixListener::bind(&tmp) {
-        Ok(l) => (l, tmp),
+    // A temporary path taken (or too long for a socket address): bind the final one directly.
+    let bound = clear_stale(&tmp).and_then(|()| SocketPath::bind(&tmp));
+    let (listener, bound) = match bound {
+        Ok((l, b)) => (l, b),
         Err(_) => {
-            let _ = std::fs::remove_file(path);
-            (UnixListener::bind(path).map_err(|e| format!("{show}: {e}"))?, path.to_path_buf())
+            let (l, b) = SocketPath::bind(path).map_err(|e| format!("{show}: {e}"))?;
+            return Ok(Socket { listener: l, _path: b });
         }
     };
-    if bound != path {
-        if let Err(e) = std::fs::rename(&bound, path) {
-            let _ = std::fs::remove_file(&bound);
-            return Err(format!("{show}: {e}"));
-        }
+    // rename() replaces whatever is at `path`: only a stale socket or nothing was there a
+    // moment ago (a file created since is lost; that window is the price of never being
+    // found bound but not listening).
+    if let Err(e) = std::fs::rename(bound.path(), path) {
+        return Err(format!("{show}: {e}"));
     }
-    Ok(Socket { listener, path: path.to_path_buf() })
+    // Nothing is left at the temporary path: dropping `bound` removes nothing.
+    drop(bound);
+    let owned = SocketPath::adopt(path).map_err(|e| format!("{show}: {e}"))?;
+    Ok(Socket { listener, _path: owned })
 }
 
 /// The `server` program: parses `args` (without the program name), creates the socket,
@@ -117,6 +114,10 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let opts = Options::parse(args)?;
     init_logging(opts.verbose);
     let socket = listen(&opts.socket)?;
+    // DMA mappings that keep an fd, and eventfds, count against RLIMIT_NOFILE.
+    if let Err(e) = vfio_user_server::raise_fd_limit() {
+        log::warn!("could not raise RLIMIT_NOFILE: {e}");
+    }
     let mut server = super::new_server().map_err(|e| format!("failed to initialize device emulation: {e}"))?;
     let stop = server.shutdown_handle();
     server.device().set_failure_hook(move |_| stop.shutdown());
@@ -133,6 +134,7 @@ pub fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
 
     fn parse(args: &[&str]) -> Result<Options, String> {
         Options::parse(args.iter().map(|s| s.to_string()))

@@ -82,9 +82,10 @@ pub const DMA_CHUNK: usize = 1024;
 pub const DMA_CHUNKS: usize = 4;
 
 /// The protocol limits of libvfio-user's server: 8 fds per message (the C client maps
-/// twice as many DMA regions as that), 1 MiB transfers, 4 KiB pages.
+/// twice as many DMA regions as that), 1 MiB transfers, 4 KiB pages; `max_dma_maps` is the
+/// [`DMA_SLOTS`] the device can track (it advertised 4096 and refused the 97th).
 pub fn limits() -> ServerLimits {
-    ServerLimits { max_msg_fds: 8, ..ServerLimits::default() }
+    ServerLimits { max_msg_fds: 8, max_dma_maps: DMA_SLOTS as u32, ..ServerLimits::default() }
 }
 
 /// The sample's description, with BAR1 backed by `bar1` (a file of at least

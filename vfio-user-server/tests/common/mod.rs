@@ -195,6 +195,11 @@ impl Drop for Harness {
 
 /// A server on its own thread serving one connected client.
 pub fn spawn_with(limits: ServerLimits) -> Harness {
+    spawn_with_timeouts(limits, vfio_user_server::Timeouts::default())
+}
+
+/// [`spawn_with`] with the given timeouts.
+pub fn spawn_with_timeouts(limits: ServerLimits, timeouts: vfio_user_server::Timeouts) -> Harness {
     let (a, b) = UnixStream::pair().unwrap();
     let dev = Arc::new(TestDev::new());
     let d2 = dev.clone();
@@ -204,6 +209,7 @@ pub fn spawn_with(limits: ServerLimits) -> Harness {
     })
     .unwrap();
     server.set_endpoint(Endpoint::Stream(b));
+    server.set_timeouts(timeouts);
     let (irq, dma, stop) = (server.irq_handle(), server.dma_handle(), server.shutdown_handle());
     let thread = std::thread::spawn(move || server.run().unwrap());
     Harness { client: Client::new(a), dev, irq, dma, stop, thread: Some(thread) }
