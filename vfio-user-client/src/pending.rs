@@ -222,6 +222,8 @@ impl PendingTable {
                 Ok((Delivery::Late, false))
             }
             None if msg.header.is_error() && self.posted.contains(&id) => {
+                // One error reply per posted command: a second one is a violation.
+                self.posted.retain(|&p| p != id);
                 log::warn!("server reported errno {} for posted command msg_id {id}", msg.header.errno());
                 Ok((Delivery::PostedError, false))
             }
@@ -361,6 +363,8 @@ mod tests {
         assert_eq!(t.len(), 0);
         let p = t.posted_id().unwrap();
         assert_eq!(t.deliver(reply(p, true)).map(|d| d.0), Ok(Delivery::PostedError));
+        assert!(t.deliver(reply(p, true)).is_err(), "a second error reply to a posted command is a violation");
+        let p = t.posted_id().unwrap();
         assert!(t.deliver(reply(p, false)).is_err(), "only error replies to posted commands are tolerated");
     }
 }

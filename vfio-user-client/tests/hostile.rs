@@ -450,3 +450,44 @@ fn an_error_reply_with_a_payload_is_a_violation() {
     assert_closed(&c);
     h.join().unwrap();
 }
+
+/// Regression (issue 16, item 6): a reply sent twice was caught only when the copy was read
+/// after the caller had released the reader role; both copies in one read (one write by the
+/// server) let the copy pass silently. Either way it is a violation.
+#[test]
+fn a_duplicated_reply_is_always_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DeviceReset);
+        let mut bytes = m.header.reply(0).as_slice().to_vec();
+        bytes.extend_from_slice(m.header.reply(0).as_slice());
+        // Both copies in one write: the caller reading its reply finds them in one recvmsg.
+        f.write_bytes(&bytes);
+        drain(f);
+    });
+    // The first copy answers the request (unless the violation was seen first).
+    let _ = c.reset();
+    // The copy closed the connection: the next request fails instead of waiting in vain.
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    assert_eq!(c.stats().violations, 1);
+    h.join().unwrap();
+}
+
+/// A second error reply to one posted command is a violation (the first is tolerated).
+#[test]
+fn a_duplicated_error_reply_to_a_posted_write_is_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::RegionWrite);
+        f.error(&m, libc::EIO);
+        f.error(&m, libc::EIO);
+        drain(f);
+    });
+    c.region_write_posted(0, 0, &[1, 2, 3, 4]).unwrap();
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    h.join().unwrap();
+}
