@@ -491,3 +491,41 @@ fn a_duplicated_error_reply_to_a_posted_write_is_a_violation() {
     assert_closed(&c);
     h.join().unwrap();
 }
+
+/// Regression (issue 16, item 6): a server answering every request just inside the request
+/// timeout kept a multi-request operation going for the sum of them; under
+/// `Client::with_deadline` it ends at the deadline, the late request failing with a timeout
+/// and the later ones not sent at all.
+#[test]
+fn a_server_trickling_each_reply_cannot_stretch_an_operation_past_its_deadline() {
+    let config = test_config().timeout(Duration::from_secs(2));
+    let (c, h) = start(config, |mut f| {
+        f.handshake();
+        // Every request answered after 300 ms, well inside the 2 s timeout.
+        while let Ok(m) = f.conn.recv() {
+            std::thread::sleep(Duration::from_millis(300));
+            if m.header.cmd() == Ok(Command::RegionRead) {
+                let a: RegionAccess = vfio_user_proto::wire::read_at(&m.payload, 0).unwrap();
+                let data = vec![0u8; a.count as usize];
+                let _ = f.conn.send(m.header.reply(0), &[a.as_slice(), &data], &[]);
+            } else {
+                let _ = f.conn.send(m.header.reply(0), &[], &[]);
+            }
+        }
+    });
+    let start = std::time::Instant::now();
+    // 50 requests would take 15 s.
+    let r = c.with_deadline(Duration::from_millis(700), || (0..50).try_for_each(|_| c.region_read(0, 0, &mut [0; 4])));
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Timeout { command: Command::RegionRead, .. }), "{e}");
+    // Does not hang: far above the 700 ms deadline, far below the 15 s of the whole.
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(c.disconnected().is_none(), "a deadline does not cost the connection");
+    // Outside the scope, requests wait their own timeout again (the late reply is dropped).
+    c.region_read(0, 0, &mut [0; 4]).unwrap();
+    // Nested scopes keep the earlier deadline; an expired one sends nothing.
+    let e = c.with_deadline(Duration::ZERO, || c.with_deadline(Duration::from_secs(60), || c.reset())).unwrap_err();
+    assert!(matches!(e, Error::Timeout { command: Command::DeviceReset, .. }), "{e}");
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}

@@ -27,6 +27,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -90,6 +91,10 @@ enum Cmd {
         /// Hex dump of config space: -x header, -xxx conventional space, -xxxx extended space.
         #[arg(short = 'x', action = clap::ArgAction::Count)]
         x: u8,
+        /// Give up when the whole inspection (connect included) takes longer than this many
+        /// seconds, however promptly each reply arrives within its own 5 s timeout.
+        #[arg(long, default_value_t = lspci::DEFAULT_DEADLINE_SECS, value_parser = lspci::parse_deadline)]
+        deadline: f64,
     },
     /// Measures 4-byte config-read latency (p50/p99/p99.9) and throughput against a server,
     /// lock-step and pipelined (16 in flight), beside a raw socketpair ping-pong of the same
@@ -155,7 +160,9 @@ fn main() -> ExitCode {
             };
             serve::serve(sample, at, control, &blk)
         }
-        Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
+        Cmd::Lspci { socket, verbose, x, deadline } => {
+            lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), Duration::from_secs_f64(deadline))
+        }
         Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),
         Cmd::Migrate { from, to, rounds, no_resume } => migrate::run(&from, &to, rounds, !no_resume),
         Cmd::Trace { listen, connect, json, once } => (|| {
