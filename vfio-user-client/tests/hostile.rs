@@ -529,3 +529,25 @@ fn a_server_trickling_each_reply_cannot_stretch_an_operation_past_its_deadline()
     c.shutdown().unwrap();
     h.join().unwrap();
 }
+
+/// Regression (issue 16, item 6): a pipe (or a datagram socket) offered as the twin socket
+/// was accepted and failed only at first use; the handshake refuses it.
+#[test]
+fn a_twin_socket_that_is_no_unix_stream_socket_fails_the_connect() {
+    use std::os::fd::OwnedFd;
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    let (dgram, _other) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let candidates: Vec<(OwnedFd, &str)> = vec![(pipe_r, "not a socket"), (OwnedFd::from(dgram), "not a UNIX stream")];
+    for (fd, why) in candidates {
+        let (e, h) = start_err(test_config(), move |mut f| {
+            let twin = vfio_user_proto::TwinSocket { supported: true, fd_index: Some(0) };
+            let caps = Capabilities { twin_socket: Some(twin), ..Default::default() };
+            let m = f.expect(Command::Version);
+            let v = vfio_user_proto::request::VersionWire { major: 0, minor: 2 };
+            f.reply_fds(&m, &[v.as_slice(), &caps.to_json()], &[&fd]);
+            drain(f);
+        });
+        assert!(matches!(&e, Error::Protocol(s) if s.contains("twin socket") && s.contains(why)), "{e}");
+        h.join().unwrap();
+    }
+}
