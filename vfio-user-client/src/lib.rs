@@ -144,7 +144,7 @@ pub use config::{
 pub use dma::{DmaMapping, DmaMemory};
 pub use dma_map::DmaProt;
 pub use error::{DisconnectReason, Error, Result};
-pub use irq::{IrqAction, IrqInfo, IrqSetData};
+pub use irq::{max_irq_count, IrqAction, IrqInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
 pub use stats::Stats;

@@ -551,3 +551,38 @@ fn a_twin_socket_that_is_no_unix_stream_socket_fails_the_connect() {
         h.join().unwrap();
     }
 }
+
+/// Regression (issue 16, item 6): an IRQ count of 2^32-1 was taken as fact (and printed by
+/// `vfio-user lspci`); counts beyond what PCI allows are a violation.
+#[test]
+fn absurd_irq_counts_are_a_violation() {
+    // (index, count, accepted)
+    for (index, count, ok) in [
+        (2, u32::MAX, false),
+        (2, 2049, false),
+        (2, 2048, true),
+        (1, 33, false),
+        (1, 32, true),
+        (0, 2, false),
+        (4, 1, true),
+        (3, 7, false),
+    ] {
+        let (c, h) = start(test_config(), move |mut f| {
+            f.handshake();
+            let m = f.expect(Command::DeviceGetIrqInfo);
+            f.reply(&m, &[IrqInfo { argsz: 16, flags: 0, index, count }.as_slice()]);
+            drain(f);
+        });
+        let r = c.irq_info(index);
+        match ok {
+            true => assert_eq!(r.unwrap().count, count),
+            false => {
+                let e = r.unwrap_err();
+                assert!(is_violation(&e) && e.to_string().contains("vectors"), "{index} {count}: {e}");
+                assert_closed(&c);
+            }
+        }
+        c.shutdown().unwrap();
+        h.join().unwrap();
+    }
+}
