@@ -224,6 +224,14 @@ impl PendingTable {
             None if msg.header.is_error() && self.posted.contains(&id) => {
                 // One error reply per posted command: a second one is a violation.
                 self.posted.retain(|&p| p != id);
+                // The spec's error reply is the header alone, here as for requests.
+                if !msg.payload.is_empty() || !msg.fds.is_empty() {
+                    return Err(DisconnectReason::ProtocolViolation(format!(
+                        "error reply to posted msg_id {id} carries {} payload bytes and {} fds",
+                        msg.payload.len(),
+                        msg.fds.len()
+                    )));
+                }
                 log::warn!("server reported errno {} for posted command msg_id {id}", msg.header.errno());
                 Ok((Delivery::PostedError, false))
             }

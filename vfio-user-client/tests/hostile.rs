@@ -586,3 +586,21 @@ fn absurd_irq_counts_are_a_violation() {
         h.join().unwrap();
     }
 }
+
+/// Regression (issue 16, item 6): the check that an error reply is the header alone covered
+/// replies to requests, not the error replies tolerated for posted writes.
+#[test]
+fn an_error_reply_with_a_payload_to_a_posted_write_is_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::RegionWrite);
+        f.raw(m.header.error_reply(libc::EIO), &[&[0xee; 8]]);
+        drain(f);
+    });
+    c.region_write_posted(0, 0, &[1, 2, 3, 4]).unwrap();
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    assert_eq!(c.stats().posted_errors, 0);
+    h.join().unwrap();
+}
