@@ -91,7 +91,7 @@ impl Model {
             let Some((&ri, m)) = self.maps.range(..=a).next_back().filter(|(&ri, m)| a < ri + m.size) else {
                 return Err(libc::EFAULT);
             };
-            if (write && !m.prot.write) || (!write && !m.prot.read) {
+            if (write && !m.prot.write()) || (!write && !m.prot.read()) {
                 return Err(libc::EACCES);
             }
             a = ri + m.size;

@@ -105,17 +105,25 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
         return Err("--control is for the gpio sample only".into());
     }
     let signals = block_termination_signals();
-    let endpoint = match at {
-        Where::Path(p) => Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
-        Where::Fd(fd) => endpoint_from_fd(fd)?,
-    };
-    let what = match &endpoint {
-        Endpoint::Listener(_) => "listening",
-        Endpoint::Stream(_) => "serving one connected client",
+    // The socket appears only once the device is made (its fds, threads and all), so that
+    // whoever waits for the socket sees the server as it will stay.
+    let open = move || -> Result<(Endpoint, &'static str), String> {
+        let endpoint = match at {
+            Where::Path(p) => {
+                Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            Where::Fd(fd) => endpoint_from_fd(fd)?,
+        };
+        let what = match &endpoint {
+            Endpoint::Listener(_) => "listening",
+            Endpoint::Stream(_) => "serving one connected client",
+        };
+        Ok((endpoint, what))
     };
     match sample {
         Sample::Demo => {
             let s = devices::demo_server().map_err(|e| e.to_string())?;
+            let (endpoint, what) = open()?;
             log::info!("demo device {:04x}:{:04x}: {what}", devices::DEMO_VENDOR, devices::DEMO_DEVICE);
             run(s, endpoint, signals)
         }
@@ -125,12 +133,14 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
                 Some(p) => Some(Control::bind(&p, s.device().handle()).map_err(|e| format!("{}: {e}", p.display()))?),
                 None => None,
             };
+            let (endpoint, what) = open()?;
             log::info!("gpio device {:04x}:{:04x}: {what}", gpio::VENDOR_ID, gpio::DEVICE_ID);
             run(s, endpoint, signals)
         }
         Sample::LvuServer => {
             use vfio_user_samples::server::{new_server, DEVICE_ID, VENDOR_ID};
             let s = new_server().map_err(|e| e.to_string())?;
+            let (endpoint, what) = open()?;
             log::info!("libvfio-user sample server {VENDOR_ID:04x}:{DEVICE_ID:04x}: {what}");
             run(s, endpoint, signals)
         }
@@ -146,6 +156,7 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
             let dev = VirtioBlk::open(image, cfg).map_err(|e| format!("{}: {e}", image.display()))?;
             let sectors = dev.capacity();
             let s = vfio_user_virtio::VirtioPci::server(dev).map_err(|e| e.to_string())?;
+            let (endpoint, what) = open()?;
             log::info!(
                 "virtio-blk {}: {sectors} sectors, {} queue(s){}: {what}",
                 image.display(),
