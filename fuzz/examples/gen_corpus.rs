@@ -75,6 +75,21 @@ fn server_session() -> Vec<(&'static str, Vec<u8>)> {
     o.u8(0).u8(0).u16(payload.len() as u16).bytes(&payload).u8(1).u8(0);
     o.u8(0).u8(19).u8(0).u16(4).bytes(&[1, 2, 3, 4]).u8(1).u8(0);
     out.push(("seed-raw", o.0.clone()));
+
+    // The hostile classes (kind 0x20): an oversized message (E2BIG, in sync), SET_IRQS with
+    // memfds for eventfds (EINVAL), a DMA_MAP of an unsealed memfd shrunk before and after
+    // the server got it; a DEVICE_GET_INFO after each shows the stream in sync.
+    let mut o = Out::default();
+    o.u8(1).u8(1).u8(2);
+    o.u8(0x20).u8(0).u8(3).u16(100).u8(0xab).u8(1);
+    srv_cmd(&mut o, 4, 0).u8(0);
+    o.u8(0x20).u8(1).u8(2).u8(2);
+    o.u8(0x20).u8(1).u8(0).u8(0);
+    srv_cmd(&mut o, 4, 0).u8(0);
+    o.u8(0x20).u8(2).u8(0x10).u8(1).u8(0);
+    o.u8(0x20).u8(2).u8(0x20).u8(0).u8(1);
+    srv_cmd(&mut o, 4, 0).u8(0);
+    out.push(("seed-hostile", o.0.clone()));
     out
 }
 
@@ -106,7 +121,36 @@ fn client_replies() -> Vec<(&'static str, Vec<u8>)> {
         o.u8(5).u8(0x21).u8(0).u16(4).bytes(&[0; 4]).u8(0);
     }
     let hostile = o.0;
-    vec![("seed-plain", plain), ("seed-rich", rich), ("seed-hostile", hostile)]
+    // Issue 16 item 6: a reply twice in one write, then twice in two writes, an error reply
+    // with a payload, an absurd MSI-X count.
+    let mut o = Out::default();
+    o.u8(0);
+    o.bytes(&[0; 4]);
+    o.u8(3 | 8);
+    let dup_one_write = [o.0.clone(), vec![0; 100]].concat();
+    let mut o = Out::default();
+    o.u8(0).bytes(&[0; 4]).u8(3).bytes(&[0; 100]);
+    let dup_two_writes = o.0;
+    let mut o = Out::default();
+    o.u8(0).bytes(&[0; 4]).u8(4 | 16).u8(5).u8(8).bytes(&[0xee; 8]).bytes(&[0; 100]);
+    let error_payload = o.0;
+    let mut o = Out::default();
+    o.u8(0).bytes(&[0; 4]);
+    for _ in 0..9 {
+        o.u8(0).u8(0); // region infos
+    }
+    o.u8(0).u8(0).u8(0).u8(0).u8(0).u8(0xf0); // IRQ infos 0, 1, then 2: 2^32-1
+    o.bytes(&[0; 100]);
+    let irq_count = o.0;
+    vec![
+        ("seed-plain", plain),
+        ("seed-rich", rich),
+        ("seed-hostile", hostile),
+        ("seed-duplicate-one-write", dup_one_write),
+        ("seed-duplicate-two-writes", dup_two_writes),
+        ("seed-error-payload", error_payload),
+        ("seed-irq-count", irq_count),
+    ]
 }
 
 fn dma_space() -> Vec<(&'static str, Vec<u8>)> {

@@ -12,7 +12,8 @@
 //! memory, so large DMA_WRITEs are received straight into it), then for each request the
 //! server reads one mode byte and its fields: a plausible reply (fds included) left alone
 //! or mutated (a byte flipped, truncated, extended, a header field changed), an error reply
-//! with a fuzzed errno, a reply made of fuzzed header fields and payload with 0–3 fds, or
+//! with a fuzzed errno (sometimes carrying a payload or fds), a plausible reply sent twice,
+//! IRQ counts beyond the PCI limits, a reply made of fuzzed header fields and payload with 0–3 fds, or
 //! (once) no reply at all; optionally preceded by a server-to-client DMA_READ/DMA_WRITE (a
 //! DMA_WRITE of up to 64 KiB). When the input is used up the server hangs up.
 //!
@@ -154,7 +155,11 @@ fn plausible(inp: &mut Input, m: &Message, keep: &mut Vec<UnixStream>) -> (Vec<u
             }
         }
         Request::DeviceGetIrqInfo(r) => {
-            let count = u32::from(inp.u8() % 5);
+            // Mostly sane; from 0xf0 an absurd count the client must refuse (PCI limits).
+            let count = match inp.u8() {
+                c @ 0xf0.. => [u32::MAX, 2049, 33, 2, 1 << 20, 2048, 32, 1][usize::from(c % 8)],
+                c => u32::from(c % 5),
+            };
             let info = IrqInfo { argsz: 16, flags: IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE, index: r.index, count };
             p.extend_from_slice(info.as_slice());
         }
@@ -240,7 +245,16 @@ fn fake_server(sock: UnixStream, data: Vec<u8>) {
             4 => {
                 let mut h = m.header.error_reply(0);
                 h.error = if mode & 8 != 0 { inp.u32() } else { u32::from(inp.u8()) };
-                (h, Vec::new(), Vec::new())
+                // An error reply carrying a payload (and fds): a violation.
+                let payload = match mode & 16 != 0 {
+                    true => {
+                        let n = usize::from(inp.u8());
+                        inp.bytes(n).to_vec()
+                    }
+                    false => Vec::new(),
+                };
+                let fds = if mode & 32 != 0 { fds_for(inp.u8()) } else { Vec::new() };
+                (h, payload, fds)
             }
             5 => {
                 let mut h = m.header.reply(0);
@@ -291,7 +305,17 @@ fn fake_server(sock: UnixStream, data: Vec<u8>) {
             }
         };
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        if !send_raw(&sock, &[header.as_slice(), &payload].concat(), &borrowed) {
+        let mut bytes = [header.as_slice(), &payload].concat();
+        // Mode 3: the reply sent twice, in one write (`mode & 8`) or in two: a violation
+        // however it is read.
+        let dup = mode % 8 == 3;
+        if dup && mode & 8 != 0 {
+            bytes.extend_from_slice(&bytes.clone());
+        }
+        if !send_raw(&sock, &bytes, &borrowed) {
+            return;
+        }
+        if dup && mode & 8 == 0 && !send_raw(&sock, &bytes, &[]) {
             return;
         }
     }

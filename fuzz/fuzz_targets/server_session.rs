@@ -360,8 +360,9 @@ fn fds_allowed(reply: &Header) -> bool {
 
 struct Session {
     rx: Receiver,
-    /// (msg_id, command) of the commands that still owe a reply, in order.
-    expect: VecDeque<(u16, u16)>,
+    /// (msg_id, command, the errno it must get if any) of the commands that still owe a
+    /// reply, in order.
+    expect: VecDeque<(u16, u16, Option<i32>)>,
     /// Whether `expect` is exact (the stream is in sync).
     strict: bool,
     closed: bool,
@@ -378,7 +379,14 @@ impl Session {
                     assert!(!h.no_reply(), "NO_REPLY set on a reply: {h:?}");
                     if self.strict {
                         let want = self.expect.pop_front();
-                        assert_eq!(want, Some((h.msg_id, h.command)), "reply answers the wrong command: {h:?}");
+                        assert_eq!(
+                            want.map(|w| (w.0, w.1)),
+                            Some((h.msg_id, h.command)),
+                            "reply answers the wrong command: {h:?}"
+                        );
+                        if let Some(Some(errno)) = want.map(|w| w.2) {
+                            assert_eq!((h.is_error(), h.error as i32), (true, errno), "wrong answer: {h:?}");
+                        }
                     }
                     if h.is_error() {
                         assert!(m.payload.is_empty(), "error reply with a payload: {h:?}");
@@ -430,13 +438,72 @@ fuzz_target!(|data: &[u8]| {
     let mut next_id: u16 = 0;
     let max_size = HEADER_SIZE + 16 + MAX_XFER as usize;
 
+    // Whether the canned VERSION opened the session (the answers to hostile actions are
+    // checked only then).
+    let mut negotiated = false;
     for i in 0..=MAX_MSGS {
         if i > 0 && inp.is_empty() {
             break;
         }
         let kind = inp.u8();
+        if i == 0 {
+            negotiated = kind % 8 != 0;
+        }
         next_id = next_id.wrapping_add(1);
-        let (bytes, fds) = if i == 0 && kind % 8 != 0 {
+        // What the reply must say, for the hostile actions below.
+        let mut must = None;
+        // An unsealed memfd to shrink once it has been sent with a DMA_MAP (and when).
+        let mut shrink = None;
+        let (bytes, fds) = if i > 0 && kind % 4 == 0 && kind & 0x20 != 0 {
+            match inp.u8() % 3 {
+                0 => {
+                    // Oversized: a complete message over the limit, drained and answered
+                    // E2BIG with the stream in sync (the connection stays).
+                    let cmd = [2, 5, 9, 10, 15, 16, 18][usize::from(inp.u8() % 7)];
+                    let size = max_size + 1 + usize::from(inp.u16() % 4096);
+                    let h = Header::command(next_id, Command::try_from(cmd).unwrap(), size - HEADER_SIZE);
+                    let mut bytes = h.as_slice().to_vec();
+                    bytes.resize(size, inp.u8());
+                    must = Some(libc::E2BIG);
+                    (bytes, fds_for(inp.u8() & 0xf3))
+                }
+                1 => {
+                    // SET_IRQS DATA_EVENTFD with fds that are not eventfds: EINVAL, as
+                    // kernel VFIO answers, before any vector changes.
+                    let n = 1 + inp.u8() % 3;
+                    let index = [0, 1, 2][usize::from(inp.u8() % 3)];
+                    let set = IrqSet {
+                        argsz: 20,
+                        flags: IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER,
+                        index,
+                        start: 0,
+                        count: u32::from(n).min(if index == 0 { 1 } else { 4 }),
+                    };
+                    let fds: Vec<OwnedFd> = (0..set.count).map(|_| memfd(0x1000)).collect();
+                    let h = Header::command(next_id, Command::DeviceSetIrqs, 20);
+                    must = Some(libc::EINVAL);
+                    ([h.as_slice(), set.as_slice()].concat(), fds)
+                }
+                _ => {
+                    // DMA_MAP of an unsealed memfd that shrinks before or after the server
+                    // maps it (the server reaches such fds by pread/pwrite: no SIGBUS).
+                    let fd = common::unsealed_memfd(0x4000);
+                    let map = DmaMap {
+                        argsz: 32,
+                        flags: DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE,
+                        offset: 0,
+                        addr: u64::from(inp.u8()) * 0x1000,
+                        size: 0x4000,
+                    };
+                    let mut p = Vec::new();
+                    Request::DmaMap { map, fd: true }.encode_payload(&mut p);
+                    let h = Header::command(next_id, Command::DmaMap, p.len());
+                    let to = u64::from(inp.u8() % 5) * 0x1000;
+                    shrink = Some((fd.try_clone().unwrap(), to, inp.u8() & 1 == 0));
+                    ([h.as_slice(), &p].concat(), vec![fd])
+                }
+            }
+        } else if i == 0 && kind % 8 != 0 {
             // The canned VERSION.
             let p = build(&mut inp, 1, 0);
             let h = Header::command(next_id, Command::Version, p.len());
@@ -468,17 +535,34 @@ fuzz_target!(|data: &[u8]| {
         let h: Header = read_at(&bytes, 0).unwrap();
         let size = h.msg_size as usize;
         let complete = size == bytes.len();
-        let expect_close = !(HEADER_SIZE..=max_size).contains(&size)
-            || (complete && h.msg_type() != Some(vfio_user_proto::MsgType::Command));
+        if !negotiated {
+            must = None;
+        }
+        // Oversized messages are drained and refused, not a framing error.
+        let expect_close =
+            size < HEADER_SIZE || (complete && size <= max_size && h.msg_type() != Some(vfio_user_proto::MsgType::Command));
         if expect_close {
-        } else if !complete {
+        } else if !complete || (size > max_size && must.is_none()) {
+            // Incomplete, or an oversized raw message (what the server makes of its type
+            // is not modelled): the stream is no longer followed.
             s.strict = false;
         } else if !h.no_reply() {
-            s.expect.push_back((h.msg_id, h.command));
+            s.expect.push_back((h.msg_id, h.command, must));
         }
         let sent = send_raw(&ours, &bytes, &fds);
         drop(fds);
+        if let Some((fd, to, before)) = &shrink {
+            if *before {
+                rustix::fs::ftruncate(fd, *to).unwrap();
+            }
+        }
         let alive = step(&mut server);
+        if let Some((fd, to, false)) = &shrink {
+            rustix::fs::ftruncate(fd, *to).unwrap();
+        }
+        if must.is_some() {
+            assert!(alive, "a refused message {h:?} cost the connection");
+        }
         s.drain();
         if !alive || !sent || s.closed {
             break;

@@ -139,6 +139,26 @@ impl Client {
         })
     }
 
+    /// Runs `f`, a multi-request operation, under an overall deadline: every request this
+    /// thread makes within it waits no longer than what is left of `within` (besides its own
+    /// timeout), and once it has passed requests fail with [`Error::Timeout`] without being
+    /// sent. A server answering each request just inside the request timeout cannot stretch
+    /// the operation beyond `within`. Scopes nest (the earlier deadline wins); other threads
+    /// are not affected. Posted writes are not waited for and are not cut.
+    ///
+    /// ```rust,no_run
+    /// # use std::{path::Path, time::Duration};
+    /// # use vfio_user_client::{Client, Config};
+    /// let client = Client::connect(Path::new("/run/dev.sock"), Config::default())?;
+    /// let regions = client.with_deadline(Duration::from_secs(10), || {
+    ///     (0..client.device_info().num_regions).map(|i| client.region_info(i)).collect::<Result<Vec<_>, _>>()
+    /// })?;
+    /// # Ok::<(), vfio_user_client::Error>(())
+    /// ```
+    pub fn with_deadline<R>(&self, within: Duration, f: impl FnOnce() -> R) -> R {
+        crate::transport::with_deadline(within, f)
+    }
+
     /// The current connection.
     pub(crate) fn transport(&self) -> Arc<Transport> {
         read_lock(&self.link).transport.clone()

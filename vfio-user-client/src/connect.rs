@@ -119,7 +119,27 @@ fn check_version_reply(mut msg: Message, offered: &Capabilities) -> Result<(Nego
     if !msg.fds.is_empty() {
         return Err(Error::Protocol("stray file descriptor with the VERSION reply".into()));
     }
+    if let Some(fd) = &twin {
+        check_twin_fd(fd)?;
+    }
     Ok((n, twin))
+}
+
+/// Refuses a twin "socket" that is not a connected-kind UNIX stream socket (a pipe, a file,
+/// a datagram socket...): it would only fail at first use, in the middle of a DMA.
+fn check_twin_fd(fd: &OwnedFd) -> Result<()> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let refuse = |what: String| Err(Error::Protocol(format!("the twin socket offered by the server is {what}")));
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::Io(e.into()))?;
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if kind != rustix::fs::FileType::Socket {
+        return refuse(format!("not a socket but a {kind:?}"));
+    }
+    match (sockopt::socket_domain(fd), sockopt::socket_type(fd)) {
+        (Ok(AddressFamily::UNIX), Ok(SocketType::STREAM)) => Ok(()),
+        (Ok(d), Ok(t)) => refuse(format!("a socket of domain {d:?} and type {t:?}, not a UNIX stream socket")),
+        (Err(e), _) | (_, Err(e)) => refuse(format!("a socket whose domain or type cannot be read: {e}")),
+    }
 }
 
 pub(crate) enum RecvError {

@@ -17,8 +17,20 @@ use vfio_user_proto::wire::{
 use vfio_user_proto::{Command, Reply};
 use vm_memory::ByteValued;
 
+/// The most vectors an IRQ index can have: for a PCI device INTx 1, MSI 32, MSI-X 2048, ERR
+/// and REQ 1 (the PCI limits, as kernel VFIO reports them); 2048 for any other index. A
+/// server claiming more is lying: nothing may be sized or looped by its count.
+pub const fn max_irq_count(pci: bool, index: u32) -> u32 {
+    match (pci, index) {
+        (true, 0) | (true, 3) | (true, 4) => 1,
+        (true, 1) => 32,
+        _ => 2048,
+    }
+}
+
 impl Client {
-    /// DEVICE_GET_IRQ_INFO for `index` (cached after the first call).
+    /// DEVICE_GET_IRQ_INFO for `index` (cached after the first call). A count beyond
+    /// [`max_irq_count`] is a protocol violation.
     pub fn irq_info(&self, index: u32) -> Result<IrqInfo> {
         if index >= self.device.num_irqs {
             return Err(Error::InvalidInput("IRQ index out of range"));
@@ -29,7 +41,13 @@ impl Client {
         let req = wire::IrqInfo::query(index);
         let (t, msg) = self.call(Command::DeviceGetIrqInfo, &[req.as_slice()], &[], None)?;
         let info = match decode(&t, &msg)? {
-            Reply::DeviceGetIrqInfo(i) if i.index == index => IrqInfo { index, flags: i.flags, count: i.count },
+            Reply::DeviceGetIrqInfo(i) if i.index == index => {
+                let max = max_irq_count(self.device.is_pci(), index);
+                if i.count > max {
+                    return Err(t.violation(format!("IRQ index {index} claims {} vectors (at most {max})", i.count)));
+                }
+                IrqInfo { index, flags: i.flags, count: i.count }
+            }
             Reply::DeviceGetIrqInfo(i) => {
                 return Err(t.violation(format!("IRQ info for index {} when {index} was asked", i.index)))
             }

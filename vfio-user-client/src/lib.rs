@@ -167,6 +167,7 @@ pub use dma_serve::{DmaMapping, DmaMemory};
 pub use error::{DisconnectReason, Error, Result};
 #[cfg(feature = "vmm-sys-util-0-15")]
 pub use eventfd::borrow_eventfd;
+pub use irq::max_irq_count;
 pub use irq_state::{IrqAction, IrqInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region_info::{IoRegionFd, MappedArea, Region, RegionMapping, SparseMmapArea};

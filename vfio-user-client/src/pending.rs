@@ -222,6 +222,16 @@ impl PendingTable {
                 Ok((Delivery::Late, false))
             }
             None if msg.header.is_error() && self.posted.contains(&id) => {
+                // One error reply per posted command: a second one is a violation.
+                self.posted.retain(|&p| p != id);
+                // The spec's error reply is the header alone, here as for requests.
+                if !msg.payload.is_empty() || !msg.fds.is_empty() {
+                    return Err(DisconnectReason::ProtocolViolation(format!(
+                        "error reply to posted msg_id {id} carries {} payload bytes and {} fds",
+                        msg.payload.len(),
+                        msg.fds.len()
+                    )));
+                }
                 log::warn!("server reported errno {} for posted command msg_id {id}", msg.header.errno());
                 Ok((Delivery::PostedError, false))
             }
@@ -361,6 +371,8 @@ mod tests {
         assert_eq!(t.len(), 0);
         let p = t.posted_id().unwrap();
         assert_eq!(t.deliver(reply(p, true)).map(|d| d.0), Ok(Delivery::PostedError));
+        assert!(t.deliver(reply(p, true)).is_err(), "a second error reply to a posted command is a violation");
+        let p = t.posted_id().unwrap();
         assert!(t.deliver(reply(p, false)).is_err(), "only error replies to posted commands are tolerated");
     }
 }

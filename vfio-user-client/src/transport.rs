@@ -198,7 +198,7 @@ impl Transport {
         fds: &[BorrowedFd<'_>],
         timeout: Duration,
     ) -> Result<Message> {
-        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        let (deadline, timeout) = request_deadline(cmd, timeout)?;
         let (id, asleep) = {
             let mut st = lock(&self.state);
             if let Some(r) = &st.dead {
@@ -244,7 +244,8 @@ impl Transport {
     /// Sends several commands in as few system calls as possible (no fds); their replies
     /// are collected with [`Ticket::finish`], in any order.
     pub(crate) fn start_batch(&self, reqs: &[(Command, &[&[u8]])], timeout: Duration) -> Result<Vec<Ticket<'_>>> {
-        let deadline = now_ms().saturating_add(timeout.as_millis() as u64);
+        let first = reqs.first().map_or(Command::RegionRead, |r| r.0);
+        let (deadline, timeout) = request_deadline(first, timeout)?;
         let mut tickets = Vec::with_capacity(reqs.len());
         {
             let mut st = lock(&self.state);
@@ -478,6 +479,43 @@ impl Drop for Ticket<'_> {
             }
         }
     }
+}
+
+thread_local! {
+    /// The deadline (ms of [`now_ms`]) of the [`with_deadline`] scope this thread is in.
+    static SCOPE_DEADLINE: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// Runs `f` with every request this thread makes cut short at `within` from now (nested
+/// scopes keep the earlier deadline); see [`Client::with_deadline`](crate::Client::with_deadline).
+pub(crate) fn with_deadline<R>(within: Duration, f: impl FnOnce() -> R) -> R {
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SCOPE_DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let outer = SCOPE_DEADLINE.with(|d| d.get());
+    let ours = now_ms().saturating_add(u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
+    SCOPE_DEADLINE.with(|d| d.set(outer.min(ours)));
+    let _restore = Restore(outer);
+    f()
+}
+
+/// The deadline (ms) of a request with `timeout`, and the timeout it amounts to: cut to what
+/// is left of the thread's [`with_deadline`] scope. A scope already expired fails the request
+/// with [`Error::Timeout`] before anything is sent.
+fn request_deadline(cmd: Command, timeout: Duration) -> Result<(u64, Duration)> {
+    let now = now_ms();
+    let deadline = now.saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    let scope = SCOPE_DEADLINE.with(|d| d.get());
+    if scope >= deadline {
+        return Ok((deadline, timeout));
+    }
+    if scope <= now {
+        return Err(Error::Timeout { command: cmd, timeout: Duration::ZERO });
+    }
+    Ok((scope, Duration::from_millis(scope - now)))
 }
 
 /// Decodes a successful reply; a malformed one closes the connection.

@@ -450,3 +450,157 @@ fn an_error_reply_with_a_payload_is_a_violation() {
     assert_closed(&c);
     h.join().unwrap();
 }
+
+/// Regression (issue 16, item 6): a reply sent twice was caught only when the copy was read
+/// after the caller had released the reader role; both copies in one read (one write by the
+/// server) let the copy pass silently. Either way it is a violation.
+#[test]
+fn a_duplicated_reply_is_always_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DeviceReset);
+        let mut bytes = m.header.reply(0).as_slice().to_vec();
+        bytes.extend_from_slice(m.header.reply(0).as_slice());
+        // Both copies in one write: the caller reading its reply finds them in one recvmsg.
+        f.write_bytes(&bytes);
+        drain(f);
+    });
+    // The first copy answers the request (unless the violation was seen first).
+    let _ = c.reset();
+    // The copy closed the connection: the next request fails instead of waiting in vain.
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    assert_eq!(c.stats().violations, 1);
+    h.join().unwrap();
+}
+
+/// A second error reply to one posted command is a violation (the first is tolerated).
+#[test]
+fn a_duplicated_error_reply_to_a_posted_write_is_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::RegionWrite);
+        f.error(&m, libc::EIO);
+        f.error(&m, libc::EIO);
+        drain(f);
+    });
+    c.region_write_posted(0, 0, &[1, 2, 3, 4]).unwrap();
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    h.join().unwrap();
+}
+
+/// Regression (issue 16, item 6): a server answering every request just inside the request
+/// timeout kept a multi-request operation going for the sum of them; under
+/// `Client::with_deadline` it ends at the deadline, the late request failing with a timeout
+/// and the later ones not sent at all.
+#[test]
+fn a_server_trickling_each_reply_cannot_stretch_an_operation_past_its_deadline() {
+    let config = test_config().timeout(Duration::from_secs(2));
+    let (c, h) = start(config, |mut f| {
+        f.handshake();
+        // Every request answered after 300 ms, well inside the 2 s timeout.
+        while let Ok(m) = f.conn.recv() {
+            std::thread::sleep(Duration::from_millis(300));
+            if m.header.cmd() == Ok(Command::RegionRead) {
+                let a: RegionAccess = vfio_user_proto::wire::read_at(&m.payload, 0).unwrap();
+                let data = vec![0u8; a.count as usize];
+                let _ = f.conn.send(m.header.reply(0), &[a.as_slice(), &data], &[]);
+            } else {
+                let _ = f.conn.send(m.header.reply(0), &[], &[]);
+            }
+        }
+    });
+    let start = std::time::Instant::now();
+    // 50 requests would take 15 s.
+    let r = c.with_deadline(Duration::from_millis(700), || (0..50).try_for_each(|_| c.region_read(0, 0, &mut [0; 4])));
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::Timeout { command: Command::RegionRead, .. }), "{e}");
+    // Does not hang: far above the 700 ms deadline, far below the 15 s of the whole.
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(c.disconnected().is_none(), "a deadline does not cost the connection");
+    // Outside the scope, requests wait their own timeout again (the late reply is dropped).
+    c.region_read(0, 0, &mut [0; 4]).unwrap();
+    // Nested scopes keep the earlier deadline; an expired one sends nothing.
+    let e = c.with_deadline(Duration::ZERO, || c.with_deadline(Duration::from_secs(60), || c.reset())).unwrap_err();
+    assert!(matches!(e, Error::Timeout { command: Command::DeviceReset, .. }), "{e}");
+    c.shutdown().unwrap();
+    h.join().unwrap();
+}
+
+/// Regression (issue 16, item 6): a pipe (or a datagram socket) offered as the twin socket
+/// was accepted and failed only at first use; the handshake refuses it.
+#[test]
+fn a_twin_socket_that_is_no_unix_stream_socket_fails_the_connect() {
+    use std::os::fd::OwnedFd;
+    let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+    let (dgram, _other) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let candidates: Vec<(OwnedFd, &str)> = vec![(pipe_r, "not a socket"), (OwnedFd::from(dgram), "not a UNIX stream")];
+    for (fd, why) in candidates {
+        let (e, h) = start_err(test_config(), move |mut f| {
+            let twin = vfio_user_proto::TwinSocket { supported: true, fd_index: Some(0) };
+            let caps = Capabilities { twin_socket: Some(twin), ..Default::default() };
+            let m = f.expect(Command::Version);
+            let v = vfio_user_proto::request::VersionWire { major: 0, minor: 2 };
+            f.reply_fds(&m, &[v.as_slice(), &caps.to_json()], &[&fd]);
+            drain(f);
+        });
+        assert!(matches!(&e, Error::Protocol(s) if s.contains("twin socket") && s.contains(why)), "{e}");
+        h.join().unwrap();
+    }
+}
+
+/// Regression (issue 16, item 6): an IRQ count of 2^32-1 was taken as fact (and printed by
+/// `vfio-user lspci`); counts beyond what PCI allows are a violation.
+#[test]
+fn absurd_irq_counts_are_a_violation() {
+    // (index, count, accepted)
+    for (index, count, ok) in [
+        (2, u32::MAX, false),
+        (2, 2049, false),
+        (2, 2048, true),
+        (1, 33, false),
+        (1, 32, true),
+        (0, 2, false),
+        (4, 1, true),
+        (3, 7, false),
+    ] {
+        let (c, h) = start(test_config(), move |mut f| {
+            f.handshake();
+            let m = f.expect(Command::DeviceGetIrqInfo);
+            f.reply(&m, &[IrqInfo { argsz: 16, flags: 0, index, count }.as_slice()]);
+            drain(f);
+        });
+        let r = c.irq_info(index);
+        match ok {
+            true => assert_eq!(r.unwrap().count, count),
+            false => {
+                let e = r.unwrap_err();
+                assert!(is_violation(&e) && e.to_string().contains("vectors"), "{index} {count}: {e}");
+                assert_closed(&c);
+            }
+        }
+        c.shutdown().unwrap();
+        h.join().unwrap();
+    }
+}
+
+/// Regression (issue 16, item 6): the check that an error reply is the header alone covered
+/// replies to requests, not the error replies tolerated for posted writes.
+#[test]
+fn an_error_reply_with_a_payload_to_a_posted_write_is_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::RegionWrite);
+        f.raw(m.header.error_reply(libc::EIO), &[&[0xee; 8]]);
+        drain(f);
+    });
+    c.region_write_posted(0, 0, &[1, 2, 3, 4]).unwrap();
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    assert_eq!(c.stats().posted_errors, 0);
+    h.join().unwrap();
+}

@@ -29,6 +29,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -95,6 +96,10 @@ enum Cmd {
         /// Print everything as one JSON object instead (config space in hex).
         #[arg(long, conflicts_with_all = ["x", "verbose"])]
         json: bool,
+        /// Give up when the whole inspection (connect included) takes longer than this many
+        /// seconds, however promptly each reply arrives within its own 5 s timeout.
+        #[arg(long, default_value_t = lspci::DEFAULT_DEADLINE_SECS, value_parser = lspci::parse_deadline)]
+        deadline: f64,
     },
     /// Measures 4-byte config-read latency (p50/p99/p99.9) and throughput against a server,
     /// lock-step and pipelined (16 in flight), beside a raw socketpair ping-pong of the same
@@ -203,7 +208,9 @@ fn main() -> ExitCode {
             };
             serve::serve(sample, at, control, &blk)
         }
-        Cmd::Lspci { socket, verbose, x, json } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), json),
+        Cmd::Lspci { socket, verbose, x, json, deadline } => {
+            lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), json, Duration::from_secs_f64(deadline))
+        }
         Cmd::Bench { socket, seconds, json } => bench::run(&socket, seconds, json),
         Cmd::Migrate { from, to, rounds, no_resume, json } => migrate::run(&from, &to, rounds, !no_resume, json),
         Cmd::Completions { shell } => {

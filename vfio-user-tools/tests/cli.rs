@@ -324,3 +324,53 @@ fn help_completions_and_man_pages_cover_every_subcommand() {
     let out = std::process::Command::new(BIN).args(["man", "nope"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no subcommand \"nope\""));
 }
+
+/// Regression (issue 16, item 6): a server answering each request just inside the 5 s
+/// request timeout kept `lspci` running for a minute; `--deadline` bounds the whole.
+#[test]
+fn lspci_gives_up_on_a_trickling_server_at_its_deadline() {
+    use std::os::fd::AsFd;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use vfio_user_proto::Connection;
+
+    let dir = tmp_dir("lspci-deadline");
+    let s = Served::start("demo", dir.join("demo.sock"));
+    // A proxy that holds every message from the server for 500 ms (lspci makes dozens of
+    // requests: over 10 s in all).
+    let proxy = dir.join("proxy.sock");
+    let listener = UnixListener::bind(&proxy).unwrap();
+    let server = s.path.clone();
+    let h = std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = UnixStream::connect(&server).unwrap();
+        let (to_client, mut from_client) = Connection::new(client).split();
+        let (to_server, mut from_server) = Connection::new(server).split();
+        let up = std::thread::spawn(move || {
+            while let Ok(m) = from_client.recv() {
+                let fds: Vec<_> = m.fds.iter().map(|f| f.as_fd()).collect();
+                if to_server.send(m.header, &[&m.payload], &fds).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Ok(m) = from_server.recv() {
+            std::thread::sleep(Duration::from_millis(500));
+            let fds: Vec<_> = m.fds.iter().map(|f| f.as_fd()).collect();
+            if to_client.send(m.header, &[&m.payload], &fds).is_err() {
+                break;
+            }
+        }
+        drop(to_client);
+        let _ = up.join();
+    });
+    let start = Instant::now();
+    let o = run(&["lspci", proxy.to_str().unwrap(), "--deadline", "1.5"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(err.contains("gave up after the --deadline of 1.5s"), "{err}");
+    // Does not hang: far above the 1.5 s deadline, far below the 10+ s of the whole.
+    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+    assert!(!run(&["lspci", proxy.to_str().unwrap(), "--deadline", "0"]).status.success());
+    drop(s);
+    let _ = h.join();
+}

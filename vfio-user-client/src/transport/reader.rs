@@ -139,7 +139,14 @@ impl Transport {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             if msg.header.is_reply() && until == Some(msg.header.msg_id) {
-                *own = Some(msg);
+                // A second copy of the caller's own reply in the same batch (its slot is
+                // freed only when the role is released) is a violation, as one read later.
+                if own.is_some() {
+                    let id = msg.header.msg_id;
+                    end = Some(DisconnectReason::ProtocolViolation(format!("second reply to msg_id {id}")));
+                } else {
+                    *own = Some(msg);
+                }
             } else if msg.header.is_reply() {
                 let table = st.get_or_insert_with(|| lock(&self.state));
                 let id = msg.header.msg_id;
