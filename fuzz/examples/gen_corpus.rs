@@ -153,6 +153,26 @@ fn dma_space() -> Vec<(&'static str, Vec<u8>)> {
     o.u8(7).u32(0x3000).u8(0x82).u32(0x4000).u8(0);
     o.u8(7).u32(0x3000).u8(2).u32(0x4000).u8(15);
     out.push(("seed-message-ranges", o.0.clone()));
+
+    // A hostile client shrinks mapped files: an unsealed one (pread/pwrite: reads past the
+    // new end get EFAULT, a write grows it again) and a sealed, mmapped one (EPERM).
+    let mut o = Out::default();
+    o.u8(7 | (2 << 3));
+    map(&mut o, 0, 2, 3, 2);
+    map(&mut o, 4, 2, 0, 2);
+    o.u8(4).u32(0).u16(0x2000).u8(0).u8(3);
+    o.u8(10).u8(0).u16(0x1000);
+    o.u8(3).u32(0x800).u16(0x1000).u8(0).u8(0);
+    o.u8(3).u32(0).u16(0x800).u8(0).u8(0);
+    o.u8(10).u8(1).u16(0);
+    o.u8(4).u32(0x1800).u16(0x100).u8(0).u8(5);
+    o.u8(3).u32(0x1000).u16(0x900).u8(0).u8(0);
+    o.u8(3).u32(0x1000).u16(0x1000).u8(0).u8(0);
+    o.u8(10).u8(0).u16(0);
+    o.u8(3).u32(0).u16(8).u8(0).u8(0);
+    o.u8(5).u32(0).u16(8).u8(0).u8(0);
+    o.u8(3).u32(0x4000).u16(0x2000).u8(0).u8(0);
+    out.push(("seed-shrink", o.0.clone()));
     out
 }
 

@@ -158,7 +158,8 @@ fn plausible(inp: &mut Input, m: &Message, keep: &mut Vec<UnixStream>) -> (Vec<u
             let info = IrqInfo { argsz: 16, flags: IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE, index: r.index, count };
             p.extend_from_slice(info.as_slice());
         }
-        Request::DmaUnmap { unmap, bitmap } => {
+        Request::DmaUnmap(r) => {
+            let (unmap, bitmap) = r.to_wire();
             p.extend_from_slice(unmap.as_slice());
             if let Some(b) = bitmap {
                 p.extend_from_slice(b.as_slice());

@@ -257,7 +257,12 @@ fn build(inp: &mut Input, cmd: u16, nfds: usize) -> Vec<u8> {
             } else {
                 unmap
             };
-            Request::DmaUnmap { unmap, bitmap }.encode_payload(&mut p);
+            // Raw bytes: the flags may be invalid (ALL with GET_DIRTY_BITMAP), which no typed
+            // request can hold.
+            p.extend_from_slice(unmap.as_slice());
+            if let Some(b) = bitmap {
+                p.extend_from_slice(b.as_slice());
+            }
         }
         4 => {
             Request::DeviceGetInfo(DeviceInfo { argsz: [16, 0x1000][usize::from(inp.u8() & 1)], ..Default::default() })

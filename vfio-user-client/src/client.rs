@@ -8,24 +8,21 @@ use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use vfio_user_proto::wire::{self, RegionAccess, WriteMultiEntry, WRITE_MULTI_DATA_MAX};
-use vfio_user_proto::{decode_reply, Command, DecodeLimits, Message, Negotiated, Reply};
+use vfio_user_proto::{Command, DecodeLimits, Message, Negotiated, Reply, Request};
 use vm_memory::ByteValued;
 
 use crate::config::Config;
-use crate::dma::{DmaServer, DmaTable};
+use crate::dma_serve::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
-use crate::irq::{IrqInfo, IrqState};
-use crate::region::Region;
+use crate::irq_state::{IrqInfo, IrqState};
+use crate::region_info::Region;
 use crate::stats::{Counters, Stats};
-use crate::transport::{Link, Transport};
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::read_lock;
+use crate::transport::{decode, Link, Transport};
 
 /// What DEVICE_GET_INFO reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,20 +76,20 @@ pub struct RegionReadOp<'a> {
 /// A connection to a vfio-user server, usable from many threads at once.
 ///
 /// Every method takes `&self`; requests from different threads are in flight together and
-/// their replies are matched by message id. See the [crate documentation](crate) for the
-/// design and for how the calls map to rust-vmm's `vfio_user::Client`.
+/// their replies are matched by message id. The workspace's `DESIGN.md` describes the
+/// design; the [crate documentation](crate) maps rust-vmm's `vfio_user::Client` calls to these.
 pub struct Client {
-    path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     pub(crate) config: Config,
-    link: RwLock<Link>,
+    pub(crate) link: RwLock<Link>,
     pub(crate) device: DeviceInfo,
     pub(crate) dma: Arc<DmaServer>,
     pub(crate) dma_ops: Mutex<()>,
     pub(crate) irqs: Mutex<IrqState>,
     pub(crate) regions: Mutex<HashMap<u32, Arc<Region>>>,
     pub(crate) irq_infos: Mutex<HashMap<u32, IrqInfo>>,
-    reconnect_lock: Mutex<()>,
-    stats: Arc<Counters>,
+    pub(crate) reconnect_lock: Mutex<()>,
+    pub(crate) stats: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Client {
@@ -147,10 +144,20 @@ impl Client {
 
     /// The current connection.
     pub(crate) fn transport(&self) -> Arc<Transport> {
-        self.link.read().unwrap_or_else(|e| e.into_inner()).transport.clone()
+        read_lock(&self.link).transport.clone()
     }
 
     /// Sends `cmd` and returns the successful reply with the transport it came on.
+    /// Sends `req`, encoded by the wire crate, and waits for its reply.
+    pub(crate) fn call_request(
+        &self,
+        req: &Request<'_>,
+        fds: &[BorrowedFd<'_>],
+        timeout: Option<Duration>,
+    ) -> Result<(Arc<Transport>, Message)> {
+        self.call(req.command(), &[&req.to_payload()], fds, timeout)
+    }
+
     pub(crate) fn call(
         &self,
         cmd: Command,
@@ -211,7 +218,7 @@ impl Client {
         self.check_region(region, offset, data.len())?;
         // The link stays read-locked for the call (no reference count to bump): reconnect
         // closes the old connection first, which ends calls in flight at once.
-        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let link = read_lock(&self.link);
         let t = &*link.transport;
         let chunk = self.chunk(t);
         let mut done = 0usize;
@@ -284,7 +291,7 @@ impl Client {
     /// the server's `max_data_xfer_size`).
     pub fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let link = read_lock(&self.link);
         let t = &*link.transport;
         let chunk = self.chunk(t);
         let mut off = offset;
@@ -307,7 +314,7 @@ impl Client {
     /// REGION_WRITE_MULTI when the server accepts it. Errors on the server are not reported.
     pub fn region_write_posted(&self, region: u32, offset: u64, data: &[u8]) -> Result<()> {
         self.check_region(region, offset, data.len())?;
-        let link = self.link.read().unwrap_or_else(|e| e.into_inner());
+        let link = read_lock(&self.link);
         let t = &*link.transport;
         let n = t.negotiated;
         if self.config.coalesce_writes
@@ -352,49 +359,10 @@ impl Client {
         self.transport().fail(DisconnectReason::Shutdown);
         Ok(())
     }
-
-    /// Connects again to the same socket path — typically after the server restarted —
-    /// renegotiates, checks that the device is the same, and replays every DMA mapping
-    /// (with the client's duplicates of their fds), every IRQ eventfd and every IRQ mask.
-    /// The VMM's device model is kept; cached region info is dropped (mmap fds change with
-    /// the server), so mappings of regions must be made again. Calls in flight on the old
-    /// connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
-    pub fn reconnect(&self) -> Result<()> {
-        let path = self.path.as_ref().ok_or(Error::Unsupported("connected by fd: use reconnect_with"))?;
-        let sock = crate::connect::connect_path(path, self.config.connect_timeout).map_err(Error::Connect)?;
-        self.reconnect_with(sock)
-    }
-
-    /// [`reconnect`](Client::reconnect) over a socket the caller connected.
-    pub fn reconnect_with(&self, sock: UnixStream) -> Result<()> {
-        let _r = lock(&self.reconnect_lock);
-        let _d = lock(&self.dma_ops);
-        let irqs = lock(&self.irqs);
-        self.transport().fail(DisconnectReason::Shutdown);
-        let link = crate::connect::open(sock, &self.config, self.dma.clone(), self.stats.clone())?;
-        let t = link.transport.clone();
-        let device = fetch_device_info(&t, &self.config)?;
-        if device != self.device {
-            t.fail(DisconnectReason::Shutdown);
-            return Err(Error::Protocol(format!("the device changed: was {:?}, now {device:?}", self.device)));
-        }
-        crate::dma_map::replay(self, &t)?;
-        irqs.replay(&t, self.config.timeout)?;
-        lock(&self.regions).clear();
-        let old = std::mem::replace(&mut *self.link.write().unwrap_or_else(|e| e.into_inner()), link);
-        drop(old);
-        crate::stats::bump(&self.stats.reconnects);
-        Ok(())
-    }
 }
 
-/// Decodes a successful reply; a malformed one closes the connection.
-pub(crate) fn decode<'a>(t: &Transport, msg: &'a Message) -> Result<Reply<'a>> {
-    decode_reply(&msg.header, &msg.payload, msg.fds.len()).map_err(|e| t.violation(format!("malformed reply: {e}")))
-}
-
-fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceInfo> {
-    let req = wire::DeviceInfo { argsz: 16, ..Default::default() };
+pub(crate) fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceInfo> {
+    let req = wire::DeviceInfo::query();
     let msg = t.request(Command::DeviceGetInfo, &[req.as_slice()], &[], config.connect_timeout)?;
     let info = match decode(t, &msg)? {
         Reply::DeviceGetInfo(i) => i,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use vfio_user_proto::version::DEFAULT_MAX_DMA_MAPS;
 use vfio_user_proto::{Capabilities, TwinSocket};
 
-use crate::dma::DmaMemory;
+use crate::dma_serve::DmaMemory;
 
 /// Default timeout of a request, as in QEMU (`x-msg-timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

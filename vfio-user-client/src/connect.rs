@@ -19,7 +19,7 @@ use vfio_user_proto::{
 use vm_memory::ByteValued;
 
 use crate::config::{Config, MAX_INFO_ARGSZ};
-use crate::dma::DmaServer;
+use crate::dma_serve::DmaServer;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
 use crate::transport::{Link, Transport, RECV_TICK};
@@ -31,7 +31,9 @@ const VERSION_REPLY_MAX: usize = 64 * 1024;
 /// reply to the largest read we issue (`max_data_xfer_size`), a capability chain or IO-fds
 /// table (bounded by [`MAX_INFO_ARGSZ`]), or a DMA_WRITE within our `max_data_xfer_size`.
 pub(crate) fn max_msg_size(local: &Capabilities) -> usize {
-    HEADER_SIZE + 32 + (local.max_data_xfer_size as usize).max(MAX_INFO_ARGSZ as usize)
+    HEADER_SIZE
+        + std::mem::size_of::<vfio_user_proto::wire::RegionInfo>()
+        + (local.max_data_xfer_size as usize).max(MAX_INFO_ARGSZ as usize)
 }
 
 /// Connects to the server's socket at `path`, waiting at most `timeout` (a server that
@@ -71,7 +73,11 @@ pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>, stats
     let (twin, twin_rx) = match twin_fd {
         Some(fd) => {
             let (s, mut r) = Connection::from_fd(fd).split();
-            r.set_max_msg_size(HEADER_SIZE + 16 + negotiated.local.max_data_xfer_size as usize);
+            let limits = vfio_user_proto::DecodeLimits {
+                max_data_xfer_size: negotiated.local.max_data_xfer_size,
+                max_msg_fds: 0,
+            };
+            r.set_max_msg_size(limits.max_msg_size());
             (Some(s), Some(r))
         }
         None => (None, None),

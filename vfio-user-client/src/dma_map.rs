@@ -7,47 +7,23 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
-use vfio_user_proto::wire::{
-    DmaBitmap, DmaMap, DmaUnmap, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE, DMA_UNMAP_FLAG_ALL,
-    DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
-};
-use vfio_user_proto::{Command, Reply};
+use vfio_user_proto::wire::{DmaBitmap, DmaMap, DmaUnmap, DmaUnmapRequest};
+use vfio_user_proto::{Command, Reply, Request};
 use vm_memory::ByteValued;
 
-use crate::client::{decode, lock, Client};
-use crate::dma::DmaMapping;
+use crate::client::Client;
+use crate::dma_serve::DmaMapping;
 use crate::error::{Error, Result};
+use crate::sync::{lock, read_lock, write_lock};
+use crate::transport::decode;
 use crate::transport::Transport;
 
-/// The access a DMA mapping grants the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DmaProt(u32);
-
-impl DmaProt {
-    /// The server may read (DMA_READ, device reads of guest memory).
-    pub const READ: DmaProt = DmaProt(DMA_MAP_FLAG_READ);
-    /// The server may write.
-    pub const WRITE: DmaProt = DmaProt(DMA_MAP_FLAG_WRITE);
-    /// Both.
-    pub const READ_WRITE: DmaProt = DmaProt(DMA_MAP_FLAG_READ | DMA_MAP_FLAG_WRITE);
-
-    /// The DMA_MAP flag bits.
-    pub fn bits(self) -> u32 {
-        self.0
-    }
-}
-
-fn read_lock<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write_lock<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
+/// The access a DMA mapping grants the server (the wire crate's one permission type).
+pub use vfio_user_proto::DmaProt;
 
 fn send_map(t: &Transport, m: &DmaMapping, timeout: std::time::Duration) -> Result<()> {
     let offset = m.fd.as_ref().map_or(0, |(_, o)| *o);
-    let body = DmaMap { argsz: 32, flags: m.flags, offset, addr: m.iova, size: m.size };
+    let body = DmaMap::new(m.flags, offset, m.iova, m.size);
     let fd: Vec<BorrowedFd<'_>> = m.fd.iter().map(|(f, _)| f.as_fd()).collect();
     let msg = t.request(Command::DmaMap, &[body.as_slice()], &fd, timeout)?;
     match decode(t, &msg)? {
@@ -130,8 +106,9 @@ impl Client {
         if read_lock(&self.dma.table).get_exact(iova, size).is_none() {
             return Err(Error::InvalidInput("no DMA mapping with this address and size"));
         }
-        let req = DmaUnmap { argsz: 24, flags: 0, addr: iova, size };
-        let (t, msg) = self.call(Command::DmaUnmap, &[req.as_slice()], &[], None)?;
+        let typed = DmaUnmapRequest::one(iova, size);
+        let (t, msg) = self.call_request(&Request::DmaUnmap(typed), &[], None)?;
+        let req = typed.to_wire().0;
         match decode(&t, &msg)? {
             Reply::DmaUnmap(None, None) => {}
             Reply::DmaUnmap(Some(u), None) if u.addr == iova && u.size == size && u.flags == 0 => {}
@@ -145,8 +122,9 @@ impl Client {
     /// every mapping is dropped.
     pub fn dma_unmap_all(&self) -> Result<()> {
         let _g = lock(&self.dma_ops);
-        let req = DmaUnmap { argsz: 24, flags: DMA_UNMAP_FLAG_ALL, addr: 0, size: 0 };
-        let (t, msg) = self.call(Command::DmaUnmap, &[req.as_slice()], &[], None)?;
+        let typed = DmaUnmapRequest::all();
+        let (t, msg) = self.call_request(&Request::DmaUnmap(typed), &[], None)?;
+        let req = typed.to_wire().0;
         match decode(&t, &msg)? {
             Reply::DmaUnmap(None, None) => {}
             Reply::DmaUnmap(Some(u), None) if u == DmaUnmap { argsz: u.argsz, ..req } => {}
@@ -163,9 +141,10 @@ impl Client {
         if !pgsize.is_power_of_two() || size % pgsize != 0 {
             return Err(Error::InvalidInput("pgsize must be a power of two dividing the size"));
         }
-        let bytes = (size / pgsize).div_ceil(8);
+        let bytes = DmaBitmap::bytes_for(size, pgsize);
         let t = self.transport();
         // Entry, bitmap header and bitmap must fit the reply size we accept.
+        // (64: a margin for the entry, the bitmap header and the message header.)
         if bytes + 64 > u64::from(t.negotiated.local.max_data_xfer_size) {
             return Err(Error::InvalidInput("dirty bitmap larger than max_data_xfer_size"));
         }
@@ -173,9 +152,11 @@ impl Client {
         if read_lock(&self.dma.table).get_exact(iova, size).is_none() {
             return Err(Error::InvalidInput("no DMA mapping with this address and size"));
         }
-        let req = DmaUnmap { argsz: 40 + bytes as u32, flags: DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, addr: iova, size };
-        let bm = DmaBitmap { pgsize, size: bytes };
-        let (t, msg) = self.call(Command::DmaUnmap, &[req.as_slice(), bm.as_slice()], &[], None)?;
+        let typed = DmaUnmapRequest::with_dirty_bitmap(iova, size, pgsize)
+            .ok_or(Error::InvalidInput("dirty bitmap larger than max_data_xfer_size"))?;
+        let (t, msg) = self.call_request(&Request::DmaUnmap(typed), &[], None)?;
+        let (req, bm) = typed.to_wire();
+        let bm = bm.unwrap_or_default();
         let bits = match decode(&t, &msg)? {
             Reply::DmaUnmap(Some(u), Some((b, bits)))
                 if u.addr == iova && u.size == size && u.flags == req.flags && b == bm =>

@@ -39,38 +39,9 @@
 //! ```
 //!
 //! # Design
-//! * **One connection** ([`Client::reconnect`] swaps it) has a send lock, a pending table
-//!   keyed by `msg_id` whose slots receive the reply *with its fds*, and a *reader role*.
-//! * **Reading**: a thread waiting for its reply reads the socket itself when no other
-//!   thread does, so a lone request costs no hand-off between threads (one `sendmsg` and
-//!   one `recvmsg`); other waiters sleep until the reader hands them their reply, or the
-//!   role when it leaves. They all sleep on one futex word, each with a bit of its own, so
-//!   a reader that read a batch of replies wakes all their owners with one system call.
-//!   A background thread holds the role while the
-//!   client is idle, so server-initiated DMA and a closed socket are seen at any time; with
-//!   a twin socket a thread of its own serves DMA there.
-//! * **Timeouts**: every request has one ([`Config::timeout`], 5 s like QEMU;
-//!   [`Config::reset_timeout`] and `*_with_timeout` for slow calls), and so does connecting
-//!   ([`Config::connect_timeout`]).
-//!   A timed-out request keeps its id reserved (up to a minute) and its late reply is
-//!   dropped; the connection stays up. Sends making no progress for longer than the timeout
-//!   (a server that stopped reading) close the connection.
-//! * **Disconnect**: EOF, an I/O error or a protocol violation marks the connection dead,
-//!   wakes every waiter with [`Error::Disconnected`] and makes later calls fail fast.
-//! * **Reconnect**: [`Client::reconnect`] connects to the same path, renegotiates, checks
-//!   the device is the same, and replays DMA mappings (from the client's duplicates of their
-//!   fds), IRQ eventfds and IRQ masks, so the VMM's device model survives a server restart.
-//! * **Sending**: one thread at a time writes to the socket; a thread that finds it busy
-//!   queues its small request for that thread, which sends the queue in one `sendmsg`. The
-//!   queue is FIFO and emptied before any other send, so nothing overtakes a message
-//!   submitted earlier.
-//! * **Posted writes** ([`Client::region_write_posted`]) are NO_REPLY; small ones that
-//!   queue up are coalesced into REGION_WRITE_MULTI (when the server accepts it). They take
-//!   effect before the reply to any request made after them.
-//! * **Pipelining** from one thread: [`Client::region_read_batch`].
-//! * **Observability**: [`Client::stats`] counts timeouts, dropped late replies, error
-//!   replies to posted writes, coalesced writes, served and refused server DMA, protocol
-//!   violations and reconnects.
+//! How the client is built (one connection with a reader role, futex wake-ups, timeouts,
+//! disconnect and reconnect, sending, posted writes, pipelining, statistics) and which file
+//! holds what: the workspace's `DESIGN.md`.
 //!
 //! # Hostile servers
 //! The receive buffer is bounded by the largest reply we can ask for; every reply is
@@ -123,17 +94,21 @@
 mod client;
 mod config;
 mod connect;
-mod dma;
+mod device_feature;
 mod dma_map;
-mod dma_write;
+mod dma_serve;
+mod dma_serve_zero_copy;
 mod error;
 mod irq;
+mod irq_state;
 mod migrate;
-mod migration;
 mod pending;
+mod reconnect;
 mod region;
+mod region_info;
 mod send;
 mod stats;
+mod sync;
 mod transport;
 mod wake;
 
@@ -141,12 +116,12 @@ pub use client::{Client, DeviceInfo, RegionReadOp};
 pub use config::{
     Config, DEFAULT_MAX_IRQS, DEFAULT_MAX_REGIONS, DEFAULT_RESET_TIMEOUT, DEFAULT_TIMEOUT, MAX_INFO_ARGSZ,
 };
-pub use dma::{DmaMapping, DmaMemory};
 pub use dma_map::DmaProt;
+pub use dma_serve::{DmaMapping, DmaMemory};
 pub use error::{DisconnectReason, Error, Result};
-pub use irq::{IrqAction, IrqInfo, IrqSetData};
+pub use irq_state::{IrqAction, IrqInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
-pub use region::{IoRegionFd, MappedArea, Region, RegionMapping};
+pub use region_info::{IoRegionFd, MappedArea, Region, RegionMapping};
 pub use stats::Stats;
 pub use vfio_user_proto::{MigState, Negotiated, RegionCap, VolatileBuf};
 

@@ -129,7 +129,7 @@ impl PendingTable {
     /// Forgets abandoned ids older than [`ABANDONED_TTL_MS`], when the table is large.
     fn sweep(&mut self) {
         if self.slots.len() >= SWEEP_FROM {
-            let now = crate::transport::now_ms();
+            let now = crate::sync::now_ms();
             // At most once a second: a sweep walks the whole table.
             if now.saturating_sub(self.last_sweep) >= 1000 {
                 self.last_sweep = now;
@@ -196,7 +196,7 @@ impl PendingTable {
                 woken
             }
             Some(s) => {
-                *s = Slot::Abandoned(crate::transport::now_ms());
+                *s = Slot::Abandoned(crate::sync::now_ms());
                 false
             }
             None => false,
@@ -337,13 +337,13 @@ mod tests {
         }
         let waiting = t.register(u64::MAX).unwrap();
         // A minute and a bit later, the abandoned ids go; the waiting request stays.
-        t.sweep_at(crate::transport::now_ms() + ABANDONED_TTL_MS + 1);
+        t.sweep_at(crate::sync::now_ms() + ABANDONED_TTL_MS + 1);
         assert_eq!(t.len(), 1);
         assert!(t.take_reply(waiting).is_none());
         // Recent ones stay.
         let recent = t.register(u64::MAX).unwrap();
         t.abandon(recent);
-        t.sweep_at(crate::transport::now_ms());
+        t.sweep_at(crate::sync::now_ms());
         assert_eq!(t.len(), 2);
     }
 

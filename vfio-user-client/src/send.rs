@@ -23,7 +23,7 @@
 use std::ops::Range;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
@@ -32,6 +32,7 @@ use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, VolatileBu
 use vm_memory::ByteValued;
 
 use crate::stats::{bump, Counters};
+use crate::sync::lock;
 
 /// Largest message (payload bytes) that is copied into the queue rather than waited for.
 const COMBINE_MAX: usize = 4096;
@@ -41,10 +42,6 @@ pub(crate) const WRITE_MULTI_MAX: usize = 200;
 
 /// Queued bytes sent at once even while sends are deferred.
 const QUEUE_FLUSH_BYTES: usize = 64 * 1024;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A message waiting for the send lock's holder.
 enum Queued {
@@ -289,7 +286,7 @@ impl SendPath {
     /// Whether sends have been in progress without one completing for longer than
     /// `timeout` (the server stopped reading). Called periodically by one thread.
     pub(crate) fn stalled(&self, timeout: Duration) -> bool {
-        let now = crate::transport::now_ms();
+        let now = crate::sync::now_ms();
         // `completed` first: a send counted in it was counted in `started` before.
         let completed = self.completed.load(Ordering::SeqCst);
         let in_flight = self.started.load(Ordering::SeqCst) != completed;
@@ -338,7 +335,7 @@ fn frame(out: &mut Vec<u8>, h: Header, payload: &[u8]) {
 
 /// One posted REGION_WRITE, or a REGION_WRITE_MULTI of several, with NO_REPLY.
 fn encode_writes(id: u16, run: &[WriteMultiEntry]) -> (Header, Vec<u8>) {
-    let mut body = Vec::with_capacity(8 + run.len() * 24);
+    let mut body = Vec::with_capacity(std::mem::size_of::<WriteMulti>() + std::mem::size_of_val(run));
     let mut hdr = if let [e] = run {
         let a = RegionAccess { offset: e.offset, region: e.region, count: e.count };
         body.extend_from_slice(a.as_slice());

@@ -30,19 +30,20 @@
 //!   `Error::Disconnected` and later calls fail fast.
 
 use std::os::fd::BorrowedFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::dma::DmaServer;
+use crate::dma_serve::DmaServer;
 use crate::error::{DisconnectReason, Error, Result};
 use crate::pending::{PendingTable, ReaderRole};
 use crate::send::SendPath;
 use crate::stats::{bump, Counters};
+use crate::sync::{lock, now_ms};
 use crate::wake::{bit, WakeBoard};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
-use vfio_user_proto::{Command, FrameError, Header, Message, Negotiated, Receiver, Sender};
+use vfio_user_proto::{decode_reply, Command, FrameError, Header, Message, Negotiated, Receiver, Reply, Sender};
 
 /// How long the background reader stays out of the way after a caller read the socket
 /// itself: doubling from the first to the second value while callers stay active, so that
@@ -63,10 +64,6 @@ const LONG_PARK: Duration = Duration::from_millis(100);
 const WAKE_BATCH: usize = 32;
 
 mod reader;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One connection.
 pub(crate) struct Transport {
@@ -438,6 +435,17 @@ impl Ticket<'_> {
             return Err(t.violation(why));
         }
         if msg.header.is_error() {
+            // The spec's error reply is the header alone.
+            if !msg.payload.is_empty() || !msg.fds.is_empty() {
+                let why = format!(
+                    "error reply to {} (msg_id {}) carries {} payload bytes and {} fds",
+                    self.cmd,
+                    self.id,
+                    msg.payload.len(),
+                    msg.fds.len()
+                );
+                return Err(t.violation(why));
+            }
             return Err(Error::Server { command: self.cmd, errno: msg.header.errno() });
         }
         Ok(msg)
@@ -455,11 +463,9 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// A monotonic clock in milliseconds, read from the kernel's coarse clock (no hardware
-/// counter read): timeouts are seconds, a few milliseconds of resolution are plenty.
-pub(crate) fn now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    (t.tv_sec as u64).saturating_mul(1000).saturating_add(t.tv_nsec as u64 / 1_000_000)
+/// Decodes a successful reply; a malformed one closes the connection.
+pub(crate) fn decode<'a>(t: &Transport, msg: &'a Message) -> Result<Reply<'a>> {
+    decode_reply(&msg.header, &msg.payload, msg.fds.len()).map_err(|e| t.violation(format!("malformed reply: {e}")))
 }
 
 fn frame_reason(e: FrameError) -> DisconnectReason {
@@ -479,7 +485,7 @@ mod tests {
     use vfio_user_proto::{decode_request, Capabilities, Connection, DecodeLimits, Request};
 
     use super::*;
-    use crate::dma::DmaTable;
+    use crate::dma_serve::DmaTable;
 
     fn transport(write_multiple: bool) -> (Arc<Transport>, Connection) {
         let (a, b) = UnixStream::pair().unwrap();

@@ -51,7 +51,7 @@ impl WakeBoard {
         // coarse clock, which lags it by up to a tick: what is left of `until` is added to
         // the precise clock, so that the sleep does not end before the coarse deadline.
         let timeout = until.map(|ms| {
-            let left = ms.saturating_sub(crate::transport::now_ms());
+            let left = ms.saturating_sub(crate::sync::now_ms());
             let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
             let nanos = (now.tv_nsec as u64).saturating_add((left % 1000) * 1_000_000);
             let secs = (now.tv_sec as u64).saturating_add(left / 1000).saturating_add(nanos / 1_000_000_000);
@@ -130,7 +130,7 @@ mod tests {
     fn a_sleep_ends_at_its_deadline() {
         let board = WakeBoard::new();
         let t = Instant::now();
-        board.sleep(board.seen(), bit(1), Some(crate::transport::now_ms() + 30));
+        board.sleep(board.seen(), bit(1), Some(crate::sync::now_ms() + 30));
         let e = t.elapsed();
         assert!(e >= Duration::from_millis(15) && e < Duration::from_secs(5), "{e:?}");
     }

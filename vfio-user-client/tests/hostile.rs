@@ -434,3 +434,19 @@ fn server_commands_with_fds_or_of_the_wrong_direction_get_error_replies() {
     h.join().unwrap();
     assert!(c.disconnected().is_some());
 }
+
+/// Regression (issue 16, item 6): an error reply carrying a payload was accepted; the
+/// spec's error reply is the header alone, so it is a protocol violation.
+#[test]
+fn an_error_reply_with_a_payload_is_a_violation() {
+    let (c, h) = start(test_config(), |mut f| {
+        f.handshake();
+        let m = f.expect(Command::DeviceReset);
+        f.raw(m.header.error_reply(libc::EIO), &[&[0xee; 8]]);
+        drain(f);
+    });
+    let e = c.reset().unwrap_err();
+    assert!(is_violation(&e), "{e}");
+    assert_closed(&c);
+    h.join().unwrap();
+}

@@ -260,14 +260,17 @@ fn dma_map_unmap_flags_are_spec_values() {
         f.reply(&m, &[]);
         let m = f.expect(Command::DmaUnmap);
         let u = match req(&f, &m) {
-            Request::DmaUnmap { unmap, bitmap: None } => unmap,
+            Request::DmaUnmap(r) if matches!(r.to_wire(), (_, None)) => r.to_wire().0,
             _ => unreachable!(),
         };
         assert_eq!((u.flags, u.addr, u.size), (0, 0x10_0000, 0x4000));
         f.reply(&m, &[u.as_slice()]);
         let m = f.expect(Command::DmaUnmap);
         let (u, bm) = match req(&f, &m) {
-            Request::DmaUnmap { unmap, bitmap: Some(b) } => (unmap, b),
+            Request::DmaUnmap(r) => match r.to_wire() {
+                (unmap, Some(b)) => (unmap, b),
+                _ => unreachable!(),
+            },
             _ => unreachable!(),
         };
         assert_eq!(u.flags, 1, "GET_DIRTY_BITMAP is Linux's 1 << 0");
@@ -275,7 +278,7 @@ fn dma_map_unmap_flags_are_spec_values() {
         f.reply(&m, &[u.as_slice(), bm.as_slice(), &[0b101]]);
         let m = f.expect(Command::DmaUnmap);
         let u = match req(&f, &m) {
-            Request::DmaUnmap { unmap, .. } => unmap,
+            Request::DmaUnmap(r) => r.to_wire().0,
             _ => unreachable!(),
         };
         assert_eq!((u.flags, u.addr, u.size), (2, 0, 0), "UNMAP_ALL is Linux's 1 << 1");

@@ -233,6 +233,45 @@ impl DmaGuard {
     pub fn slices(&self) -> impl Iterator<Item = DmaSlice<'_>> + '_ {
         self.segs.iter().filter_map(|s| s.region.slice(s.off, s.len).ok())
     }
+
+    /// Copies the `buf.len()` bytes that start `offset` bytes into the range to `buf`,
+    /// across the scatter-gather list. `EINVAL` if they run past the range's end.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.each_part(offset, buf.len(), |s, at| s.copy_to(&mut buf[at..at + s.len()]))
+    }
+
+    /// Copies `data` into the range, starting `offset` bytes into it, across the
+    /// scatter-gather list (pages are marked dirty while logging). `EINVAL` if it runs past
+    /// the range's end; `EACCES` if the guard was not taken for writing.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        if !self.write {
+            return Err(Error::PermissionDenied { iova: self.iova.wrapping_add(offset as u64), write: true });
+        }
+        self.each_part(offset, data.len(), |s, at| {
+            s.copy_from(&data[at..at + s.len()]);
+            s.len()
+        })
+    }
+
+    /// Calls `f(part, at)` for each piece of `offset..offset + len` of the range, in order:
+    /// `part` is the host slice, `at` its position within the `len` bytes.
+    fn each_part(&self, offset: usize, len: usize, mut f: impl FnMut(DmaSlice<'_>, usize) -> usize) -> Result<()> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len);
+        let end = end.ok_or(Error::InvalidArgument("guard access beyond the end of the range"))?;
+        let mut pos = 0usize;
+        for s in self.slices() {
+            let (lo, hi) = (pos.max(offset), (pos + s.len()).min(end));
+            if lo < hi {
+                let part = s.subslice(lo - pos, hi - lo).map_err(|_| Error::InvalidArgument("guard slice"))?;
+                f(part, lo - offset);
+            }
+            pos += s.len();
+            if pos >= end {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for DmaGuard {

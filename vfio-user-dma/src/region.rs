@@ -15,26 +15,12 @@ use vm_memory::{
 use crate::bitmap::DirtyBitmap;
 use crate::error::{Error, Result};
 
-/// Access permissions of a mapping (DMA_MAP flags bit 0 READ, bit 1 WRITE).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Prot {
-    /// The device may read the memory.
-    pub read: bool,
-    /// The device may write the memory.
-    pub write: bool,
-}
+/// What the device may do with a mapping: the workspace's one permission type, from the
+/// wire crate (the DMA_MAP read/write flags).
+pub use vfio_user_proto::DmaProt as Prot;
 
-impl Prot {
-    /// Read and write.
-    pub const READ_WRITE: Prot = Prot { read: true, write: true };
-    /// Read only.
-    pub const READ_ONLY: Prot = Prot { read: true, write: false };
-    /// Write only.
-    pub const WRITE_ONLY: Prot = Prot { read: false, write: true };
-
-    fn mmap_prot(self) -> i32 {
-        (if self.read { libc::PROT_READ } else { 0 }) | (if self.write { libc::PROT_WRITE } else { 0 })
-    }
+fn mmap_prot(prot: Prot) -> i32 {
+    (if prot.read() { libc::PROT_READ } else { 0 }) | (if prot.write() { libc::PROT_WRITE } else { 0 })
 }
 
 /// Parameters of one DMA_MAP request.
@@ -187,7 +173,7 @@ impl Region {
     }
 
     pub(crate) fn check(&self, iova: u64, write: bool) -> Result<()> {
-        let ok = if write { self.prot.write } else { self.prot.read };
+        let ok = if write { self.prot.write() } else { self.prot.read() };
         if ok {
             Ok(())
         } else {
@@ -319,7 +305,7 @@ impl Mapped {
         // SAFETY: a new mapping at an address the kernel chooses (no MAP_FIXED) of an fd we
         // own; nothing else in the process is affected. The result is checked below.
         let addr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, prot.mmap_prot(), libc::MAP_SHARED, file.as_raw_fd(), off) };
+            unsafe { libc::mmap(std::ptr::null_mut(), len, mmap_prot(prot), libc::MAP_SHARED, file.as_raw_fd(), off) };
         if addr == libc::MAP_FAILED {
             return Err(Error::Mmap(std::io::Error::last_os_error()));
         }
@@ -330,7 +316,7 @@ impl Mapped {
         // region built here is dropped (`Mapped` drops `region` first).
         let builder = unsafe {
             MmapRegionBuilder::new_with_bitmap(len, DirtyBitmap::new(size))
-                .with_mmap_prot(prot.mmap_prot())
+                .with_mmap_prot(mmap_prot(prot))
                 .with_mmap_flags(libc::MAP_SHARED)
                 .with_raw_mmap_pointer(addr.cast())
         };
@@ -347,9 +333,9 @@ mod tests {
 
     #[test]
     fn prot_to_mmap() {
-        assert_eq!(Prot::READ_ONLY.mmap_prot(), libc::PROT_READ);
-        assert_eq!(Prot::WRITE_ONLY.mmap_prot(), libc::PROT_WRITE);
-        assert_eq!(Prot::READ_WRITE.mmap_prot(), libc::PROT_READ | libc::PROT_WRITE);
+        assert_eq!(mmap_prot(Prot::READ_ONLY), libc::PROT_READ);
+        assert_eq!(mmap_prot(Prot::WRITE_ONLY), libc::PROT_WRITE);
+        assert_eq!(mmap_prot(Prot::READ_WRITE), libc::PROT_READ | libc::PROT_WRITE);
     }
 
     #[test]

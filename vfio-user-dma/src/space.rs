@@ -224,7 +224,7 @@ impl DmaSpace {
         if req.fd.is_some() && req.file_offset % align != 0 {
             return Err(Error::InvalidArgument("file offset not page aligned"));
         }
-        if !req.prot.read && !req.prot.write {
+        if req.prot.is_empty() {
             return Err(Error::InvalidArgument("mapping has neither read nor write"));
         }
         let mut inner = self.lock();

@@ -215,3 +215,28 @@ fn zero_copy_translate() {
     assert_eq!(s.translate(7 * PAGE, 2 * PAGE as usize, false).unwrap_err().errno(), libc::ENOTSUP);
     assert!(format!("{g:?}").contains("DmaGuard"));
 }
+
+#[test]
+fn guard_read_and_write_cross_the_scatter_gather_list() {
+    let a = Mem::new(4 * PAGE);
+    let b = Mem::new(4 * PAGE);
+    let s = DmaSpace::default();
+    s.map(req(&a, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    // Six bytes straddling the boundary between the two mappings, 1 byte into the guard.
+    let g = s.translate(4 * PAGE - 4, 8, true).unwrap();
+    g.write(1, b"abcdef").unwrap();
+    assert_eq!(a.peek(4 * PAGE - 3, 3), b"abc");
+    assert_eq!(b.peek(0, 3), b"def");
+    let mut back = [0u8; 6];
+    g.read(1, &mut back).unwrap();
+    assert_eq!(&back, b"abcdef");
+    // Past the guard's end: refused, nothing copied.
+    assert_eq!(g.write(3, b"123456").unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(g.read(8, &mut [0u8; 1]).unwrap_err().errno(), libc::EINVAL);
+    assert_eq!(b.peek(1, 3), b"ef\0");
+    drop(g);
+    // A guard taken for reading cannot write.
+    let g = s.translate(0, 4, false).unwrap();
+    assert_eq!(g.write(0, b"x").unwrap_err().errno(), libc::EACCES);
+}

@@ -14,7 +14,7 @@ use vfio_user_dma::{DmaConfig, DmaSpace, MapRequest, Prot, Result};
 const ADDRS: [u64; 9] =
     [0, 1, PAGE, 0x1000_0000, 1 << 63, u64::MAX - 2 * PAGE + 1, u64::MAX - PAGE + 1, u64::MAX - 1, u64::MAX];
 const SIZES: [u64; 9] = [0, 1, PAGE, 2 * PAGE, 16 * PAGE, 1 << 40, 1 << 63, u64::MAX - PAGE + 1, u64::MAX];
-const PROTS: [Prot; 4] = [Prot::READ_WRITE, Prot::READ_ONLY, Prot::WRITE_ONLY, Prot { read: false, write: false }];
+const PROTS: [Prot; 4] = [Prot::READ_WRITE, Prot::READ_ONLY, Prot::WRITE_ONLY, Prot::empty()];
 
 /// The call failed with a real errno or succeeded.
 fn sane<T>(r: Result<T>) -> Option<T> {

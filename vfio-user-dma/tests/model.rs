@@ -63,7 +63,7 @@ fn expect_access(model: &BTreeMap<u64, (u64, Prot)>, addr: u64, len: u64, write:
         let Some((&ri, &(rs, prot))) = model.range(..=a).next_back().filter(|(&ri, &(rs, _))| a < ri + rs) else {
             return Err(libc::EFAULT);
         };
-        if (write && !prot.write) || (!write && !prot.read) {
+        if (write && !prot.write()) || (!write && !prot.read()) {
             return Err(libc::EACCES);
         }
         a = ri + rs;

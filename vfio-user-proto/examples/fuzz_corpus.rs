@@ -62,20 +62,24 @@ fn main() {
         (
             "req-03-dma-unmap",
             request(
-                &Request::DmaUnmap {
-                    unmap: DmaUnmap { argsz: 24, flags: 0, addr: 0x10_0000, size: 0x1000 },
-                    bitmap: None,
-                },
+                &Request::DmaUnmap(DmaUnmapRequest {
+                    argsz: 24,
+                    op: DmaUnmapOp::One { addr: 0x10_0000, size: 0x1000 },
+                }),
                 0,
             ),
         ),
         (
             "req-03-dma-unmap-bitmap",
             request(
-                &Request::DmaUnmap {
-                    unmap: DmaUnmap { argsz: 41, flags: 1, addr: 0x10_0000, size: 0x8000 },
-                    bitmap: Some(DmaBitmap { pgsize: 4096, size: 1 }),
-                },
+                &Request::DmaUnmap(DmaUnmapRequest {
+                    argsz: 41,
+                    op: DmaUnmapOp::WithDirtyBitmap {
+                        addr: 0x10_0000,
+                        size: 0x8000,
+                        bitmap: DmaBitmap { pgsize: 4096, size: 1 },
+                    },
+                }),
                 0,
             ),
         ),

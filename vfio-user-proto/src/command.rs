@@ -5,47 +5,81 @@
 
 use std::fmt;
 
-/// A vfio-user command code (the `command` field of every header).
-///
-/// Code 14 was `VFIO_USER_DIRTY_PAGES` in the 2021 protocol and has since been removed; it is
-/// recognised only to be refused ([`CommandError::Removed`]).
-#[repr(u16)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Command {
+/// Writes the command list once: the enum, its `TryFrom<u16>`, [`Command::ALL`] and
+/// [`Command::name`] all come from the one table in the invocation below.
+macro_rules! commands {
+    ($($(#[$doc:meta])* $variant:ident = $code:literal, $name:literal;)*) => {
+        /// A vfio-user command code (the `command` field of every header).
+        ///
+        /// Code 14 was `VFIO_USER_DIRTY_PAGES` in the 2021 protocol and has since been removed; it is
+        /// recognised only to be refused ([`CommandError::Removed`]).
+        #[repr(u16)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Command {
+            $($(#[$doc])* $variant = $code,)*
+        }
+
+        impl TryFrom<u16> for Command {
+            type Error = CommandError;
+
+            fn try_from(code: u16) -> Result<Self, Self::Error> {
+                match code {
+                    $($code => Ok(Command::$variant),)*
+                    REMOVED_DIRTY_PAGES => Err(CommandError::Removed(code)),
+                    _ => Err(CommandError::Unknown(code)),
+                }
+            }
+        }
+
+        impl Command {
+            /// Every command of the current protocol, in code order.
+            pub const ALL: [Command; [$($code),*].len()] = [$(Command::$variant),*];
+
+            /// The protocol's name of the command, e.g. `VFIO_USER_DMA_MAP`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Command::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+commands! {
     /// `VFIO_USER_VERSION`: version and capability negotiation.
-    Version = 1,
+    Version = 1, "VFIO_USER_VERSION";
     /// `VFIO_USER_DMA_MAP`: make one DMA region available to the server.
-    DmaMap = 2,
+    DmaMap = 2, "VFIO_USER_DMA_MAP";
     /// `VFIO_USER_DMA_UNMAP`: withdraw one DMA region (or all of them).
-    DmaUnmap = 3,
+    DmaUnmap = 3, "VFIO_USER_DMA_UNMAP";
     /// `VFIO_USER_DEVICE_GET_INFO`.
-    DeviceGetInfo = 4,
+    DeviceGetInfo = 4, "VFIO_USER_DEVICE_GET_INFO";
     /// `VFIO_USER_DEVICE_GET_REGION_INFO`.
-    DeviceGetRegionInfo = 5,
+    DeviceGetRegionInfo = 5, "VFIO_USER_DEVICE_GET_REGION_INFO";
     /// `VFIO_USER_DEVICE_GET_REGION_IO_FDS`.
-    DeviceGetRegionIoFds = 6,
+    DeviceGetRegionIoFds = 6, "VFIO_USER_DEVICE_GET_REGION_IO_FDS";
     /// `VFIO_USER_DEVICE_GET_IRQ_INFO`.
-    DeviceGetIrqInfo = 7,
+    DeviceGetIrqInfo = 7, "VFIO_USER_DEVICE_GET_IRQ_INFO";
     /// `VFIO_USER_DEVICE_SET_IRQS`.
-    DeviceSetIrqs = 8,
+    DeviceSetIrqs = 8, "VFIO_USER_DEVICE_SET_IRQS";
     /// `VFIO_USER_REGION_READ`.
-    RegionRead = 9,
+    RegionRead = 9, "VFIO_USER_REGION_READ";
     /// `VFIO_USER_REGION_WRITE`.
-    RegionWrite = 10,
+    RegionWrite = 10, "VFIO_USER_REGION_WRITE";
     /// `VFIO_USER_DMA_READ` (server to client).
-    DmaRead = 11,
+    DmaRead = 11, "VFIO_USER_DMA_READ";
     /// `VFIO_USER_DMA_WRITE` (server to client).
-    DmaWrite = 12,
+    DmaWrite = 12, "VFIO_USER_DMA_WRITE";
     /// `VFIO_USER_DEVICE_RESET`.
-    DeviceReset = 13,
+    DeviceReset = 13, "VFIO_USER_DEVICE_RESET";
     /// `VFIO_USER_REGION_WRITE_MULTI`.
-    RegionWriteMulti = 15,
+    RegionWriteMulti = 15, "VFIO_USER_REGION_WRITE_MULTI";
     /// `VFIO_USER_DEVICE_FEATURE`.
-    DeviceFeature = 16,
+    DeviceFeature = 16, "VFIO_USER_DEVICE_FEATURE";
     /// `VFIO_USER_MIG_DATA_READ`.
-    MigDataRead = 17,
+    MigDataRead = 17, "VFIO_USER_MIG_DATA_READ";
     /// `VFIO_USER_MIG_DATA_WRITE`.
-    MigDataWrite = 18,
+    MigDataWrite = 18, "VFIO_USER_MIG_DATA_WRITE";
 }
 
 /// The code of the removed `VFIO_USER_DIRTY_PAGES` command.
@@ -62,34 +96,6 @@ pub enum CommandError {
     Removed(u16),
 }
 
-impl TryFrom<u16> for Command {
-    type Error = CommandError;
-
-    fn try_from(code: u16) -> Result<Self, Self::Error> {
-        Ok(match code {
-            1 => Command::Version,
-            2 => Command::DmaMap,
-            3 => Command::DmaUnmap,
-            4 => Command::DeviceGetInfo,
-            5 => Command::DeviceGetRegionInfo,
-            6 => Command::DeviceGetRegionIoFds,
-            7 => Command::DeviceGetIrqInfo,
-            8 => Command::DeviceSetIrqs,
-            9 => Command::RegionRead,
-            10 => Command::RegionWrite,
-            11 => Command::DmaRead,
-            12 => Command::DmaWrite,
-            13 => Command::DeviceReset,
-            REMOVED_DIRTY_PAGES => return Err(CommandError::Removed(code)),
-            15 => Command::RegionWriteMulti,
-            16 => Command::DeviceFeature,
-            17 => Command::MigDataRead,
-            18 => Command::MigDataWrite,
-            _ => return Err(CommandError::Unknown(code)),
-        })
-    }
-}
-
 impl From<Command> for u16 {
     fn from(c: Command) -> u16 {
         c as u16
@@ -97,50 +103,6 @@ impl From<Command> for u16 {
 }
 
 impl Command {
-    /// Every command of the current protocol, in code order.
-    pub const ALL: [Command; 17] = [
-        Command::Version,
-        Command::DmaMap,
-        Command::DmaUnmap,
-        Command::DeviceGetInfo,
-        Command::DeviceGetRegionInfo,
-        Command::DeviceGetRegionIoFds,
-        Command::DeviceGetIrqInfo,
-        Command::DeviceSetIrqs,
-        Command::RegionRead,
-        Command::RegionWrite,
-        Command::DmaRead,
-        Command::DmaWrite,
-        Command::DeviceReset,
-        Command::RegionWriteMulti,
-        Command::DeviceFeature,
-        Command::MigDataRead,
-        Command::MigDataWrite,
-    ];
-
-    /// The protocol's name of the command, e.g. `VFIO_USER_DMA_MAP`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Command::Version => "VFIO_USER_VERSION",
-            Command::DmaMap => "VFIO_USER_DMA_MAP",
-            Command::DmaUnmap => "VFIO_USER_DMA_UNMAP",
-            Command::DeviceGetInfo => "VFIO_USER_DEVICE_GET_INFO",
-            Command::DeviceGetRegionInfo => "VFIO_USER_DEVICE_GET_REGION_INFO",
-            Command::DeviceGetRegionIoFds => "VFIO_USER_DEVICE_GET_REGION_IO_FDS",
-            Command::DeviceGetIrqInfo => "VFIO_USER_DEVICE_GET_IRQ_INFO",
-            Command::DeviceSetIrqs => "VFIO_USER_DEVICE_SET_IRQS",
-            Command::RegionRead => "VFIO_USER_REGION_READ",
-            Command::RegionWrite => "VFIO_USER_REGION_WRITE",
-            Command::DmaRead => "VFIO_USER_DMA_READ",
-            Command::DmaWrite => "VFIO_USER_DMA_WRITE",
-            Command::DeviceReset => "VFIO_USER_DEVICE_RESET",
-            Command::RegionWriteMulti => "VFIO_USER_REGION_WRITE_MULTI",
-            Command::DeviceFeature => "VFIO_USER_DEVICE_FEATURE",
-            Command::MigDataRead => "VFIO_USER_MIG_DATA_READ",
-            Command::MigDataWrite => "VFIO_USER_MIG_DATA_WRITE",
-        }
-    }
-
     /// Whether the server sends this command to the client (DMA_READ, DMA_WRITE) rather than
     /// the other way round.
     pub fn is_server_to_client(self) -> bool {

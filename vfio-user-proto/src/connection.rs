@@ -164,6 +164,11 @@ impl Sender {
         self.sock.as_raw_fd()
     }
 
+    /// The socket, borrowed.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&*self.sock)
+    }
+
     /// Shuts the socket down in both directions, waking a receiver blocked on it.
     pub fn shutdown(&self) -> io::Result<()> {
         self.sock.shutdown(std::net::Shutdown::Both)

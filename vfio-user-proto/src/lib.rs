@@ -18,7 +18,8 @@
 //! * [`region_caps`] — the DEVICE_GET_REGION_INFO capability chain.
 //! * [`version`] — capability JSON (feature `serde`, on by default) and negotiation rules.
 //! * [`migration`] — migration v2 states and the transition rules.
-//! * [`connection`] — sending and receiving whole messages with SCM_RIGHTS descriptors.
+//! * `connection` (feature `socket`, off by default) — sending and receiving whole messages
+//!   with SCM_RIGHTS descriptors. The wire types above need none of it.
 //!
 //! # Protocol notes
 //! The protocol is QEMU's `docs/interop/vfio-user.rst`. Where real peers and the text differ
@@ -51,6 +52,7 @@
 
 pub mod array;
 pub mod command;
+#[cfg(feature = "socket")]
 pub mod connection;
 pub mod error;
 pub mod header;
@@ -63,6 +65,7 @@ pub mod wire;
 
 pub use array::WireArray;
 pub use command::{Command, CommandError};
+#[cfg(feature = "socket")]
 pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf, VolatileBufMut};
 pub use error::{Damage, DecodeError, FrameError};
 pub use header::{Header, MsgType, HEADER_SIZE};
@@ -71,3 +74,4 @@ pub use region_caps::{build_region_info, parse_region_caps, RegionCap};
 pub use reply::{decode_reply, IoFdEntries, Reply};
 pub use request::{decode_request, DecodeLimits, FeatureRequest, IrqAction, IrqData, Request, Version};
 pub use version::{Capabilities, Negotiated, NegotiationError, TwinSocket};
+pub use wire::{DmaProt, DmaUnmapOp, DmaUnmapRequest};

@@ -131,13 +131,8 @@ pub enum Request<'a> {
         /// One fd is attached.
         fd: bool,
     },
-    /// DMA_UNMAP, with the legacy dirty-bitmap request when `GET_DIRTY_BITMAP` is set.
-    DmaUnmap {
-        /// The body.
-        unmap: DmaUnmap,
-        /// The bitmap request.
-        bitmap: Option<DmaBitmap>,
-    },
+    /// DMA_UNMAP: one mapping, all of them, or one with its dirty bitmap (2021 protocol).
+    DmaUnmap(DmaUnmapRequest),
     /// DEVICE_GET_INFO.
     DeviceGetInfo(DeviceInfo),
     /// DEVICE_GET_REGION_INFO.
@@ -249,189 +244,278 @@ pub fn decode_request<'a>(
     }
     let p = payload;
     match cmd {
-        Command::Version => {
-            no_fds(cmd, nfds)?;
-            let v: VersionWire = fixed(cmd, p)?;
-            let json = version_json(&p[4..])?;
-            Ok(Request::Version(Version { major: v.major, minor: v.minor, json }))
-        }
-        Command::DmaMap => {
-            let map: DmaMap = fixed(cmd, p)?;
-            exact(cmd, p, 32)?;
-            if map.argsz != 32 {
-                return Err(DecodeError::BadArgsz { cmd, argsz: map.argsz });
-            }
-            let fd = match nfds {
-                0 => false,
-                1 => true,
-                _ => return Err(DecodeError::BadFdCount { cmd, got: nfds, expect: "0 or 1" }),
-            };
-            let f = map.flags;
-            let both = DMA_MAP_FLAG_MMAP | DMA_MAP_FLAG_FILE_IO;
-            if f & !DMA_MAP_FLAGS_KNOWN != 0 || f & both == both || (f & both != 0 && !fd) {
-                return Err(DecodeError::BadFlags { cmd, flags: f });
-            }
-            if map.size == 0 {
-                return Err(DecodeError::BadField { cmd, field: "size" });
-            }
-            no_wrap(cmd, "address + size", map.addr, map.size)?;
-            if fd {
-                no_wrap(cmd, "offset + size", map.offset, map.size)?;
-            }
-            Ok(Request::DmaMap { map, fd })
-        }
-        Command::DmaUnmap => {
-            no_fds(cmd, nfds)?;
-            let unmap: DmaUnmap = fixed(cmd, p)?;
-            let f = unmap.flags;
-            if f & !DMA_UNMAP_FLAGS_KNOWN != 0 || f == DMA_UNMAP_FLAGS_KNOWN {
-                return Err(DecodeError::BadFlags { cmd, flags: f });
-            }
-            if f & DMA_UNMAP_FLAG_ALL != 0 {
-                exact(cmd, p, 24)?;
-                argsz_at_least(cmd, unmap.argsz, 24)?;
-                if unmap.addr != 0 || unmap.size != 0 {
-                    return Err(DecodeError::BadField { cmd, field: "address/size with UNMAP_ALL" });
-                }
-                return Ok(Request::DmaUnmap { unmap, bitmap: None });
-            }
-            if unmap.size == 0 {
-                return Err(DecodeError::BadField { cmd, field: "size" });
-            }
-            no_wrap(cmd, "address + size", unmap.addr, unmap.size)?;
-            if f & DMA_UNMAP_FLAG_GET_DIRTY_BITMAP == 0 {
-                exact(cmd, p, 24)?;
-                argsz_at_least(cmd, unmap.argsz, 24)?;
-                return Ok(Request::DmaUnmap { unmap, bitmap: None });
-            }
-            exact(cmd, p, 40)?;
-            let bm: DmaBitmap = read_at(p, 24).ok_or(DecodeError::Truncated { cmd, need: 40, got: p.len() })?;
-            if !bm.pgsize.is_power_of_two() || unmap.size % bm.pgsize != 0 {
-                return Err(DecodeError::BadField { cmd, field: "bitmap pgsize" });
-            }
-            let need = (unmap.size / bm.pgsize).div_ceil(8);
-            if bm.size < need {
-                return Err(DecodeError::BadField { cmd, field: "bitmap size" });
-            }
-            // The reply carries entry + bitmap header + bitmap; argsz must allow it.
-            if u64::from(unmap.argsz) < 40u64.saturating_add(bm.size) {
-                return Err(DecodeError::BadArgsz { cmd, argsz: unmap.argsz });
-            }
-            Ok(Request::DmaUnmap { unmap, bitmap: Some(bm) })
-        }
-        Command::DeviceGetInfo => {
-            no_fds(cmd, nfds)?;
-            let info: DeviceInfo = fixed(cmd, p)?;
-            query_size(cmd, p, 16, info.argsz)?;
-            Ok(Request::DeviceGetInfo(info))
-        }
-        Command::DeviceGetRegionInfo => {
-            no_fds(cmd, nfds)?;
-            let info: RegionInfo = fixed(cmd, p)?;
-            query_size(cmd, p, 32, info.argsz)?;
-            Ok(Request::DeviceGetRegionInfo(info))
-        }
-        Command::DeviceGetRegionIoFds => {
-            no_fds(cmd, nfds)?;
-            let r: RegionIoFds = fixed(cmd, p)?;
-            query_size(cmd, p, 16, r.argsz)?;
-            if r.flags != 0 {
-                return Err(DecodeError::BadFlags { cmd, flags: r.flags });
-            }
-            Ok(Request::DeviceGetRegionIoFds(r))
-        }
-        Command::DeviceGetIrqInfo => {
-            no_fds(cmd, nfds)?;
-            let info: IrqInfo = fixed(cmd, p)?;
-            query_size(cmd, p, 16, info.argsz)?;
-            Ok(Request::DeviceGetIrqInfo(info))
-        }
+        Command::Version => decode_version(cmd, p, nfds),
+        Command::DmaMap => decode_dma_map(cmd, p, nfds),
+        Command::DmaUnmap => decode_dma_unmap(cmd, p, nfds),
+        Command::DeviceGetInfo => decode_device_get_info(cmd, p, nfds),
+        Command::DeviceGetRegionInfo => decode_device_get_region_info(cmd, p, nfds),
+        Command::DeviceGetRegionIoFds => decode_device_get_region_io_fds(cmd, p, nfds),
+        Command::DeviceGetIrqInfo => decode_device_get_irq_info(cmd, p, nfds),
         Command::DeviceSetIrqs => decode_set_irqs(p, nfds),
-        Command::RegionRead => {
-            no_fds(cmd, nfds)?;
-            let a: RegionAccess = fixed(cmd, p)?;
-            exact(cmd, p, 16)?;
-            xfer(cmd, a.count.into(), limits)?;
-            no_wrap(cmd, "offset + count", a.offset, a.count.into())?;
-            Ok(Request::RegionRead(a))
-        }
-        Command::RegionWrite => {
-            no_fds(cmd, nfds)?;
-            let a: RegionAccess = fixed(cmd, p)?;
-            xfer(cmd, a.count.into(), limits)?;
-            exact(cmd, p, 16 + a.count as usize)?;
-            no_wrap(cmd, "offset + count", a.offset, a.count.into())?;
-            Ok(Request::RegionWrite(a, &p[16..]))
-        }
-        Command::DmaRead => {
-            no_fds(cmd, nfds)?;
-            let a: DmaAccess = fixed(cmd, p)?;
-            exact(cmd, p, 16)?;
-            xfer(cmd, a.count, limits)?;
-            no_wrap(cmd, "address + count", a.addr, a.count)?;
-            Ok(Request::DmaRead(a))
-        }
-        Command::DmaWrite => {
-            no_fds(cmd, nfds)?;
-            let a: DmaAccess = fixed(cmd, p)?;
-            xfer(cmd, a.count, limits)?;
-            exact(cmd, p, 16 + a.count as usize)?;
-            no_wrap(cmd, "address + count", a.addr, a.count)?;
-            Ok(Request::DmaWrite(a, &p[16..]))
-        }
-        Command::DeviceReset => {
-            no_fds(cmd, nfds)?;
-            exact(cmd, p, 0)?;
-            Ok(Request::DeviceReset)
-        }
-        Command::RegionWriteMulti => {
-            no_fds(cmd, nfds)?;
-            let w: WriteMulti = fixed(cmd, p)?;
-            let n = usize::try_from(w.wr_cnt).map_err(|_| DecodeError::BadField { cmd, field: "wr_cnt" })?;
-            let len = n
-                .checked_mul(std::mem::size_of::<WriteMultiEntry>())
-                .and_then(|l| l.checked_add(8))
-                .ok_or(DecodeError::BadField { cmd, field: "wr_cnt" })?;
-            exact(cmd, p, len)?;
-            if n == 0 {
-                return Err(DecodeError::BadField { cmd, field: "wr_cnt" });
-            }
-            let entries =
-                WireArray::<WriteMultiEntry>::new(&p[8..]).ok_or(DecodeError::BadField { cmd, field: "wr_cnt" })?;
-            for e in entries.iter() {
-                if e.count == 0 || e.count as usize > WRITE_MULTI_DATA_MAX {
-                    return Err(DecodeError::BadField { cmd, field: "entry count" });
-                }
-                no_wrap(cmd, "entry offset + count", e.offset, e.count.into())?;
-            }
-            Ok(Request::RegionWriteMulti(entries))
-        }
-        Command::DeviceFeature => {
-            no_fds(cmd, nfds)?;
-            let f: DeviceFeature = fixed(cmd, p)?;
-            argsz_at_least(cmd, f.argsz, 8)?;
-            let feature = decode_feature(&f, &p[8..])?;
-            Ok(Request::DeviceFeature(f, feature))
-        }
-        Command::MigDataRead => {
-            no_fds(cmd, nfds)?;
-            let m: MigData = fixed(cmd, p)?;
-            exact(cmd, p, 8)?;
-            xfer(cmd, m.size.into(), limits)?;
-            // argsz is the largest reply payload accepted: it must hold `size` bytes of data
-            // (libvfio-user refuses less too).
-            argsz_at_least(cmd, m.argsz, 8 + m.size as usize)?;
-            Ok(Request::MigDataRead(m))
-        }
-        Command::MigDataWrite => {
-            no_fds(cmd, nfds)?;
-            let m: MigData = fixed(cmd, p)?;
-            xfer(cmd, m.size.into(), limits)?;
-            exact(cmd, p, 8 + m.size as usize)?;
-            argsz_at_least(cmd, m.argsz, 8 + m.size as usize)?;
-            Ok(Request::MigDataWrite(m, &p[8..]))
-        }
+        Command::RegionRead => decode_region_read(cmd, p, nfds, limits),
+        Command::RegionWrite => decode_region_write(cmd, p, nfds, limits),
+        Command::DmaRead => decode_dma_read(cmd, p, nfds, limits),
+        Command::DmaWrite => decode_dma_write(cmd, p, nfds, limits),
+        Command::DeviceReset => decode_device_reset(cmd, p, nfds),
+        Command::RegionWriteMulti => decode_region_write_multi(cmd, p, nfds),
+        Command::DeviceFeature => decode_device_feature(cmd, p, nfds),
+        Command::MigDataRead => decode_mig_data_read(cmd, p, nfds, limits),
+        Command::MigDataWrite => decode_mig_data_write(cmd, p, nfds, limits),
     }
+}
+
+// ---- VERSION ----
+
+/// Decodes a VERSION request.
+fn decode_version<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let v: VersionWire = fixed(cmd, p)?;
+    let json = version_json(&p[4..])?;
+    Ok(Request::Version(Version { major: v.major, minor: v.minor, json }))
+}
+
+// ---- DMA: DMA_MAP, DMA_UNMAP, and the server-to-client DMA_READ / DMA_WRITE ----
+
+/// Decodes a DMA_MAP request.
+fn decode_dma_map<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    let map: DmaMap = fixed(cmd, p)?;
+    exact(cmd, p, 32)?;
+    if map.argsz != 32 {
+        return Err(DecodeError::BadArgsz { cmd, argsz: map.argsz });
+    }
+    let fd = match nfds {
+        0 => false,
+        1 => true,
+        _ => return Err(DecodeError::BadFdCount { cmd, got: nfds, expect: "0 or 1" }),
+    };
+    let f = map.flags;
+    let both = DMA_MAP_FLAG_MMAP | DMA_MAP_FLAG_FILE_IO;
+    if f & !DMA_MAP_FLAGS_KNOWN != 0 || f & both == both || (f & both != 0 && !fd) {
+        return Err(DecodeError::BadFlags { cmd, flags: f });
+    }
+    if map.size == 0 {
+        return Err(DecodeError::BadField { cmd, field: "size" });
+    }
+    no_wrap(cmd, "address + size", map.addr, map.size)?;
+    if fd {
+        no_wrap(cmd, "offset + size", map.offset, map.size)?;
+    }
+    Ok(Request::DmaMap { map, fd })
+}
+
+/// Decodes a DMA_UNMAP request.
+fn decode_dma_unmap<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let unmap: DmaUnmap = fixed(cmd, p)?;
+    let f = unmap.flags;
+    if f & !DMA_UNMAP_FLAGS_KNOWN != 0 || f == DMA_UNMAP_FLAGS_KNOWN {
+        return Err(DecodeError::BadFlags { cmd, flags: f });
+    }
+    let argsz = unmap.argsz;
+    if f & DMA_UNMAP_FLAG_ALL != 0 {
+        exact(cmd, p, 24)?;
+        argsz_at_least(cmd, argsz, 24)?;
+        if unmap.addr != 0 || unmap.size != 0 {
+            return Err(DecodeError::BadField { cmd, field: "address/size with UNMAP_ALL" });
+        }
+        return Ok(Request::DmaUnmap(DmaUnmapRequest { argsz, op: DmaUnmapOp::All }));
+    }
+    if unmap.size == 0 {
+        return Err(DecodeError::BadField { cmd, field: "size" });
+    }
+    no_wrap(cmd, "address + size", unmap.addr, unmap.size)?;
+    let (addr, size) = (unmap.addr, unmap.size);
+    if f & DMA_UNMAP_FLAG_GET_DIRTY_BITMAP == 0 {
+        exact(cmd, p, 24)?;
+        argsz_at_least(cmd, argsz, 24)?;
+        return Ok(Request::DmaUnmap(DmaUnmapRequest { argsz, op: DmaUnmapOp::One { addr, size } }));
+    }
+    exact(cmd, p, 40)?;
+    let bm: DmaBitmap = read_at(p, 24).ok_or(DecodeError::Truncated { cmd, need: 40, got: p.len() })?;
+    if !bm.pgsize.is_power_of_two() || size % bm.pgsize != 0 {
+        return Err(DecodeError::BadField { cmd, field: "bitmap pgsize" });
+    }
+    if bm.size < DmaBitmap::bytes_for(size, bm.pgsize) {
+        return Err(DecodeError::BadField { cmd, field: "bitmap size" });
+    }
+    // The reply carries entry + bitmap header + bitmap; argsz must allow it.
+    if u64::from(argsz) < 40u64.saturating_add(bm.size) {
+        return Err(DecodeError::BadArgsz { cmd, argsz });
+    }
+    let op = DmaUnmapOp::WithDirtyBitmap { addr, size, bitmap: bm };
+    Ok(Request::DmaUnmap(DmaUnmapRequest { argsz, op }))
+}
+
+/// Decodes a DMA_READ request.
+fn decode_dma_read<'a>(
+    cmd: Command,
+    p: &'a [u8],
+    nfds: usize,
+    limits: &DecodeLimits,
+) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let a: DmaAccess = fixed(cmd, p)?;
+    exact(cmd, p, 16)?;
+    xfer(cmd, a.count, limits)?;
+    no_wrap(cmd, "address + count", a.addr, a.count)?;
+    Ok(Request::DmaRead(a))
+}
+
+/// Decodes a DMA_WRITE request.
+fn decode_dma_write<'a>(
+    cmd: Command,
+    p: &'a [u8],
+    nfds: usize,
+    limits: &DecodeLimits,
+) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let a: DmaAccess = fixed(cmd, p)?;
+    xfer(cmd, a.count, limits)?;
+    exact(cmd, p, 16 + a.count as usize)?;
+    no_wrap(cmd, "address + count", a.addr, a.count)?;
+    Ok(Request::DmaWrite(a, &p[16..]))
+}
+
+// ---- Device and region queries, DEVICE_RESET ----
+
+/// Decodes a DEVICE_GET_INFO request.
+fn decode_device_get_info<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let info: DeviceInfo = fixed(cmd, p)?;
+    query_size(cmd, p, 16, info.argsz)?;
+    Ok(Request::DeviceGetInfo(info))
+}
+
+/// Decodes a DEVICE_GET_REGION_INFO request.
+fn decode_device_get_region_info<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let info: RegionInfo = fixed(cmd, p)?;
+    query_size(cmd, p, 32, info.argsz)?;
+    Ok(Request::DeviceGetRegionInfo(info))
+}
+
+/// Decodes a DEVICE_GET_REGION_IO_FDS request.
+fn decode_device_get_region_io_fds<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let r: RegionIoFds = fixed(cmd, p)?;
+    query_size(cmd, p, 16, r.argsz)?;
+    if r.flags != 0 {
+        return Err(DecodeError::BadFlags { cmd, flags: r.flags });
+    }
+    Ok(Request::DeviceGetRegionIoFds(r))
+}
+
+/// Decodes a DEVICE_GET_IRQ_INFO request.
+fn decode_device_get_irq_info<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let info: IrqInfo = fixed(cmd, p)?;
+    query_size(cmd, p, 16, info.argsz)?;
+    Ok(Request::DeviceGetIrqInfo(info))
+}
+
+/// Decodes a DEVICE_RESET request.
+fn decode_device_reset<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    exact(cmd, p, 0)?;
+    Ok(Request::DeviceReset)
+}
+
+// ---- Region access ----
+
+/// Decodes a REGION_READ request.
+fn decode_region_read<'a>(
+    cmd: Command,
+    p: &'a [u8],
+    nfds: usize,
+    limits: &DecodeLimits,
+) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let a: RegionAccess = fixed(cmd, p)?;
+    exact(cmd, p, 16)?;
+    xfer(cmd, a.count.into(), limits)?;
+    no_wrap(cmd, "offset + count", a.offset, a.count.into())?;
+    Ok(Request::RegionRead(a))
+}
+
+/// Decodes a REGION_WRITE request.
+fn decode_region_write<'a>(
+    cmd: Command,
+    p: &'a [u8],
+    nfds: usize,
+    limits: &DecodeLimits,
+) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let a: RegionAccess = fixed(cmd, p)?;
+    xfer(cmd, a.count.into(), limits)?;
+    exact(cmd, p, 16 + a.count as usize)?;
+    no_wrap(cmd, "offset + count", a.offset, a.count.into())?;
+    Ok(Request::RegionWrite(a, &p[16..]))
+}
+
+/// Decodes a REGION_WRITE_MULTI request.
+fn decode_region_write_multi<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let w: WriteMulti = fixed(cmd, p)?;
+    let n = usize::try_from(w.wr_cnt).map_err(|_| DecodeError::BadField { cmd, field: "wr_cnt" })?;
+    let len = n
+        .checked_mul(std::mem::size_of::<WriteMultiEntry>())
+        .and_then(|l| l.checked_add(8))
+        .ok_or(DecodeError::BadField { cmd, field: "wr_cnt" })?;
+    exact(cmd, p, len)?;
+    if n == 0 {
+        return Err(DecodeError::BadField { cmd, field: "wr_cnt" });
+    }
+    let entries = WireArray::<WriteMultiEntry>::new(&p[8..]).ok_or(DecodeError::BadField { cmd, field: "wr_cnt" })?;
+    for e in entries.iter() {
+        if e.count == 0 || e.count as usize > WRITE_MULTI_DATA_MAX {
+            return Err(DecodeError::BadField { cmd, field: "entry count" });
+        }
+        no_wrap(cmd, "entry offset + count", e.offset, e.count.into())?;
+    }
+    Ok(Request::RegionWriteMulti(entries))
+}
+
+// ---- DEVICE_FEATURE and migration data ----
+
+/// Decodes a DEVICE_FEATURE request.
+fn decode_device_feature<'a>(cmd: Command, p: &'a [u8], nfds: usize) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let f: DeviceFeature = fixed(cmd, p)?;
+    argsz_at_least(cmd, f.argsz, 8)?;
+    let feature = decode_feature(&f, &p[8..])?;
+    Ok(Request::DeviceFeature(f, feature))
+}
+
+/// Decodes a MIG_DATA_READ request.
+fn decode_mig_data_read<'a>(
+    cmd: Command,
+    p: &'a [u8],
+    nfds: usize,
+    limits: &DecodeLimits,
+) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let m: MigData = fixed(cmd, p)?;
+    exact(cmd, p, 8)?;
+    xfer(cmd, m.size.into(), limits)?;
+    // argsz is the largest reply payload accepted: it must hold `size` bytes of data
+    // (libvfio-user refuses less too).
+    argsz_at_least(cmd, m.argsz, 8 + m.size as usize)?;
+    Ok(Request::MigDataRead(m))
+}
+
+/// Decodes a MIG_DATA_WRITE request.
+fn decode_mig_data_write<'a>(
+    cmd: Command,
+    p: &'a [u8],
+    nfds: usize,
+    limits: &DecodeLimits,
+) -> Result<Request<'a>, DecodeError> {
+    no_fds(cmd, nfds)?;
+    let m: MigData = fixed(cmd, p)?;
+    xfer(cmd, m.size.into(), limits)?;
+    exact(cmd, p, 8 + m.size as usize)?;
+    argsz_at_least(cmd, m.argsz, 8 + m.size as usize)?;
+    Ok(Request::MigDataWrite(m, &p[8..]))
 }
 
 fn decode_set_irqs(p: &[u8], nfds: usize) -> Result<Request<'_>, DecodeError> {
@@ -580,9 +664,7 @@ pub fn decode_feature<'a>(f: &DeviceFeature, data: &'a [u8]) -> Result<FeatureRe
             }
             no_wrap(cmd, "iova + length", r.iova, r.length)?;
             // The bitmap must fit in the reply the client accepts.
-            let pages = r.length.div_ceil(r.page_size);
-            let bitmap = pages.div_ceil(64).saturating_mul(8);
-            if u64::from(f.argsz) < 32u64.saturating_add(bitmap) {
+            if u64::from(f.argsz) < 32u64.saturating_add(r.bitmap_bytes()) {
                 return Err(DecodeError::BadArgsz { cmd, argsz: f.argsz });
             }
             Ok(FeatureRequest::DmaLoggingReport(r))
@@ -619,7 +701,7 @@ impl Request<'_> {
         match self {
             Request::Version(_) => Command::Version,
             Request::DmaMap { .. } => Command::DmaMap,
-            Request::DmaUnmap { .. } => Command::DmaUnmap,
+            Request::DmaUnmap(_) => Command::DmaUnmap,
             Request::DeviceGetInfo(_) => Command::DeviceGetInfo,
             Request::DeviceGetRegionInfo(_) => Command::DeviceGetRegionInfo,
             Request::DeviceGetRegionIoFds(_) => Command::DeviceGetRegionIoFds,
@@ -637,6 +719,14 @@ impl Request<'_> {
         }
     }
 
+    /// The payload (everything after the header) as a new buffer: see
+    /// [`encode_payload`](Self::encode_payload).
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_payload(&mut out);
+        out
+    }
+
     /// Appends the payload (everything after the header) to `out`. Decoding the result
     /// yields `self` again.
     pub fn encode_payload(&self, out: &mut Vec<u8>) {
@@ -649,7 +739,8 @@ impl Request<'_> {
                 }
             }
             Request::DmaMap { map, .. } => out.extend_from_slice(map.as_slice()),
-            Request::DmaUnmap { unmap, bitmap } => {
+            Request::DmaUnmap(r) => {
+                let (unmap, bitmap) = r.to_wire();
                 out.extend_from_slice(unmap.as_slice());
                 if let Some(b) = bitmap {
                     out.extend_from_slice(b.as_slice());

@@ -1,6 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
+#![cfg(feature = "socket")]
+
 //! `Receiver::recv_timed` (a receive bounded by `SO_RCVTIMEO`) and `Sender::send_batch`.
 
 use std::io::Write;

@@ -1,6 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
+#![cfg(feature = "socket")]
+
 //! Framing over real socket pairs with real descriptors.
 
 mod common;

@@ -1,6 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
+#![cfg(feature = "socket")]
+
 //! Large payloads received straight into their own buffer, and `Receiver::recv_into` (the
 //! payload into the caller's buffers), over real socket pairs.
 

@@ -1,6 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
+#![cfg(feature = "socket")]
+
 //! Received descriptors are closed when the message is dropped. Alone in its test binary,
 //! so that no other test opens or closes descriptors while /proc/self/fd is counted.
 

@@ -1,6 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
+#![cfg(feature = "socket")]
+
 //! `Receiver::recv_volatile_with` (a payload received straight into guest memory) and
 //! `Receiver::recv_timed_unless`, over real socket pairs into vm-memory guest memory made of
 //! several regions.

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
-use vfio_user_proto::{decode_reply, decode_request, parse_region_caps, Capabilities, DecodeLimits, Header};
+use vfio_user_proto::{decode_reply, decode_request, parse_region_caps, DecodeLimits, Header};
 
 /// Runs every decoder on one message and checks the identity property.
 fn check(h: &Header, payload: &[u8], nfds: usize) {
@@ -39,7 +39,8 @@ fn check(h: &Header, payload: &[u8], nfds: usize) {
         }
     }
     let _ = parse_region_caps(payload);
-    let _ = Capabilities::from_json(payload);
+    #[cfg(feature = "serde")]
+    let _ = vfio_user_proto::Capabilities::from_json(payload);
 }
 
 /// 2048 cases, or `NEVER_PANIC_CASES` for a long run.

@@ -65,7 +65,7 @@ proptest! {
     #[test]
     fn dma_unmap(argsz in 24u32.., (addr, size) in range64(), all: bool) {
         let unmap = if all { DmaUnmap { argsz, flags: DMA_UNMAP_FLAG_ALL, addr: 0, size: 0 } } else { DmaUnmap { argsz, flags: 0, addr, size } };
-        rt_req(&Request::DmaUnmap { unmap, bitmap: None }, 0);
+        rt_req(&unmap_req(unmap, None), 0);
         rt_rep(&Reply::DmaUnmap(Some(unmap), None), 0);
     }
 
@@ -75,7 +75,7 @@ proptest! {
         let bm = DmaBitmap { pgsize, size: pages.div_ceil(8) + slack };
         let argsz = 40 + bm.size as u32 + extra_argsz;
         let unmap = DmaUnmap { argsz, flags: DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, addr, size: pages * pgsize };
-        rt_req(&Request::DmaUnmap { unmap, bitmap: Some(bm) }, 0);
+        rt_req(&unmap_req(unmap, Some(bm)), 0);
         let bm = DmaBitmap { pgsize, size: bits.len() as u64 };
         rt_rep(&Reply::DmaUnmap(Some(unmap), Some((bm, &bits))), 0);
     }

@@ -10,6 +10,16 @@
 //! receives it itself; on the main socket, the request-handling thread reads the header,
 //! then hands the socket to the waiting device thread, which receives the rest, and waits
 //! until it is done.
+//!
+//! Waiting for replies to our own requests is done differently from the client's
+//! (`vfio-user-client`'s `pending.rs` / `wake.rs`, a futex board a reader wakes a batch of
+//! callers on with one system call), on purpose: here one thread owns the socket and handles
+//! the client's commands, device threads have a few DMA requests in flight, never a batch
+//! per wake-up, and a DMA reply must be routed past client commands arriving meanwhile
+//! (queued for the owning thread) or handed the socket to receive its data in place. That
+//! interleaving with command handling is what the mutexes and condition variables below
+//! express; the futex board would add nothing for so few waiters. DESIGN.md has the longer
+//! comparison.
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixStream;
@@ -26,8 +36,8 @@ use vfio_user_proto::wire::DmaAccess;
 use vfio_user_proto::{FrameError, Header, HEADER_SIZE};
 use vm_memory::ByteValued;
 
+use crate::core::Timeouts;
 use crate::error::{Error, Result};
-use crate::server::Timeouts;
 
 /// Queued replies are sent once they reach this many bytes.
 const BATCH_LIMIT: usize = 64 * 1024;

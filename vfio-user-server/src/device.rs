@@ -5,7 +5,7 @@
 //!
 //! [`Device`] takes `&self` (the device does its own locking, and may be shared with its
 //! worker threads); [`DeviceMut`] takes `&mut self` and is served through a `Mutex`, thanks
-//! to the blanket `impl<T: DeviceMut> Device for Mutex<T>`. Every method has a default, so a
+//! to the blanket `impl<T: DeviceMut> Device for Mutex<T>` (and for `RwLock<T>`). Every method has a default, so a
 //! device implements only what it has. The framework has validated every argument before a
 //! method is called: region indexes exist, `offset + data.len()` lies within the region,
 //! DMA mappings do not overlap, and so on. Errors are `std::io::Error`s; their raw OS error
@@ -16,12 +16,18 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use vfio_user_proto::MigState;
 
 use crate::dma::DmaRegion;
 use crate::irq::VectorState;
+
+/// The error a device method returns to have the client told `code` (an `errno` value,
+/// e.g. `libc::EINVAL`): the error reply carries it as it is.
+pub fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
 
 /// Why the device is being reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,62 +260,74 @@ pub trait DeviceMut: Send {
     }
 }
 
-impl<T: DeviceMut> Device for Mutex<T> {
-    fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).region_read(region, offset, data)
-    }
+/// `Device` for a lock around a [`DeviceMut`]: every call takes the lock exclusively (a
+/// poisoned lock is used all the same: the device's state is its own to check). With an
+/// `RwLock`, the device's own threads may share read access between calls.
+macro_rules! device_behind_lock {
+    ($($lock:ident<T: $($bound:path)|*> => $method:ident),* $(,)?) => {$(
+        impl<T: $($bound +)*> Device for $lock<T> {
+            fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).region_read(region, offset, data)
+            }
 
-    fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).region_write(region, offset, data)
-    }
+            fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).region_write(region, offset, data)
+            }
 
-    fn config_read(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).config_read(offset, data)
-    }
+            fn config_read(&self, offset: u64, data: &mut [u8]) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).config_read(offset, data)
+            }
 
-    fn config_write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).config_write(offset, data)
-    }
+            fn config_write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).config_write(offset, data)
+            }
 
-    fn reset(&self, kind: ResetKind) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).reset(kind)
-    }
+            fn reset(&self, kind: ResetKind) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).reset(kind)
+            }
 
-    fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).dma_map(region)
-    }
+            fn dma_map(&self, region: &DmaRegion) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).dma_map(region)
+            }
 
-    fn dma_unmap(&self, region: &DmaRegion) {
-        self.lock().unwrap_or_else(|e| e.into_inner()).dma_unmap(region)
-    }
+            fn dma_unmap(&self, region: &DmaRegion) {
+                self.$method().unwrap_or_else(|e| e.into_inner()).dma_unmap(region)
+            }
 
-    fn irq_state_changed(&self, index: u32, vector: u32, state: VectorState) {
-        self.lock().unwrap_or_else(|e| e.into_inner()).irq_state_changed(index, vector, state)
-    }
+            fn irq_state_changed(&self, index: u32, vector: u32, state: VectorState) {
+                self.$method().unwrap_or_else(|e| e.into_inner()).irq_state_changed(index, vector, state)
+            }
 
-    fn region_io_fds(&self, region: u32) -> Vec<IoEventFd> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).region_io_fds(region)
-    }
+            fn region_io_fds(&self, region: u32) -> Vec<IoEventFd> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).region_io_fds(region)
+            }
 
-    fn migration(&self) -> Option<MigrationSupport> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).migration()
-    }
+            fn migration(&self) -> Option<MigrationSupport> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).migration()
+            }
 
-    fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).migration_transition(from, to)
-    }
+            fn migration_transition(&self, from: MigState, to: MigState) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).migration_transition(from, to)
+            }
 
-    fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).migration_read(data)
-    }
+            fn migration_read(&self, data: &mut [u8]) -> io::Result<usize> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).migration_read(data)
+            }
 
-    fn migration_write(&self, data: &[u8]) -> io::Result<()> {
-        self.lock().unwrap_or_else(|e| e.into_inner()).migration_write(data)
-    }
+            fn migration_write(&self, data: &[u8]) -> io::Result<()> {
+                self.$method().unwrap_or_else(|e| e.into_inner()).migration_write(data)
+            }
 
-    fn client_connected(&self, connected: bool) {
-        self.lock().unwrap_or_else(|e| e.into_inner()).client_connected(connected)
-    }
+            fn client_connected(&self, connected: bool) {
+                self.$method().unwrap_or_else(|e| e.into_inner()).client_connected(connected)
+            }
+        }
+    )*};
+}
+
+device_behind_lock! {
+    Mutex<T: DeviceMut> => lock,
+    RwLock<T: DeviceMut | Sync> => write,
 }
 
 /// `Device` for smart pointers to a device: every method forwards to the pointee.
@@ -420,6 +438,30 @@ mod tests {
         let boxed: Box<dyn Device> = Box::new(Mutex::new(Bare));
         check_defaults(&boxed);
         check_defaults(&Arc::new(Mutex::new(Bare)));
+        check_defaults(&RwLock::new(Bare));
+        check_defaults(&Arc::new(RwLock::new(Bare)));
+    }
+
+    /// A `DeviceMut` behind an `RwLock` gets every call with exclusive access.
+    #[test]
+    fn an_rwlock_device_gets_mutable_calls() {
+        #[derive(Default)]
+        struct Reg(u8);
+        impl DeviceMut for Reg {
+            fn region_write(&mut self, _: u32, _: u64, data: &[u8]) -> io::Result<()> {
+                self.0 = data[0];
+                Ok(())
+            }
+            fn region_read(&mut self, _: u32, _: u64, data: &mut [u8]) -> io::Result<()> {
+                data[0] = self.0;
+                Ok(())
+            }
+        }
+        let d = RwLock::new(Reg::default());
+        Device::region_write(&d, 0, 0, &[7]).unwrap();
+        let mut b = [0u8];
+        Device::region_read(&d, 0, 0, &mut b).unwrap();
+        assert_eq!((b[0], d.read().unwrap().0), (7, 7));
     }
 
     /// A poisoned mutex (a device method panicked on another thread) still serves.

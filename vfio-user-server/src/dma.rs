@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use vfio_user_dma::{ByteValued, DmaGuard, DmaMemory, DmaSpace, Result};
+use vfio_user_dma::DmaSpace;
 
 /// Description of one DMA mapping, given to [`Device::dma_map`](crate::Device::dma_map)
 /// and [`Device::dma_unmap`](crate::Device::dma_unmap): address, size, permissions
@@ -21,7 +21,9 @@ use vfio_user_dma::{ByteValued, DmaGuard, DmaMemory, DmaSpace, Result};
 pub type DmaRegion = vfio_user_dma::RegionInfo;
 
 /// A cloneable, thread-safe handle with which a device reads and writes the client's
-/// memory: the device side of the server's [`DmaSpace`].
+/// memory: the device side of the server's [`DmaSpace`], whose access methods it
+/// dereferences to ([`DmaSpace::read`], [`DmaSpace::write`], [`DmaSpace::translate`],
+/// [`DmaSpace::memory`], ...).
 ///
 /// Accesses may span adjacent mappings of any kind and are checked whole before any byte
 /// moves: `EFAULT` for unmapped bytes, `EACCES` for a write to a read-only mapping (or a
@@ -34,7 +36,7 @@ pub type DmaRegion = vfio_user_dma::RegionInfo;
 /// Without a twin socket a device thread therefore must not make the request-handling
 /// thread wait for it while it does message-based DMA: it must not hold a lock the
 /// device's callbacks take (such as the `Mutex` around a [`DeviceMut`](crate::DeviceMut)),
-/// nor a [`DmaGuard`] or [`memory`](Self::memory) view (DMA_UNMAP waits for those), across
+/// nor a [`DmaGuard`](vfio_user_dma::DmaGuard) or [`memory`](DmaSpace::memory) view (DMA_UNMAP waits for those), across
 /// such an access. A plain `read`/`write` to a message mapping keeps no mapping alive while
 /// it waits for the client, so DMA_UNMAP never waits for a DMA reply.
 #[derive(Clone, Debug)]
@@ -43,69 +45,22 @@ pub struct DmaHandle {
 }
 
 impl DmaHandle {
-    /// The server's [`DmaSpace`], for code that wants one (e.g. to hand an
-    /// `Arc<DmaSpace>` to a library). Its control path (`map`, `unmap`, logging,
-    /// `set_transport`) belongs to the framework: device code only accesses memory.
+    /// The server's [`DmaSpace`] as an `Arc` (e.g. to hand to a library). Its control path
+    /// (`map`, `unmap`, logging, `set_transport`) belongs to the framework: device code only
+    /// accesses memory.
     pub fn space(&self) -> &Arc<DmaSpace> {
         &self.space
     }
+}
 
-    /// Reads `buf.len()` bytes of client memory at `iova` ([`DmaSpace::read`]).
-    pub fn read(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
-        self.space.read(iova, buf)
-    }
+/// The handle is the device's one way to DMA: every access method is [`DmaSpace`]'s
+/// (`read` / `write` and `_obj`, `read_by_message` / `write_by_message`, `translate` to a
+/// [`DmaGuard`](vfio_user_dma::DmaGuard) with its own `read` / `write`, and the vm-memory
+/// view [`memory`](DmaSpace::memory)), reached through the handle.
+impl std::ops::Deref for DmaHandle {
+    type Target = DmaSpace;
 
-    /// Writes `data` to client memory at `iova`, marking pages dirty while DMA logging
-    /// is active ([`DmaSpace::write`]).
-    pub fn write(&self, iova: u64, data: &[u8]) -> Result<()> {
-        self.space.write(iova, data)
-    }
-
-    /// Reads `buf.len()` bytes of client memory at `iova` with DMA_READ messages, even
-    /// where the client mapped an fd ([`DmaSpace::read_by_message`]): the range must be
-    /// mapped and readable, and is split at the client's `max_data_xfer_size` as for
-    /// mappings without fd. The same rules as for those apply on the main socket (see
-    /// above).
-    pub fn read_by_message(&self, iova: u64, buf: &mut [u8]) -> Result<()> {
-        self.space.read_by_message(iova, buf)
-    }
-
-    /// Writes `data` to client memory at `iova` with DMA_WRITE messages, even where the
-    /// client mapped an fd ([`DmaSpace::write_by_message`]). The client does the write,
-    /// so the pages are not marked in the server's dirty log.
-    pub fn write_by_message(&self, iova: u64, data: &[u8]) -> Result<()> {
-        self.space.write_by_message(iova, data)
-    }
-
-    /// Reads a `T` at `iova` ([`DmaSpace::read_obj`]).
-    pub fn read_obj<T: ByteValued>(&self, iova: u64) -> Result<T> {
-        self.space.read_obj(iova)
-    }
-
-    /// Writes `val` at `iova` ([`DmaSpace::write_obj`]).
-    pub fn write_obj<T: ByteValued>(&self, iova: u64, val: &T) -> Result<()> {
-        self.space.write_obj(iova, val)
-    }
-
-    /// Zero-copy view of `[iova, iova + len)` of mmapped mappings
-    /// ([`DmaSpace::translate`]); DMA_UNMAP waits for the guard to be dropped.
-    pub fn translate(&self, iova: u64, len: usize, write: bool) -> Result<DmaGuard> {
-        self.space.translate(iova, len, write)
-    }
-
-    /// The mmapped read-write mappings as a vm-memory `GuestMemory`
-    /// ([`DmaSpace::memory`]); take one per request, DMA_UNMAP waits for it.
-    pub fn memory(&self) -> Arc<DmaMemory> {
-        self.space.memory()
-    }
-
-    /// The mapping containing `iova`, if any.
-    pub fn region_at(&self, iova: u64) -> Option<DmaRegion> {
-        self.space.region_at(iova)
-    }
-
-    /// Every mapping, sorted by address.
-    pub fn regions(&self) -> Vec<DmaRegion> {
-        self.space.regions()
+    fn deref(&self) -> &DmaSpace {
+        &self.space
     }
 }

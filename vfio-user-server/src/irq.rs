@@ -36,6 +36,13 @@ pub const ERR: u32 = 3;
 /// IRQ index of device requests.
 pub const REQ: u32 = 4;
 
+/// The IRQ indexes whose vectors the emulated configuration space can mask (INTx by the
+/// command register, MSI and MSI-X by their capabilities).
+pub(crate) const EMULATED_MASKS: [u32; 3] = [INTX, MSI, MSIX];
+
+/// One vector whose state changed: IRQ index, vector, new state.
+pub(crate) type IrqChange = (u32, u32, VectorState);
+
 /// What a device sees of one vector.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VectorState {
@@ -131,6 +138,40 @@ impl IrqState {
 
     pub(crate) fn states(&self, index: u32) -> Vec<VectorState> {
         (0..self.count(index)).map(|v| self.state(index, v)).collect()
+    }
+
+    /// The state of every vector of every index.
+    fn snapshot(&self) -> Vec<Vec<VectorState>> {
+        (0..self.vectors.len() as u32).map(|i| self.states(i)).collect()
+    }
+
+    /// Applies `change` and returns its result with the vectors whose state it changed,
+    /// in index and vector order. For the indexes in `mask_effects`, vectors whose mask
+    /// state changed have their MASK / UNMASK eventfds signalled and newly unmasked
+    /// pending vectors fire (see [`after_mask_change`](Self::after_mask_change)).
+    pub(crate) fn change<R>(
+        &mut self,
+        mask_effects: &[u32],
+        change: impl FnOnce(&mut Self) -> R,
+    ) -> (R, Vec<IrqChange>) {
+        let before = self.snapshot();
+        let r = change(self);
+        for &i in mask_effects {
+            self.after_mask_change(i, &before[i as usize]);
+        }
+        let changed = before
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| {
+                let i = i as u32;
+                b.iter()
+                    .zip(self.states(i))
+                    .enumerate()
+                    .filter(|(_, (b, a))| *b != a)
+                    .map(move |(v, (_, a))| (i, v as u32, a))
+            })
+            .collect();
+        (r, changed)
     }
 
     pub(crate) fn pending(&self, index: u32, v: usize) -> bool {

@@ -89,7 +89,9 @@
 
 #![deny(missing_docs)]
 
+mod answer;
 mod channel;
+mod core;
 pub mod description;
 pub mod device;
 mod dispatch;
@@ -100,19 +102,21 @@ pub mod irq;
 mod migration;
 pub mod pci;
 mod region;
+mod region_access;
 pub mod server;
 pub mod socket_path;
 
+pub use crate::core::ServerLimits;
+pub use crate::core::Timeouts;
 pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
 };
-pub use device::{Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
-pub use dispatch::ServerLimits;
+pub use device::{errno, Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
 pub use dma::{DmaHandle, DmaRegion};
 pub use error::{Error, Result};
 pub use fdlimit::raise_fd_limit;
 pub use irq::{IrqHandle, VectorState};
-pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle, Timeouts};
+pub use server::{Endpoint, Event, Listener, Server, ShutdownHandle};
 pub use socket_path::SocketPath;
 /// The DMA crate the framework maps the client's memory with ([`DmaHandle::space`]).
 pub use vfio_user_dma;

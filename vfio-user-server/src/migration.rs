@@ -13,13 +13,15 @@
 use vfio_user_proto::migration::transition_path;
 use vfio_user_proto::request::Request;
 use vfio_user_proto::wire::{
-    DeviceFeature, FeatureMigState, FeatureMigration, MigData, MIGRATION_PRE_COPY, MIGRATION_STOP_COPY,
+    append_with_room, DeviceFeature, FeatureMigState, FeatureMigration, MigData, MIGRATION_PRE_COPY,
+    MIGRATION_STOP_COPY,
 };
-use vfio_user_proto::{MigState, HEADER_SIZE};
+use vfio_user_proto::{MigState, Reply};
 use vm_memory::ByteValued;
 
+use crate::answer::Answer;
+use crate::core::Core;
 use crate::device::{Device, MigrationSupport};
-use crate::dispatch::Core;
 use crate::error::{Error, Result};
 
 /// `data_fd` in a GET MIG_DEVICE_STATE reply: unused by vfio-user, so "no fd" as in VFIO.
@@ -56,29 +58,27 @@ impl<D: Device> Core<D> {
     }
 
     /// GET MIGRATION: the flags, appended to the request's feature header.
-    pub(crate) fn migration_get(&mut self, head: DeviceFeature) -> Result<()> {
+    pub(crate) fn migration_get(&mut self, head: DeviceFeature) -> Result<Answer> {
         let support = self.migration_support()?;
         let mut flags = MIGRATION_STOP_COPY;
         if support.pre_copy {
             flags |= MIGRATION_PRE_COPY;
         }
-        self.out.extend_from_slice(DeviceFeature { argsz: 16, ..head }.as_slice());
-        self.out.extend_from_slice(FeatureMigration { flags }.as_slice());
-        Ok(())
+        let data = FeatureMigration { flags };
+        Ok(self.answer(&Reply::DeviceFeature(head.with_data(data.as_slice().len()), data.as_slice())))
     }
 
     /// GET MIG_DEVICE_STATE.
-    pub(crate) fn mig_state_get(&mut self, head: DeviceFeature) -> Result<()> {
+    pub(crate) fn mig_state_get(&mut self, head: DeviceFeature) -> Result<Answer> {
         self.migration_support()?;
-        self.out.extend_from_slice(DeviceFeature { argsz: 16, ..head }.as_slice());
-        self.out.extend_from_slice(FeatureMigState { device_state: self.mig_state as u32, data_fd: NO_FD }.as_slice());
-        Ok(())
+        let data = FeatureMigState { device_state: self.mig_state as u32, data_fd: NO_FD };
+        Ok(self.answer(&Reply::DeviceFeature(head.with_data(data.as_slice().len()), data.as_slice())))
     }
 
     /// SET MIG_DEVICE_STATE: walks the path arc by arc; the reply (the request echoed)
     /// goes out only once the whole transition is done. A refused transition changes
     /// nothing (`EINVAL`); a failed arc leaves the device in ERROR with the arc's errno.
-    pub(crate) fn mig_state_set(&mut self, to: MigState, payload: &[u8]) -> Result<()> {
+    pub(crate) fn mig_state_set(&mut self, to: MigState, payload: &[u8]) -> Result<Answer> {
         let support = self.migration_support()?;
         let from = self.mig_state;
         let path = transition_path(from, to, support.pre_copy)
@@ -94,19 +94,20 @@ impl<D: Device> Core<D> {
             at = next;
             self.mig_state = at;
         }
-        self.out.extend_from_slice(payload);
-        Ok(())
+        Ok(self.echo(payload))
     }
 
     /// MIG_DATA_READ: up to `size` bytes of the save stream, in PRE_COPY or STOP_COPY.
-    pub(crate) fn mig_data_read(&mut self, req: MigData) -> Result<()> {
+    pub(crate) fn mig_data_read(&mut self, req: MigData) -> Result<Answer> {
         if !self.mig_state.is_saving() {
             return Err(Error::InvalidArgument("MIG_DATA_READ outside PRE_COPY and STOP_COPY"));
         }
         let want = req.size as usize;
-        let start = HEADER_SIZE + 8;
-        self.out.resize(start + want, 0);
-        let n = self.device.migration_read(&mut self.out[start..])?;
+        let mut buf = self.reply_buf();
+        let out = buf.payload();
+        let head_at = out.len();
+        let room = append_with_room(out, &MigData::new(0), want);
+        let n = self.device.migration_read(&mut out[room.clone()])?;
         if n > want {
             return Err(Error::Io(std::io::Error::other("device returned more migration data than asked")));
         }
@@ -114,19 +115,18 @@ impl<D: Device> Core<D> {
         // and `size` announce, as libvfio-user sends it: its client reads exactly that many
         // bytes and takes a shorter reply for a broken connection. (Our decoder, like the
         // spec's readers, goes by `size`.)
-        self.out[start + n..].fill(0);
-        let head = MigData { argsz: 8 + n as u32, size: n as u32 };
-        self.out[HEADER_SIZE..start].copy_from_slice(head.as_slice());
-        Ok(())
+        out[room.start + n..].fill(0);
+        out[head_at..room.start].copy_from_slice(MigData::new(n as u32).as_slice());
+        Ok(Answer::reply(buf))
     }
 
     /// MIG_DATA_WRITE: the next bytes of the load stream, in RESUMING.
-    pub(crate) fn mig_data_write(&mut self, data: &[u8]) -> Result<()> {
+    pub(crate) fn mig_data_write(&mut self, data: &[u8]) -> Result<Answer> {
         if self.mig_state != MigState::Resuming {
             return Err(Error::InvalidArgument("MIG_DATA_WRITE outside RESUMING"));
         }
         self.device.migration_write(data)?;
-        Ok(())
+        Ok(self.answer(&Reply::MigDataWrite))
     }
 
     /// DEVICE_RESET also resets the migration state machine to RUNNING (the way out of

@@ -6,26 +6,26 @@
 //!
 //! [`Server::handle_request`] is one non-blocking step for an event loop: it accepts a
 //! pending connection, or processes every complete command available, and reports what
-//! happened. [`Server::as_raw_fd`] is the descriptor to wait on for the next step (the
-//! listener while no client is connected, the connection otherwise; it changes on
+//! happened. [`Server::socket_fd`] is the descriptor to wait on for the next step (the
+//! listener while no client is connected, the connection otherwise, `None` with neither; it changes on
 //! [`Event::Connected`] and [`Event::Disconnected`]). [`Server::run`] is the blocking loop on
 //! top, stopped by a [`ShutdownHandle`] from any thread or signal-handling thread.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use vfio_user_proto::connection::Connection;
 
+use crate::answer::Next;
 use crate::channel::{Channel, ChannelSlot, SocketTransport};
+use crate::core::{Core, ServerLimits, Timeouts};
 use crate::description::DeviceDescription;
 use crate::device::Device;
-use crate::dispatch::{Core, Next, ServerLimits};
 use crate::dma::DmaHandle;
 use crate::error::{Error, Result};
 use crate::irq::IrqHandle;
@@ -70,32 +70,6 @@ impl Listener {
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
-    }
-}
-
-/// How long the server waits for a client before giving up on it: the connection is then
-/// closed, what the client held released, and the next client served. Idle time between
-/// messages is never bounded (a VMM may say nothing for hours); what is bounded is a wait
-/// that only a stuck or hostile client makes last. The defaults (10 s each) are above QEMU's
-/// own per-message timeout (5 s), so a VMM that QEMU's timeouts accept is never cut off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// From the connection until a VERSION is received whole.
-    pub handshake: Duration,
-    /// Longest wait without a byte arriving in the middle of a message (its header or
-    /// payload begun): a client that stops mid-message.
-    pub stall: Duration,
-    /// Longest a send waits without progress for the client to read (a client that never
-    /// reads its replies fills the socket).
-    pub send: Duration,
-    /// Longest the server waits for the client's reply to its own DMA_READ / DMA_WRITE.
-    pub dma_reply: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        let t = Duration::from_secs(10);
-        Timeouts { handshake: t, stall: t, send: t, dma_reply: t }
     }
 }
 
@@ -272,7 +246,7 @@ impl<D: Device> Server<D> {
     }
 
     /// One non-blocking step: accept a waiting client, or read the socket once and process
-    /// every complete command received. Call it again when [`as_raw_fd`](AsRawFd::as_raw_fd)
+    /// every complete command received. Call it again when [`socket_fd`](Self::socket_fd)
     /// is readable (level-triggered), or right away after [`Event::Connected`] and
     /// [`Event::Disconnected`].
     pub fn handle_request(&mut self) -> Result<Event> {
@@ -365,15 +339,29 @@ impl<D: Device> Server<D> {
     }
 }
 
-impl<D: Device> AsRawFd for Server<D> {
-    /// The descriptor to wait on for the next [`Server::handle_request`]: the connection
-    /// while a client is connected, else the listener (-1 without one).
-    fn as_raw_fd(&self) -> RawFd {
+impl<D: Device> Server<D> {
+    /// The descriptor to wait on (for readability) before the next
+    /// [`handle_request`](Self::handle_request): the connection while a client is connected,
+    /// else the listener; `None` when there is neither.
+    pub fn socket_fd(&self) -> Option<BorrowedFd<'_>> {
         match (&self.chan, &self.listener) {
-            (Some(c), _) => c.sender.as_raw_fd(),
-            (None, Some(l)) => l.as_raw_fd(),
-            (None, None) => -1,
+            (Some(c), _) => Some(c.sender.as_fd()),
+            (None, Some(l)) => Some(l.sock.as_fd()),
+            (None, None) => None,
         }
+    }
+}
+
+impl<D: Device> std::fmt::Debug for Server<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("connected", &self.is_connected())
+            .field("listener", &self.listener.as_ref().map(|l| l.sock.as_raw_fd()))
+            .field("pending_stream", &self.pending.is_some())
+            .field("limits", &self.core.limits)
+            .field("mig_state", &self.core.mig_state)
+            .field("dma_mappings", &self.core.dma.space.regions().len())
+            .finish_non_exhaustive()
     }
 }
 

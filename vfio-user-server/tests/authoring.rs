@@ -141,18 +141,14 @@ fn event_loop_mode_with_dma_inside_a_handler() {
     server.set_endpoint(Endpoint::Stream(b));
     assert_eq!(server.handle_request().unwrap(), Event::Connected);
     // The "VMM" thread drives the server; the test thread is the client.
-    let t = std::thread::spawn(move || {
-        use std::os::fd::{AsRawFd, BorrowedFd};
-        loop {
-            match server.handle_request().unwrap() {
-                Event::Disconnected | Event::Finished => return,
-                _ => {}
-            }
-            // SAFETY: the server owns the descriptor and outlives this poll.
-            let fd = unsafe { BorrowedFd::borrow_raw(server.as_raw_fd()) };
-            let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-            rustix::event::poll(&mut p, None).unwrap();
+    let t = std::thread::spawn(move || loop {
+        match server.handle_request().unwrap() {
+            Event::Disconnected | Event::Finished => return,
+            _ => {}
         }
+        let fd = server.socket_fd().expect("a connected client");
+        let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        rustix::event::poll(&mut p, None).unwrap();
     });
     let mut c = Client::new(a);
     c.version_ok();

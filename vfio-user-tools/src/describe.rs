@@ -37,13 +37,16 @@ fn describe_request(r: &Request<'_>) -> String {
             map.flags,
             if *fd { " fd" } else { " (message DMA)" }
         ),
-        Request::DmaUnmap { unmap, bitmap } => format!(
-            "addr={:#x} size={:#x} flags={:#x}{}",
-            unmap.addr,
-            unmap.size,
-            unmap.flags,
-            bitmap.map(|b| format!(" bitmap pgsize={:#x} size={}", b.pgsize, b.size)).unwrap_or_default()
-        ),
+        Request::DmaUnmap(r) => {
+            let (unmap, bitmap) = r.to_wire();
+            format!(
+                "addr={:#x} size={:#x} flags={:#x}{}",
+                unmap.addr,
+                unmap.size,
+                unmap.flags,
+                bitmap.map(|b| format!(" bitmap pgsize={:#x} size={}", b.pgsize, b.size)).unwrap_or_default()
+            )
+        }
         Request::DeviceGetInfo(i) => format!("argsz={}", i.argsz),
         Request::DeviceGetRegionInfo(i) => format!("index={} argsz={}", i.index, i.argsz),
         Request::DeviceGetRegionIoFds(i) => format!("index={} argsz={}", i.index, i.argsz),

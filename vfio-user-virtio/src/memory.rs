@@ -111,7 +111,7 @@ impl<'s> DmaView<'s> {
         let mut at = iova;
         while at < end {
             let Some(r) = self.space.region_at(at) else { return false };
-            if (access.allow(Permissions::Read) && !r.prot.read) || (access.has_write() && !r.prot.write) {
+            if (access.allow(Permissions::Read) && !r.prot.read()) || (access.has_write() && !r.prot.write()) {
                 return false;
             }
             at = r.iova.saturating_add(r.size);

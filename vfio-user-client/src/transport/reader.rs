@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use vfio_user_proto::{FrameError, Header, Message, Receiver, VolatileBuf};
 
-use super::{frame_reason, lock, now_ms, ReaderRole, Transport, BACKGROUND_BACKOFF, RECV_TICK, WAKE_BATCH};
-use crate::dma::SendReply;
+use crate::sync::{lock, now_ms};
+
+use super::{frame_reason, ReaderRole, Transport, BACKGROUND_BACKOFF, RECV_TICK, WAKE_BATCH};
+use crate::dma_serve::SendReply;
 use crate::error::DisconnectReason;
 use crate::pending::{Delivery, PendingTable};
 use crate::stats::bump;

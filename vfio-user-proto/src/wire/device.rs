@@ -298,3 +298,54 @@ pub struct WriteMulti {
     pub wr_cnt: u64,
 }
 wire_struct!(WriteMulti, 8);
+
+/// `argsz` of a reply that is `T` followed by `extra` bytes (saturating at `u32::MAX`).
+fn argsz_of<T>(extra: usize) -> u32 {
+    u32::try_from(std::mem::size_of::<T>().saturating_add(extra)).unwrap_or(u32::MAX)
+}
+
+impl DeviceInfo {
+    /// A DEVICE_GET_INFO request body (`argsz`: the reply fits exactly).
+    pub fn query() -> Self {
+        DeviceInfo { argsz: argsz_of::<DeviceInfo>(0), ..Default::default() }
+    }
+
+    /// A DEVICE_GET_INFO reply body (`argsz` is its own size).
+    pub fn reply(flags: u32, num_regions: u32, num_irqs: u32) -> Self {
+        DeviceInfo { argsz: argsz_of::<DeviceInfo>(0), flags, num_regions, num_irqs }
+    }
+}
+
+impl IrqInfo {
+    /// A DEVICE_GET_IRQ_INFO request body for `index` (`argsz`: the reply fits exactly).
+    pub fn query(index: u32) -> Self {
+        IrqInfo { argsz: argsz_of::<IrqInfo>(0), index, ..Default::default() }
+    }
+
+    /// A DEVICE_GET_IRQ_INFO reply body (`argsz` is its own size).
+    pub fn reply(flags: u32, index: u32, count: u32) -> Self {
+        IrqInfo { argsz: argsz_of::<IrqInfo>(0), flags, index, count }
+    }
+}
+
+impl IrqSet {
+    /// A DEVICE_SET_IRQS fixed part followed by `data_len` bytes of data (DATA_BOOL).
+    pub fn new(flags: u32, index: u32, start: u32, count: u32, data_len: usize) -> Self {
+        IrqSet { argsz: argsz_of::<IrqSet>(data_len), flags, index, start, count }
+    }
+}
+
+impl RegionIoFds {
+    /// A DEVICE_GET_REGION_IO_FDS request for `index` accepting up to `entries` spec-layout
+    /// entries in the reply.
+    pub fn query(index: u32, entries: usize) -> Self {
+        RegionIoFds { count: 0, ..RegionIoFds::reply(index, entries) }
+    }
+
+    /// The fixed part of a DEVICE_GET_REGION_IO_FDS reply with `count` spec-layout entries:
+    /// `argsz` is what the whole reply needs.
+    pub fn reply(index: u32, count: usize) -> Self {
+        let argsz = argsz_of::<RegionIoFds>(count.saturating_mul(std::mem::size_of::<IoFdEntry>()));
+        RegionIoFds { argsz, flags: 0, index, count: u32::try_from(count).unwrap_or(u32::MAX) }
+    }
+}

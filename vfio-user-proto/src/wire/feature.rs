@@ -113,3 +113,28 @@ pub struct MigData {
     pub size: u32,
 }
 wire_struct!(MigData, 8);
+
+impl DeviceFeature {
+    /// The feature header of a reply to this request carrying `data_len` bytes of data
+    /// (a GET): `argsz` covers the header and the data.
+    pub fn with_data(self, data_len: usize) -> Self {
+        let argsz = u32::try_from(std::mem::size_of::<DeviceFeature>().saturating_add(data_len)).unwrap_or(u32::MAX);
+        DeviceFeature { argsz, ..self }
+    }
+}
+
+impl MigData {
+    /// The fixed part of a MIG_DATA message carrying `size` bytes (`argsz` covers both): a
+    /// MIG_DATA_WRITE, a MIG_DATA_READ reply, or a MIG_DATA_READ asking for that many.
+    pub fn new(size: u32) -> Self {
+        MigData { argsz: (std::mem::size_of::<MigData>() as u32).saturating_add(size), size }
+    }
+}
+
+impl DmaLoggingReport {
+    /// The bytes of the bitmap that answers this report: one bit per page of `length`,
+    /// in whole `u64` words. `page_size` must not be 0 (the decoder refuses it).
+    pub fn bitmap_bytes(&self) -> u64 {
+        self.length.div_ceil(self.page_size).div_ceil(64).saturating_mul(8)
+    }
+}

@@ -29,6 +29,16 @@ macro_rules! wire_struct {
 }
 pub(crate) use wire_struct;
 
+/// Appends `head` followed by `len` zero bytes of room for data to `out`, and returns the
+/// range of that room in `out`: for replies whose data is produced in place (REGION_READ,
+/// MIG_DATA_READ).
+pub fn append_with_room<T: ByteValued>(out: &mut Vec<u8>, head: &T, len: usize) -> std::ops::Range<usize> {
+    out.extend_from_slice(head.as_slice());
+    let start = out.len();
+    out.resize(start + len, 0);
+    start..start + len
+}
+
 /// Reads a `T` from `buf` at `off`, or `None` if `buf` is too short. Works at any alignment.
 pub fn read_at<T: ByteValued + Default>(buf: &[u8], off: usize) -> Option<T> {
     let end = off.checked_add(std::mem::size_of::<T>())?;

@@ -127,3 +127,11 @@ pub fn raw_send(sock: &std::os::unix::net::UnixStream, bytes: &[u8], fds: &[std:
     let n = sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL).unwrap();
     assert_eq!(n, bytes.len());
 }
+
+/// The typed DMA_UNMAP request of a wire entry and bitmap header (valid flags only).
+pub fn unmap_req(
+    unmap: vfio_user_proto::wire::DmaUnmap,
+    bitmap: Option<vfio_user_proto::wire::DmaBitmap>,
+) -> vfio_user_proto::Request<'static> {
+    vfio_user_proto::Request::DmaUnmap(vfio_user_proto::wire::DmaUnmapRequest::from_wire(unmap, bitmap).unwrap())
+}

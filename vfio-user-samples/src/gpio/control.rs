@@ -16,9 +16,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use super::GpioHandle;
@@ -29,7 +28,7 @@ const MAX_LINE: u64 = 256;
 /// A control socket being served; dropping it stops serving and removes the socket file.
 pub struct Control {
     listener: Arc<UnixListener>,
-    path: PathBuf,
+    socket: vfio_user_server::SocketPath,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -84,14 +83,10 @@ impl Control {
     /// Listens on `path` (replacing a stale socket nobody listens on; any other existing
     /// file is an error and is left alone) and serves `handle` from a thread.
     pub fn bind(path: impl AsRef<Path>, handle: GpioHandle) -> io::Result<Control> {
-        let path = path.as_ref();
-        if let Ok(m) = std::fs::symlink_metadata(path) {
-            if !m.file_type().is_socket() || UnixStream::connect(path).is_ok() {
-                return Err(io::Error::from_raw_os_error(libc::EADDRINUSE));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = Arc::new(UnixListener::bind(path)?);
+        // Only a stale socket is replaced; the file is removed on drop only while it is
+        // still this socket.
+        let (listener, socket) = vfio_user_server::SocketPath::bind(path)?;
+        let listener = Arc::new(listener);
         let l = listener.clone();
         let thread = std::thread::spawn(move || {
             for stream in l.incoming() {
@@ -107,12 +102,12 @@ impl Control {
                 }
             }
         });
-        Ok(Control { listener, path: path.to_path_buf(), thread: Some(thread) })
+        Ok(Control { listener, socket, thread: Some(thread) })
     }
 
     /// The socket's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.socket.path()
     }
 }
 
@@ -122,7 +117,7 @@ impl Drop for Control {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        // `socket` unlinks the path when dropped, after this.
     }
 }
 

@@ -202,7 +202,7 @@ impl Gpio {
 impl Device for Gpio {
     fn region_read(&self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
         if region != BAR {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            return Err(vfio_user_server::errno(libc::EINVAL));
         }
         let mut s = lock(&self.state);
         for (i, b) in data.iter_mut().enumerate() {
@@ -213,7 +213,7 @@ impl Device for Gpio {
 
     fn region_write(&self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         if region != BAR {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            return Err(vfio_user_server::errno(libc::EINVAL));
         }
         let mut s = lock(&self.state);
         for (i, b) in data.iter().enumerate() {

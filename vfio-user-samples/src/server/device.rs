@@ -10,15 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use vfio_user_server::vfio_user_dma::DmaGuard;
-use vfio_user_server::{Device, DmaHandle, DmaRegion, IrqHandle, MigState, MigrationSupport, ResetKind};
+use vfio_user_server::{errno, Device, DmaHandle, DmaRegion, IrqHandle, MigState, MigrationSupport, ResetKind};
 
 use super::timer::Timer;
 use super::{BAR0_SIZE, BAR1_USED, DMA_CHUNK, DMA_CHUNKS, DMA_SLOTS, PRE_COPY_STREAM_SIZE, STOP_COPY_STREAM_SIZE};
-
-fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
-}
 
 /// Seconds since the Unix epoch, as `time(NULL)`.
 fn now_secs() -> i64 {
@@ -134,7 +129,10 @@ impl Inner {
                 self.dma.write_by_message(addr, chunk).map_err(|e| e.to_string())
             } else {
                 // A guard taken for writing marks the pages dirty when dropped.
-                self.dma.translate(addr, DMA_CHUNK, true).map_err(|e| e.to_string()).map(|g| copy_in(&g, chunk))
+                self.dma
+                    .translate(addr, DMA_CHUNK, true)
+                    .map_err(|e| e.to_string())
+                    .and_then(|g| g.write(0, chunk).map_err(|e| e.to_string()))
             };
             r.map_err(|e| fail("write", addr, DMA_CHUNK, &e))?;
         }
@@ -145,7 +143,10 @@ impl Inner {
             let r = if by_message {
                 self.dma.read_by_message(addr, part).map_err(|e| e.to_string())
             } else {
-                self.dma.translate(addr, part.len(), false).map_err(|e| e.to_string()).map(|g| copy_out(&g, part))
+                self.dma
+                    .translate(addr, part.len(), false)
+                    .map_err(|e| e.to_string())
+                    .and_then(|g| g.read(0, part).map_err(|e| e.to_string()))
             };
             r.map_err(|e| fail("read", addr, 2 * DMA_CHUNK, &e))?;
         }
@@ -154,24 +155,6 @@ impl Inner {
         }
         log::debug!("{how} DMA at {iova:#x} succeeded");
         Ok(())
-    }
-}
-
-fn copy_in(g: &DmaGuard, data: &[u8]) {
-    let mut off = 0;
-    for s in g.slices() {
-        let n = s.len();
-        s.copy_from(&data[off..off + n]);
-        off += n;
-    }
-}
-
-fn copy_out(g: &DmaGuard, buf: &mut [u8]) {
-    let mut off = 0;
-    for s in g.slices() {
-        let n = s.len();
-        s.copy_to(&mut buf[off..off + n]);
-        off += n;
     }
 }
 

@@ -276,7 +276,7 @@ impl DmaServer {
         // `count` is bounded by our max_data_xfer_size (decode_request checked it).
         let len = a.count as usize;
         let mut sent = Ok(());
-        let reply = hdr.reply(16 + len);
+        let reply = hdr.reply(a.as_slice().len() + len);
         match mem.read_zero_copy(a.addr, len, &mut |bufs| sent = send(reply, &[a.as_slice()], bufs))? {
             Ok(()) => Some(Ok(sent)),
             Err(errno) => Some(Err(errno)),
@@ -284,7 +284,7 @@ impl DmaServer {
     }
 
     pub(crate) fn check(&self, addr: u64, count: u64, need: u32) -> Result<Option<(Arc<OwnedFd>, u64)>, i32> {
-        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        let table = crate::sync::read_lock(&self.table);
         let m = table.containing(addr, count).ok_or(libc::EFAULT)?;
         if m.flags & need == 0 {
             return Err(libc::EPERM);

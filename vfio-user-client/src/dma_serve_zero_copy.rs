@@ -16,7 +16,7 @@ use vfio_user_proto::wire::{read_at, DmaAccess, DMA_MAP_FLAG_WRITE};
 use vfio_user_proto::{Command, FrameError, Header, Receiver, HEADER_SIZE};
 use vm_memory::ByteValued;
 
-use crate::dma::{DmaServer, SendReply};
+use crate::dma_serve::{DmaServer, SendReply};
 
 /// DMA_WRITEs with at least this much data are received straight into memory; smaller ones
 /// take the copying path, cheaper for them.
@@ -29,7 +29,7 @@ impl DmaServer {
         self.memory.is_some()
             && h.is_command()
             && h.cmd() == Ok(Command::DmaWrite)
-            && h.msg_size as usize >= HEADER_SIZE + 16 + ZERO_COPY_WRITE
+            && h.msg_size as usize >= HEADER_SIZE + std::mem::size_of::<DmaAccess>() + ZERO_COPY_WRITE
     }
 
     /// Receives the DMA_WRITE that is the next message of `rx` straight into memory and
@@ -59,7 +59,7 @@ impl DmaServer {
         // What decode_request and check would refuse goes the copying way, for its errno.
         let len = a.count as usize;
         let fits = hdr.is_command()
-            && hdr.payload_len() == Some(16 + len)
+            && hdr.payload_len() == Some(std::mem::size_of::<DmaAccess>() + len)
             && a.count <= u64::from(self.limits.max_data_xfer_size)
             && a.addr.checked_add(a.count).is_some();
         if !fits || self.check(a.addr, a.count, DMA_MAP_FLAG_WRITE).is_err() {

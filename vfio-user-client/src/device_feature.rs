@@ -15,16 +15,19 @@ use vfio_user_proto::wire::{
 use vfio_user_proto::{Command, MigState, Reply};
 use vm_memory::ByteValued;
 
-use crate::client::{decode, Client};
+use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::transport::decode;
 
 impl Client {
     /// Sends DEVICE_FEATURE with `flags` and `data`, accepting up to `max_out` bytes of reply
     /// data; returns the reply data after checking that the flags are echoed.
     fn feature(&self, flags: u32, data: &[u8], max_out: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        let argsz = 8 + data.len().max(max_out);
-        let argsz = u32::try_from(argsz).map_err(|_| Error::InvalidInput("feature data too large"))?;
-        let head = DeviceFeature { argsz, flags };
+        let n = data.len().max(max_out);
+        if u32::try_from(std::mem::size_of::<DeviceFeature>() + n).is_err() {
+            return Err(Error::InvalidInput("feature data too large"));
+        }
+        let head = DeviceFeature { argsz: 0, flags }.with_data(n);
         let (t, msg) = self.call(Command::DeviceFeature, &[head.as_slice(), data], &[], timeout)?;
         match decode(&t, &msg)? {
             Reply::DeviceFeature(f, d) if f.flags == flags && d.len() <= max_out.max(data.len()) => Ok(d.to_vec()),
@@ -111,10 +114,10 @@ impl Client {
         let mut done = 0;
         while done < buf.len() {
             let want = (buf.len() - done).min(chunk);
-            let req = MigData { argsz: 8 + want as u32, size: want as u32 };
+            let req = MigData::new(want as u32);
             let msg = t.request(Command::MigDataRead, &[req.as_slice()], &[], self.config.timeout)?;
             let n = match decode(&t, &msg)? {
-                Reply::MigDataRead(m, d) if d.len() <= want && m.argsz as usize == 8 + d.len() => {
+                Reply::MigDataRead(m, d) if d.len() <= want && m.argsz == MigData::new(d.len() as u32).argsz => {
                     buf[done..done + d.len()].copy_from_slice(d);
                     d.len()
                 }
@@ -135,7 +138,7 @@ impl Client {
     pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
         let t = self.transport();
         for part in data.chunks(self.chunk(&t)) {
-            let req = MigData { argsz: 8 + part.len() as u32, size: part.len() as u32 };
+            let req = MigData::new(part.len() as u32);
             let msg = t.request(Command::MigDataWrite, &[req.as_slice(), part], &[], self.config.timeout)?;
             if !matches!(decode(&t, &msg)?, Reply::MigDataWrite) {
                 return Err(t.violation("MIG_DATA_WRITE reply of another kind".into()));
@@ -168,7 +171,7 @@ impl Client {
                 if d.len() == data.len()
                     && c.page_size.is_power_of_two()
                     && c.num_ranges == ctl.num_ranges
-                    && d[16..] == data[16..] =>
+                    && d[ctl.as_slice().len()..] == data[ctl.as_slice().len()..] =>
             {
                 Ok(c.page_size)
             }
@@ -192,20 +195,22 @@ impl Client {
         let limit = t.negotiated.peer.max_data_xfer_size.min(t.negotiated.local.max_data_xfer_size) as u64;
         let words_per_req = ((limit.saturating_sub(64)) / 8).max(1);
         let span = words_per_req.saturating_mul(64).saturating_mul(page_size);
-        let pages = length.div_ceil(page_size);
-        let mut out = Vec::with_capacity(usize::try_from(pages.div_ceil(64)).unwrap_or(0).min(1 << 20));
+        let whole = DmaLoggingReport { iova, length, page_size }.bitmap_bytes() / 8;
+        let mut out = Vec::with_capacity(usize::try_from(whole).unwrap_or(0).min(1 << 20));
         let mut off = 0u64;
         while off < length {
             let len = (length - off).min(span);
             let req = DmaLoggingReport { iova: iova + off, length: len, page_size };
-            let words = len.div_ceil(page_size).div_ceil(64) as usize;
+            let reply_len = req.as_slice().len() + req.bitmap_bytes() as usize;
             let flags = u32::from(FEATURE_DMA_LOGGING_REPORT) | DEVICE_FEATURE_GET;
-            let d = self.feature(flags, req.as_slice(), 24 + words * 8, None)?;
-            if d.len() != 24 + words * 8 || read_at::<DmaLoggingReport>(&d, 0) != Some(req) {
+            let d = self.feature(flags, req.as_slice(), reply_len, None)?;
+            if d.len() != reply_len || read_at::<DmaLoggingReport>(&d, 0) != Some(req) {
                 return Err(t.violation("DMA_LOGGING_REPORT reply does not match the request".into()));
             }
             out.extend(
-                d[24..].chunks_exact(8).map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
+                d[req.as_slice().len()..]
+                    .chunks_exact(8)
+                    .map(|w| u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])),
             );
             off += len;
         }
