@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use vfio_user_proto::wire::{self, RegionAccess, WriteMultiEntry, WRITE_MULTI_DATA_MAX};
@@ -19,6 +19,8 @@ use crate::config::Config;
 use crate::dma_serve::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::irq_state::{IrqInfo, IrqState};
+use crate::notice::DisconnectNotice;
+use crate::region_info::MappedRegion;
 use crate::region_info::Region;
 use crate::stats::{Counters, Stats};
 use crate::sync::read_lock;
@@ -44,18 +46,6 @@ impl DeviceInfo {
     /// Whether the device is a PCI device.
     pub fn is_pci(&self) -> bool {
         self.flags & wire::DEVICE_FLAGS_PCI != 0
-    }
-}
-
-impl From<DeviceInfo> for vfio_bindings::bindings::vfio::vfio_device_info {
-    fn from(d: DeviceInfo) -> Self {
-        vfio_bindings::bindings::vfio::vfio_device_info {
-            argsz: std::mem::size_of::<Self>() as u32,
-            flags: d.flags,
-            num_regions: d.num_regions,
-            num_irqs: d.num_irqs,
-            ..Default::default()
-        }
     }
 }
 
@@ -87,9 +77,12 @@ pub struct Client {
     pub(crate) dma_ops: Mutex<()>,
     pub(crate) irqs: Mutex<IrqState>,
     pub(crate) regions: Mutex<HashMap<u32, Arc<Region>>>,
+    /// The live region mappings, which a reconnect maps the new server's memory into.
+    pub(crate) mappings: Mutex<Vec<Weak<MappedRegion>>>,
     pub(crate) irq_infos: Mutex<HashMap<u32, IrqInfo>>,
     pub(crate) reconnect_lock: Mutex<()>,
     pub(crate) stats: Arc<Counters>,
+    pub(crate) notice: Arc<DisconnectNotice>,
 }
 
 impl std::fmt::Debug for Client {
@@ -127,6 +120,8 @@ impl Client {
         let stats = Arc::new(Counters::default());
         let link = crate::connect::open(sock, &config, dma.clone(), stats.clone())?;
         let device = fetch_device_info(&link.transport, &config)?;
+        let notice = Arc::new(DisconnectNotice::new()?);
+        link.transport.watch(notice.clone());
         Ok(Client {
             path,
             config,
@@ -136,9 +131,11 @@ impl Client {
             dma_ops: Mutex::new(()),
             irqs: Mutex::new(IrqState::default()),
             regions: Mutex::new(HashMap::new()),
+            mappings: Mutex::new(Vec::new()),
             irq_infos: Mutex::new(HashMap::new()),
             reconnect_lock: Mutex::new(()),
             stats,
+            notice,
         })
     }
 
@@ -195,6 +192,17 @@ impl Client {
     /// `Some(reason)` once the connection is gone.
     pub fn disconnected(&self) -> Option<DisconnectReason> {
         self.transport().dead()
+    }
+
+    /// An fd that becomes readable when the connection is lost — the server closed it or
+    /// died, broke the protocol, stopped reading, or [`shutdown`](Client::shutdown) was
+    /// called — so that a VMM learns of it in its epoll loop without polling. It stays
+    /// readable (level-triggered) until a [`reconnect`](Client::reconnect) succeeds, which
+    /// drains it. It is an eventfd: an epoll handler that reads it (as handlers of eventfds
+    /// do) acknowledges the notice, and the next loss signals it again.
+    /// [`disconnected`](Client::disconnected) says why.
+    pub fn disconnect_fd(&self) -> BorrowedFd<'_> {
+        self.notice.fd()
     }
 
     /// The largest chunk of one transfer: the server's limit and ours (which also bounds

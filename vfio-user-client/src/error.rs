@@ -10,6 +10,7 @@ use vfio_user_proto::{Command, DecodeError, FrameError, NegotiationError};
 
 /// Why the connection to the server is gone.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The server closed the socket (EOF), possibly in the middle of a message.
     Closed,
@@ -35,6 +36,7 @@ impl std::fmt::Display for DisconnectReason {
 
 /// An error of a client call.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Connecting to the server's socket failed.
     #[error("cannot connect to the server: {0}")]

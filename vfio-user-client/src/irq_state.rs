@@ -34,17 +34,6 @@ pub struct IrqInfo {
     pub count: u32,
 }
 
-impl From<IrqInfo> for vfio_bindings::bindings::vfio::vfio_irq_info {
-    fn from(i: IrqInfo) -> Self {
-        vfio_bindings::bindings::vfio::vfio_irq_info {
-            argsz: std::mem::size_of::<Self>() as u32,
-            flags: i.flags,
-            index: i.index,
-            count: i.count,
-        }
-    }
-}
-
 /// The data of a DEVICE_SET_IRQS call.
 #[derive(Clone, Copy, Debug)]
 pub enum IrqSetData<'a> {

@@ -5,6 +5,7 @@
 //! mappings, IRQ eventfds and IRQ masks replayed.
 
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 use crate::client::{fetch_device_info, Client};
 use crate::error::{DisconnectReason, Error, Result};
@@ -14,9 +15,18 @@ impl Client {
     /// Connects again to the same socket path — typically after the server restarted —
     /// renegotiates, checks that the device is the same, and replays every DMA mapping
     /// (with the client's duplicates of their fds), every IRQ eventfd and every IRQ mask.
-    /// The VMM's device model is kept; cached region info is dropped (mmap fds change with
-    /// the server), so mappings of regions must be made again. Calls in flight on the old
-    /// connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
+    /// Every live [`RegionMapping`](crate::RegionMapping) is kept at its address with the
+    /// new server's memory mapped in place (the region must offer the same mappable areas
+    /// with the same access), so a BAR the VMM mapped into its guest carries on. Other
+    /// cached region info is dropped (mmap fds change with the server). Calls in flight on
+    /// the old connection fail with [`Error::Disconnected`]; calls made meanwhile may too.
+    ///
+    /// What the server must keep across its restart for the guest to carry on: the same
+    /// device (IDs, regions, IRQ counts), its device state (registers, queues, what the
+    /// guest configured through REGION_WRITE), and the memory behind its mappable regions
+    /// (a memfd it keeps, e.g. by passing it to its successor; otherwise the guest sees that
+    /// memory reset). The client brings back everything the VMM gave the server: DMA
+    /// mappings, IRQ eventfds and masks.
     pub fn reconnect(&self) -> Result<()> {
         let path = self.path.as_ref().ok_or(Error::Unsupported("connected by fd: use reconnect_with"))?;
         let sock = crate::connect::connect_path(path, self.config.connect_timeout).map_err(Error::Connect)?;
@@ -38,7 +48,16 @@ impl Client {
         }
         crate::dma_map::replay(self, &t)?;
         irqs.replay(&t, self.config.timeout)?;
-        lock(&self.regions).clear();
+        let remapped = self.remap_regions(&t).inspect_err(|_| t.fail(DisconnectReason::Shutdown))?;
+        {
+            let mut cache = lock(&self.regions);
+            cache.clear();
+            cache.extend(remapped.into_iter().map(|r| (r.index, Arc::new(r))));
+        }
+        // The old connection signalled the notice when it was closed above; the new one is
+        // watched from now on.
+        self.notice.clear();
+        t.watch(self.notice.clone());
         let old = std::mem::replace(&mut *write_lock(&self.link), link);
         drop(old);
         crate::stats::bump(&self.stats.reconnects);

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::region_info::*;
 use crate::sync::lock;
 use crate::transport::decode;
+use crate::transport::Transport;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ impl Client {
         if let Some(r) = lock(&self.regions).get(&index) {
             return Ok(r.clone());
         }
-        let r = Arc::new(self.fetch_region_info(index)?);
+        let r = Arc::new(self.fetch_region_info(&self.transport(), index)?);
         lock(&self.regions).insert(index, r.clone());
         Ok(r)
     }
@@ -44,12 +45,13 @@ impl Client {
         (0..self.device.num_regions).map(|i| self.region_info(i)).collect()
     }
 
-    fn fetch_region_info(&self, index: u32) -> Result<Region> {
+    /// DEVICE_GET_REGION_INFO of `index` on connection `t`.
+    pub(crate) fn fetch_region_info(&self, t: &Transport, index: u32) -> Result<Region> {
         let mut argsz = FIRST_REGION_ARGSZ;
         for _ in 0..3 {
             let req = wire::RegionInfo { argsz, index, ..Default::default() };
-            let (t, mut msg) = self.call(Command::DeviceGetRegionInfo, &[req.as_slice()], &[], None)?;
-            let info = match decode(&t, &msg)? {
+            let mut msg = t.request(Command::DeviceGetRegionInfo, &[req.as_slice()], &[], self.config.timeout)?;
+            let info = match decode(t, &msg)? {
                 Reply::DeviceGetRegionInfo(info, _) => info,
                 _ => return Err(t.violation("DEVICE_GET_REGION_INFO reply of another kind".into())),
             };
@@ -101,7 +103,7 @@ impl Client {
                 fd: fd.map(|f| Arc::new(File::from(f))),
             });
         }
-        Err(self.transport().violation(format!("region {index}: argsz keeps growing")))
+        Err(t.violation(format!("region {index}: argsz keeps growing")))
     }
 
     /// Maps every mmappable area of region `index` (shared, with the region's READ/WRITE
@@ -110,24 +112,8 @@ impl Client {
     /// SIGBUS; see [`Region::sealed_against_shrink`] for a server that shrinks it later.
     pub fn map_region(&self, index: u32) -> Result<RegionMapping> {
         let r = self.region_info(index)?;
-        let Some(file) = r.fd.clone() else {
-            return Err(Error::Unsupported("region is not mappable"));
-        };
-        let st = rustix::fs::fstat(&*file).map_err(std::io::Error::from)?;
-        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-        for a in r.mmap_areas() {
-            let end = r.offset.checked_add(a.offset).and_then(|o| o.checked_add(a.size));
-            if regular && !end.is_some_and(|end| end <= st.st_size as u64) {
-                return Err(Error::Protocol(format!("region {index}: mmap fd shorter than area {a:?}")));
-            }
-        }
-        let mut prot = 0;
-        if r.readable() {
-            prot |= libc::PROT_READ;
-        }
-        if r.writable() {
-            prot |= libc::PROT_WRITE;
-        }
+        let file = r.checked_mmap_fd()?;
+        let prot = r.prot();
         let mut areas = Vec::new();
         for a in r.mmap_areas() {
             let size = usize::try_from(a.size).map_err(|_| Error::InvalidInput("area too large"))?;
@@ -139,7 +125,11 @@ impl Client {
                 .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
             areas.push(MappedArea { offset: a.offset, mmap });
         }
-        Ok(RegionMapping { index, areas })
+        let inner = Arc::new(MappedRegion { index, prot, areas });
+        let mut live = lock(&self.mappings);
+        live.retain(|m| m.strong_count() > 0);
+        live.push(Arc::downgrade(&inner));
+        Ok(RegionMapping { inner })
     }
 
     /// The ioeventfds the server offers for region `index` (DEVICE_GET_REGION_IO_FDS),

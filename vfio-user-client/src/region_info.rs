@@ -9,9 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use vfio_user_proto::wire::{
-    RegionTypeCap, SparseArea, REGION_FLAG_CAPS, REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE,
-};
+use vfio_user_proto::wire::{RegionTypeCap, SparseArea, REGION_FLAG_MMAP, REGION_FLAG_READ, REGION_FLAG_WRITE};
 use vfio_user_proto::RegionCap;
 use vm_memory::{AtomicAccess, Bytes, FileOffset, MmapRegion, VolatileMemory, VolatileSlice};
 
@@ -57,13 +55,14 @@ impl Region {
         })
     }
 
-    /// The SPARSE_MMAP areas as `vfio_bindings` structs (what rust-vmm's
-    /// `Region::sparse_areas` holds); empty without that capability.
-    pub fn sparse_mmap_areas(&self) -> Vec<vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area> {
+    /// The SPARSE_MMAP areas (what rust-vmm's `Region::sparse_areas` holds); empty without
+    /// that capability. [`SparseMmapArea`] converts into vfio-bindings'
+    /// `vfio_region_sparse_mmap_area` with the `vfio-bindings-0-6` or `-0-7` feature.
+    pub fn sparse_mmap_areas(&self) -> Vec<SparseMmapArea> {
         self.sparse_areas()
             .unwrap_or_default()
             .iter()
-            .map(|a| vfio_bindings::bindings::vfio::vfio_region_sparse_mmap_area { offset: a.offset, size: a.size })
+            .map(|a| SparseMmapArea { offset: a.offset, size: a.size })
             .collect()
     }
 
@@ -103,6 +102,35 @@ impl Region {
             .is_some_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
     }
 
+    /// The `PROT_*` the region's areas are mapped with (its READ / WRITE flags).
+    pub(crate) fn prot(&self) -> i32 {
+        let mut prot = 0;
+        if self.readable() {
+            prot |= libc::PROT_READ;
+        }
+        if self.writable() {
+            prot |= libc::PROT_WRITE;
+        }
+        prot
+    }
+
+    /// The mmap fd, after checking that a regular file (memfd) is long enough for every
+    /// area: accesses past its end would raise SIGBUS.
+    pub(crate) fn checked_mmap_fd(&self) -> Result<Arc<File>> {
+        let Some(file) = self.fd.clone() else {
+            return Err(Error::Unsupported("region is not mappable"));
+        };
+        let st = rustix::fs::fstat(&*file).map_err(std::io::Error::from)?;
+        let regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+        for a in self.mmap_areas() {
+            let end = self.offset.checked_add(a.offset).and_then(|o| o.checked_add(a.size));
+            if regular && !end.is_some_and(|end| end <= st.st_size as u64) {
+                return Err(Error::Protocol(format!("region {}: mmap fd shorter than area {a:?}", self.index)));
+            }
+        }
+        Ok(file)
+    }
+
     /// The mmap fd and the region's offset in it, as vm-memory's `FileOffset` (what
     /// rust-vmm's `Region::file_offset` holds).
     pub fn file_offset(&self) -> Option<FileOffset> {
@@ -110,17 +138,15 @@ impl Region {
     }
 }
 
-impl From<&Region> for vfio_bindings::bindings::vfio::vfio_region_info {
-    fn from(r: &Region) -> Self {
-        vfio_bindings::bindings::vfio::vfio_region_info {
-            argsz: std::mem::size_of::<Self>() as u32,
-            flags: r.flags & !REGION_FLAG_CAPS,
-            index: r.index,
-            cap_offset: 0,
-            size: r.size,
-            offset: r.offset,
-        }
-    }
+/// One SPARSE_MMAP area of a region: the part `[offset, offset + size)` of the region that
+/// may be mmapped. The same fields as vfio-bindings' `vfio_region_sparse_mmap_area`, into
+/// which it converts with the `vfio-bindings-0-6` or `vfio-bindings-0-7` feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SparseMmapArea {
+    /// Offset of the area within the region.
+    pub offset: u64,
+    /// Size of the area in bytes.
+    pub size: u64,
 }
 
 /// One mmapped area of a region; unmapped on drop.
@@ -159,28 +185,39 @@ impl MappedArea {
 }
 
 /// The mmapped areas of one region, with bounds-checked volatile accessors. The mappings
-/// live as long as this handle.
+/// live as long as this handle. [`Client::reconnect`](crate::Client::reconnect) maps the
+/// restarted server's memory in their place, at the same addresses (see there).
 #[derive(Debug)]
 pub struct RegionMapping {
+    pub(crate) inner: Arc<MappedRegion>,
+}
+
+/// What a [`RegionMapping`] maps, shared with the client so that a reconnect can map the
+/// new server's memory in place.
+#[derive(Debug)]
+pub(crate) struct MappedRegion {
     pub(crate) index: u32,
+    /// The region's access rights (`PROT_*`) the areas are mapped with.
+    pub(crate) prot: i32,
     pub(crate) areas: Vec<MappedArea>,
 }
 
 impl RegionMapping {
     /// The region index.
     pub fn index(&self) -> u32 {
-        self.index
+        self.inner.index
     }
 
     /// The mapped areas.
     pub fn areas(&self) -> &[MappedArea] {
-        &self.areas
+        &self.inner.areas
     }
 
     /// The area holding `[offset, offset + len)` and the offset within it.
     fn locate(&self, offset: u64, len: usize) -> Result<(&MappedArea, usize)> {
         let end = offset.checked_add(len as u64).ok_or(Error::InvalidInput("offset + length wraps"))?;
-        self.areas
+        self.inner
+            .areas
             .iter()
             .find(|a| offset >= a.offset && end <= a.offset + a.len() as u64)
             .map(|a| (a, (offset - a.offset) as usize))

@@ -30,12 +30,13 @@
 //!   `Error::Disconnected` and later calls fail fast.
 
 use std::os::fd::BorrowedFd;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::dma_serve::DmaServer;
 use crate::error::{DisconnectReason, Error, Result};
+use crate::notice::DisconnectNotice;
 use crate::pending::{PendingTable, ReaderRole};
 use crate::send::SendPath;
 use crate::stats::{bump, Counters};
@@ -83,6 +84,8 @@ pub(crate) struct Transport {
     send_timeout: Duration,
     pub(crate) negotiated: Negotiated,
     dma: Arc<DmaServer>,
+    /// Signalled when this connection is lost (set once, by the client that owns it).
+    notice: OnceLock<Arc<DisconnectNotice>>,
 }
 
 /// A [`Transport`] with the threads that serve it.
@@ -151,6 +154,15 @@ impl Transport {
             send_timeout,
             negotiated,
             dma,
+            notice: OnceLock::new(),
+        }
+    }
+
+    /// Signals `notice` when this connection is lost (at once if it already is).
+    pub(crate) fn watch(&self, notice: Arc<DisconnectNotice>) {
+        let notice = self.notice.get_or_init(|| notice);
+        if self.dead().is_some() {
+            notice.signal();
         }
     }
 
@@ -394,6 +406,11 @@ impl Transport {
             }
             if matches!(reason, DisconnectReason::ProtocolViolation(_)) {
                 bump(&self.stats.violations);
+            }
+            // Signalled before `dead` is set, so whoever sees the connection dead sees the
+            // notice too.
+            if let Some(n) = self.notice.get() {
+                n.signal();
             }
             st.dead = Some(reason);
             st.wake_all();

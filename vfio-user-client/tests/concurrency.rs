@@ -259,8 +259,10 @@ fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
     // Vectors 0 and 3 masked, then 3 unmasked again: only 0 is masked at the crash.
     c.set_irqs(2, IrqAction::Mask, 0, IrqSetData::Bool(&[true, false, false, true])).unwrap();
     c.set_irqs(2, IrqAction::Unmask, 3, IrqSetData::None { count: 1 }).unwrap();
+    assert!(!readable(c.disconnect_fd()), "connected: the disconnect fd is quiet");
     serve_first.join().unwrap();
     assert!(matches!(c.region_read(0, 0, &mut [0; 4]), Err(Error::Disconnected(_))));
+    assert!(readable(c.disconnect_fd()), "the VMM's epoll loop learns of the crash");
 
     let serve_second = std::thread::spawn(move || {
         let mut f = Fake::new(listener.accept().unwrap().0);
@@ -290,6 +292,7 @@ fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
     });
     c.reconnect().unwrap();
     assert_eq!(c.stats().reconnects, 1);
+    assert!(!readable(c.disconnect_fd()), "a successful reconnect drains it");
     assert_eq!(fd_read(&mem, 0x100, 11), b"same memory");
     let mut b = [0u8; 8];
     assert_eq!(rustix::io::read(&efds[1], &mut b).unwrap(), 8, "the replayed eventfd is ours");
@@ -298,6 +301,7 @@ fn reconnect_replays_dma_mappings_irq_eventfds_and_masks() {
     assert_eq!(&d, b"new!");
     assert!(c.disconnected().is_none());
     c.shutdown().unwrap();
+    assert!(readable(c.disconnect_fd()), "a local shutdown is a disconnect too");
     serve_second.join().unwrap();
     let _ = std::fs::remove_file(&path);
 }

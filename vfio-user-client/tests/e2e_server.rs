@@ -97,12 +97,12 @@ fn efd_count(fd: &OwnedFd) -> u64 {
     }
 }
 
-fn description() -> DeviceDescription {
+fn description(bar2: Arc<OwnedFd>) -> DeviceDescription {
     DeviceDescription::builder(0x1b36, 0x0042)
         .subsystem(0x1af4, 0x1100)
         .class_code(0x058000)
         .bar(0, Bar::memory64(BAR0_SIZE))
-        .bar(2, Bar::memory32(0x1000).mmap(Arc::new(memfd(0x1000)), 0))
+        .bar(2, Bar::memory32(0x1000).mmap(bar2, 0))
         .bar(4, Bar::io(0x100))
         .intx()
         .msi(2, false)
@@ -117,21 +117,28 @@ struct Harness {
     dma: DmaHandle,
     stop: ShutdownHandle,
     thread: Option<JoinHandle<()>>,
+    /// BAR2's memory.
+    bar2: Arc<OwnedFd>,
 }
 
 impl Harness {
     fn start() -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("vfio-user-e2e-{}-{n}.sock", std::process::id()));
+        Harness::start_at(std::env::temp_dir().join(format!("vfio-user-e2e-{}-{n}.sock", std::process::id())))
+    }
+
+    /// A server (with BAR2 memory of its own) listening at `path`.
+    fn start_at(path: PathBuf) -> Self {
         let pattern: Vec<u8> = (0..BAR0_SIZE).map(|i| (i * 7 + (i >> 8)) as u8).collect();
         let dev = Arc::new(Dev { bar0: Mutex::new(pattern), seen: Mutex::default(), longest: AtomicUsize::new(0) });
         let limits = ServerLimits { max_data_xfer_size: XFER, ..ServerLimits::default() };
-        let mut server = Server::with_handles(description(), limits, |_, _| dev.clone()).unwrap();
+        let bar2 = Arc::new(memfd(0x1000));
+        let mut server = Server::with_handles(description(bar2.clone()), limits, |_, _| dev.clone()).unwrap();
         server.set_endpoint(Endpoint::Listener(Listener::bind(&path).unwrap()));
         let (irq, dma, stop) = (server.irq_handle(), server.dma_handle(), server.shutdown_handle());
         let thread = Some(std::thread::spawn(move || server.run().unwrap()));
-        Harness { path, dev, irq, dma, stop, thread }
+        Harness { path, dev, irq, dma, stop, thread, bar2 }
     }
 
     fn connect(&self, config: Config) -> Client {
@@ -348,6 +355,60 @@ fn irq_eventfd_reset_and_reconnect_replay() {
     let c2 = h.connect(Config::default());
     assert_eq!(cfg_read32(&c2, 0), 0x0042_1b36);
     assert!(h.dma.region_at(0x30_0000).is_none(), "the departed client's mapping is gone");
+}
+
+#[test]
+fn reconnect_maps_the_restarted_servers_memory_in_place() {
+    let first = Harness::start();
+    let path = first.path.clone();
+    let c = h_connect_watched(&first);
+    let map = c.map_region(2).unwrap();
+    let at = map.areas()[0].as_ptr();
+    map.write(0x10, b"first server").unwrap();
+    drop(first);
+    wait_readable(c.disconnect_fd());
+    assert!(c.disconnected().is_some());
+    // The restarted server has fresh BAR2 memory.
+    let second = Harness::start_at(path);
+    rustix::io::pwrite(&*second.bar2, b"second server", 0x10).unwrap();
+    c.reconnect().unwrap();
+    assert_eq!(map.areas()[0].as_ptr(), at, "the mapping stays where the VMM registered it");
+    let mut b = [0u8; 13];
+    map.read(0x10, &mut b).unwrap();
+    assert_eq!(&b, b"second server", "it now shows the new server's memory");
+    map.write(0x40, b"via the map").unwrap();
+    let mut back = [0u8; 11];
+    rustix::io::pread(&*second.bar2, &mut back, 0x40).unwrap();
+    assert_eq!(&back, b"via the map", "and writes reach it");
+}
+
+fn h_connect_watched(h: &Harness) -> Client {
+    let c = h.connect(Config::default());
+    let fd = c.disconnect_fd();
+    let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    assert_eq!(rustix::event::poll(&mut p, Some(&zero)).unwrap(), 0, "connected: quiet");
+    c
+}
+
+/// Waits (at most 20 s) until `fd` is readable.
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>) {
+    let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let limit = rustix::event::Timespec { tv_sec: 20, tv_nsec: 0 };
+    assert_eq!(rustix::event::poll(&mut p, Some(&limit)).unwrap(), 1, "no disconnect notice");
+}
+
+#[test]
+fn vmm_sys_util_eventfd_is_accepted_without_unsafe() {
+    let h = Harness::start();
+    let c = h.connect(Config::default());
+    let efd = vmm_sys_util_0_15::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    c.enable_irq_eventfds(PCI_INTX_IRQ_INDEX, 0, &[vfio_user_client::borrow_eventfd(&efd)]).unwrap();
+    h.irq.trigger_intx().unwrap();
+    assert_eq!(efd.read().unwrap(), 1, "the server signalled the VMM's EventFd");
+    c.disable_irqs(PCI_INTX_IRQ_INDEX).unwrap();
+    h.irq.trigger_intx().unwrap();
+    assert!(efd.read().is_err(), "disabled: nothing signalled");
 }
 
 #[test]

@@ -36,8 +36,10 @@ fn version_offers_every_capability_and_obeys_the_reply() {
     let d = c.device_info();
     assert!(d.resettable() && d.is_pci());
     assert_eq!((d.num_regions, d.num_irqs), (9, 5));
-    let b: vfio_bindings::bindings::vfio::vfio_device_info = d.into();
-    assert_eq!(b.num_regions, 9);
+    let b: vfio_bindings_0_7::bindings::vfio::vfio_device_info = d.into();
+    assert_eq!((b.flags, b.num_regions, b.num_irqs), (d.flags, 9, 5));
+    let b: vfio_bindings_0_6::bindings::vfio::vfio_device_info = d.into();
+    assert_eq!((b.flags, b.num_regions, b.num_irqs), (d.flags, 9, 5));
 }
 
 #[test]
@@ -151,6 +153,20 @@ fn region_info_retries_argsz_parses_caps_and_maps_sparse_areas() {
     assert!(r.file_offset().is_some());
     let again = c.region_info(0).unwrap();
     assert!(Arc::ptr_eq(&r, &again), "cached: no second round trip");
+    // The areas, as our own type and as both vfio-bindings versions' structs.
+    let areas = r.sparse_mmap_areas();
+    let sparse: Vec<(u64, u64)> = r.sparse_areas().unwrap().iter().map(|a| (a.offset, a.size)).collect();
+    assert_eq!(areas.iter().map(|a| (a.offset, a.size)).collect::<Vec<_>>(), sparse);
+    let v6: Vec<vfio_bindings_0_6::bindings::vfio::vfio_region_sparse_mmap_area> =
+        areas.iter().map(|&a| a.into()).collect();
+    let v7: Vec<vfio_bindings_0_7::bindings::vfio::vfio_region_sparse_mmap_area> =
+        areas.iter().map(|&a| a.into()).collect();
+    assert_eq!(v6.iter().map(|a| (a.offset, a.size)).collect::<Vec<_>>(), sparse);
+    assert_eq!(v7.iter().map(|a| (a.offset, a.size)).collect::<Vec<_>>(), sparse);
+    assert_eq!(vfio_user_client::SparseMmapArea::from(v6[1]), areas[1]);
+    let info6: vfio_bindings_0_6::bindings::vfio::vfio_region_info = (&*r).into();
+    assert_eq!((info6.index, info6.size, info6.offset, info6.cap_offset), (0, r.size, r.offset, 0));
+    assert_eq!(info6.flags & REGION_FLAG_CAPS, 0, "no capability chain follows the struct");
     let map = c.map_region(0).unwrap();
     assert_eq!(map.areas().len(), 2);
     map.store::<u32>(0x2004, 0xdead_beef).unwrap();
@@ -163,7 +179,7 @@ fn region_info_retries_argsz_parses_caps_and_maps_sparse_areas() {
     assert!(map.load::<u32>(0x2002).is_err(), "unaligned");
     let r1 = c.region_info(1).unwrap();
     assert!(!r1.mappable());
-    let b: vfio_bindings::bindings::vfio::vfio_region_info = (&*r1).into();
+    let b: vfio_bindings_0_7::bindings::vfio::vfio_region_info = (&*r1).into();
     assert_eq!(b.size, 16);
     assert!(matches!(c.map_region(1), Err(Error::Unsupported(_))));
     h.join().unwrap();
@@ -357,6 +373,10 @@ fn set_irqs_every_kind_split_by_max_msg_fds() {
     ));
     let i = c.irq_info(2).unwrap();
     assert_eq!((i.count, i.flags), (8, IRQ_INFO_EVENTFD | IRQ_INFO_MASKABLE));
+    let b6: vfio_bindings_0_6::bindings::vfio::vfio_irq_info = i.into();
+    let b7: vfio_bindings_0_7::bindings::vfio::vfio_irq_info = i.into();
+    assert_eq!((b6.index, b6.flags, b6.count), (2, i.flags, 8));
+    assert_eq!((b7.index, b7.flags, b7.count), (2, i.flags, 8));
     h.join().unwrap();
 }
 

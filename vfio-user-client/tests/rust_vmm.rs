@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use common::{eventfd, fd_read, memfd};
-use vfio_bindings::bindings::vfio::{vfio_region_info, vfio_region_sparse_mmap_area};
+use vfio_bindings_0_7::bindings::vfio::{vfio_region_info, vfio_region_sparse_mmap_area};
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion, SparseArea};
 use vfio_user_client::{Client, Config, DmaProt, Error};
 use vfio_user_proto::wire::*;

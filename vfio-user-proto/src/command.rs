@@ -87,6 +87,7 @@ pub const REMOVED_DIRTY_PAGES: u16 = 14;
 
 /// Why a command code could not be turned into a [`Command`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommandError {
     /// A code no version of the protocol ever defined.
     #[error("unknown command code {0}")]

@@ -12,6 +12,7 @@ use crate::command::{Command, CommandError};
 /// Decoding errors never desynchronise the stream: the framing layer has already read the
 /// whole message, so the receiver replies with [`DecodeError::errno`] and goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The command code is unknown or removed.
     #[error(transparent)]
@@ -136,6 +137,7 @@ impl Damage {
 /// A failure to receive or send a whole message. Every receive-side variant except
 /// [`FrameError::WouldBlock`] leaves the stream unusable: the connection must be closed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The peer closed the connection between messages.
     #[error("connection closed by peer")]

@@ -83,6 +83,7 @@ impl Capabilities {
 
 /// Why a VERSION exchange failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NegotiationError {
     /// The majors differ.
     #[error("protocol major {got} is not supported (expected {expect})")]

@@ -1,30 +1,25 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Serving until SIGTERM or SIGINT, the backend convention, without a dependency: the
-//! signals are blocked in every thread (before any is spawned) and one thread takes them
-//! with `sigwait`, then stops the server through its `ShutdownHandle`. The server unlinks
-//! the socket it bound when it is dropped.
+//! Serving until SIGTERM or SIGINT, the backend convention: the signals are caught with
+//! signal-hook (registered before the server starts, so none is lost) and a thread waiting
+//! for them stops the server through its `ShutdownHandle`. The server unlinks the socket it
+//! bound when it is dropped.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use vfio_user_server::{Device, Endpoint, Server};
 
-/// Blocks SIGTERM and SIGINT in this thread and in every thread it spawns afterwards (call
-/// it first), and returns the set, for [`serve_until_signal`].
-pub fn block_termination_signals() -> libc::sigset_t {
-    // SAFETY: `sigset_t` is a plain C struct for which all-zero is a valid value; it is
-    // initialised by `sigemptyset` before use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, exclusively borrowed sigset_t; the calls only write to it
-    // and to this thread's signal mask.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-    set
+/// SIGTERM and SIGINT, caught from the moment [`catch_termination_signals`] returned: they
+/// no longer end the process, [`serve_until_signal`] waits for them.
+pub struct TerminationSignals(std::io::Result<Signals>);
+
+/// Catches SIGTERM and SIGINT from now on (call it first), for [`serve_until_signal`]. If
+/// the handlers cannot be registered, serving fails with that error.
+pub fn catch_termination_signals() -> TerminationSignals {
+    TerminationSignals(Signals::new([SIGTERM, SIGINT]))
 }
 
 /// An endpoint from a socket the parent passed as descriptor `fd` (a listening socket:
@@ -49,8 +44,9 @@ pub fn endpoint_from_fd(fd: i32) -> Result<Endpoint, String> {
 pub fn serve_until_signal<D: Device + 'static>(
     mut server: Server<D>,
     endpoint: Endpoint,
-    signals: libc::sigset_t,
+    signals: TerminationSignals,
 ) -> Result<(), String> {
+    let mut signals = signals.0.map_err(|e| format!("catching SIGTERM and SIGINT: {e}"))?;
     server.set_endpoint(endpoint);
     // DMA mappings that keep an fd, and eventfds, count against RLIMIT_NOFILE.
     if let Err(e) = vfio_user_server::raise_fd_limit() {
@@ -59,10 +55,10 @@ pub fn serve_until_signal<D: Device + 'static>(
     let stop = server.shutdown_handle();
     let worker = std::thread::spawn(move || server.run());
     std::thread::spawn(move || {
-        let mut sig = 0;
-        // SAFETY: `signals` is an initialised sigset_t and `sig` a valid out-pointer.
-        unsafe { libc::sigwait(&signals, &mut sig) };
-        log::info!("signal {sig}: shutting down");
+        if let Some(sig) = signals.forever().next() {
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            log::info!("{name}: shutting down");
+        }
         stop.shutdown();
     });
     match worker.join() {

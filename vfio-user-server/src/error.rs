@@ -10,6 +10,7 @@ use vfio_user_proto::{Damage, DecodeError, FrameError};
 /// Errors of the server framework. Every variant maps to the errno a client is told
 /// ([`Error::errno`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The device description is inconsistent (reported by the builder).
     #[error("invalid device description: {0}")]

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vfio_user_client::{Client, Config, RegionReadOp};
+use vfio_user_client::{Config, RegionReadOp};
 use vfio_user_proto::wire::PCI_CONFIG_REGION_INDEX;
 use vfio_user_proto::HEADER_SIZE;
 
@@ -90,13 +90,27 @@ fn ratio_row(a: &Phase, b: &Phase) -> String {
     )
 }
 
-/// Runs the four phases, `seconds / 4` each, and prints the table.
-pub fn run(socket: &Path, seconds: f64) -> Result<(), String> {
+/// One phase as JSON: latency percentiles in nanoseconds, throughput in operations per
+/// second.
+fn phase_json(p: &Phase) -> serde_json::Value {
+    serde_json::json!({
+        "samples": p.lat.n,
+        "p50_ns": p.lat.p50,
+        "p99_ns": p.lat.p99,
+        "p999_ns": p.lat.p999,
+        "max_ns": p.lat.max,
+        "reads_per_s": p.ops_per_sec,
+    })
+}
+
+/// Runs the four phases, `seconds / 4` each, and prints the table (or, with `json`, one
+/// JSON object).
+pub fn run(socket: &Path, seconds: f64, json: bool) -> Result<(), String> {
     if !(seconds > 0.0 && seconds < 86_400.0) {
         return Err("--seconds must be positive".into());
     }
     let phase = Duration::from_secs_f64(seconds / 4.0);
-    let client = Client::connect(socket, Config::default()).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let client = crate::connect::connect(socket, Config::default())?;
     let err = |e: vfio_user_client::Error| format!("config read: {e}");
     eprintln!("bench: 4 phases of {:.2} s each", phase.as_secs_f64());
 
@@ -130,6 +144,19 @@ pub fn run(socket: &Path, seconds: f64) -> Result<(), String> {
     })?;
     drop(raw);
     let _ = echo.join();
+
+    if json {
+        let v = serde_json::json!({
+            "socket": socket.display().to_string(),
+            "seconds_per_phase": phase.as_secs_f64(),
+            "read_bytes": 4,
+            "pipeline_depth": DEPTH,
+            "lock_step": { "vfio_user": phase_json(&lock), "raw_socketpair": phase_json(&raw_lock) },
+            "pipelined_per_batch": { "vfio_user": phase_json(&piped), "raw_socketpair": phase_json(&raw_piped) },
+        });
+        println!("{v}");
+        return Ok(());
+    }
 
     println!("4-byte config-space reads against {} ({:.2} s per phase)", socket.display(), phase.as_secs_f64());
     println!(

@@ -33,7 +33,8 @@ const LATENCY_READS: usize = 10_000;
 
 /// The server thread and its socket directory; stopped and removed on drop, also on error.
 struct ServerThread {
-    dir: PathBuf,
+    /// Removed (with tempfile) when this is dropped, after the server stopped.
+    _dir: tempfile::TempDir,
     stop: Option<ShutdownHandle>,
     thread: Option<JoinHandle<Result<(), vfio_user_server::Error>>>,
 }
@@ -54,29 +55,16 @@ impl ServerThread {
 impl Drop for ServerThread {
     fn drop(&mut self) {
         let _ = self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn fresh_dir() -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    for attempt in 0..100u32 {
-        let dir = base.join(format!("vfio-user-demo-{}-{nanos:x}-{attempt}", std::process::id()));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::from_raw_os_error(libc::EEXIST))
 }
 
 fn start_server() -> Result<(ServerThread, PathBuf), String> {
-    let dir = fresh_dir().map_err(|e| format!("creating a temporary directory: {e}"))?;
-    let mut st = ServerThread { dir: dir.clone(), stop: None, thread: None };
-    let path = dir.join("demo.sock");
+    let dir = tempfile::Builder::new()
+        .prefix("vfio-user-demo-")
+        .tempdir()
+        .map_err(|e| format!("creating a temporary directory: {e}"))?;
+    let path = dir.path().join("demo.sock");
+    let mut st = ServerThread { _dir: dir, stop: None, thread: None };
     let mut server = devices::demo_server().map_err(|e| format!("building the demo device: {e}"))?;
     let listener = Listener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     server.set_endpoint(vfio_user_server::Endpoint::Listener(listener));

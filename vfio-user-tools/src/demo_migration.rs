@@ -221,7 +221,7 @@ impl Sessions {
     /// with MAGIC.
     pub fn finish_load(&mut self, snapshot_len: usize) -> io::Result<Vec<u8>> {
         let load = std::mem::take(&mut self.load);
-        let whole = !load.is_empty() && load.len() % snapshot_len == 0;
+        let whole = !load.is_empty() && load.len().is_multiple_of(snapshot_len);
         if !whole || !load.chunks(snapshot_len).all(|s| s.starts_with(MAGIC)) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }

@@ -49,7 +49,7 @@ fn flag_words(flags: u32, names: &[(u32, &str)]) -> String {
 /// Human-readable size: bytes below 1 KiB, else KiB / MiB / GiB when exact.
 pub fn size(n: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{} {unit}", n >> shift);
         }
     }

@@ -6,10 +6,11 @@
 //! Argument parsing uses `clap` (derive): subcommands with generated `--help` are exactly what
 //! it is for, and hand-written parsing of them would be longer and worse.
 //!
-//! No other new dependency: `serve` handles SIGTERM/SIGINT with `sigwait` in a thread
-//! (libc), and logs through `log` with a ten-line stderr logger of its own.
+//! Well-kept crates rather than hand-written code: `serve` catches SIGTERM/SIGINT with
+//! signal-hook and logs with env_logger; `demo` makes its temporary directory with tempfile.
 
 mod bench;
+mod connect;
 mod demo;
 mod demo_migration;
 mod describe;
@@ -18,6 +19,7 @@ mod errno;
 mod inspect;
 mod lspci;
 mod migrate;
+mod own_socket;
 mod pci;
 mod serve;
 mod stats;
@@ -90,6 +92,9 @@ enum Cmd {
         /// Hex dump of config space: -x header, -xxx conventional space, -xxxx extended space.
         #[arg(short = 'x', action = clap::ArgAction::Count)]
         x: u8,
+        /// Print everything as one JSON object instead (config space in hex).
+        #[arg(long, conflicts_with_all = ["x", "verbose"])]
+        json: bool,
     },
     /// Measures 4-byte config-read latency (p50/p99/p99.9) and throughput against a server,
     /// lock-step and pipelined (16 in flight), beside a raw socketpair ping-pong of the same
@@ -97,9 +102,12 @@ enum Cmd {
     Bench {
         /// The server's socket.
         socket: PathBuf,
-        /// Total measuring time, split evenly between the four phases.
+        /// Total measuring time in seconds, split evenly between the four phases.
         #[arg(long, default_value_t = 8.0)]
         seconds: f64,
+        /// Print one JSON object (latencies in ns, reads per second) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Migrates a device's state from one server to another (live migration v2): the
     /// source iterates in PRE_COPY while it runs, stops in STOP_COPY, and its state streams
@@ -114,18 +122,24 @@ enum Cmd {
         /// The destination server's socket.
         #[arg(long)]
         to: PathBuf,
-        /// Most PRE_COPY rounds before the source is stopped.
+        /// Most PRE_COPY rounds before the source is stopped; 0 skips PRE_COPY (needed
+        /// between two `serve lvu-server`, which resend their whole state at STOP_COPY).
         #[arg(long, default_value_t = 8)]
         rounds: usize,
         /// Leave the destination in STOP instead of RUNNING.
         #[arg(long)]
         no_resume: bool,
+        /// Print one JSON object per line (each step, then the summary) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// A transparent proxy between a client and a server that prints every message both ways,
     /// decoded (like strace for vfio-user), passing file descriptors through.
     ///
     /// Point the client at the --listen path; the proxy connects to the server at --connect
-    /// for each client. A twin socket negotiated in VERSION is traced as well.
+    /// for each client. A twin socket negotiated in VERSION is traced as well. Times are
+    /// milliseconds since the start. SIGINT or SIGTERM ends it (exit status 0) and removes
+    /// the socket it created.
     Trace {
         /// Socket path to listen on (the client connects here).
         #[arg(long)]
@@ -140,6 +154,40 @@ enum Cmd {
         #[arg(long)]
         once: bool,
     },
+    /// Prints a shell completion script for this command.
+    ///
+    /// Example: vfio-user completions bash > /etc/bash_completion.d/vfio-user
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff) of this command, or of one subcommand.
+    ///
+    /// Example: vfio-user man > vfio-user.1; vfio-user man serve > vfio-user-serve.1; man ./vfio-user.1
+    Man {
+        /// A subcommand (default: the whole command).
+        subcommand: Option<String>,
+    },
+}
+
+/// The man page of the command, or of `sub`.
+fn man_page(sub: Option<&str>) -> Result<(), String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let page = match sub {
+        None => cmd,
+        Some(name) => {
+            let found = cmd.get_subcommands().find(|c| c.get_name() == name).cloned();
+            found
+                .ok_or_else(|| format!("man: no subcommand {name:?}"))?
+                .display_name(format!("vfio-user-{name}"))
+                .bin_name(format!("vfio-user {name}"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page).render(&mut out).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &out).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -155,9 +203,15 @@ fn main() -> ExitCode {
             };
             serve::serve(sample, at, control, &blk)
         }
-        Cmd::Lspci { socket, verbose, x } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x)),
-        Cmd::Bench { socket, seconds } => bench::run(&socket, seconds),
-        Cmd::Migrate { from, to, rounds, no_resume } => migrate::run(&from, &to, rounds, !no_resume),
+        Cmd::Lspci { socket, verbose, x, json } => lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), json),
+        Cmd::Bench { socket, seconds, json } => bench::run(&socket, seconds, json),
+        Cmd::Migrate { from, to, rounds, no_resume, json } => migrate::run(&from, &to, rounds, !no_resume, json),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "vfio-user", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { subcommand } => man_page(subcommand.as_deref()),
         Cmd::Trace { listen, connect, json, once } => (|| {
             let json = json.map(File::create).transpose()?;
             let log = Arc::new(trace::Log::new(Box::new(std::io::stdout()), json));

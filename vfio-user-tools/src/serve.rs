@@ -3,40 +3,20 @@
 
 //! `vfio-user serve`: run a sample device on a socket until SIGTERM or SIGINT.
 //!
-//! Signal handling is `vfio_user_samples::signals` (no dependency: the signals are blocked
-//! in every thread and taken with `sigwait`); the server unlinks the socket it bound when
-//! dropped.
+//! Signal handling is `vfio_user_samples::signals` (signal-hook), logging env_logger; the
+//! server unlinks the socket it bound when dropped.
 
-use std::io::Write;
 use std::path::PathBuf;
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::LevelFilter;
 use vfio_user_samples::gpio::{self, control::Control};
-use vfio_user_samples::signals::{block_termination_signals, endpoint_from_fd, serve_until_signal as run};
+use vfio_user_samples::signals::{catch_termination_signals, endpoint_from_fd, serve_until_signal as run};
 use vfio_user_server::{Endpoint, Listener};
 
 use crate::devices;
 
-/// A minimal logger: `LEVEL target: message` lines on stderr.
-struct StderrLogger;
-
-impl Log for StderrLogger {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let _ = writeln!(std::io::stderr().lock(), "{:<5} {}: {}", record.level(), record.target(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
-/// Installs the stderr logger: warnings by default, `-v` info, `-vv` debug, `-vvv` trace.
+/// Logs to stderr with env_logger: warnings by default, `-v` info, `-vv` debug, `-vvv`
+/// trace; `RUST_LOG` adds its directives on top.
 pub fn init_logging(verbosity: u8) {
     let level = match verbosity {
         0 => LevelFilter::Warn,
@@ -44,9 +24,7 @@ pub fn init_logging(verbosity: u8) {
         2 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level);
-    }
+    let _ = env_logger::Builder::new().filter_level(level).parse_default_env().try_init();
 }
 
 /// The sample devices.
@@ -61,6 +39,9 @@ pub enum Sample {
     Gpio,
     /// libvfio-user's sample `server` (dead:beef): a BAR0 timer that raises INTx and does
     /// DMA, BAR1 memory with sparse mmap areas, migration (`vfio_user_samples::server`).
+    /// Like libvfio-user's, it resends its whole state at STOP_COPY and a destination takes
+    /// one copy only: `vfio-user migrate` between two of them needs `--rounds 0` (otherwise
+    /// MIG_DATA_WRITE fails with EINVAL).
     LvuServer,
     /// A virtio-blk disk (virtio-pci, vendor 1af4 device 1042) backed by the raw image
     /// `--image` (`vfio_user_virtio::blk`).
@@ -88,6 +69,12 @@ pub struct BlkArgs {
     pub serial: String,
 }
 
+/// The name `serve` takes for `sample`.
+fn sample_name(sample: Sample) -> String {
+    use clap::ValueEnum;
+    sample.to_possible_value().map_or_else(|| format!("{sample:?}"), |v| v.get_name().to_string())
+}
+
 /// Where the server takes its clients from.
 pub enum Where {
     /// Bind a listening socket here (removed again on exit).
@@ -104,27 +91,33 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
     if control.is_some() && sample != Sample::Gpio {
         return Err("--control is for the gpio sample only".into());
     }
-    let signals = block_termination_signals();
+    let signals = catch_termination_signals();
     // The socket appears only once the device is made (its fds, threads and all), so that
     // whoever waits for the socket sees the server as it will stay.
-    let open = move || -> Result<(Endpoint, &'static str), String> {
-        let endpoint = match at {
-            Where::Path(p) => {
-                Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?
-            }
-            Where::Fd(fd) => endpoint_from_fd(fd)?,
+    let open = move || -> Result<(Endpoint, &'static str, String), String> {
+        let (endpoint, place) = match at {
+            Where::Path(p) => (
+                Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{}: {e}", p.display()))?,
+                p.display().to_string(),
+            ),
+            Where::Fd(fd) => (endpoint_from_fd(fd)?, format!("inherited fd {fd}")),
         };
         let what = match &endpoint {
             Endpoint::Listener(_) => "listening",
             Endpoint::Stream(_) => "serving one connected client",
         };
-        Ok((endpoint, what))
+        Ok((endpoint, what, place))
+    };
+    // Said without -v, once the device is ready: where clients connect, and how it ends.
+    let say = |what: &str, place: &str| {
+        println!("vfio-user serve {}: {what} on {place} (SIGINT or SIGTERM stops it)", sample_name(sample))
     };
     match sample {
         Sample::Demo => {
             let s = devices::demo_server().map_err(|e| e.to_string())?;
-            let (endpoint, what) = open()?;
+            let (endpoint, what, place) = open()?;
             log::info!("demo device {:04x}:{:04x}: {what}", devices::DEMO_VENDOR, devices::DEMO_DEVICE);
+            say(what, &place);
             run(s, endpoint, signals)
         }
         Sample::Gpio => {
@@ -133,15 +126,17 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
                 Some(p) => Some(Control::bind(&p, s.device().handle()).map_err(|e| format!("{}: {e}", p.display()))?),
                 None => None,
             };
-            let (endpoint, what) = open()?;
+            let (endpoint, what, place) = open()?;
             log::info!("gpio device {:04x}:{:04x}: {what}", gpio::VENDOR_ID, gpio::DEVICE_ID);
+            say(what, &place);
             run(s, endpoint, signals)
         }
         Sample::LvuServer => {
             use vfio_user_samples::server::{new_server, DEVICE_ID, VENDOR_ID};
             let s = new_server().map_err(|e| e.to_string())?;
-            let (endpoint, what) = open()?;
+            let (endpoint, what, place) = open()?;
             log::info!("libvfio-user sample server {VENDOR_ID:04x}:{DEVICE_ID:04x}: {what}");
+            say(what, &place);
             run(s, endpoint, signals)
         }
         Sample::VirtioBlk => {
@@ -156,13 +151,14 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
             let dev = VirtioBlk::open(image, cfg).map_err(|e| format!("{}: {e}", image.display()))?;
             let sectors = dev.capacity();
             let s = vfio_user_virtio::VirtioPci::server(dev).map_err(|e| e.to_string())?;
-            let (endpoint, what) = open()?;
+            let (endpoint, what, place) = open()?;
             log::info!(
                 "virtio-blk {}: {sectors} sectors, {} queue(s){}: {what}",
                 image.display(),
                 blk.queues,
                 if blk.read_only { ", read-only" } else { "" }
             );
+            say(what, &place);
             run(s, endpoint, signals)
         }
     }

@@ -17,9 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use vfio_user_proto::{Capabilities, Command, Connection, FrameError, Message, Receiver, Sender};
 
 use crate::describe::{describe, to_json};
+use crate::own_socket::OwnSocket;
 
 /// Largest message the proxy relays (it does not enforce the peers' limits, only bounds
 /// its own memory).
@@ -42,7 +45,7 @@ impl Log {
         let t = self.start.elapsed().as_secs_f64() * 1000.0;
         let line = describe(&m.header, &m.payload, m.fds.len());
         if let Ok(mut w) = self.text.lock() {
-            let _ = writeln!(w, "{t:10.3} {dir:<9} {line}");
+            let _ = writeln!(w, "{t:10.3} ms {dir:<9} {line}");
         }
         if let Some(j) = &self.json {
             if let Ok(mut f) = j.lock() {
@@ -53,7 +56,19 @@ impl Log {
 
     fn note(&self, what: &str) {
         if let Ok(mut w) = self.text.lock() {
-            let _ = writeln!(w, "{:10.3} {what}", self.start.elapsed().as_secs_f64() * 1000.0);
+            let _ = writeln!(w, "{:10.3} ms {what}", self.start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// Flushes the text and JSON outputs.
+    fn flush(&self) {
+        if let Ok(mut w) = self.text.lock() {
+            let _ = w.flush();
+        }
+        if let Some(j) = &self.json {
+            if let Ok(mut f) = j.lock() {
+                let _ = f.flush();
+            }
         }
     }
 }
@@ -164,8 +179,22 @@ fn twin_fd(m: &Message) -> Option<OwnedFd> {
 /// `EEXIST`, a live server's socket `EADDRINUSE`; only a stale socket is replaced, and the
 /// proxy's socket is removed at the end only if it is still there.
 pub fn run(listen: &Path, connect: PathBuf, log: Arc<Log>, once: bool) -> io::Result<()> {
+    // SIGINT / SIGTERM end the proxy; the socket it created goes with it. Caught before
+    // the socket exists, so that none arriving once it does is lost.
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
     let (listener, _socket_file) = vfio_user_server::SocketPath::bind(listen)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listen.display())))?;
+    let socket = Arc::new(OwnSocket::created(listen)?);
+    let (on_signal, signal_log) = (socket.clone(), log.clone());
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            on_signal.remove();
+            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+            signal_log.note(&format!("{name}: socket removed, exiting"));
+            signal_log.flush();
+            std::process::exit(0);
+        }
+    });
     log.note(&format!("listening on {}, forwarding to {}", listen.display(), connect.display()));
     for client in listener.incoming() {
         let client = client?;
@@ -178,5 +207,6 @@ pub fn run(listen: &Path, connect: PathBuf, log: Arc<Log>, once: bool) -> io::Re
             break;
         }
     }
+    socket.remove();
     Ok(())
 }

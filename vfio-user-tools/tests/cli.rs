@@ -209,6 +209,19 @@ fn lspci_decodes_regions_irqs_and_sized_bars() {
     assert_eq!(lines[1], "00: 55 56 e0 d0 00 00 10 00 01 00 00 ff 00 00 00 00", "{out}");
     assert!(lines[4].starts_with("30: "));
     assert_eq!(lines[5], "");
+
+    // --json: the same facts, machine-readable.
+    let o = run(&["lspci", s.path.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["config"]["vendor"].as_u64(), v["config"]["device"].as_u64()), (Some(0x5655), Some(0xd0e0)), "{v}");
+    assert_eq!(v["device"]["num_regions"], 9);
+    assert_eq!(v["regions"][2]["sparse_mmap_areas"], serde_json::json!([{ "offset": 4096, "size": 4096 }]));
+    assert_eq!(v["irqs"][0]["name"], "INTx");
+    let caps: Vec<&str> =
+        v["config"]["capabilities"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(caps, ["Power Management", "MSI-X", "Express"]);
+    assert!(v["config"]["hex"].as_str().unwrap().starts_with("5556e0d0"), "config space in byte order");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -257,6 +270,17 @@ fn bench_prints_both_sides_and_ratios() {
     }
     assert_eq!(out.matches("ratio vfio-user / raw").count(), 2, "{out}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("[4/4]"), "progress on stderr");
+    let o = run(&["bench", s.path.to_str().unwrap(), "--seconds", "0.4", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for side in ["lock_step", "pipelined_per_batch"] {
+        for who in ["vfio_user", "raw_socketpair"] {
+            let p = &v[side][who];
+            assert!(p["reads_per_s"].as_f64().unwrap() > 0.0, "{v}");
+            assert!(p["p50_ns"].as_u64().unwrap() <= p["p99_ns"].as_u64().unwrap(), "{v}");
+        }
+    }
+    assert_eq!(v["pipeline_depth"], 16);
     let o = run(&["bench", s.path.to_str().unwrap(), "--seconds", "0"]);
     assert!(!o.status.success());
     let _ = std::fs::remove_dir_all(dir);
@@ -269,4 +293,34 @@ fn every_subcommand_explains_itself() {
         assert!(o.status.success());
         assert!(stdout(&o).lines().count() > 3, "{sub} --help:\n{}", stdout(&o));
     }
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_completions_and_man_pages_cover_every_subcommand() {
+    let subcommands = ["demo", "serve", "lspci", "bench", "migrate", "trace", "completions", "man"];
+    let help = run_ok(&["--help"]);
+    for s in subcommands {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(s)), "--help lacks {s}:\n{help}");
+    }
+    let bash = run_ok(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _vfio__user"), "{bash}");
+    for s in subcommands {
+        assert!(bash.contains(s), "bash completion lacks {s}");
+    }
+    assert!(run_ok(&["completions", "zsh"]).starts_with("#compdef vfio-user"));
+    let man = run_ok(&["man"]);
+    assert!(man.contains(".TH vfio-user 1"), "{man}");
+    for s in subcommands {
+        assert!(man.contains(&format!("vfio\\-user\\-{}(1)", s.replace('-', "\\-"))), "man page lacks {s}");
+    }
+    let serve = run_ok(&["man", "serve"]);
+    assert!(serve.contains(".TH vfio-user-serve 1") && serve.contains("socket\\-path"), "{serve}");
+    let out = std::process::Command::new(BIN).args(["man", "nope"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no subcommand \"nope\""));
 }

@@ -184,3 +184,38 @@ fn migrate_subcommand_refuses_a_device_that_cannot_migrate() {
     let dst = connect(&b);
     assert_eq!(dst.migration_state().unwrap(), MigState::Running);
 }
+
+#[test]
+fn migrate_between_lvu_servers_says_why_it_fails_and_works_with_rounds_0() {
+    let (a, b) = (serve("lvu-server", "lvu-src"), serve("lvu-server", "lvu-dst"));
+    let out = Command::new(BIN).args(["migrate", "--from"]).arg(&a.path).arg("--to").arg(&b.path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("errno 22") && err.contains("resend their whole state") && err.contains("--rounds 0"),
+        "{err}"
+    );
+    let (c, d) = (serve("lvu-server", "lvu-src0"), serve("lvu-server", "lvu-dst0"));
+    {
+        connect(&c).region_write(1, 0x2000, b"bar1").unwrap();
+    }
+    let out = Command::new(BIN)
+        .args(["migrate", "--rounds", "0", "--json", "--from"])
+        .arg(&c.path)
+        .arg("--to")
+        .arg(&d.path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!((last["event"].as_str(), last["precopy_rounds"].as_u64()), (Some("migrated"), Some(0)), "{text}");
+    assert!(last["stopcopy_bytes"].as_u64().unwrap() > 0 && last["rate_bytes_per_s"].as_f64().unwrap() > 0.0);
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(v["event"].is_string(), "{line}");
+    }
+    let mut got = [0u8; 4];
+    connect(&d).region_read(1, 0x2000, &mut got).unwrap();
+    assert_eq!(&got, b"bar1");
+}

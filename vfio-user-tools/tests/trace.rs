@@ -121,6 +121,36 @@ fn relays_and_decodes_both_ways_including_fds_and_the_twin_socket() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn sigint_ends_the_proxy_and_removes_the_socket_it_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = dir.path().join("proxy.sock");
+    let mut child = Proc::new(env!("CARGO_BIN_EXE_vfio-user"))
+        .args(["trace", "--listen"])
+        .arg(&listen)
+        .arg("--connect")
+        .arg(dir.path().join("nobody.sock"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&listen);
+    // SAFETY: kill() on the pid of our own, not yet reaped, child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "trace did not exit on SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(status.success(), "{status:?}\n{out}");
+    assert!(!listen.exists(), "the socket it created is removed");
+    assert!(out.contains(" ms SIGINT: socket removed"), "{out}");
+}
+
 /// Regression (issue 16, item 7): `trace --listen P` unlinked whatever was at P: a
 /// regular file became the proxy's socket, a live server's socket was unlinked and that
 /// server orphaned. Both are now refused and left as they were.

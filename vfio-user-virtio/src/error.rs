@@ -5,6 +5,7 @@
 
 /// Errors of the virtio transport and devices.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A parameter of a device or transport is out of range.
     #[error("invalid configuration: {0}")]

@@ -216,3 +216,10 @@ pub fn fd_read(fd: &OwnedFd, off: u64, len: usize) -> Vec<u8> {
 pub fn fd_write(fd: &OwnedFd, off: u64, data: &[u8]) {
     rustix::io::pwrite(fd, data, off).unwrap();
 }
+
+/// Whether `fd` is readable now (poll with a zero timeout).
+pub fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut p = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+    rustix::event::poll(&mut p, Some(&zero)).unwrap() == 1
+}

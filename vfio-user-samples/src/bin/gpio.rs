@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use vfio_user_samples::gpio::{self, control::Control};
-use vfio_user_samples::signals::{block_termination_signals, endpoint_from_fd, serve_until_signal};
+use vfio_user_samples::signals::{catch_termination_signals, endpoint_from_fd, serve_until_signal};
 use vfio_user_server::{Endpoint, Listener};
 
 enum Arg {
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         eprintln!("usage: gpio [--socket-path=]PATH | --fd=FD [--control=PATH]");
         return ExitCode::from(2);
     };
-    let signals = block_termination_signals();
+    let signals = catch_termination_signals();
     let endpoint = match arg {
         Arg::Path(p) => Listener::bind(&p).map(Endpoint::Listener).map_err(|e| format!("{p}: {e}")),
         Arg::Fd(fd) => endpoint_from_fd(fd),

@@ -4,12 +4,12 @@
 //! The `server [-v] <socketpath>` command, as libvfio-user's sample: create the socket,
 //! serve one client, exit when it goes away.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::LevelFilter;
 use vfio_user_server::socket_path::clear_stale;
 use vfio_user_server::{Endpoint, SocketPath};
 
@@ -51,27 +51,15 @@ impl Options {
     }
 }
 
-/// `server[pid]: LEVEL message` lines on stderr, as the C sample's log callback.
-struct StderrLogger;
-
-impl Log for StderrLogger {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, r: &Record<'_>) {
-        let _ = writeln!(io::stderr().lock(), "server[{}]: {} {}", std::process::id(), r.level(), r.args());
-    }
-
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
+/// `server[pid]: LEVEL message` lines on stderr, as the C sample's log callback, through
+/// env_logger (`RUST_LOG` adds its directives on top of `-v`).
 fn init_logging(verbose: bool) {
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(if verbose { LevelFilter::Debug } else { LevelFilter::Warn });
-    }
+    let pid = std::process::id();
+    let _ = env_logger::Builder::new()
+        .filter_level(if verbose { LevelFilter::Debug } else { LevelFilter::Warn })
+        .parse_default_env()
+        .format(move |out, r| writeln!(out, "server[{pid}]: {} {}", r.level(), r.args()))
+        .try_init();
 }
 
 /// The listening socket; its path is removed when dropped (the C sample unlinks it when
@@ -167,9 +155,8 @@ mod tests {
 
     #[test]
     fn socket_is_created_listening_and_removed() {
-        let dir = std::env::temp_dir().join(format!("sample-cli-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
         // A stale socket is replaced.
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
@@ -183,6 +170,5 @@ mod tests {
         std::fs::write(&path, b"x").unwrap();
         assert!(listen(&path).unwrap_err().contains("not a socket"));
         assert_eq!(std::fs::read(&path).unwrap(), b"x");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
