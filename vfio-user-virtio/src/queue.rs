@@ -5,6 +5,9 @@
 //! the client's memory. The transport's queue workers call it on each kick; it is public
 //! so that it can be driven on its own (the `virtio_blk` fuzz target does).
 
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::{Duration, Instant};
+
 use vfio_user_dma::DmaSpace;
 use virtio_queue::{Queue, QueueT};
 
@@ -25,8 +28,10 @@ pub struct QueueOutcome {
 /// Serves every available request of `queue` (index `q` of `device`) until there are no
 /// more or `keep_going` says stop (checked before each request): pops each chain with
 /// `virtio-queue`, has the device serve it, writes bounced data back, then puts it in the
-/// used ring. With `VIRTIO_RING_F_EVENT_IDX` notifications are re-armed and the ring
-/// looked at again before returning.
+/// used ring. Notifications are suppressed while it serves (`VIRTQ_USED_F_NO_NOTIFY`, or
+/// with `VIRTIO_RING_F_EVENT_IDX` an `avail_event` left behind), re-armed and the ring
+/// looked at again before returning. `notify` in the outcome says the driver asked to be
+/// notified of what was completed.
 pub fn serve_queue<D: VirtioDevice>(
     device: &D,
     q: u16,
@@ -34,8 +39,28 @@ pub fn serve_queue<D: VirtioDevice>(
     space: &DmaSpace,
     keep_going: impl Fn() -> bool,
 ) -> QueueOutcome {
+    let mut notify = false;
+    let mut out = serve_queue_polling(device, q, queue, space, keep_going, Duration::ZERO, || notify = true);
+    out.notify = notify;
+    out
+}
+
+/// [`serve_queue`], for a queue worker: after each batch of requests it calls `signal` at
+/// once if the driver asked to be notified (one interrupt per batch, as `used_event`
+/// allows), then, before re-arming notifications, watches the available index for up to
+/// `poll` for more requests (only when the available ring is in a zero-copy mapping:
+/// watching a bounced ring would cost messages), so that a driver which adds requests
+/// again soon need not notify the device. The outcome's `notify` says `signal` was called.
+pub fn serve_queue_polling<D: VirtioDevice>(
+    device: &D,
+    q: u16,
+    queue: &mut Queue,
+    space: &DmaSpace,
+    keep_going: impl Fn() -> bool,
+    poll: Duration,
+    mut signal: impl FnMut(),
+) -> QueueOutcome {
     let mut out = QueueOutcome::default();
-    let event_idx = queue.event_idx_enabled();
     let flush = |view: &mut DmaView<'_>| {
         if let Err(e) = view.flush() {
             log::warn!("virtio queue {q}: writing back to client memory: {e}");
@@ -44,12 +69,13 @@ pub fn serve_queue<D: VirtioDevice>(
     // A fresh view for each request and ring update: a DMA_UNMAP, which waits for the views
     // of the memory it removes, never waits for more than one request.
     loop {
-        if event_idx {
+        {
             let mut view = DmaView::new(space);
             let _ = queue.disable_notification(&view);
             flush(&mut view);
         }
         let mut popped = false;
+        let mut completed = 0u64;
         while keep_going() {
             let mut view = DmaView::new(space);
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
@@ -59,38 +85,70 @@ pub fn serve_queue<D: VirtioDevice>(
             // The request's bounced writes land before the used ring says it is done.
             flush(&mut view);
             match queue.add_used(&view, head, len) {
-                Ok(()) => out.completed += 1,
+                Ok(()) => completed += 1,
                 // A head index beyond the queue names no descriptor: nothing to return.
                 Err(virtio_queue::Error::InvalidDescriptorIndex) => {}
                 Err(e) => {
                     log::warn!("virtio queue {q}: used ring: {e}");
+                    out.completed += completed;
                     out.broken = true;
                     return out;
                 }
             }
             flush(&mut view);
         }
-        // Without EVENT_IDX there is nothing to re-arm. A pass that popped nothing while
-        // the available index says there is more met a broken ring (e.g. an index that
-        // ran ahead by more than the queue size): wait for the next kick.
-        if !event_idx || !popped || !keep_going() {
-            break;
+        out.completed += completed;
+        if completed > 0 {
+            let mut view = DmaView::new(space);
+            if queue.needs_notification(&view).unwrap_or(true) {
+                out.notify = true;
+                signal();
+            }
+            flush(&mut view);
+        }
+        // A pass that popped nothing while the available index says there is more met a
+        // broken ring (e.g. an index that ran ahead by more than the queue size): re-arm
+        // and wait for the next kick.
+        let go_on = popped && keep_going();
+        if go_on && watch_avail(queue, space, poll, &keep_going) {
+            continue;
         }
         // Re-arm notifications, then look again: the driver may have added buffers
         // before it saw them armed.
         let mut view = DmaView::new(space);
         let more = queue.enable_notification(&view);
         flush(&mut view);
-        if !matches!(more, Ok(true)) {
+        if !go_on || !matches!(more, Ok(true)) {
             break;
         }
     }
-    if out.completed > 0 {
-        let mut view = DmaView::new(space);
-        out.notify = queue.needs_notification(&view).unwrap_or(true);
-        flush(&mut view);
-    }
     out
+}
+
+/// Whether the available index moves past what `queue` has taken within `poll` (false at
+/// once for a zero `poll`, a ring that is not in a zero-copy mapping, or an unreadable one).
+fn watch_avail(queue: &Queue, space: &DmaSpace, poll: Duration, keep_going: &impl Fn() -> bool) -> bool {
+    if poll.is_zero() {
+        return false;
+    }
+    let Some(idx_addr) = queue.avail_ring().checked_add(2) else { return false };
+    let start = Instant::now();
+    loop {
+        let view = DmaView::new(space);
+        if !view.is_direct(idx_addr, 2) {
+            return false;
+        }
+        match queue.avail_idx(&view, AtomicOrdering::Acquire) {
+            Ok(idx) if idx.0 != queue.next_avail() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        drop(view);
+        if start.elapsed() >= poll || !keep_going() {
+            return false;
+        }
+        std::thread::yield_now();
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +223,27 @@ mod tests {
             let out = serve_queue(&dev, 0, &mut queue, &space, || false);
             assert_eq!(out.completed, 0);
             assert_eq!(dev.0.load(Ordering::Relaxed), 3);
+        }
+    }
+
+    #[test]
+    fn notifications_are_re_armed_and_each_batch_signalled_once() {
+        for event_idx in [false, true] {
+            let (space, mut queue) = setup(event_idx);
+            let dev = Counter::default();
+            for i in 0..2u64 {
+                space.write_obj(0x1004 + 2 * i, &(i as u16)).unwrap();
+            }
+            space.write_obj(0x1002, &2u16).unwrap();
+            let mut signals = 0;
+            let poll = Duration::from_micros(10);
+            let out = serve_queue_polling(&dev, 0, &mut queue, &space, || true, poll, || signals += 1);
+            assert_eq!((out.completed, out.notify, signals), (2, true, 1));
+            // The driver may notify again: no NO_NOTIFY flag left, avail_event at index 2.
+            assert_eq!(space.read_obj::<u16>(0x2000).unwrap(), 0, "used flags");
+            if event_idx {
+                assert_eq!(space.read_obj::<u16>(0x2004 + 8 * 16).unwrap(), 2, "avail_event");
+            }
         }
     }
 

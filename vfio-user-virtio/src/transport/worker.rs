@@ -9,12 +9,19 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags};
 
 use super::Inner;
 use crate::device::VirtioDevice;
-use crate::queue::serve_queue;
+use crate::queue::serve_queue_polling;
+
+/// How long a worker watches its available ring for more requests after a batch before it
+/// re-arms notifications and sleeps: a driver that adds requests meanwhile (a completion
+/// answered by a new submission) costs no notification, i.e. no REGION_WRITE through the
+/// socket thread and no wake-up of this one. The worker yields the CPU between looks.
+const POLL: Duration = Duration::from_micros(100);
 
 /// Signals an eventfd (a full counter means a wake-up is pending anyway).
 pub(crate) fn kick(fd: &OwnedFd) {
@@ -50,18 +57,25 @@ pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
     }
 }
 
-/// Serves every available request of queue `q`, then signals the driver if it wants it.
+/// Serves every available request of queue `q`, signalling the driver after each batch if
+/// it wants it.
 pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
     if !inner.running() {
         return;
     }
     let mut slot = inner.lock_queue(q);
     let Some(queue) = slot.as_mut() else { return };
-    let out = serve_queue(&inner.device, q, queue, inner.dma.space(), || inner.running());
+    let out = serve_queue_polling(
+        &inner.device,
+        q,
+        queue,
+        inner.dma.space(),
+        || inner.running(),
+        POLL,
+        || inner.interrupt(q),
+    );
     inner.stats[usize::from(q)].fetch_add(out.completed, Ordering::Relaxed);
     if out.broken {
         inner.needs_reset();
-    } else if out.notify {
-        inner.interrupt(q);
     }
 }
