@@ -23,6 +23,11 @@ pub struct QueueOutcome {
     pub notify: bool,
     /// The used ring could not be written: the device needs a reset.
     pub broken: bool,
+    /// Serving stopped because a DMA wait was cancelled (a reset or migration STOP, see
+    /// [`DmaView::cancelled`]): the request being served was taken back (the queue's
+    /// indexes rewound to before it, not put in the used ring), to be served again when
+    /// the queue runs next.
+    pub cancelled: bool,
 }
 
 /// Serves every available request of `queue` (index `q` of `device`) until there are no
@@ -76,15 +81,30 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         }
         let mut popped = false;
         let mut completed = 0u64;
+        let mut cancelled = false;
         while keep_going() {
             let mut view = DmaView::new(space);
+            let (avail, used) = (queue.next_avail(), queue.next_used());
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             popped = true;
             let head = chain.head_index();
             let len = device.handle(q, &view, chain);
             // The request's bounced writes land before the used ring says it is done.
             flush(&mut view);
-            match queue.add_used(&view, head, len) {
+            let added = queue.add_used(&view, head, len);
+            if added.is_ok() {
+                flush(&mut view);
+            }
+            if view.cancelled() {
+                // A reset or STOP cut a DMA wait short: the request may be half served and
+                // its used element half written. Take it back whole; served again (its
+                // effects repeated) if the queue runs again, e.g. after migration.
+                queue.set_next_avail(avail);
+                queue.set_next_used(used);
+                cancelled = true;
+                break;
+            }
+            match added {
                 Ok(()) => completed += 1,
                 // A head index beyond the queue names no descriptor: nothing to return.
                 Err(virtio_queue::Error::InvalidDescriptorIndex) => {}
@@ -95,7 +115,6 @@ pub fn serve_queue_polling<D: VirtioDevice>(
                     return out;
                 }
             }
-            flush(&mut view);
         }
         out.completed += completed;
         if completed > 0 {
@@ -105,6 +124,12 @@ pub fn serve_queue_polling<D: VirtioDevice>(
                 signal();
             }
             flush(&mut view);
+        }
+        if cancelled {
+            // Not re-armed: whoever cancelled stops or resets the queue, and kicks it if it
+            // runs again.
+            out.cancelled = true;
+            return out;
         }
         // A pass that popped nothing while the available index says there is more met a
         // broken ring (e.g. an index that ran ahead by more than the queue size): re-arm
