@@ -9,11 +9,7 @@ setpci -s "$(basename "$g")" COMMAND=0002
 b2=$(bar "$g" 2)
 # Posted writes pile up while the server is stopped: QEMU coalesces them (above 1024 queued).
 ask stop gpio
-i=0
-while [ $i -lt 1600 ]; do
-    devmem $((b2 + 0x10)) 8 $((i & 0xff))
-    i=$((i + 1))
-done
+vfu-probe "$g" 2 0x10 8 ramp 1600 || fail "vfu-probe: 1600 writes"
 ask cont gpio
 # A read waits for every posted write before it.
 devmem $((b2 + 0x0)) 8 0x5a
