@@ -10,6 +10,7 @@ use vm_memory::{ByteValued, VolatileSlice};
 
 use crate::bitmap::DirtyBitmap;
 use crate::error::{Error, Result};
+use crate::message;
 use crate::region::{Backing, Region};
 use crate::space::{find, DmaSpace, Snapshot};
 
@@ -128,7 +129,7 @@ impl DmaSpace {
             let region = self.pin(&s.region, s.iova)?;
             if !region.read_local(s.off, part)? {
                 drop(region);
-                self.message_read(&s.region, s.iova, part)?;
+                message::read(self.transport(), |a| self.pin(&s.region, a), s.iova, part)?;
             }
         }
         Ok(())
@@ -151,7 +152,7 @@ impl DmaSpace {
             let region = self.pin(&s.region, s.iova)?;
             if !region.write_local(s.off, part)? {
                 drop(region);
-                self.message_write(&s.region, s.iova, s.off, part)?;
+                message::write(self.transport(), |a| self.pin(&s.region, a), &s.region, s.iova, s.off, part)?;
             }
         }
         Ok(())
