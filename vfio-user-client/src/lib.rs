@@ -91,7 +91,7 @@
 //!    `dma_unmap(iova, size)` is [`Client::dma_unmap`]. Regions without a file can be
 //!    mapped too ([`Client::dma_map`]; the server then reaches them by message), where Cloud
 //!    Hypervisor skips them today.
-//! 6. **IRQs**: `get_irq_info` is [`Client::irq_info`] → [`IrqInfo`] (`index`, `flags`,
+//! 6. **IRQs**: `get_irq_info` is [`Client::irq_info`] → [`IrqIndexInfo`] (`index`, `flags`,
 //!    `count`, as vfio-ioctls' `VfioIrq`). `set_irqs(index, flags, start, count, &[RawFd])`
 //!    is [`Client::set_irqs_raw`] with the same arguments and `&[BorrowedFd]`: map each
 //!    `&EventFd` (which has `AsRawFd` only) through `borrow_eventfd`, no `unsafe` needed.
@@ -124,7 +124,7 @@
 //! features `vfio-bindings-0-6` / `vfio-bindings-0-7`, so a VMM keeps the vfio-bindings
 //! version it has. Guest memory for server-initiated DMA is handed over once, with
 //! [`Config::guest_memory`] (any vm-memory `GuestAddressSpace`) or [`Config::dma_memory`]
-//! for a custom [`DmaMemory`] (e.g. with IOVA translation).
+//! for a custom [`GuestMemoryAccess`] (e.g. with IOVA translation).
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 
@@ -158,17 +158,17 @@ mod sync;
 mod transport;
 mod wake;
 
-pub use client::{Client, DeviceInfo, RegionReadOp};
+pub use client::{Client, DeviceSummary, RegionReadOp};
 pub use config::{
     Config, DEFAULT_MAX_IRQS, DEFAULT_MAX_REGIONS, DEFAULT_RESET_TIMEOUT, DEFAULT_TIMEOUT, MAX_INFO_ARGSZ,
 };
 pub use dma_map::DmaProt;
-pub use dma_serve::{DmaMapping, DmaMemory};
+pub use dma_serve::{DmaMapping, GuestMemoryAccess};
 pub use error::{DisconnectReason, Error, Result};
 #[cfg(feature = "vmm-sys-util-0-15")]
 pub use eventfd::borrow_eventfd;
 pub use irq::max_irq_count;
-pub use irq_state::{IrqAction, IrqInfo, IrqSetData};
+pub use irq_state::{IrqAction, IrqIndexInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region_info::{IoRegionFd, MappedArea, Region, RegionMapping, SparseMmapArea};
 pub use stats::Stats;

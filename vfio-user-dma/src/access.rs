@@ -288,12 +288,14 @@ impl Drop for DmaGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{MapRequest, Prot};
+    use crate::region::{DmaProt, MapRequest};
 
     #[test]
     fn segments_split_at_region_boundaries() {
         let s = DmaSpace::default();
-        for (iova, prot) in [(0x1000u64, Prot::READ_WRITE), (0x2000, Prot::READ_ONLY), (0x4000, Prot::READ_WRITE)] {
+        for (iova, prot) in
+            [(0x1000u64, DmaProt::READ_WRITE), (0x2000, DmaProt::READ_ONLY), (0x4000, DmaProt::READ_WRITE)]
+        {
             s.map(MapRequest { iova, size: 0x1000, prot, ..Default::default() }).unwrap();
         }
         let snap = s.snapshot.load();

@@ -274,11 +274,11 @@ pub(crate) fn report_unmapped(region: &Arc<Region>, log: &LogState, out: &mut Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{MapRequest, Prot};
+    use crate::region::{DmaProt, MapRequest};
     use crate::DmaSpace;
 
     fn region(iova: u64, size: u64) -> Region {
-        let r = Region::new(MapRequest { iova, size, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
+        let r = Region::new(MapRequest { iova, size, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
         r.dirty().enable().unwrap();
         r
     }
@@ -354,7 +354,7 @@ mod tests {
         let req = |iova| MapRequest {
             iova,
             size: 64 * 4096, // 8 bytes of tracking
-            prot: Prot::READ_WRITE,
+            prot: DmaProt::READ_WRITE,
             ..Default::default()
         };
         s.start_logging(4096, &[]).unwrap();

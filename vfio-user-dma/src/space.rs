@@ -15,7 +15,7 @@ use crate::dirty::{self, LogState};
 use crate::error::{Error, Result};
 use crate::memory::DmaMemory;
 use crate::message::DmaTransport;
-use crate::region::{MapRequest, Region, RegionInfo};
+use crate::region::{MapRequest, MappingInfo, Region};
 use crate::tree::Tree;
 
 /// Default `pgsizes` (4 KiB only), as in the protocol's VERSION capabilities.
@@ -177,12 +177,12 @@ impl DmaSpace {
     }
 
     /// All mappings, sorted by address.
-    pub fn regions(&self) -> Vec<RegionInfo> {
+    pub fn regions(&self) -> Vec<MappingInfo> {
         self.lock().map.values().map(|r| r.info()).collect()
     }
 
     /// The mapping containing `iova`, if any.
-    pub fn region_at(&self, iova: u64) -> Option<RegionInfo> {
+    pub fn region_at(&self, iova: u64) -> Option<MappingInfo> {
         let snap = self.snapshot.load();
         find(&snap, iova).map(|r| r.info())
     }
@@ -460,7 +460,7 @@ pub(crate) fn find(snap: &Snapshot, iova: u64) -> Option<&Arc<Region>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Prot;
+    use crate::region::DmaProt;
 
     #[test]
     fn min_page_size() {
@@ -476,7 +476,7 @@ mod tests {
     fn find_respects_region_ends() {
         let s = DmaSpace::default();
         for iova in [0x1000u64, 0x3000, 0x4000] {
-            s.map(MapRequest { iova, size: 0x1000, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
+            s.map(MapRequest { iova, size: 0x1000, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
         }
         let snap = s.snapshot.load();
         let at = |a| find(&snap, a).map(|r| r.iova);
@@ -494,7 +494,7 @@ mod tests {
         let s = DmaSpace::new(DmaConfig { unmap_timeout: Duration::from_millis(1), ..Default::default() });
         let mk = |iova| {
             Arc::new(
-                Region::new(MapRequest { iova, size: 0x1000, prot: Prot::READ_ONLY, ..Default::default() }).unwrap(),
+                Region::new(MapRequest { iova, size: 0x1000, prot: DmaProt::READ_ONLY, ..Default::default() }).unwrap(),
             )
         };
         let (a, b) = (mk(0), mk(0x1000));
@@ -533,7 +533,7 @@ mod tests {
             s.map(MapRequest {
                 iova: 0x7770_0000 + i * 0x1000,
                 size: 0x1000,
-                prot: Prot::READ_WRITE,
+                prot: DmaProt::READ_WRITE,
                 ..Default::default()
             })
             .unwrap();
