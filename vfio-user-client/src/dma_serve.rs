@@ -17,10 +17,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use vfio_user_proto::wire::{DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
-use vfio_user_proto::{
-    decode_request, DecodeLimits, FrameError, Header, Message, Request, VolatileBuf, VolatileBufMut,
-};
+use vfio_user_proto::{decode_request, DecodeLimits, FrameError, Header, Message, Request};
 use vm_memory::bitmap::Bitmap;
+
+use crate::socket::{VolatileBuf, VolatileBufMut};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
 
 /// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the

@@ -17,6 +17,7 @@ use vfio_user_proto::{Command, FrameError, Header, Receiver, HEADER_SIZE};
 use vm_memory::ByteValued;
 
 use crate::dma_serve::{DmaServer, SendReply};
+use crate::socket::RecvExt;
 
 /// DMA_WRITEs with at least this much data are received straight into memory; smaller ones
 /// take the copying path, cheaper for them.

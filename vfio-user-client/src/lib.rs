@@ -26,10 +26,12 @@
 //! * **Hardened**: every reply is treated as hostile — sizes bounded by what was asked,
 //!   counts and capability chains checked, stray fds refused, unknown replies close the
 //!   connection. No panic, no unbounded allocation. `#![deny(unsafe_code)]`: mappings go
-//!   through vm-memory and fds through rustix, but for two functions with their safety
-//!   argument: the `MAP_FIXED` that maps a restarted server's memory over a live region
-//!   mapping on reconnect, and `borrow_eventfd` (feature `vmm-sys-util-0-15`), which
-//!   borrows the descriptor a vmm-sys-util `EventFd` owns.
+//!   through vm-memory and fds through rustix, but for these, with their safety argument:
+//!   the `MAP_FIXED` that maps a restarted server's memory over a live region mapping on
+//!   reconnect, `borrow_eventfd` (feature `vmm-sys-util-0-15`), which borrows the
+//!   descriptor a vmm-sys-util `EventFd` owns, and the socket's sends from and receives
+//!   into guest memory on raw iovecs (`socket/volatile_send.rs`, `socket/volatile_recv.rs`:
+//!   `VolatileSlice`s cannot become byte slices soundly).
 //!
 //! # Example
 //! ```no_run
@@ -153,6 +155,7 @@ mod region;
 mod region_info;
 mod remap;
 mod send;
+mod socket;
 mod stats;
 mod sync;
 mod transport;
@@ -171,8 +174,9 @@ pub use irq::max_irq_count;
 pub use irq_state::{IrqAction, IrqIndexInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region_info::{IoRegionFd, MappedArea, Region, RegionMapping, SparseMmapArea};
+pub use socket::{VolatileBuf, VolatileBufMut};
 pub use stats::Stats;
-pub use vfio_user_proto::{MigState, Negotiated, RegionCap, VolatileBuf};
+pub use vfio_user_proto::{MigState, Negotiated, RegionCap};
 
 /// The workspace README's examples, compiled and run as doctests of this crate (its
 /// dev-dependencies include the server crate the device example uses).

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vfio_user_client::{DmaProt, GuestMemoryAccess};
+use vfio_user_client::{DmaProt, GuestMemoryAccess, VolatileBuf, VolatileBufMut};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::DmaAccess;
-use vfio_user_proto::{Command, Connection, Header, VolatileBuf, VolatileBufMut};
+use vfio_user_proto::{Command, Connection, Header};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 fn read_mem(gm: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {

@@ -113,7 +113,7 @@ impl GuestMemoryAccess for ZeroCopyOnly {
         &self,
         addr: u64,
         len: usize,
-        send: &mut dyn FnMut(&[vfio_user_proto::VolatileBuf<'_>]),
+        send: &mut dyn FnMut(&[vfio_user_client::VolatileBuf<'_>]),
     ) -> Option<Result<(), i32>> {
         self.0.read_zero_copy(addr, len, send)
     }
