@@ -19,7 +19,6 @@ mod errno;
 mod inspect;
 mod lspci;
 mod migrate;
-mod own_socket;
 mod pci;
 mod serve;
 mod stats;
