@@ -28,9 +28,10 @@ use std::time::Duration;
 
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
-use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, VolatileBuf, HEADER_SIZE};
+use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, HEADER_SIZE};
 use vm_memory::ByteValued;
 
+use crate::socket::{SendExt, VolatileBuf};
 use crate::stats::{bump, Counters};
 use crate::sync::lock;
 

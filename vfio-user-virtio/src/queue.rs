@@ -219,7 +219,7 @@ fn watch_avail(queue: &Queue, space: &DmaSpace, poll: Duration, keep_going: &imp
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use vfio_user_dma::{MapRequest, Prot};
+    use vfio_user_dma::{DmaProt, MapRequest};
     use virtio_queue::{DescriptorChain, QueueState};
     use vm_memory::GuestMemory;
 
@@ -252,7 +252,7 @@ mod tests {
         let fd = rustix::fs::memfd_create("q", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&fd, 0x10000).unwrap();
         space
-            .map(MapRequest { iova: 0, size: 0x10000, prot: Prot::READ_WRITE, fd: Some(fd), ..Default::default() })
+            .map(MapRequest { iova: 0, size: 0x10000, prot: DmaProt::READ_WRITE, fd: Some(fd), ..Default::default() })
             .unwrap();
         let st = QueueState {
             max_size: 16,
@@ -385,7 +385,7 @@ mod tests {
         let (space, mut queue) = setup(false);
         let t = std::sync::Arc::new(Cancelling(false.into()));
         space.set_transport(Some(t.clone()));
-        space.map(MapRequest { iova: 0x10000, size: 0x1000, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
+        space.map(MapRequest { iova: 0x10000, size: 0x1000, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
         // Descriptor 0: one byte in the message mapping; head 0 available.
         space.write_obj(0, &0x10000u64).unwrap();
         space.write_obj(8, &1u32).unwrap();

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vfio_user_client::{Config, DmaMemory, MigState};
+use vfio_user_client::{Config, GuestMemoryAccess, MigState};
 use vfio_user_server::{Endpoint, Listener, ShutdownHandle, Timeouts};
 use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
 use vfio_user_virtio::{VirtioDevice, VirtioPci};
@@ -135,7 +135,7 @@ impl Trap {
     }
 }
 
-impl DmaMemory for Trap {
+impl GuestMemoryAccess for Trap {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32> {
         self.hold(addr);
         self.mem.read_slice(buf, GuestAddress(addr)).map_err(|_| libc::EFAULT)
