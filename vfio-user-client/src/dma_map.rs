@@ -23,7 +23,7 @@ pub use vfio_user_proto::DmaProt;
 
 fn send_map(t: &Transport, m: &DmaMapping, timeout: std::time::Duration) -> Result<()> {
     let offset = m.fd.as_ref().map_or(0, |(_, o)| *o);
-    let body = DmaMap::new(m.flags, offset, m.iova, m.size);
+    let body = DmaMap::new(DmaProt::from_map_flags(m.flags), offset, m.iova, m.size);
     let fd: Vec<BorrowedFd<'_>> = m.fd.iter().map(|(f, _)| f.as_fd()).collect();
     let msg = t.request(Command::DmaMap, &[body.as_slice()], &fd, timeout)?;
     match decode(t, &msg)? {

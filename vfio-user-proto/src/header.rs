@@ -10,18 +10,36 @@ use crate::command::{Command, CommandError};
 /// Size of [`Header`] on the wire.
 pub const HEADER_SIZE: usize = 16;
 
-/// Mask of the message-type bits in [`Header::flags`].
-pub const FLAGS_TYPE_MASK: u32 = 0xf;
+bitflags::bitflags! {
+    /// The flags of [`Header::flags`]: the message type in the low four bits (a value, not
+    /// bits: 0 command, 1 reply), `NO_REPLY` and `ERROR`. Bits the protocol does not define
+    /// are kept; receivers decide what to do with them.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct HeaderFlags: u32 {
+        /// The message-type field (a 4-bit value).
+        const TYPE = 0xf;
+        /// Message type value 1: a reply (0, no bit, is a command).
+        const REPLY = 1;
+        /// The sender of a command wants no reply, not even an error reply.
+        const NO_REPLY = 1 << 4;
+        /// A reply reports failure; [`Header::error`] may carry an errno.
+        const ERROR = 1 << 5;
+    }
+}
+
+/// Mask of the message-type bits in [`Header::flags`] ([`HeaderFlags::TYPE`]).
+pub const FLAGS_TYPE_MASK: u32 = HeaderFlags::TYPE.bits();
 /// Message type: a command.
 pub const FLAGS_TYPE_COMMAND: u32 = 0;
-/// Message type: a reply.
-pub const FLAGS_TYPE_REPLY: u32 = 1;
-/// The sender of a command wants no reply, not even an error reply.
-pub const FLAGS_NO_REPLY: u32 = 1 << 4;
-/// A reply reports failure; [`Header::error`] may carry an errno.
-pub const FLAGS_ERROR: u32 = 1 << 5;
+/// Message type: a reply ([`HeaderFlags::REPLY`]).
+pub const FLAGS_TYPE_REPLY: u32 = HeaderFlags::REPLY.bits();
+/// The sender of a command wants no reply, not even an error reply
+/// ([`HeaderFlags::NO_REPLY`]).
+pub const FLAGS_NO_REPLY: u32 = HeaderFlags::NO_REPLY.bits();
+/// A reply reports failure ([`HeaderFlags::ERROR`]).
+pub const FLAGS_ERROR: u32 = HeaderFlags::ERROR.bits();
 /// Every flag bit the protocol defines.
-pub const FLAGS_KNOWN: u32 = FLAGS_TYPE_MASK | FLAGS_NO_REPLY | FLAGS_ERROR;
+pub const FLAGS_KNOWN: u32 = HeaderFlags::all().bits();
 
 /// The header of every message.
 #[repr(C)]
@@ -90,11 +108,23 @@ impl Header {
         }
     }
 
+    /// The flags, typed (undefined bits kept).
+    pub fn header_flags(&self) -> HeaderFlags {
+        HeaderFlags::from_bits_retain(self.flags)
+    }
+
+    /// The header of a command sent with NO_REPLY (a posted write): no reply, not even an
+    /// error reply, comes back.
+    pub fn with_no_reply(mut self) -> Self {
+        self.flags |= FLAGS_NO_REPLY;
+        self
+    }
+
     /// The message type, or `None` for a type value the protocol does not define.
     pub fn msg_type(&self) -> Option<MsgType> {
-        match self.flags & FLAGS_TYPE_MASK {
-            FLAGS_TYPE_COMMAND => Some(MsgType::Command),
-            FLAGS_TYPE_REPLY => Some(MsgType::Reply),
+        match self.header_flags().intersection(HeaderFlags::TYPE) {
+            t if t.is_empty() => Some(MsgType::Command),
+            HeaderFlags::REPLY => Some(MsgType::Reply),
             _ => None,
         }
     }
@@ -111,12 +141,12 @@ impl Header {
 
     /// Whether the command asks for no reply.
     pub fn no_reply(&self) -> bool {
-        self.flags & FLAGS_NO_REPLY != 0
+        self.header_flags().contains(HeaderFlags::NO_REPLY)
     }
 
     /// Whether the reply reports an error.
     pub fn is_error(&self) -> bool {
-        self.flags & FLAGS_ERROR != 0
+        self.header_flags().contains(HeaderFlags::ERROR)
     }
 
     /// The errno of an error reply. A peer may leave it 0 even when ERROR is set; this
