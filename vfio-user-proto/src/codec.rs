@@ -32,6 +32,11 @@ pub fn read_at<T: ByteValued + Default>(buf: &[u8], off: usize) -> Option<T> {
     Some(v)
 }
 
+/// Reads `buf` as exactly one `T`: `None` if it is shorter or longer.
+pub fn read_exact<T: ByteValued + Default>(buf: &[u8]) -> Option<T> {
+    read_at(buf, 0).filter(|_| buf.len() == std::mem::size_of::<T>())
+}
+
 /// Appends `head` followed by `len` zero bytes of room for data to `out`, and returns the
 /// range of that room in `out`: for replies whose data is produced in place (REGION_READ,
 /// MIG_DATA_READ).
@@ -40,6 +45,19 @@ pub fn append_with_room<T: ByteValued>(out: &mut Vec<u8>, head: &T, len: usize) 
     let start = out.len();
     out.resize(start + len, 0);
     start..start + len
+}
+
+/// Writes `head` at the start of `out` and returns the range of the `len` bytes of room for
+/// data after it, growing `out` when it is shorter (never shrinking or zeroing it): for a
+/// reply built in a scratch buffer kept from one message to the next.
+pub fn put_with_room<T: ByteValued>(out: &mut Vec<u8>, head: &T, len: usize) -> std::ops::Range<usize> {
+    let h = head.as_slice();
+    let end = h.len() + len;
+    if out.len() < end {
+        out.resize(end, 0);
+    }
+    out[..h.len()].copy_from_slice(h);
+    h.len()..end
 }
 
 /// `argsz` of a message part that is `T` followed by `extra` bytes (saturating at

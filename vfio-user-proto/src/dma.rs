@@ -183,9 +183,18 @@ pub struct DmaAccess {
 wire_struct!(DmaAccess, 16);
 
 impl DmaAccess {
+    /// Bytes of the access header on the wire.
+    pub const SIZE: usize = std::mem::size_of::<DmaAccess>();
+
     /// A DMA_READ / DMA_WRITE access of `count` bytes at `addr`.
     pub fn new(addr: u64, count: u64) -> Self {
         DmaAccess { addr, count }
+    }
+
+    /// The payload size of a message that moves `count` bytes after the access header (a
+    /// DMA_WRITE request, a DMA_READ reply), saturating.
+    pub fn payload_len(count: usize) -> usize {
+        DmaAccess::SIZE.saturating_add(count)
     }
 }
 

@@ -246,6 +246,81 @@ pub enum FeatureRequest<'a> {
     },
 }
 
+impl<'a> FeatureRequest<'a> {
+    /// The feature index.
+    pub fn feature(&self) -> u16 {
+        match *self {
+            FeatureRequest::Probe { feature, .. } | FeatureRequest::Unknown { feature, .. } => feature,
+            FeatureRequest::MigrationGet => FEATURE_MIGRATION,
+            FeatureRequest::MigStateGet | FeatureRequest::MigStateSet(_) => FEATURE_MIG_DEVICE_STATE,
+            FeatureRequest::DmaLoggingStart { .. } => FEATURE_DMA_LOGGING_START,
+            FeatureRequest::DmaLoggingStop => FEATURE_DMA_LOGGING_STOP,
+            FeatureRequest::DmaLoggingReport(_) => FEATURE_DMA_LOGGING_REPORT,
+        }
+    }
+
+    /// The operation bits.
+    pub fn ops(&self) -> FeatureOps {
+        match *self {
+            FeatureRequest::Probe { get, set, .. } => {
+                let mut ops = FeatureOps::PROBE;
+                ops.set(FeatureOps::GET, get);
+                ops.set(FeatureOps::SET, set);
+                ops
+            }
+            FeatureRequest::Unknown { ops, .. } => ops,
+            FeatureRequest::MigrationGet | FeatureRequest::MigStateGet | FeatureRequest::DmaLoggingReport(_) => {
+                FeatureOps::GET
+            }
+            FeatureRequest::MigStateSet(_)
+            | FeatureRequest::DmaLoggingStart { .. }
+            | FeatureRequest::DmaLoggingStop => FeatureOps::SET,
+        }
+    }
+
+    /// The DEVICE_FEATURE flags: feature index and operation bits.
+    pub fn flags(&self) -> u32 {
+        u32::from(self.feature()) | self.ops().bits()
+    }
+
+    /// Bytes of feature data the request carries.
+    pub fn data_len(&self) -> usize {
+        match *self {
+            FeatureRequest::MigStateSet(_) => std::mem::size_of::<FeatureMigState>(),
+            FeatureRequest::DmaLoggingStart { ranges, .. } => {
+                std::mem::size_of::<DmaLoggingControl>() + ranges.as_bytes().len()
+            }
+            FeatureRequest::DmaLoggingReport(_) => std::mem::size_of::<DmaLoggingReport>(),
+            FeatureRequest::Unknown { data, .. } => data.len(),
+            FeatureRequest::Probe { .. }
+            | FeatureRequest::MigrationGet
+            | FeatureRequest::MigStateGet
+            | FeatureRequest::DmaLoggingStop => 0,
+        }
+    }
+
+    /// Bytes of feature data a reply to this request carries: the GETs' data, the SETs'
+    /// echo (for a feature this crate does not know, as much as the request carries).
+    pub fn reply_len(&self) -> usize {
+        match *self {
+            FeatureRequest::MigrationGet => std::mem::size_of::<FeatureMigration>(),
+            FeatureRequest::MigStateGet | FeatureRequest::MigStateSet(_) => std::mem::size_of::<FeatureMigState>(),
+            FeatureRequest::DmaLoggingReport(r) => std::mem::size_of::<DmaLoggingReport>()
+                .saturating_add(usize::try_from(r.bitmap_bytes()).unwrap_or(usize::MAX)),
+            FeatureRequest::DmaLoggingStart { .. } | FeatureRequest::Unknown { .. } => self.data_len(),
+            FeatureRequest::Probe { .. } | FeatureRequest::DmaLoggingStop => 0,
+        }
+    }
+
+    /// The DEVICE_FEATURE request carrying this, whose reply may carry up to `reply_len`
+    /// bytes of data (`argsz` covers the header and the larger of the request's and the
+    /// reply's data); `None` when that does not fit in `argsz`.
+    pub fn payload(&self, reply_len: usize) -> Option<Payload<'a>> {
+        let head = DeviceFeature::request(self.feature(), self.ops(), self.data_len().max(reply_len))?;
+        Some(head.request_payload(self))
+    }
+}
+
 // ---- Decoding ----
 
 /// DEVICE_FEATURE request: the header (`argsz` covering it) and the feature's data.

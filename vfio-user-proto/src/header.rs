@@ -108,6 +108,12 @@ impl Header {
         }
     }
 
+    /// The same header with `msg_size` set for `payload_len` bytes of payload (saturating
+    /// like [`Header::command`]).
+    pub fn with_payload_len(self, payload_len: usize) -> Self {
+        Header { msg_size: msg_size_for(payload_len), ..self }
+    }
+
     /// The flags, typed (undefined bits kept).
     pub fn header_flags(&self) -> HeaderFlags {
         HeaderFlags::from_bits_retain(self.flags)

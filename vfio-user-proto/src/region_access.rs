@@ -4,6 +4,8 @@
 //! The region-access family: REGION_READ, REGION_WRITE and REGION_WRITE_MULTI — their wire
 //! structs, constructors, and the decoders and encoders of each command and its reply.
 
+use vm_memory::ByteValued;
+
 use crate::array::WireArray;
 use crate::codec::{
     echo, exact, fixed, no_fds, no_wrap, only, read_reply, read_request, wire_struct, write_request, Payload, Transfer,
@@ -78,6 +80,31 @@ impl WriteMultiEntry {
         let mut e = WriteMultiEntry { offset, region, count: n as u32, data: [0; WRITE_MULTI_DATA_MAX] };
         e.data[..n].copy_from_slice(&data[..n]);
         e
+    }
+
+    /// Most entries one REGION_WRITE_MULTI may carry to a peer whose `max_data_xfer_size`
+    /// is `peer_max_xfer`: the message is bounded like a REGION_WRITE of that many bytes
+    /// (the access header and the data), and holds the count and the entries.
+    pub fn max_per_message(peer_max_xfer: u32) -> usize {
+        let bound = std::mem::size_of::<RegionAccess>() + peer_max_xfer as usize;
+        bound.saturating_sub(std::mem::size_of::<WriteMulti>()) / std::mem::size_of::<WriteMultiEntry>()
+    }
+
+    /// Appends to `out` the body of the writes `run` as one message and returns its command:
+    /// REGION_WRITE for a single entry, REGION_WRITE_MULTI for several.
+    pub fn append_writes(run: &[WriteMultiEntry], out: &mut Vec<u8>) -> Command {
+        if let [e] = run {
+            let p = e.access().write_request(e.bytes());
+            out.reserve(p.len());
+            p.append_to(out);
+            return Command::RegionWrite;
+        }
+        out.reserve(std::mem::size_of::<WriteMulti>() + std::mem::size_of_val(run));
+        out.extend_from_slice(WriteMulti { wr_cnt: run.len() as u64 }.as_slice());
+        for e in run {
+            out.extend_from_slice(e.as_slice());
+        }
+        Command::RegionWriteMulti
     }
 
     /// The bytes to write (`count` of them, at most [`WRITE_MULTI_DATA_MAX`]).

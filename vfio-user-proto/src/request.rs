@@ -52,6 +52,17 @@ impl DecodeLimits {
     pub fn max_msg_size(&self) -> usize {
         crate::header::HEADER_SIZE + std::mem::size_of::<RegionAccess>() + self.max_data_xfer_size as usize
     }
+
+    /// The largest reply a peer answering this side's requests within these limits can
+    /// send: the largest fixed part of a reply that carries data (DEVICE_GET_REGION_INFO's
+    /// 32 bytes) followed by up to `max_data_xfer_size` bytes of data, or by a query reply
+    /// of up to `max_query_argsz` bytes (the largest `argsz` this side asks with), plus the
+    /// header.
+    pub fn max_reply_size(&self, max_query_argsz: u32) -> usize {
+        crate::header::HEADER_SIZE
+            + std::mem::size_of::<RegionInfo>()
+            + (self.max_data_xfer_size as usize).max(max_query_argsz as usize)
+    }
 }
 
 /// A decoded command.

@@ -11,7 +11,7 @@
 //! as the current specification says), and a compile-time assertion pins its size to the
 //! specification's table.
 
-pub use crate::codec::{append_with_room, read_at};
+pub use crate::codec::{append_with_room, put_with_room, read_at, read_exact};
 pub use crate::device::*;
 pub use crate::dma::*;
 pub use crate::feature::*;
