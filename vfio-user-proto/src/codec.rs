@@ -290,6 +290,11 @@ impl<'a> Payload<'a> {
         self.head_len + self.data.len() + usize::from(self.nul)
     }
 
+    /// Size of the whole message: the header and this body.
+    pub fn msg_size(&self) -> usize {
+        crate::header::HEADER_SIZE + self.len()
+    }
+
     /// Whether the body is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

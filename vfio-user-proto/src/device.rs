@@ -6,7 +6,7 @@
 //! and flags, constructors, and the decoders and encoders of each command and its reply.
 
 use crate::array::WireArray;
-use crate::codec::{argsz_of, empty, fds_at_most, fixed, only, query, wire_struct, Payload};
+use crate::codec::{argsz_of, empty, fds_at_most, fixed, only, query, read_at, wire_struct, Payload};
 use crate::command::Command;
 use crate::error::DecodeError;
 
@@ -188,6 +188,19 @@ impl DeviceInfo {
 }
 
 impl RegionInfo {
+    /// The facts of region `index` for a reply; `argsz`, `cap_offset` and the CAPS flag are
+    /// filled in by [`crate::build_region_info`] with the capabilities.
+    pub fn new(index: u32, flags: u32, size: u64, offset: u64) -> Self {
+        RegionInfo { argsz: 0, flags, index, cap_offset: 0, size, offset }
+    }
+
+    /// Whether `payload`, a region-info reply (as [`crate::build_region_info`] makes it),
+    /// is the whole answer, capabilities included, rather than the fixed part saying how
+    /// large a request must ask for.
+    pub fn reply_is_whole(payload: &[u8]) -> bool {
+        read_at::<RegionInfo>(payload, 0).is_some_and(|i| i.argsz as usize == payload.len())
+    }
+
     /// A DEVICE_GET_REGION_INFO request for region `index` accepting a reply of up to
     /// `argsz` bytes (the info and its capability chain).
     pub fn query(index: u32, argsz: u32) -> Self {

@@ -171,6 +171,13 @@ impl DeviceFeature {
         DeviceFeature { argsz: argsz_of::<DeviceFeature>(data_len), ..self }
     }
 
+    /// [`with_data`](Self::with_data), or `None` when the header and the data do not fit
+    /// in `argsz`.
+    pub fn checked_with_data(self, data_len: usize) -> Option<Self> {
+        let argsz = u32::try_from(std::mem::size_of::<DeviceFeature>().checked_add(data_len)?).ok()?;
+        Some(DeviceFeature { argsz, ..self })
+    }
+
     /// The feature index.
     pub fn feature(&self) -> u16 {
         (self.flags & DEVICE_FEATURE_MASK) as u16

@@ -114,6 +114,29 @@ impl Header {
         Header { msg_size: msg_size_for(payload_len), ..self }
     }
 
+    /// Appends room for a header (zeros) to `buf`: for a message whose payload is appended
+    /// after it and whose header is written last ([`Header::put_reply`]).
+    pub fn reserve(buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&[0; HEADER_SIZE]);
+    }
+
+    /// Writes into the room at the start of `msg` (see [`Header::reserve`]) the header of
+    /// the successful reply to `self` whose payload is the rest of `msg`, and returns that
+    /// header. A `msg` shorter than a header is left alone (and gets a reply header without
+    /// payload).
+    pub fn put_reply(&self, msg: &mut [u8]) -> Header {
+        let h = self.reply(msg.len().saturating_sub(HEADER_SIZE));
+        if let Some(room) = msg.get_mut(..HEADER_SIZE) {
+            room.copy_from_slice(h.as_slice());
+        }
+        h
+    }
+
+    /// The payload of a whole message `msg` (what follows its header).
+    pub fn payload_of(msg: &[u8]) -> &[u8] {
+        msg.get(HEADER_SIZE..).unwrap_or(&[])
+    }
+
     /// The flags, typed (undefined bits kept).
     pub fn header_flags(&self) -> HeaderFlags {
         HeaderFlags::from_bits_retain(self.flags)
@@ -175,6 +198,12 @@ impl Header {
     pub fn payload_len(&self) -> Option<usize> {
         (self.msg_size as usize).checked_sub(HEADER_SIZE)
     }
+}
+
+/// The `msg_size` of a message with `payload_len` bytes of payload, or `None` when it does
+/// not fit the field.
+pub fn msg_size(payload_len: usize) -> Option<u32> {
+    u32::try_from(payload_len.checked_add(HEADER_SIZE)?).ok()
 }
 
 fn msg_size_for(payload_len: usize) -> u32 {

@@ -54,6 +54,9 @@ pub struct WriteMulti {
 wire_struct!(WriteMulti, 8);
 
 impl RegionAccess {
+    /// Bytes of the access header on the wire.
+    pub const SIZE: usize = std::mem::size_of::<RegionAccess>();
+
     /// An access of `count` bytes at `offset` of region `region`.
     pub fn new(region: u32, offset: u64, count: u32) -> Self {
         RegionAccess { offset, region, count }
