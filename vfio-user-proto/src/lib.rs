@@ -81,7 +81,7 @@ pub use command::{Command, CommandError};
 #[cfg(feature = "socket")]
 pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf, VolatileBufMut};
 pub use error::{Damage, DecodeError, FrameError};
-pub use header::{Header, MsgType, HEADER_SIZE};
+pub use header::{Header, HeaderFlags, MsgType, HEADER_SIZE};
 pub use migration::MigState;
 pub use region_caps::{build_region_info, parse_region_caps, RegionCap};
 pub use reply::{decode_reply, IoFdEntries, Reply};
