@@ -212,9 +212,13 @@ fn fake_server(sock: UnixStream, data: Vec<u8>) {
     let mut silent_once = false;
     let mut dma_id: u16 = 0x8000;
     loop {
-        let m = match conn.receiver.recv_timed() {
-            Ok(m) => m,
-            Err(vfio_user_proto::FrameError::WouldBlock) => continue,
+        // One recvmsg at a time, each bounded by the socket's receive timeout.
+        let m = match conn.receiver.take_buffered() {
+            Ok(Some(m)) => m,
+            Ok(None) => match conn.receiver.fill_timed() {
+                Ok(()) | Err(vfio_user_proto::FrameError::WouldBlock) => continue,
+                Err(_) => return,
+            },
             Err(_) => return,
         };
         if !m.header.is_command() || m.header.no_reply() {

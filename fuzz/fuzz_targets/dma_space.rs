@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{memfd, unsealed_memfd, Input};
 use libfuzzer_sys::fuzz_target;
-use vfio_user_dma::{DmaConfig, DmaSpace, DmaTransport, MapRequest, Prot, RegionKind, Result};
+use vfio_user_dma::{DmaConfig, DmaSpace, DmaTransport, MapRequest, DmaProt, RegionKind, Result};
 
 const PAGE: u64 = 4096;
 /// Mappings start in the first 32 pages and are at most 4 pages long.
@@ -67,7 +67,7 @@ impl DmaTransport for Ram {
 #[derive(Clone, Debug)]
 struct Map {
     size: u64,
-    prot: Prot,
+    prot: DmaProt,
     kind: RegionKind,
     /// The client's copy of the fd, its offset and the file's current length.
     file: Option<(Arc<std::fs::File>, u64, u64)>,
@@ -188,7 +188,7 @@ fuzz_target!(|data: &[u8]| {
     let space = DmaSpace::new(DmaConfig { max_maps, ..Default::default() });
     space.set_transport(Some(ram.clone()));
     let mut m = Model { maps: BTreeMap::new(), shadow: vec![0; MEM as usize], dirty: BTreeSet::new(), logging: None };
-    let prots = [Prot::READ_ONLY, Prot::WRITE_ONLY, Prot::READ_WRITE, Prot::default()];
+    let prots = [DmaProt::READ_ONLY, DmaProt::WRITE_ONLY, DmaProt::READ_WRITE, DmaProt::default()];
 
     for step in 0..MAX_OPS {
         if inp.is_empty() {
@@ -232,7 +232,7 @@ fuzz_target!(|data: &[u8]| {
                     || iova.checked_add(size).is_none()
                     || iova % PAGE != 0
                     || size % PAGE != 0
-                    || prot == Prot::default()
+                    || prot == DmaProt::default()
                 {
                     Err(libc::EINVAL)
                 } else if m.maps.len() >= max_maps {

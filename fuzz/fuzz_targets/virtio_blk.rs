@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{memfd, Input};
 use libfuzzer_sys::fuzz_target;
-use vfio_user_dma::{DmaSpace, DmaTransport, MapRequest, Prot, Result};
+use vfio_user_dma::{DmaSpace, DmaTransport, MapRequest, DmaProt, Result};
 use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
 use vfio_user_virtio::serve_queue;
 use virtio_queue::{Queue, QueueState, QueueT};
@@ -64,7 +64,7 @@ fn sealed_memfd(size: u64) -> std::os::fd::OwnedFd {
 
 fn map(space: &DmaSpace, iova: u64, size: u64, kind: u8) {
     let fd = (kind < 2).then(|| if kind == 0 { sealed_memfd(MEM) } else { memfd(MEM) });
-    let req = MapRequest { iova, size, file_offset: iova, prot: Prot::READ_WRITE, fd, file_io: kind == 1 };
+    let req = MapRequest { iova, size, file_offset: iova, prot: DmaProt::READ_WRITE, fd, file_io: kind == 1 };
     space.map(req).expect("map");
 }
 

@@ -27,13 +27,15 @@ ask() {
     case "$REPLY" in error*) fail "host: $REPLY (to: $*)" ;; esac
 }
 
-# dev VENDOR:DEVICE: the sysfs path of the first such PCI function (fails if none).
+# dev VENDOR:DEVICE [SUBSYSTEM_DEVICE]: the sysfs path of the first such PCI function (with
+# that subsystem device ID, e.g. 0x0002, if given); fails if none.
 dev() {
     for d in /sys/bus/pci/devices/*; do
         v=$(cat "$d/vendor"); p=$(cat "$d/device")
+        [ -z "$2" ] || [ "$(cat "$d/subsystem_device")" = "$2" ] || continue
         if [ "${v#0x}:${p#0x}" = "$1" ]; then echo "$d"; return 0; fi
     done
-    fail "no PCI device $1"
+    fail "no PCI device $1 $2"
 }
 
 # devs VENDOR:DEVICE: the sysfs paths of every such function.

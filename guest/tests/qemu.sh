@@ -1,25 +1,32 @@
 # qemu: what QEMU sends that our other peers don't, seen through `vfio-user trace` between
-# QEMU and the gpio server: posted REGION_WRITEs (NO_REPLY: the card has no mmappable region),
+# QEMU and two gpio servers (the second with x-no-posted-writes=on): posted REGION_WRITEs (NO_REPLY: the card has no mmappable region),
 # REGION_WRITE_MULTI once posted writes pile up (the server is stopped while the guest writes,
 # then continued), its DMA_MAP/UNMAP pattern over the RAM layout; then the server is killed
 # while the guest runs: the guest's accesses fail without hanging it, and QEMU reports the
 # lost connection and carries on (guest/run then serves the next QEMU from a restarted server).
-g=$(dev 494f:0dc8)
+g=$(dev 494f:0dc8 0x0000)
 setpci -s "$(basename "$g")" COMMAND=0002
 b2=$(bar "$g" 2)
 # Posted writes pile up while the server is stopped: QEMU coalesces them (above 1024 queued).
 ask stop gpio
-i=0
-while [ $i -lt 1600 ]; do
-    devmem $((b2 + 0x10)) 8 $((i & 0xff))
-    i=$((i + 1))
-done
+vfu-probe "$g" 2 0x10 8 ramp 1600 || fail "vfu-probe: 1600 writes"
 ask cont gpio
 # A read waits for every posted write before it.
 devmem $((b2 + 0x0)) 8 0x5a
 expect "out0-7 after the posted flood" "$(devmem $((b2 + 0x0)) 8)" 0x5A
 ask trace
 echo "trace: $REPLY"
+
+# x-no-posted-writes=on (the second card, subsystem 0x5359 set by QEMU's x-pci-sub-device-id):
+# every BAR write waits for the server's reply; the card still works.
+w=$(dev 494f:0dc8 0x5359)
+setpci -s "$(basename "$w")" COMMAND=0002
+vfu-probe "$w" 2 0x0 8 ramp 64 || fail "vfu-probe: 64 writes to the x-no-posted-writes card"
+expect "x-no-posted-writes card out0-7" "$(vfu-probe "$w" 2 0x0 8 get)" 0x3F
+vfu-probe "$w" 2 0x4 8 write 0xa5 1 > /dev/null
+expect "x-no-posted-writes card out8-15" "$(vfu-probe "$w" 2 0x4 8 get)" 0xA5
+ask trace-sync
+echo "trace (x-no-posted-writes): $REPLY"
 
 load gpio-pci-idio-16
 until_true 50 ls -d "$g"/gpiochip* || fail "pci-idio-16 registered no gpiochip"

@@ -13,10 +13,10 @@ macro_rules! vfio_bindings_conversions {
         use vfio_user_proto::wire::REGION_FLAG_CAPS;
         use $krate::bindings::vfio::{vfio_device_info, vfio_irq_info, vfio_region_info, vfio_region_sparse_mmap_area};
 
-        use crate::{DeviceInfo, IrqInfo, Region, SparseMmapArea};
+        use crate::{DeviceSummary, IrqIndexInfo, Region, SparseMmapArea};
 
-        impl From<DeviceInfo> for vfio_device_info {
-            fn from(d: DeviceInfo) -> Self {
+        impl From<DeviceSummary> for vfio_device_info {
+            fn from(d: DeviceSummary) -> Self {
                 vfio_device_info {
                     argsz: std::mem::size_of::<Self>() as u32,
                     flags: d.flags,
@@ -42,8 +42,8 @@ macro_rules! vfio_bindings_conversions {
             }
         }
 
-        impl From<IrqInfo> for vfio_irq_info {
-            fn from(i: IrqInfo) -> Self {
+        impl From<IrqIndexInfo> for vfio_irq_info {
+            fn from(i: IrqIndexInfo) -> Self {
                 vfio_irq_info {
                     argsz: std::mem::size_of::<Self>() as u32,
                     flags: i.flags,

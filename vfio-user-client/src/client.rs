@@ -17,7 +17,7 @@ use vfio_user_proto::{Command, DecodeLimits, Message, Negotiated, Parts, Payload
 use crate::config::Config;
 use crate::dma_serve::{DmaServer, DmaTable};
 use crate::error::{DisconnectReason, Error, Result};
-use crate::irq_state::{IrqInfo, IrqState};
+use crate::irq_state::{IrqIndexInfo, IrqState};
 use crate::notice::DisconnectNotice;
 use crate::region_info::MappedRegion;
 use crate::region_info::Region;
@@ -27,7 +27,7 @@ use crate::transport::{decode, Link, Transport};
 
 /// What DEVICE_GET_INFO reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceInfo {
+pub struct DeviceSummary {
     /// `VFIO_DEVICE_FLAGS_*` (bit 0 RESET, bit 1 PCI).
     pub flags: u32,
     /// Number of regions.
@@ -36,7 +36,7 @@ pub struct DeviceInfo {
     pub num_irqs: u32,
 }
 
-impl DeviceInfo {
+impl DeviceSummary {
     /// Whether the device supports DEVICE_RESET (the RESET flag; rust-vmm's client inverts it).
     pub fn resettable(&self) -> bool {
         self.flags & wire::DEVICE_FLAGS_RESET != 0
@@ -71,14 +71,14 @@ pub struct Client {
     pub(crate) path: Option<PathBuf>,
     pub(crate) config: Config,
     pub(crate) link: RwLock<Link>,
-    pub(crate) device: DeviceInfo,
+    pub(crate) device: DeviceSummary,
     pub(crate) dma: Arc<DmaServer>,
     pub(crate) dma_ops: Mutex<()>,
     pub(crate) irqs: Mutex<IrqState>,
     pub(crate) regions: Mutex<HashMap<u32, Arc<Region>>>,
     /// The live region mappings, which a reconnect maps the new server's memory into.
     pub(crate) mappings: Mutex<Vec<Weak<MappedRegion>>>,
-    pub(crate) irq_infos: Mutex<HashMap<u32, IrqInfo>>,
+    pub(crate) irq_infos: Mutex<HashMap<u32, IrqIndexInfo>>,
     pub(crate) reconnect_lock: Mutex<()>,
     pub(crate) stats: Arc<Counters>,
     pub(crate) notice: Arc<DisconnectNotice>,
@@ -182,7 +182,7 @@ impl Client {
     }
 
     /// The device info read at connect time.
-    pub fn device_info(&self) -> DeviceInfo {
+    pub fn device_info(&self) -> DeviceSummary {
         self.device
     }
 
@@ -379,7 +379,7 @@ impl Client {
     }
 }
 
-pub(crate) fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceInfo> {
+pub(crate) fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceSummary> {
     let p = wire::DeviceInfo::query().payload();
     let msg = t.request(p.command(), &p.parts(), &[], config.connect_timeout)?;
     let info = match decode(t, &msg)? {
@@ -392,5 +392,5 @@ pub(crate) fn fetch_device_info(t: &Transport, config: &Config) -> Result<Device
             info.num_regions, info.num_irqs, config.max_regions, config.max_irqs
         )));
     }
-    Ok(DeviceInfo { flags: info.flags, num_regions: info.num_regions, num_irqs: info.num_irqs })
+    Ok(DeviceSummary { flags: info.flags, num_regions: info.num_regions, num_irqs: info.num_irqs })
 }

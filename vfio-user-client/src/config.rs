@@ -10,7 +10,7 @@ use std::time::Duration;
 use vfio_user_proto::version::DEFAULT_MAX_DMA_MAPS;
 use vfio_user_proto::{Capabilities, TwinSocket};
 
-use crate::dma_serve::DmaMemory;
+use crate::dma_serve::GuestMemoryAccess;
 
 /// Default timeout of a request, as in QEMU (`x-msg-timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,7 +37,7 @@ pub struct Config {
     pub(crate) coalesce_writes: bool,
     pub(crate) max_regions: u32,
     pub(crate) max_irqs: u32,
-    pub(crate) memory: Option<Arc<dyn DmaMemory>>,
+    pub(crate) memory: Option<Arc<dyn GuestMemoryAccess>>,
 }
 
 impl Default for Config {
@@ -136,7 +136,7 @@ impl Config {
     /// The VMM's memory, from which the server's DMA_READ/DMA_WRITE are served: e.g.
     /// `Arc::new(Arc::new(guest_memory_mmap))` or `Arc::new(GuestMemoryAtomic::new(..))`.
     /// Without it, only DMA into mappings made with an fd is served (through the fd).
-    pub fn dma_memory(mut self, memory: Arc<dyn DmaMemory>) -> Self {
+    pub fn dma_memory(mut self, memory: Arc<dyn GuestMemoryAccess>) -> Self {
         self.memory = Some(memory);
         self
     }

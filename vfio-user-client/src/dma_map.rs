@@ -81,7 +81,7 @@ impl Client {
     /// (no zero-copy), because a client could truncate it under a mapping and kill the
     /// server with `SIGBUS`.
     /// The client keeps a duplicate of `fd` (to replay the mapping after a reconnect and to
-    /// serve DMA_READ/WRITE through it when no [`DmaMemory`](crate::DmaMemory) is given).
+    /// serve DMA_READ/WRITE through it when no [`GuestMemoryAccess`](crate::GuestMemoryAccess) is given).
     pub fn dma_map_fd(&self, iova: u64, size: u64, fd: BorrowedFd<'_>, offset: u64, prot: DmaProt) -> Result<()> {
         self.check_dma_range(iova, size, offset)?;
         if self.transport().negotiated.peer.max_msg_fds == 0 {
@@ -92,7 +92,7 @@ impl Client {
     }
 
     /// DMA_MAP of `[iova, iova + size)` without an fd: the server reaches it only through
-    /// DMA_READ/DMA_WRITE, served from the [`DmaMemory`](crate::DmaMemory) of the
+    /// DMA_READ/DMA_WRITE, served from the [`GuestMemoryAccess`](crate::GuestMemoryAccess) of the
     /// [`Config`](crate::Config).
     pub fn dma_map(&self, iova: u64, size: u64, prot: DmaProt) -> Result<()> {
         self.check_dma_range(iova, size, 0)?;

@@ -6,21 +6,21 @@
 //! The server may only touch memory inside a mapping it was given, with the access the
 //! mapping allows (`READ` for DMA_READ, `WRITE` for DMA_WRITE). Every request is checked
 //! against the client's own table of mappings first (EFAULT otherwise), then served from the
-//! VMM's memory ([`DmaMemory`], e.g. a vm-memory `GuestMemoryMmap`); a mapping that was made
+//! VMM's memory ([`GuestMemoryAccess`], e.g. a vm-memory `GuestMemoryMmap`); a mapping that was made
 //! with an fd is served through that fd (`pread`/`pwrite`) when no memory was handed over.
 //! A DMA_READ reply is sent straight out of the memory when it offers its slices
-//! ([`DmaMemory::read_zero_copy`], as vm-memory's does), with no copy in user space; a large
-//! DMA_WRITE's data is received straight into it likewise ([`DmaMemory::write_zero_copy`]).
+//! ([`GuestMemoryAccess::read_zero_copy`], as vm-memory's does), with no copy in user space; a large
+//! DMA_WRITE's data is received straight into it likewise ([`GuestMemoryAccess::write_zero_copy`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use vfio_user_proto::wire::{put_with_room, DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
-use vfio_user_proto::{
-    decode_request, DecodeLimits, FrameError, Header, Message, Request, VolatileBuf, VolatileBufMut,
-};
+use vfio_user_proto::{decode_request, DecodeLimits, FrameError, Header, Message, Request};
 use vm_memory::bitmap::Bitmap;
+
+use crate::socket::{VolatileBuf, VolatileBufMut};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
 
 /// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the
@@ -35,7 +35,7 @@ use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions
 /// caller waiting for its reply, the background reader, or the twin-socket thread), so they
 /// must not block for long and must not call back into the [`Client`](crate::Client) (its
 /// reply could not be read meanwhile).
-pub trait DmaMemory: Send + Sync {
+pub trait GuestMemoryAccess: Send + Sync {
     /// Reads `buf.len()` bytes at `addr`.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32>;
     /// Writes `data` at `addr`.
@@ -74,7 +74,7 @@ pub trait DmaMemory: Send + Sync {
     }
 }
 
-impl<AS: GuestAddressSpace + Send + Sync> DmaMemory for AS {
+impl<AS: GuestAddressSpace + Send + Sync> GuestMemoryAccess for AS {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32> {
         self.memory().read_slice(buf, GuestAddress(addr)).map_err(|_| libc::EFAULT)
     }
@@ -216,7 +216,7 @@ pub(crate) type SendReply<'s> = dyn FnMut(Header, &[&[u8]], &[VolatileBuf<'_>]) 
 /// Everything needed to serve the server's DMA requests.
 pub(crate) struct DmaServer {
     pub(crate) table: std::sync::RwLock<DmaTable>,
-    pub(crate) memory: Option<Arc<dyn DmaMemory>>,
+    pub(crate) memory: Option<Arc<dyn GuestMemoryAccess>>,
     /// What we advertised: the most bytes one DMA_READ/DMA_WRITE may move.
     pub(crate) limits: DecodeLimits,
 }
@@ -227,7 +227,7 @@ impl DmaServer {
     /// was refused (answered with an error), or the error of `send`. `out` is scratch memory
     /// kept from one call to the next: it only grows (up to 16 + our `max_data_xfer_size`), so
     /// a reply neither allocates nor zeroes. A DMA_READ is sent straight out of the memory
-    /// when [`DmaMemory::read_zero_copy`] supports it.
+    /// when [`GuestMemoryAccess::read_zero_copy`] supports it.
     pub(crate) fn serve(&self, msg: &Message, out: &mut Vec<u8>, send: &mut SendReply<'_>) -> Result<bool, FrameError> {
         let hdr = &msg.header;
         let result = match decode_request(hdr, &msg.payload, msg.fds.len(), &self.limits) {

@@ -1,14 +1,14 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! A large DMA_WRITE received straight into guest memory ([`DmaMemory::write_zero_copy`]):
+//! A large DMA_WRITE received straight into guest memory ([`GuestMemoryAccess::write_zero_copy`]):
 //! its header is looked at before the message is taken, the access checked against the
 //! mappings, and the data received by `recvmsg` into the memory it names, with no copy in
 //! user space. Anything else — a refusal, a memory that does not support it, a mapping
 //! served through its fd — is left to the copying path ([`DmaServer::serve`]), which sends
 //! the error reply with the right errno.
 //!
-//! [`DmaMemory::write_zero_copy`]: crate::DmaMemory::write_zero_copy
+//! [`GuestMemoryAccess::write_zero_copy`]: crate::GuestMemoryAccess::write_zero_copy
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use vfio_user_proto::{Command, FrameError, Header, Receiver};
 use vm_memory::ByteValued;
 
 use crate::dma_serve::{DmaServer, SendReply};
+use crate::socket::RecvExt;
 
 /// DMA_WRITEs with at least this much data are received straight into memory; smaller ones
 /// take the copying path, cheaper for them.

@@ -27,7 +27,7 @@ pub const fn max_irq_count(pci: bool, index: u32) -> u32 {
 impl Client {
     /// DEVICE_GET_IRQ_INFO for `index` (cached after the first call). A count beyond
     /// [`max_irq_count`] is a protocol violation.
-    pub fn irq_info(&self, index: u32) -> Result<IrqInfo> {
+    pub fn irq_info(&self, index: u32) -> Result<IrqIndexInfo> {
         if index >= self.device.num_irqs {
             return Err(Error::InvalidInput("IRQ index out of range"));
         }
@@ -41,7 +41,7 @@ impl Client {
                 if i.count > max {
                     return Err(t.violation(format!("IRQ index {index} claims {} vectors (at most {max})", i.count)));
                 }
-                IrqInfo { index, flags: i.flags, count: i.count }
+                IrqIndexInfo { index, flags: i.flags, count: i.count }
             }
             Reply::DeviceGetIrqInfo(i) => {
                 return Err(t.violation(format!("IRQ info for index {} when {index} was asked", i.index)))

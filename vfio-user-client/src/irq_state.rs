@@ -1,7 +1,7 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! IRQ types and the SET_IRQS state: [`IrqInfo`], [`IrqSetData`], what SET_IRQS installed
+//! IRQ types and the SET_IRQS state: [`IrqIndexInfo`], [`IrqSetData`], what SET_IRQS installed
 //! (replayed after a reconnect), and the sending of one logical SET_IRQS split by the
 //! server's `max_msg_fds`.
 
@@ -21,7 +21,7 @@ pub use vfio_user_proto::IrqAction;
 
 /// What DEVICE_GET_IRQ_INFO reported for one IRQ index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IrqInfo {
+pub struct IrqIndexInfo {
     /// IRQ index (PCI: 0 INTx, 1 MSI, 2 MSI-X, 3 ERR, 4 REQ).
     pub index: u32,
     /// `VFIO_IRQ_INFO_*` (EVENTFD, MASKABLE, AUTOMASKED, NORESIZE).

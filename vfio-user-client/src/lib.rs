@@ -26,10 +26,12 @@
 //! * **Hardened**: every reply is treated as hostile — sizes bounded by what was asked,
 //!   counts and capability chains checked, stray fds refused, unknown replies close the
 //!   connection. No panic, no unbounded allocation. `#![deny(unsafe_code)]`: mappings go
-//!   through vm-memory and fds through rustix, but for two functions with their safety
-//!   argument: the `MAP_FIXED` that maps a restarted server's memory over a live region
-//!   mapping on reconnect, and `borrow_eventfd` (feature `vmm-sys-util-0-15`), which
-//!   borrows the descriptor a vmm-sys-util `EventFd` owns.
+//!   through vm-memory and fds through rustix, but for these, with their safety argument:
+//!   the `MAP_FIXED` that maps a restarted server's memory over a live region mapping on
+//!   reconnect, `borrow_eventfd` (feature `vmm-sys-util-0-15`), which borrows the
+//!   descriptor a vmm-sys-util `EventFd` owns, and the socket's sends from and receives
+//!   into guest memory on raw iovecs (`socket/volatile_send.rs`, `socket/volatile_recv.rs`:
+//!   `VolatileSlice`s cannot become byte slices soundly).
 //!
 //! # Example
 //! ```no_run
@@ -91,7 +93,7 @@
 //!    `dma_unmap(iova, size)` is [`Client::dma_unmap`]. Regions without a file can be
 //!    mapped too ([`Client::dma_map`]; the server then reaches them by message), where Cloud
 //!    Hypervisor skips them today.
-//! 6. **IRQs**: `get_irq_info` is [`Client::irq_info`] → [`IrqInfo`] (`index`, `flags`,
+//! 6. **IRQs**: `get_irq_info` is [`Client::irq_info`] → [`IrqIndexInfo`] (`index`, `flags`,
 //!    `count`, as vfio-ioctls' `VfioIrq`). `set_irqs(index, flags, start, count, &[RawFd])`
 //!    is [`Client::set_irqs_raw`] with the same arguments and `&[BorrowedFd]`: map each
 //!    `&EventFd` (which has `AsRawFd` only) through `borrow_eventfd`, no `unsafe` needed.
@@ -124,7 +126,7 @@
 //! features `vfio-bindings-0-6` / `vfio-bindings-0-7`, so a VMM keeps the vfio-bindings
 //! version it has. Guest memory for server-initiated DMA is handed over once, with
 //! [`Config::guest_memory`] (any vm-memory `GuestAddressSpace`) or [`Config::dma_memory`]
-//! for a custom [`DmaMemory`] (e.g. with IOVA translation).
+//! for a custom [`GuestMemoryAccess`] (e.g. with IOVA translation).
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 
@@ -153,26 +155,28 @@ mod region;
 mod region_info;
 mod remap;
 mod send;
+mod socket;
 mod stats;
 mod sync;
 mod transport;
 mod wake;
 
-pub use client::{Client, DeviceInfo, RegionReadOp};
+pub use client::{Client, DeviceSummary, RegionReadOp};
 pub use config::{
     Config, DEFAULT_MAX_IRQS, DEFAULT_MAX_REGIONS, DEFAULT_RESET_TIMEOUT, DEFAULT_TIMEOUT, MAX_INFO_ARGSZ,
 };
 pub use dma_map::DmaProt;
-pub use dma_serve::{DmaMapping, DmaMemory};
+pub use dma_serve::{DmaMapping, GuestMemoryAccess};
 pub use error::{DisconnectReason, Error, Result};
 #[cfg(feature = "vmm-sys-util-0-15")]
 pub use eventfd::borrow_eventfd;
 pub use irq::max_irq_count;
-pub use irq_state::{IrqAction, IrqInfo, IrqSetData};
+pub use irq_state::{IrqAction, IrqIndexInfo, IrqSetData};
 pub use migrate::{migrate, DirtyRange, MigrateOptions, Migration, MigrationReport, Progress};
 pub use region_info::{IoRegionFd, MappedArea, Region, RegionMapping, SparseMmapArea};
+pub use socket::{VolatileBuf, VolatileBufMut};
 pub use stats::Stats;
-pub use vfio_user_proto::{MigState, Negotiated, RegionCap, VolatileBuf};
+pub use vfio_user_proto::{MigState, Negotiated, RegionCap};
 
 /// The workspace README's examples, compiled and run as doctests of this crate (its
 /// dev-dependencies include the server crate the device example uses).

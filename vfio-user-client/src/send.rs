@@ -27,9 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vfio_user_proto::wire::WriteMultiEntry;
-use vfio_user_proto::{FrameError, Header, SendGuard, Sender, VolatileBuf};
+use vfio_user_proto::{FrameError, Header, SendGuard, Sender};
 use vm_memory::ByteValued;
 
+use crate::socket::{SendExt, VolatileBuf};
 use crate::stats::{bump, Counters};
 use crate::sync::lock;
 

@@ -1,7 +1,7 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! Large DMA_WRITEs received straight into guest memory (`DmaMemory::write_zero_copy`), on
+//! Large DMA_WRITEs received straight into guest memory (`GuestMemoryAccess::write_zero_copy`), on
 //! the main and the twin socket, their refusals (the stream stays in sync), a stray fd, and
 //! a server that stalls in the middle of one.
 
@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use vfio_user_client::{DmaMemory, DmaProt};
+use vfio_user_client::{DmaProt, GuestMemoryAccess, VolatileBuf, VolatileBufMut};
 use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::DmaAccess;
-use vfio_user_proto::{Command, Connection, Header, VolatileBuf, VolatileBufMut};
+use vfio_user_proto::{Command, Connection, Header};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
 
 fn read_mem(gm: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
@@ -28,7 +28,7 @@ fn read_mem(gm: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
 /// inside): every DMA_WRITE it serves went through `write_zero_copy`.
 struct ZeroCopyOnly(Arc<GuestMemoryMmap>);
 
-impl DmaMemory for ZeroCopyOnly {
+impl GuestMemoryAccess for ZeroCopyOnly {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32> {
         self.0.read(addr, buf)
     }

@@ -1,8 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! DMA_READ replies sent straight out of guest memory (`DmaMemory::read_zero_copy`), on the
-//! main and the twin socket, their refusals, and the copying fallback for a `DmaMemory`
+//! DMA_READ replies sent straight out of guest memory (`GuestMemoryAccess::read_zero_copy`), on the
+//! main and the twin socket, their refusals, and the copying fallback for a `GuestMemoryAccess`
 //! that does not provide it.
 
 mod common;
@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use vfio_user_client::{DmaMemory, DmaProt};
+use vfio_user_client::{DmaProt, GuestMemoryAccess};
 use vfio_user_proto::wire::DmaAccess;
 use vfio_user_proto::{Command, Connection, Header};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
@@ -71,10 +71,10 @@ fn large_dma_read_sent_from_guest_memory_on_the_twin_socket() {
     assert_eq!(dma_session(config, true, map_all, exchange), (2, 3));
 }
 
-/// A `DmaMemory` with only the required methods: served by copying.
+/// A `GuestMemoryAccess` with only the required methods: served by copying.
 struct Plain(Mutex<Vec<u8>>);
 
-impl DmaMemory for Plain {
+impl GuestMemoryAccess for Plain {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), i32> {
         let m = self.0.lock().unwrap();
         let at = addr.checked_sub(BASE).ok_or(libc::EFAULT)? as usize;
@@ -100,7 +100,7 @@ fn a_dma_memory_without_zero_copy_is_served_by_copying() {
 /// `read_zero_copy`.
 struct ZeroCopyOnly(Arc<GuestMemoryMmap>);
 
-impl DmaMemory for ZeroCopyOnly {
+impl GuestMemoryAccess for ZeroCopyOnly {
     fn read(&self, _: u64, _: &mut [u8]) -> Result<(), i32> {
         Err(libc::EIO)
     }
@@ -113,7 +113,7 @@ impl DmaMemory for ZeroCopyOnly {
         &self,
         addr: u64,
         len: usize,
-        send: &mut dyn FnMut(&[vfio_user_proto::VolatileBuf<'_>]),
+        send: &mut dyn FnMut(&[vfio_user_client::VolatileBuf<'_>]),
     ) -> Option<Result<(), i32>> {
         self.0.read_zero_copy(addr, len, send)
     }

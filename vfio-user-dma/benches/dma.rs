@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
-use vfio_user_dma::{DmaSpace, DmaTransport, MapRequest, Prot, Result};
+use vfio_user_dma::{DmaProt, DmaSpace, DmaTransport, MapRequest, Result};
 
 const PAGE: u64 = 4096;
 
@@ -37,14 +37,14 @@ fn fd_req(f: &File, iova: u64, size: u64) -> MapRequest {
         iova,
         size,
         file_offset: 0,
-        prot: Prot::READ_WRITE,
+        prot: DmaProt::READ_WRITE,
         fd: Some(OwnedFd::from(f.try_clone().unwrap())),
         file_io: false,
     }
 }
 
 fn msg_req(iova: u64, size: u64) -> MapRequest {
-    MapRequest { iova, size, prot: Prot::READ_WRITE, ..Default::default() }
+    MapRequest { iova, size, prot: DmaProt::READ_WRITE, ..Default::default() }
 }
 
 /// Runs `f` `iters` times and returns the time per iteration (best of 3 runs).

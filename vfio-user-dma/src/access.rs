@@ -10,6 +10,7 @@ use vm_memory::{ByteValued, VolatileSlice};
 
 use crate::bitmap::DirtyBitmap;
 use crate::error::{Error, Result};
+use crate::message;
 use crate::region::{Backing, Region};
 use crate::space::{find, DmaSpace, Snapshot};
 
@@ -128,7 +129,7 @@ impl DmaSpace {
             let region = self.pin(&s.region, s.iova)?;
             if !region.read_local(s.off, part)? {
                 drop(region);
-                self.message_read(&s.region, s.iova, part)?;
+                message::read(self.transport(), |a| self.pin(&s.region, a), s.iova, part)?;
             }
         }
         Ok(())
@@ -151,7 +152,7 @@ impl DmaSpace {
             let region = self.pin(&s.region, s.iova)?;
             if !region.write_local(s.off, part)? {
                 drop(region);
-                self.message_write(&s.region, s.iova, s.off, part)?;
+                message::write(self.transport(), |a| self.pin(&s.region, a), &s.region, s.iova, s.off, part)?;
             }
         }
         Ok(())
@@ -287,12 +288,14 @@ impl Drop for DmaGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{MapRequest, Prot};
+    use crate::region::{DmaProt, MapRequest};
 
     #[test]
     fn segments_split_at_region_boundaries() {
         let s = DmaSpace::default();
-        for (iova, prot) in [(0x1000u64, Prot::READ_WRITE), (0x2000, Prot::READ_ONLY), (0x4000, Prot::READ_WRITE)] {
+        for (iova, prot) in
+            [(0x1000u64, DmaProt::READ_WRITE), (0x2000, DmaProt::READ_ONLY), (0x4000, DmaProt::READ_WRITE)]
+        {
             s.map(MapRequest { iova, size: 0x1000, prot, ..Default::default() }).unwrap();
         }
         let snap = s.snapshot.load();

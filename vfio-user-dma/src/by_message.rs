@@ -111,7 +111,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::region::{MapRequest, Prot};
+    use crate::region::{DmaProt, MapRequest};
 
     /// The client's side: its own memory (a byte vector from address 0) and a log of the
     /// messages it received.
@@ -156,7 +156,7 @@ mod tests {
         f
     }
 
-    fn map(space: &DmaSpace, iova: u64, size: u64, prot: Prot, fd: Option<&File>) {
+    fn map(space: &DmaSpace, iova: u64, size: u64, prot: DmaProt, fd: Option<&File>) {
         let fd = fd.map(|f| OwnedFd::from(f.try_clone().unwrap()));
         space.map(MapRequest { iova, size, prot, fd, ..Default::default() }).unwrap();
     }
@@ -165,8 +165,8 @@ mod tests {
     fn fd_mappings_are_reached_by_messages_split_at_the_transfer_limit() {
         let space = DmaSpace::default();
         let file = memfd(0x2000);
-        map(&space, 0x1000, 0x2000, Prot::READ_WRITE, Some(&file));
-        map(&space, 0x3000, 0x1000, Prot::READ_WRITE, None);
+        map(&space, 0x1000, 0x2000, DmaProt::READ_WRITE, Some(&file));
+        map(&space, 0x3000, 0x1000, DmaProt::READ_WRITE, None);
         let client = FakeClient::new(0x4000, 1024);
         space.set_transport(Some(client.clone()));
         space.start_logging(4096, &[]).unwrap();
@@ -212,8 +212,8 @@ mod tests {
     fn ranges_and_permissions_are_checked_before_any_message() {
         let space = DmaSpace::default();
         let file = memfd(0x1000);
-        map(&space, 0x1000, 0x1000, Prot::READ_ONLY, Some(&file));
-        map(&space, 0x2000, 0x1000, Prot::WRITE_ONLY, None);
+        map(&space, 0x1000, 0x1000, DmaProt::READ_ONLY, Some(&file));
+        map(&space, 0x2000, 0x1000, DmaProt::WRITE_ONLY, None);
         let mut buf = [0u8; 16];
         // No transport yet: the range is checked first, then ENOTCONN.
         assert_eq!(space.read_by_message(0x5000, &mut buf).unwrap_err().errno(), libc::EFAULT);
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn no_mapping_is_held_across_a_message_and_an_unmap_stops_the_transfer() {
         let space = Arc::new(DmaSpace::default());
-        map(&space, 0x1000, 0x1000, Prot::READ_WRITE, Some(&memfd(0x1000)));
+        map(&space, 0x1000, 0x1000, DmaProt::READ_WRITE, Some(&memfd(0x1000)));
         let t = Arc::new(Unmapper(space.clone(), Mutex::new(0)));
         space.set_transport(Some(t.clone()));
         // The unmap inside the first message returns at once (nothing pinned), and the

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use crate::bitmap::{ReportBitmap, TRACK_PAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::region::Region;
-use crate::space::DmaSpace;
 
 /// State of an active logging session.
 #[derive(Debug)]
@@ -57,7 +56,8 @@ impl LogState {
     }
 }
 
-fn check_page_size(page_size: u64) -> Result<()> {
+/// `EINVAL` unless `page_size` is a power of two.
+pub(crate) fn check_page_size(page_size: u64) -> Result<()> {
     if page_size.is_power_of_two() {
         Ok(())
     } else {
@@ -174,17 +174,11 @@ fn report_map(
     }
 }
 
-impl DmaSpace {
-    /// Starts dirty page logging (DMA_LOGGING_START).
-    ///
-    /// `page_size` must be a power of two `>= 4096` (`EINVAL`). `ranges` are
-    /// `(iova, length)` windows to log; empty means all memory. Each must
-    /// have a non-zero length, must not wrap and must not overlap another
-    /// (`EINVAL`). Fails with `EBUSY` if logging is already active and with
-    /// `E2BIG` if the tracking bitmaps of all mappings would exceed
-    /// [`DmaConfig::max_bitmap_bytes`](crate::DmaConfig::max_bitmap_bytes).
-    /// All pages start clean.
-    pub fn start_logging(&self, page_size: u64, ranges: &[(u64, u64)]) -> Result<()> {
+impl LogState {
+    /// The logging session a DMA_LOGGING_START asks for, checked: `page_size` a power of two
+    /// `>= 4096`, `ranges` (`(iova, length)`, empty for all memory) of non-zero length, not
+    /// wrapping and not overlapping (`EINVAL` otherwise). Nothing is tracked yet.
+    pub(crate) fn new(page_size: u64, ranges: &[(u64, u64)]) -> Result<LogState> {
         check_page_size(page_size)?;
         if page_size < TRACK_PAGE_SIZE {
             return Err(Error::InvalidArgument("logging page size below 4096"));
@@ -202,107 +196,89 @@ impl DmaSpace {
         if windows.windows(2).any(|w| w[0].1 > w[1].0) {
             return Err(Error::InvalidArgument("logging ranges overlap"));
         }
-        let mut inner = self.lock();
-        if inner.logging.is_some() {
-            return Err(Error::LoggingActive);
-        }
-        let mut log = LogState { page_size, ranges: windows, tracking_bytes: 0 };
-        let limit = self.config.max_bitmap_bytes;
+        Ok(LogState { page_size, ranges: windows, tracking_bytes: 0 })
+    }
+
+    /// Starts tracking every region of `map`, within `limit` bytes of bitmaps (`E2BIG`,
+    /// and then no region tracks).
+    pub(crate) fn track_all(&mut self, map: &BTreeMap<u64, Arc<Region>>, limit: usize) -> Result<()> {
         let mut result = Ok(());
-        for region in inner.map.values() {
-            result = log.track_new_region(region, limit);
+        for region in map.values() {
+            result = self.track_new_region(region, limit);
             if result.is_err() {
                 break;
             }
         }
-        if let Err(e) = result {
-            inner.map.values().for_each(|r| r.dirty().disable());
-            return Err(e);
+        if result.is_err() {
+            untrack_all(map);
         }
-        inner.logging = Some(log);
-        Ok(())
+        result
     }
 
-    /// Stops dirty page logging (DMA_LOGGING_STOP) and frees the tracking
-    /// bitmaps. Does nothing if logging is not active.
-    pub fn stop_logging(&self) {
-        let mut inner = self.lock();
-        if inner.logging.take().is_some() {
-            inner.map.values().for_each(|r| r.dirty().disable());
-        }
+    /// The page size logging was started with.
+    pub(crate) fn page_size(&self) -> u64 {
+        self.page_size
     }
 
-    /// The page size given to [`start_logging`](Self::start_logging), while
-    /// logging is active.
-    pub fn logging_page_size(&self) -> Option<u64> {
-        self.lock().logging.as_ref().map(|l| l.page_size)
+    /// The same logged ranges with another page size, for the report of one region
+    /// taken out of the map (DMA_UNMAP with a dirty bitmap).
+    pub(crate) fn with_page_size(&self, page_size: u64) -> LogState {
+        LogState { page_size, ranges: self.ranges.clone(), tracking_bytes: 0 }
     }
+}
 
-    /// Reports and clears the pages dirtied in `[iova, iova + length)` since
-    /// logging started or since they were last reported (DMA_LOGGING_REPORT).
-    ///
-    /// Page `p = (addr - iova) / page_size` is bit `p % 64` of word `p / 64`.
-    /// The range may span several regions, cover them partly or include
-    /// unmapped holes (reported clean). Errors: `EINVAL` if logging is not
-    /// active, `page_size` is not a power of two, `length` is 0 or the range
-    /// wraps; `E2BIG` if the bitmap would exceed
-    /// [`DmaConfig::max_bitmap_bytes`](crate::DmaConfig::max_bitmap_bytes).
-    pub fn report(&self, iova: u64, length: u64, page_size: u64) -> Result<Vec<u64>> {
-        check_page_size(page_size)?;
-        if length == 0 {
-            return Err(Error::InvalidArgument("report length is 0"));
-        }
-        let end = iova.checked_add(length).ok_or(Error::InvalidArgument("report range wraps"))?;
-        let inner = self.lock();
-        let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?;
-        let mut out = ReportBitmap::new((length - 1) / page_size + 1, self.config.max_bitmap_bytes)?;
-        report_map(&inner.map, log, iova, end, page_size, true, &mut out);
-        Ok(out.words)
-    }
+/// Stops tracking in every region of `map` (frees their tracking bitmaps).
+pub(crate) fn untrack_all(map: &BTreeMap<u64, Arc<Region>>) {
+    map.values().for_each(|r| r.dirty().disable());
+}
 
-    /// Unmaps exactly `iova`/`size` and returns its dirty bitmap (legacy
-    /// DMA_UNMAP with `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`): bytes of the
-    /// bitmap in the same bit order as [`report`](Self::report)'s `u64` words
-    /// on this host, `ceil(size / page_size / 8)` bytes long.
-    ///
-    /// The bits are collected after the device has let go of the region, so
-    /// no write is missed. Errors: `EINVAL` if logging is not active or
-    /// `page_size` is not a power of two, `E2BIG` for a too large bitmap (the
-    /// mapping is then kept), `ENOENT` if no mapping matches exactly, `EBUSY`
-    /// as for [`unmap`](Self::unmap) (the mapping is removed, the bits are lost).
-    pub fn unmap_with_dirty_bitmap(&self, iova: u64, size: u64, page_size: u64) -> Result<Vec<u8>> {
-        check_page_size(page_size)?;
-        let (region, mut out, log_ranges) = {
-            let mut inner = self.lock();
-            let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?;
-            let ranges = log.ranges.clone();
-            if !inner.map.get(&iova).is_some_and(|r| r.size == size) {
-                return Err(Error::NoSuchMapping { iova, size });
-            }
-            let out = ReportBitmap::new((size - 1) / page_size + 1, self.config.max_bitmap_bytes)?;
-            let region = self.remove_locked(&mut inner, iova, size)?;
-            (region, out, ranges)
-        };
-        let busy = self.wait_unique(std::slice::from_ref(&region));
-        let log = LogState { page_size, ranges: log_ranges, tracking_bytes: 0 };
-        let mut map = BTreeMap::new();
-        map.insert(iova, Arc::clone(&region));
-        report_map(&map, &log, iova, iova + size, page_size, true, &mut out);
-        // The last reference (unless busy): munmap + close.
-        drop(map);
-        drop(region);
-        busy?;
-        Ok(out.into_bytes())
+/// Checks a DMA_LOGGING_REPORT's range and page size: `EINVAL` for a page size that is
+/// not a power of two, a length of 0 or a range that wraps. Returns `(iova, end)`.
+pub(crate) fn report_range(iova: u64, length: u64, page_size: u64) -> Result<(u64, u64)> {
+    check_page_size(page_size)?;
+    if length == 0 {
+        return Err(Error::InvalidArgument("report length is 0"));
     }
+    let end = iova.checked_add(length).ok_or(Error::InvalidArgument("report range wraps"))?;
+    Ok((iova, end))
+}
+
+/// The dirty pages of `map` in `[iova, end)` ([`report_range`]) that `log` covers, as
+/// `page_size` pages, taken out (DMA_LOGGING_REPORT); `E2BIG` past `limit` bytes.
+pub(crate) fn report(
+    map: &BTreeMap<u64, Arc<Region>>,
+    log: &LogState,
+    (iova, end): (u64, u64),
+    page_size: u64,
+    limit: usize,
+) -> Result<Vec<u64>> {
+    let mut out = ReportBitmap::new((end - iova - 1) / page_size + 1, limit)?;
+    report_map(map, log, iova, end, page_size, true, &mut out);
+    Ok(out.words)
+}
+
+/// The empty bitmap of a DMA_UNMAP with a dirty bitmap of `size` bytes in `page_size`
+/// pages (a power of two, [`check_page_size`]): `E2BIG` past `limit` bytes.
+pub(crate) fn unmap_bitmap(size: u64, page_size: u64, limit: usize) -> Result<ReportBitmap> {
+    ReportBitmap::new((size - 1) / page_size + 1, limit)
+}
+
+/// Reports into `out` the pages of `region` (taken out of the map, which the device no
+/// longer uses) that `log` covers: the bitmap of its DMA_UNMAP.
+pub(crate) fn report_unmapped(region: &Arc<Region>, log: &LogState, out: &mut ReportBitmap) {
+    let mut map = BTreeMap::new();
+    map.insert(region.iova, Arc::clone(region));
+    report_map(&map, log, region.iova, region.end(), log.page_size, true, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::{MapRequest, Prot};
+    use crate::region::{DmaProt, MapRequest};
+    use crate::DmaSpace;
 
     fn region(iova: u64, size: u64) -> Region {
-        let r = Region::new(MapRequest { iova, size, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
+        let r = Region::new(MapRequest { iova, size, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
         r.dirty().enable().unwrap();
         r
     }
@@ -378,7 +354,7 @@ mod tests {
         let req = |iova| MapRequest {
             iova,
             size: 64 * 4096, // 8 bytes of tracking
-            prot: Prot::READ_WRITE,
+            prot: DmaProt::READ_WRITE,
             ..Default::default()
         };
         s.start_logging(4096, &[]).unwrap();

@@ -28,12 +28,12 @@
 //! `unmap` waits (bounded) until no device access references the region.
 //!
 //! ```
-//! use vfio_user_dma::{DmaSpace, MapRequest, Prot};
+//! use vfio_user_dma::{DmaSpace, MapRequest, DmaProt};
 //!
 //! let space = DmaSpace::default();
 //! // A region without fd is reached through a DmaTransport; none is set yet.
 //! space
-//!     .map(MapRequest { iova: 0x1000, size: 0x1000, prot: Prot::READ_WRITE, ..Default::default() })
+//!     .map(MapRequest { iova: 0x1000, size: 0x1000, prot: DmaProt::READ_WRITE, ..Default::default() })
 //!     .unwrap();
 //! assert_eq!(space.read_obj::<u32>(0x1000).unwrap_err().errno(), libc::ENOTCONN);
 //! assert_eq!(space.read_obj::<u32>(0x4000).unwrap_err().errno(), libc::EFAULT);
@@ -68,7 +68,7 @@
 //! use std::thread;
 //!
 //! use vfio_user_dma::vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
-//! use vfio_user_dma::{ByteValued, DmaSpace, MapRequest, Prot};
+//! use vfio_user_dma::{ByteValued, DmaSpace, MapRequest, DmaProt};
 //!
 //! /// A virtqueue descriptor as the guest driver writes it.
 //! #[derive(Clone, Copy, Debug, Default)]
@@ -92,7 +92,7 @@
 //! space.map(MapRequest {
 //!     iova: 0x4000_0000,
 //!     size: 0x10000,
-//!     prot: Prot::READ_WRITE,
+//!     prot: DmaProt::READ_WRITE,
 //!     fd: Some(OwnedFd::from(ram)),
 //!     ..Default::default()
 //! })?;
@@ -141,7 +141,7 @@ pub use bitmap::{DirtyBitmap, TRACK_PAGE_SIZE};
 pub use error::{Error, Result};
 pub use memory::DmaMemory;
 pub use message::DmaTransport;
-pub use region::{MapRequest, Prot, RegionInfo, RegionKind};
+pub use region::{DmaProt, MapRequest, MappingInfo, RegionKind};
 pub use space::{
     DmaConfig, DmaSpace, DEFAULT_MAX_BITMAP_BYTES, DEFAULT_MAX_MAPS, DEFAULT_PGSIZES, DEFAULT_UNMAP_TIMEOUT,
 };

@@ -17,9 +17,9 @@ use crate::error::{Error, Result};
 
 /// What the device may do with a mapping: the workspace's one permission type, from the
 /// wire crate (the DMA_MAP read/write flags).
-pub use vfio_user_proto::DmaProt as Prot;
+pub use vfio_user_proto::DmaProt;
 
-fn mmap_prot(prot: Prot) -> i32 {
+fn mmap_prot(prot: DmaProt) -> i32 {
     (if prot.read() { libc::PROT_READ } else { 0 }) | (if prot.write() { libc::PROT_WRITE } else { 0 })
 }
 
@@ -33,7 +33,7 @@ pub struct MapRequest {
     /// Offset of the mapping inside `fd` (ignored without fd).
     pub file_offset: u64,
     /// Permissions of the device on this memory.
-    pub prot: Prot,
+    pub prot: DmaProt,
     /// The client's fd; `None` means the memory is reached with DMA_READ /
     /// DMA_WRITE messages through the [`DmaTransport`](crate::DmaTransport).
     pub fd: Option<OwnedFd>,
@@ -57,13 +57,13 @@ pub enum RegionKind {
 
 /// Public description of a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegionInfo {
+pub struct MappingInfo {
     /// Start address.
     pub iova: u64,
     /// Size in bytes.
     pub size: u64,
     /// Permissions.
-    pub prot: Prot,
+    pub prot: DmaProt,
     /// Backing kind.
     pub kind: RegionKind,
 }
@@ -80,7 +80,7 @@ pub(crate) enum Backing {
 pub(crate) struct Region {
     pub(crate) iova: u64,
     pub(crate) size: u64,
-    pub(crate) prot: Prot,
+    pub(crate) prot: DmaProt,
     pub(crate) backing: Backing,
 }
 
@@ -139,8 +139,8 @@ impl Region {
         self.iova + self.size
     }
 
-    pub(crate) fn info(&self) -> RegionInfo {
-        RegionInfo {
+    pub(crate) fn info(&self) -> MappingInfo {
+        MappingInfo {
             iova: self.iova,
             size: self.size,
             prot: self.prot,
@@ -157,7 +157,7 @@ impl Region {
     /// vm-memory write to a `PROT_READ` mapping would fault).
     pub(crate) fn view(&self) -> Option<&GuestRegionMmap<DirtyBitmap>> {
         match &self.backing {
-            Backing::Mmap(m) if self.prot == Prot::READ_WRITE => Some(&m.region),
+            Backing::Mmap(m) if self.prot == DmaProt::READ_WRITE => Some(&m.region),
             _ => None,
         }
     }
@@ -297,7 +297,7 @@ impl Drop for Unmap {
 }
 
 impl Mapped {
-    fn new(file: File, iova: u64, size: u64, offset: u64, prot: Prot) -> Result<Mapped> {
+    fn new(file: File, iova: u64, size: u64, offset: u64, prot: DmaProt) -> Result<Mapped> {
         // A regular file (memfd included) that is too small would SIGBUS on access.
         check_file_size(&file, offset, size)?;
         let len = usize::try_from(size).map_err(|_| Error::InvalidArgument("size too large"))?;
@@ -333,14 +333,14 @@ mod tests {
 
     #[test]
     fn prot_to_mmap() {
-        assert_eq!(mmap_prot(Prot::READ_ONLY), libc::PROT_READ);
-        assert_eq!(mmap_prot(Prot::WRITE_ONLY), libc::PROT_WRITE);
-        assert_eq!(mmap_prot(Prot::READ_WRITE), libc::PROT_READ | libc::PROT_WRITE);
+        assert_eq!(mmap_prot(DmaProt::READ_ONLY), libc::PROT_READ);
+        assert_eq!(mmap_prot(DmaProt::WRITE_ONLY), libc::PROT_WRITE);
+        assert_eq!(mmap_prot(DmaProt::READ_WRITE), libc::PROT_READ | libc::PROT_WRITE);
     }
 
     #[test]
     fn message_region_checks() {
-        let r = Region::new(MapRequest { iova: 0x1000, size: 0x2000, prot: Prot::READ_ONLY, ..Default::default() })
+        let r = Region::new(MapRequest { iova: 0x1000, size: 0x2000, prot: DmaProt::READ_ONLY, ..Default::default() })
             .unwrap();
         assert_eq!(r.end(), 0x3000);
         assert_eq!(r.info().kind, RegionKind::Message);

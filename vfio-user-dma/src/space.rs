@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::dirty::LogState;
+use crate::dirty::{self, LogState};
 use crate::error::{Error, Result};
 use crate::memory::DmaMemory;
 use crate::message::DmaTransport;
-use crate::region::{MapRequest, Region, RegionInfo};
+use crate::region::{MapRequest, MappingInfo, Region};
 use crate::tree::Tree;
 
 /// Default `pgsizes` (4 KiB only), as in the protocol's VERSION capabilities.
@@ -177,12 +177,12 @@ impl DmaSpace {
     }
 
     /// All mappings, sorted by address.
-    pub fn regions(&self) -> Vec<RegionInfo> {
+    pub fn regions(&self) -> Vec<MappingInfo> {
         self.lock().map.values().map(|r| r.info()).collect()
     }
 
     /// The mapping containing `iova`, if any.
-    pub fn region_at(&self, iova: u64) -> Option<RegionInfo> {
+    pub fn region_at(&self, iova: u64) -> Option<MappingInfo> {
         let snap = self.snapshot.load();
         find(&snap, iova).map(|r| r.info())
     }
@@ -320,6 +320,87 @@ impl DmaSpace {
         self.unmap_all()
     }
 
+    /// Starts dirty page logging (DMA_LOGGING_START).
+    ///
+    /// `page_size` must be a power of two `>= 4096` (`EINVAL`). `ranges` are
+    /// `(iova, length)` windows to log; empty means all memory. Each must
+    /// have a non-zero length, must not wrap and must not overlap another
+    /// (`EINVAL`). Fails with `EBUSY` if logging is already active and with
+    /// `E2BIG` if the tracking bitmaps of all mappings would exceed
+    /// [`DmaConfig::max_bitmap_bytes`].
+    /// All pages start clean.
+    pub fn start_logging(&self, page_size: u64, ranges: &[(u64, u64)]) -> Result<()> {
+        let mut log = LogState::new(page_size, ranges)?;
+        let mut inner = self.lock();
+        if inner.logging.is_some() {
+            return Err(Error::LoggingActive);
+        }
+        log.track_all(&inner.map, self.config.max_bitmap_bytes)?;
+        inner.logging = Some(log);
+        Ok(())
+    }
+
+    /// Stops dirty page logging (DMA_LOGGING_STOP) and frees the tracking
+    /// bitmaps. Does nothing if logging is not active.
+    pub fn stop_logging(&self) {
+        let mut inner = self.lock();
+        if inner.logging.take().is_some() {
+            dirty::untrack_all(&inner.map);
+        }
+    }
+
+    /// The page size given to [`start_logging`](Self::start_logging), while
+    /// logging is active.
+    pub fn logging_page_size(&self) -> Option<u64> {
+        self.lock().logging.as_ref().map(|l| l.page_size())
+    }
+
+    /// Reports and clears the pages dirtied in `[iova, iova + length)` since
+    /// logging started or since they were last reported (DMA_LOGGING_REPORT).
+    ///
+    /// Page `p = (addr - iova) / page_size` is bit `p % 64` of word `p / 64`.
+    /// The range may span several regions, cover them partly or include
+    /// unmapped holes (reported clean). Errors: `EINVAL` if logging is not
+    /// active, `page_size` is not a power of two, `length` is 0 or the range
+    /// wraps; `E2BIG` if the bitmap would exceed
+    /// [`DmaConfig::max_bitmap_bytes`].
+    pub fn report(&self, iova: u64, length: u64, page_size: u64) -> Result<Vec<u64>> {
+        let range = dirty::report_range(iova, length, page_size)?;
+        let inner = self.lock();
+        let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?;
+        dirty::report(&inner.map, log, range, page_size, self.config.max_bitmap_bytes)
+    }
+
+    /// Unmaps exactly `iova`/`size` and returns its dirty bitmap (legacy
+    /// DMA_UNMAP with `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`): bytes of the
+    /// bitmap in the same bit order as [`report`](Self::report)'s `u64` words
+    /// on this host, `ceil(size / page_size / 8)` bytes long.
+    ///
+    /// The bits are collected after the device has let go of the region, so
+    /// no write is missed. Errors: `EINVAL` if logging is not active or
+    /// `page_size` is not a power of two, `E2BIG` for a too large bitmap (the
+    /// mapping is then kept), `ENOENT` if no mapping matches exactly, `EBUSY`
+    /// as for [`unmap`](Self::unmap) (the mapping is removed, the bits are lost).
+    pub fn unmap_with_dirty_bitmap(&self, iova: u64, size: u64, page_size: u64) -> Result<Vec<u8>> {
+        dirty::check_page_size(page_size)?;
+        let (region, mut out, log) = {
+            let mut inner = self.lock();
+            let log = inner.logging.as_ref().ok_or(Error::LoggingNotActive)?.with_page_size(page_size);
+            if !inner.map.get(&iova).is_some_and(|r| r.size == size) {
+                return Err(Error::NoSuchMapping { iova, size });
+            }
+            let out = dirty::unmap_bitmap(size, page_size, self.config.max_bitmap_bytes)?;
+            let region = self.remove_locked(&mut inner, iova, size)?;
+            (region, out, log)
+        };
+        let busy = self.wait_unique(std::slice::from_ref(&region));
+        dirty::report_unmapped(&region, &log, &mut out);
+        // The last reference (unless busy): munmap + close.
+        drop(region);
+        busy?;
+        Ok(out.into_bytes())
+    }
+
     /// Waits until the space holds the last reference to each region, then
     /// drops them (munmap + close). Returns `EBUSY` for the first region still
     /// referenced at the deadline.
@@ -379,7 +460,7 @@ pub(crate) fn find(snap: &Snapshot, iova: u64) -> Option<&Arc<Region>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::region::Prot;
+    use crate::region::DmaProt;
 
     #[test]
     fn min_page_size() {
@@ -395,7 +476,7 @@ mod tests {
     fn find_respects_region_ends() {
         let s = DmaSpace::default();
         for iova in [0x1000u64, 0x3000, 0x4000] {
-            s.map(MapRequest { iova, size: 0x1000, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
+            s.map(MapRequest { iova, size: 0x1000, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
         }
         let snap = s.snapshot.load();
         let at = |a| find(&snap, a).map(|r| r.iova);
@@ -413,7 +494,7 @@ mod tests {
         let s = DmaSpace::new(DmaConfig { unmap_timeout: Duration::from_millis(1), ..Default::default() });
         let mk = |iova| {
             Arc::new(
-                Region::new(MapRequest { iova, size: 0x1000, prot: Prot::READ_ONLY, ..Default::default() }).unwrap(),
+                Region::new(MapRequest { iova, size: 0x1000, prot: DmaProt::READ_ONLY, ..Default::default() }).unwrap(),
             )
         };
         let (a, b) = (mk(0), mk(0x1000));
@@ -452,7 +533,7 @@ mod tests {
             s.map(MapRequest {
                 iova: 0x7770_0000 + i * 0x1000,
                 size: 0x1000,
-                prot: Prot::READ_WRITE,
+                prot: DmaProt::READ_WRITE,
                 ..Default::default()
             })
             .unwrap();

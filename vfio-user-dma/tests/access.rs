@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use vfio_user_dma::{ByteValued, DmaSpace, Error, MapRequest, Prot};
+use vfio_user_dma::{ByteValued, DmaProt, DmaSpace, Error, MapRequest};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -24,7 +24,7 @@ fn device_writes_are_visible_to_the_client() {
     let mem = Mem::new(16 * PAGE);
     let s = DmaSpace::default();
     // iova 0x100000 maps file offset 4 pages.
-    s.map(req(&mem, 0x100000, 8 * PAGE, 4 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0x100000, 8 * PAGE, 4 * PAGE, DmaProt::READ_WRITE)).unwrap();
     let data = pattern(1, 3 * PAGE as usize + 17);
     s.write(0x100000 + 100, &data).unwrap();
     assert_eq!(mem.peek(4 * PAGE + 100, data.len()), data);
@@ -50,7 +50,7 @@ fn device_writes_are_visible_to_the_client() {
 fn out_of_range_is_efault_and_transfers_nothing() {
     let mem = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0x10000, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0x10000, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     let e = s.read_obj::<u64>(0x10000 + 4 * PAGE - 4).unwrap_err();
     assert!(matches!(e, Error::Unmapped { iova } if iova == 0x10000 + 4 * PAGE), "{e:?}");
     assert_eq!(e.errno(), libc::EFAULT);
@@ -70,8 +70,8 @@ fn permissions() {
     let mem = Mem::new(8 * PAGE);
     mem.poke(0, b"client data");
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_ONLY)).unwrap();
-    s.map(req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, Prot::WRITE_ONLY)).unwrap();
+    s.map(req(&mem, 0, 4 * PAGE, 0, DmaProt::READ_ONLY)).unwrap();
+    s.map(req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, DmaProt::WRITE_ONLY)).unwrap();
     let mut buf = [0u8; 11];
     s.read(0, &mut buf).unwrap();
     assert_eq!(&buf, b"client data");
@@ -104,7 +104,7 @@ fn read_only_mapping_is_really_prot_read() {
         iova: 0,
         size: 4 * PAGE,
         file_offset: 0,
-        prot: Prot::READ_ONLY,
+        prot: DmaProt::READ_ONLY,
         fd: Some(ro.try_clone().unwrap().into()),
         file_io: false,
     })
@@ -116,7 +116,7 @@ fn read_only_mapping_is_really_prot_read() {
             iova: 8 * PAGE,
             size: 4 * PAGE,
             file_offset: 0,
-            prot: Prot::READ_WRITE,
+            prot: DmaProt::READ_WRITE,
             fd: Some(ro.into()),
             file_io: false,
         })
@@ -131,9 +131,9 @@ fn spanning_adjacent_regions() {
     let b = Mem::new(4 * PAGE);
     let c = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&a, 0x40000, 2 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
-    s.map(req(&b, 0x40000 + 2 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(MapRequest { file_io: true, ..req(&c, 0x40000 + 6 * PAGE, 3 * PAGE, PAGE, Prot::READ_WRITE) }).unwrap();
+    s.map(req(&a, 0x40000, 2 * PAGE, PAGE, DmaProt::READ_WRITE)).unwrap();
+    s.map(req(&b, 0x40000 + 2 * PAGE, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&c, 0x40000 + 6 * PAGE, 3 * PAGE, PAGE, DmaProt::READ_WRITE) }).unwrap();
     let start = 0x40000 + PAGE + 10;
     let data = pattern(3, 7 * PAGE as usize);
     s.write(start, &data).unwrap();
@@ -155,7 +155,7 @@ fn spanning_adjacent_regions() {
 fn file_io_region() {
     let mem = Mem::new(8 * PAGE);
     let s = DmaSpace::default();
-    s.map(MapRequest { file_io: true, ..req(&mem, 0x2000_0000, 4 * PAGE, 2 * PAGE, Prot::READ_WRITE) }).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&mem, 0x2000_0000, 4 * PAGE, 2 * PAGE, DmaProt::READ_WRITE) }).unwrap();
     assert_eq!(s.region_at(0x2000_0000).unwrap().kind, vfio_user_dma::RegionKind::FileIo);
     s.write_obj(0x2000_0000 + 8, &0xabcdu16).unwrap();
     assert_eq!(mem.peek(2 * PAGE + 8, 2), 0xabcdu16.to_ne_bytes());
@@ -170,12 +170,12 @@ fn file_io_region() {
     // A file known to be too short is refused; one of size 0 (as /proc/<pid>/mem
     // reports) is accepted for FILE_IO, and an access past its end is an error, not a crash.
     let short = Mem::new(PAGE);
-    let e = s.map(MapRequest { file_io: true, ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE) }).unwrap_err();
+    let e = s.map(MapRequest { file_io: true, ..req(&short, 0, 4 * PAGE, 0, DmaProt::READ_WRITE) }).unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
     let unsized_file = rustix::fs::memfd_create("size-0", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
     s.map(MapRequest {
         file_io: true,
-        ..MapRequest { fd: Some(unsized_file), ..req(&short, 0, 4 * PAGE, 0, Prot::READ_WRITE) }
+        ..MapRequest { fd: Some(unsized_file), ..req(&short, 0, 4 * PAGE, 0, DmaProt::READ_WRITE) }
     })
     .unwrap();
     let mut big = vec![0u8; 2 * PAGE as usize];
@@ -187,8 +187,8 @@ fn zero_copy_translate() {
     let a = Mem::new(4 * PAGE);
     let b = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&a, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&a, 0, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     let g = s.translate(3 * PAGE, 2 * PAGE as usize, true).unwrap();
     assert_eq!(g.iova(), 3 * PAGE);
     assert_eq!(g.len(), 2 * PAGE as usize);
@@ -211,7 +211,7 @@ fn zero_copy_translate() {
     // Unmapped parts fail the whole translation.
     assert_eq!(s.translate(7 * PAGE, 2 * PAGE as usize, false).unwrap_err().errno(), libc::EFAULT);
     // Message regions have no host mapping.
-    s.map(msg_req(8 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(8 * PAGE, PAGE, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(s.translate(7 * PAGE, 2 * PAGE as usize, false).unwrap_err().errno(), libc::ENOTSUP);
     assert!(format!("{g:?}").contains("DmaGuard"));
 }
@@ -221,8 +221,8 @@ fn guard_read_and_write_cross_the_scatter_gather_list() {
     let a = Mem::new(4 * PAGE);
     let b = Mem::new(4 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&a, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&a, 0, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    s.map(req(&b, 4 * PAGE, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     // Six bytes straddling the boundary between the two mappings, 1 byte into the guard.
     let g = s.translate(4 * PAGE - 4, 8, true).unwrap();
     g.write(1, b"abcdef").unwrap();

@@ -11,14 +11,14 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use vfio_user_dma::{DmaConfig, DmaSpace, Error, Prot};
+use vfio_user_dma::{DmaConfig, DmaProt, DmaSpace, Error};
 
 #[test]
 fn device_dma_while_client_maps_and_unmaps() {
     let stable = Mem::new(16 * PAGE);
     let churn = Mem::new(16 * PAGE);
     let s = Arc::new(DmaSpace::default());
-    s.map(req(&stable, 0, 16 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&stable, 0, 16 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let ok_churn = Arc::new(AtomicU64::new(0));
@@ -52,7 +52,7 @@ fn device_dma_while_client_maps_and_unmaps() {
     }
     for i in 0..300u64 {
         let size = (1 + i % 16) * PAGE;
-        s.map(req(&churn, 0x100000, size, 0, Prot::READ_WRITE)).unwrap();
+        s.map(req(&churn, 0x100000, size, 0, DmaProt::READ_WRITE)).unwrap();
         thread::yield_now();
         s.unmap(0x100000, size).unwrap();
     }
@@ -67,7 +67,7 @@ fn device_dma_while_client_maps_and_unmaps() {
 fn unmap_waits_for_guards() {
     let mem = Mem::new(4 * PAGE);
     let s = Arc::new(DmaSpace::default());
-    s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     let guard = s.translate(0, 64, true).unwrap();
     let released = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(2));
@@ -93,8 +93,8 @@ fn unmap_waits_for_guards() {
 fn guard_held_past_the_timeout_is_ebusy_and_mapping_is_gone() {
     let mem = Mem::new(4 * PAGE);
     let s = DmaSpace::new(DmaConfig { unmap_timeout: Duration::from_millis(50), ..Default::default() });
-    s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(msg_req(8 * PAGE, PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    s.map(msg_req(8 * PAGE, PAGE, DmaProt::READ_WRITE)).unwrap();
     let guard = s.translate(PAGE, 16, true).unwrap();
     let e = s.unmap(0, 4 * PAGE).unwrap_err();
     assert!(matches!(e, Error::RegionBusy { iova: 0, size } if size == 4 * PAGE), "{e:?}");
@@ -103,7 +103,7 @@ fn guard_held_past_the_timeout_is_ebusy_and_mapping_is_gone() {
     assert_eq!(s.region_at(0), None);
     assert_eq!(s.len(), 1);
     assert_eq!(s.read_obj::<u8>(PAGE).unwrap_err().errno(), libc::EFAULT);
-    s.map(req(&mem, 0, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     // ... yet the memory behind the guard is still valid until it is dropped.
     guard.slices().next().unwrap().copy_from(&[0x77u8; 16][..]);
     assert_eq!(mem.peek(PAGE, 16), vec![0x77; 16]);

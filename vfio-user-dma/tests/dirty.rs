@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 
 use common::*;
-use vfio_user_dma::{DmaConfig, DmaSpace, Error, MapRequest, Prot};
+use vfio_user_dma::{DmaConfig, DmaProt, DmaSpace, Error, MapRequest};
 use vm_memory::Bytes;
 
 /// Tracks what the device wrote, at 4 KiB granularity per region.
@@ -87,10 +87,10 @@ fn setup(windows: &[(u64, u64)]) -> (DmaSpace, Model, Mem, Mem) {
     let a = Mem::new(64 * PAGE);
     let c = Mem::new(16 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&a, A, 64 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(msg_req(B, 32 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(req(&a, A, 64 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    s.map(msg_req(B, 32 * PAGE, DmaProt::READ_WRITE)).unwrap();
     s.set_transport(Some(FakeClient::new(B, 32 * PAGE as usize, 1 << 16)));
-    s.map(MapRequest { file_io: true, ..req(&c, C, 16 * PAGE, 0, Prot::READ_WRITE) }).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&c, C, 16 * PAGE, 0, DmaProt::READ_WRITE) }).unwrap();
     s.start_logging(PAGE, &windows.iter().map(|&(s, e)| (s, e - s)).collect::<Vec<_>>()).unwrap();
     let model = Model {
         regions: vec![(A, 64 * PAGE), (B, 32 * PAGE), (C, 16 * PAGE)],
@@ -159,7 +159,7 @@ fn reports_match_model_with_logging_ranges() {
 fn bit_layout_is_linux_iova_bitmap() {
     let mem = Mem::new(256 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 256 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 256 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     assert_eq!(s.logging_page_size(), Some(PAGE));
     for p in [0u64, 65, 130] {
@@ -180,7 +180,7 @@ fn bit_layout_is_linux_iova_bitmap() {
 fn zero_copy_writes_are_logged() {
     let mem = Mem::new(16 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 16 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 16 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     // Read translations and reads do not dirty.
     drop(s.translate(0, 4 * PAGE as usize, false).unwrap());
@@ -201,7 +201,7 @@ fn zero_copy_writes_are_logged() {
 fn concurrent_writes_are_never_lost() {
     let mem = Mem::new(512 * PAGE);
     let s = Arc::new(DmaSpace::default());
-    s.map(req(&mem, 0, 512 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 512 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -238,13 +238,13 @@ fn regions_mapped_while_logging_are_tracked() {
     let s = DmaSpace::default();
     s.start_logging(PAGE, &[]).unwrap();
     let mem = Mem::new(8 * PAGE);
-    s.map(req(&mem, 0x10000, 8 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0x10000, 8 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     s.write(0x10000 + 3 * PAGE, &[1]).unwrap();
     assert_eq!(s.report(0x10000, 8 * PAGE, PAGE).unwrap(), vec![1 << 3]);
     // Unmapping and remapping starts clean.
     s.write(0x10000, &[1]).unwrap();
     s.unmap(0x10000, 8 * PAGE).unwrap();
-    s.map(req(&mem, 0x10000, 8 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0x10000, 8 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(s.report(0x10000, 8 * PAGE, PAGE).unwrap(), vec![0]);
     // Stop and start again: writes in between are not logged.
     s.stop_logging();
@@ -259,7 +259,7 @@ fn regions_mapped_while_logging_are_tracked() {
 fn unmap_with_dirty_bitmap() {
     let mem = Mem::new(128 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 100 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 100 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(s.unmap_with_dirty_bitmap(0, 100 * PAGE, PAGE).unwrap_err().errno(), libc::EINVAL);
     s.start_logging(PAGE, &[]).unwrap();
     s.write(0, &[1]).unwrap();
@@ -281,7 +281,7 @@ fn unmap_with_dirty_bitmap() {
 fn bitmap_size_limits() {
     let s = DmaSpace::new(DmaConfig { max_bitmap_bytes: 64, ..Default::default() });
     // 512 pages need exactly 64 bytes of tracking.
-    s.map(msg_req(0, 512 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(0, 512 * PAGE, DmaProt::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     assert_eq!(s.report(0, 512 * PAGE, PAGE).unwrap().len(), 8);
     let e = s.report(0, 513 * PAGE, PAGE).unwrap_err();
@@ -290,10 +290,10 @@ fn bitmap_size_limits() {
     // Huge ranges are refused without allocating.
     assert_eq!(s.report(0, u64::MAX, 1).unwrap_err().errno(), libc::E2BIG);
     // A region mapped during logging that would exceed the tracking budget.
-    assert_eq!(s.map(msg_req(1 << 40, PAGE, Prot::READ_WRITE)).unwrap_err().errno(), libc::E2BIG);
+    assert_eq!(s.map(msg_req(1 << 40, PAGE, DmaProt::READ_WRITE)).unwrap_err().errno(), libc::E2BIG);
     s.stop_logging();
     // A huge message region is fine to map (nothing allocated) but cannot be logged.
-    s.map(msg_req(1 << 40, 1 << 40, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(1 << 40, 1 << 40, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(s.start_logging(PAGE, &[]).unwrap_err().errno(), libc::E2BIG);
     assert_eq!(s.logging_page_size(), None);
     assert_eq!(s.report(0, PAGE, PAGE).unwrap_err().errno(), libc::EINVAL);
@@ -302,7 +302,7 @@ fn bitmap_size_limits() {
 #[test]
 fn logging_argument_validation() {
     let s = DmaSpace::default();
-    s.map(msg_req(0, 16 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(0, 16 * PAGE, DmaProt::READ_WRITE)).unwrap();
     let einval = |r: vfio_user_dma::Result<()>| assert_eq!(r.unwrap_err().errno(), libc::EINVAL);
     einval(s.start_logging(0, &[]));
     einval(s.start_logging(3 * PAGE, &[]));
@@ -328,7 +328,7 @@ fn sixty_four_gib_sparse() {
     let s = DmaSpace::default();
     let mems: Vec<Mem> = (0..16).map(|_| Mem::new(4 << 30)).collect();
     for (i, m) in mems.iter().enumerate() {
-        s.map(req(m, (i as u64) << 32, 4 << 30, 0, Prot::READ_WRITE)).unwrap();
+        s.map(req(m, (i as u64) << 32, 4 << 30, 0, DmaProt::READ_WRITE)).unwrap();
     }
     s.start_logging(PAGE, &[]).unwrap();
     let pages = [0u64, 1, 1 << 20, (3 << 20) + 17, (16 << 20) - 1];
@@ -355,7 +355,7 @@ fn sub_4k_pgsizes_at_the_top_of_the_address_space() {
     let s = DmaSpace::new(DmaConfig { pgsizes: 512, ..Default::default() });
     let iova = u64::MAX - 8191;
     let size = 4096 + 1536;
-    s.map(msg_req(iova, size, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(iova, size, DmaProt::READ_WRITE)).unwrap();
     s.set_transport(Some(FakeClient::new(iova, size as usize, 4096)));
     s.start_logging(PAGE, &[]).unwrap();
     s.write(iova + size - 1, &[1]).unwrap();

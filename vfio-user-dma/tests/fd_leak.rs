@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use vfio_user_dma::{DmaSpace, MapRequest, Prot};
+use vfio_user_dma::{DmaProt, DmaSpace, MapRequest};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -21,11 +21,11 @@ fn fds_are_closed() {
     let before = open_fds();
 
     // Sealed and mmapped: the fd is closed right after mmap.
-    s.map(req(&mem, 0, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(open_fds(), before, "a mapped fd is not kept");
     // FILE_IO, and an fd that may shrink: pread/pwrite need the fd.
-    s.map(MapRequest { file_io: true, ..req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, Prot::READ_WRITE) }).unwrap();
-    s.map(req(&loose, 8 * PAGE, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&mem, 4 * PAGE, 4 * PAGE, 4 * PAGE, DmaProt::READ_WRITE) }).unwrap();
+    s.map(req(&loose, 8 * PAGE, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(open_fds(), before + 2, "one fd per file-I/O mapping");
     s.unmap(0, 4 * PAGE).unwrap();
     assert_eq!(open_fds(), before + 2);
@@ -36,24 +36,24 @@ fn fds_are_closed() {
 
     // Failed maps close the fd they were given.
     for m in [&mem, &loose] {
-        assert!(s.map(req(m, 0, 128 * PAGE, 0, Prot::READ_WRITE)).is_err());
-        assert!(s.map(req(m, 100, PAGE, 0, Prot::READ_WRITE)).is_err());
+        assert!(s.map(req(m, 0, 128 * PAGE, 0, DmaProt::READ_WRITE)).is_err());
+        assert!(s.map(req(m, 100, PAGE, 0, DmaProt::READ_WRITE)).is_err());
     }
-    s.map(req(&loose, 0, PAGE, 0, Prot::READ_WRITE)).unwrap();
-    assert!(s.map(req(&loose, 0, PAGE, 0, Prot::READ_WRITE)).is_err());
-    assert!(s.map(req(&mem, 0, PAGE, 0, Prot::READ_WRITE)).is_err());
+    s.map(req(&loose, 0, PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    assert!(s.map(req(&loose, 0, PAGE, 0, DmaProt::READ_WRITE)).is_err());
+    assert!(s.map(req(&mem, 0, PAGE, 0, DmaProt::READ_WRITE)).is_err());
     assert_eq!(open_fds(), before + 1);
 
     for i in 1..10 {
-        s.map(req(&loose, i * PAGE, PAGE, i * PAGE, Prot::READ_ONLY)).unwrap();
-        s.map(req(&mem, (16 + i) * PAGE, PAGE, i * PAGE, Prot::READ_ONLY)).unwrap();
+        s.map(req(&loose, i * PAGE, PAGE, i * PAGE, DmaProt::READ_ONLY)).unwrap();
+        s.map(req(&mem, (16 + i) * PAGE, PAGE, i * PAGE, DmaProt::READ_ONLY)).unwrap();
     }
     assert_eq!(open_fds(), before + 10);
     s.unmap_all().unwrap();
     assert_eq!(open_fds(), before);
 
     for i in 0..10 {
-        s.map(req(&loose, i * PAGE, PAGE, i * PAGE, Prot::READ_WRITE)).unwrap();
+        s.map(req(&loose, i * PAGE, PAGE, i * PAGE, DmaProt::READ_WRITE)).unwrap();
     }
     s.start_logging(PAGE, &[]).unwrap();
     s.write(0, &[1; 100]).unwrap();
@@ -64,7 +64,7 @@ fn fds_are_closed() {
 
     // Dropping the space closes everything too.
     let s2 = DmaSpace::default();
-    s2.map(req(&loose, 0, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s2.map(req(&loose, 0, PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(open_fds(), before + 1);
     drop(s2);
     assert_eq!(open_fds(), before);

@@ -9,12 +9,12 @@ mod common;
 
 use common::*;
 use vfio_user_dma::vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
-use vfio_user_dma::{DmaConfig, DmaSpace, MapRequest, Prot, Result};
+use vfio_user_dma::{DmaConfig, DmaProt, DmaSpace, MapRequest, Result};
 
 const ADDRS: [u64; 9] =
     [0, 1, PAGE, 0x1000_0000, 1 << 63, u64::MAX - 2 * PAGE + 1, u64::MAX - PAGE + 1, u64::MAX - 1, u64::MAX];
 const SIZES: [u64; 9] = [0, 1, PAGE, 2 * PAGE, 16 * PAGE, 1 << 40, 1 << 63, u64::MAX - PAGE + 1, u64::MAX];
-const PROTS: [Prot; 4] = [Prot::READ_WRITE, Prot::READ_ONLY, Prot::WRITE_ONLY, Prot::empty()];
+const PROTS: [DmaProt; 4] = [DmaProt::READ_WRITE, DmaProt::READ_ONLY, DmaProt::WRITE_ONLY, DmaProt::empty()];
 
 /// The call failed with a real errno or succeeded.
 fn sane<T>(r: Result<T>) -> Option<T> {
@@ -98,9 +98,9 @@ fn sweep(logging: bool) {
     }
     assert!(mapped > 20, "the sweep mapped only {mapped} regions");
     // Leave a few mapped for the report and logging sweeps.
-    s.map(msg_req(0, 4 * PAGE, Prot::READ_WRITE)).unwrap();
-    s.map(req(&mem, 8 * PAGE, 8 * PAGE, 0, Prot::READ_WRITE)).unwrap();
-    s.map(msg_req(u64::MAX - 2 * PAGE + 1, PAGE, Prot::READ_ONLY)).unwrap();
+    s.map(msg_req(0, 4 * PAGE, DmaProt::READ_WRITE)).unwrap();
+    s.map(req(&mem, 8 * PAGE, 8 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
+    s.map(msg_req(u64::MAX - 2 * PAGE + 1, PAGE, DmaProt::READ_ONLY)).unwrap();
     s.write(8 * PAGE, &[1; 100]).unwrap();
     for iova in ADDRS {
         for len in SIZES {
@@ -154,7 +154,7 @@ fn shrinking_an_unsealed_mapped_file_gives_efault_not_sigbus() {
     const MIB: u64 = 1 << 20;
     let mem = Mem::unsealed(MIB);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0x10_0000, MIB, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0x10_0000, MIB, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(s.regions()[0].kind, vfio_user_dma::RegionKind::FileIo);
     s.write(0x10_0000, &[7; 64]).unwrap();
     mem.file.set_len(0).unwrap();
@@ -179,7 +179,7 @@ fn shrinking_an_unsealed_mapped_file_gives_efault_not_sigbus() {
 fn a_sealed_mapped_file_cannot_shrink() {
     let mem = Mem::new(16 * PAGE);
     let s = DmaSpace::default();
-    s.map(req(&mem, 0, 16 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, 0, 16 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(s.regions()[0].kind, vfio_user_dma::RegionKind::Mmap);
     assert_eq!(s.memory().num_regions(), 1);
     let e = mem.file.set_len(0).unwrap_err();

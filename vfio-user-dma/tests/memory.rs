@@ -17,7 +17,7 @@ use vfio_user_dma::vm_memory::{
     Address, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, GuestMemoryBackend, GuestMemoryError,
     GuestMemoryRegion, Permissions,
 };
-use vfio_user_dma::{ByteValued, DmaConfig, DmaMemory, DmaSpace, Error, MapRequest, Prot};
+use vfio_user_dma::{ByteValued, DmaConfig, DmaMemory, DmaProt, DmaSpace, Error, MapRequest};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -37,8 +37,8 @@ const B: u64 = A + 4 * PAGE; // adjacent to A
 fn two_regions(s: &DmaSpace) -> (Mem, Mem) {
     let (ma, mb) = (Mem::new(8 * PAGE), Mem::new(4 * PAGE));
     // A maps file offset 2 pages of `ma`.
-    s.map(req(&ma, A, 4 * PAGE, 2 * PAGE, Prot::READ_WRITE)).unwrap();
-    s.map(req(&mb, B, 4 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&ma, A, 4 * PAGE, 2 * PAGE, DmaProt::READ_WRITE)).unwrap();
+    s.map(req(&mb, B, 4 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     (ma, mb)
 }
 
@@ -97,10 +97,10 @@ fn regions_follow_maps_and_unmaps() {
     let (ma, _mb) = two_regions(&s);
     let f = Mem::new(4 * PAGE);
     // Kinds left out of the view: message, FILE_IO, read-only, write-only.
-    s.map(msg_req(0x20_0000, PAGE, Prot::READ_WRITE)).unwrap();
-    s.map(MapRequest { file_io: true, ..req(&f, 0x30_0000, PAGE, 0, Prot::READ_WRITE) }).unwrap();
-    s.map(req(&f, 0x40_0000, PAGE, PAGE, Prot::READ_ONLY)).unwrap();
-    s.map(req(&f, 0x50_0000, PAGE, 2 * PAGE, Prot::WRITE_ONLY)).unwrap();
+    s.map(msg_req(0x20_0000, PAGE, DmaProt::READ_WRITE)).unwrap();
+    s.map(MapRequest { file_io: true, ..req(&f, 0x30_0000, PAGE, 0, DmaProt::READ_WRITE) }).unwrap();
+    s.map(req(&f, 0x40_0000, PAGE, PAGE, DmaProt::READ_ONLY)).unwrap();
+    s.map(req(&f, 0x50_0000, PAGE, 2 * PAGE, DmaProt::WRITE_ONLY)).unwrap();
     assert_eq!(s.len(), 6);
 
     let v1 = s.memory();
@@ -123,7 +123,7 @@ fn regions_follow_maps_and_unmaps() {
 
     // A later map shows up in new views only.
     let mc = Mem::new(PAGE);
-    s.map(req(&mc, 0x1000, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mc, 0x1000, PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     assert_eq!(v1.num_regions(), 2);
     let v2 = s.memory();
     assert_eq!(starts(&v2), vec![0x1000, A, B]);
@@ -156,9 +156,9 @@ fn many_regions_iterate_in_order() {
     let n = 300u64;
     for i in (0..n).rev() {
         let r = if i % 2 == 0 {
-            req(&m, i * 2 * PAGE, PAGE, 0, Prot::READ_WRITE)
+            req(&m, i * 2 * PAGE, PAGE, 0, DmaProt::READ_WRITE)
         } else {
-            msg_req(i * 2 * PAGE, PAGE, Prot::READ_WRITE)
+            msg_req(i * 2 * PAGE, PAGE, DmaProt::READ_WRITE)
         };
         s.map(r).unwrap();
     }

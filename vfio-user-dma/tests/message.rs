@@ -7,13 +7,13 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use vfio_user_dma::{DmaSpace, DmaTransport, Error, Prot};
+use vfio_user_dma::{DmaProt, DmaSpace, DmaTransport, Error};
 
 const BASE: u64 = 0x8000_0000;
 
 fn setup(max_xfer: usize) -> (DmaSpace, Arc<FakeClient>) {
     let s = DmaSpace::default();
-    s.map(msg_req(BASE, 16 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(BASE, 16 * PAGE, DmaProt::READ_WRITE)).unwrap();
     let client = FakeClient::new(BASE, 16 * PAGE as usize, max_xfer);
     s.set_transport(Some(client.clone() as Arc<dyn DmaTransport>));
     (s, client)
@@ -59,7 +59,7 @@ fn no_transport_is_enotconn() {
 #[test]
 fn transport_errors_propagate() {
     let s = DmaSpace::default();
-    s.map(msg_req(BASE, 16 * PAGE, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(BASE, 16 * PAGE, DmaProt::READ_WRITE)).unwrap();
     let mut c = FakeClient::new(BASE, 16 * PAGE as usize, 100);
     Arc::get_mut(&mut c).unwrap().fail_at = Some(2);
     s.set_transport(Some(c.clone()));
@@ -71,7 +71,7 @@ fn transport_errors_propagate() {
 #[test]
 fn permissions_apply_to_message_regions() {
     let (s, client) = setup(4096);
-    s.map(msg_req(BASE + 16 * PAGE, PAGE, Prot::READ_ONLY)).unwrap();
+    s.map(msg_req(BASE + 16 * PAGE, PAGE, DmaProt::READ_ONLY)).unwrap();
     assert_eq!(s.write(BASE + 16 * PAGE, &[1]).unwrap_err().errno(), libc::EACCES);
     // Spanning into the read-only region: refused before any message is sent.
     assert_eq!(s.write(BASE + 16 * PAGE - 1, &[1, 2]).unwrap_err().errno(), libc::EACCES);
@@ -86,7 +86,7 @@ fn mixed_mmap_and_message_regions() {
     let mem = Mem::new(2 * PAGE);
     let (s, client) = setup(512);
     // fd-backed memory right below the message region.
-    s.map(req(&mem, BASE - 2 * PAGE, 2 * PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(req(&mem, BASE - 2 * PAGE, 2 * PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     let data = pattern(4, 3000);
     s.write(BASE - 1000, &data).unwrap();
     assert_eq!(mem.peek(2 * PAGE - 1000, 1000), data[..1000]);
@@ -147,8 +147,8 @@ fn unmap_does_not_wait_for_a_message_round_trip() {
     // A mmapped region after the message region: a guard on it must not be
     // held across the message chunk either.
     let mem = Mem::new(PAGE);
-    s.map(msg_req(BASE, 2 * PAGE, Prot::READ_WRITE)).unwrap();
-    s.map(req(&mem, BASE + 2 * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap();
+    s.map(msg_req(BASE, 2 * PAGE, DmaProt::READ_WRITE)).unwrap();
+    s.map(req(&mem, BASE + 2 * PAGE, PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     s.start_logging(PAGE, &[]).unwrap();
     let (inflight, wait_inflight) = mpsc::sync_channel(4);
     let (go, release) = mpsc::channel();
@@ -178,7 +178,7 @@ fn unmap_does_not_wait_for_a_message_round_trip() {
         go.send(()).unwrap();
         let e = dev.join().unwrap().unwrap_err();
         assert_eq!(e.errno(), libc::EFAULT, "{e}");
-        s.map(msg_req(BASE, 2 * PAGE, Prot::READ_WRITE)).unwrap();
-        s.map(req(&mem, BASE + 2 * PAGE, PAGE, 0, Prot::READ_WRITE)).unwrap();
+        s.map(msg_req(BASE, 2 * PAGE, DmaProt::READ_WRITE)).unwrap();
+        s.map(req(&mem, BASE + 2 * PAGE, PAGE, 0, DmaProt::READ_WRITE)).unwrap();
     }
 }

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use common::*;
-use vfio_user_dma::{DmaConfig, DmaSpace, DmaTransport, MapRequest, Prot, Result};
+use vfio_user_dma::{DmaConfig, DmaProt, DmaSpace, DmaTransport, MapRequest, Result};
 
 const WINDOW: u64 = 64 * PAGE;
 /// Backing store size: the largest in-window mapping ends below it.
@@ -57,7 +57,12 @@ impl Rng {
 
 /// Expected outcome of a device access in the model: `Ok` or the errno of
 /// the first offending byte.
-fn expect_access(model: &BTreeMap<u64, (u64, Prot)>, addr: u64, len: u64, write: bool) -> std::result::Result<(), i32> {
+fn expect_access(
+    model: &BTreeMap<u64, (u64, DmaProt)>,
+    addr: u64,
+    len: u64,
+    write: bool,
+) -> std::result::Result<(), i32> {
     let mut a = addr;
     while a < addr + len {
         let Some((&ri, &(rs, prot))) = model.range(..=a).next_back().filter(|(&ri, &(rs, _))| a < ri + rs) else {
@@ -76,11 +81,11 @@ fn run(seed: u64) {
     let mut ram = vec![0u8; FILE as usize];
     let s = DmaSpace::new(DmaConfig { max_maps: 12, ..Default::default() });
     s.set_transport(Some(Arc::new(FileTransport { file: mem.file.try_clone().unwrap(), max: 1000 })));
-    let mut model: BTreeMap<u64, (u64, Prot)> = BTreeMap::new();
+    let mut model: BTreeMap<u64, (u64, DmaProt)> = BTreeMap::new();
     let mut rng = Rng(seed);
     // Outcomes seen, to make sure the run exercised every path.
     let mut seen: BTreeMap<(&str, i32), u32> = BTreeMap::new();
-    let prots = [Prot::READ_ONLY, Prot::WRITE_ONLY, Prot::READ_WRITE, Prot::default()];
+    let prots = [DmaProt::READ_ONLY, DmaProt::WRITE_ONLY, DmaProt::READ_WRITE, DmaProt::default()];
     for step in 0..3000 {
         match rng.below(10) {
             0..=2 => {
@@ -101,7 +106,7 @@ fn run(seed: u64) {
                     || iova.checked_add(size).is_none()
                     || iova % PAGE != 0
                     || size % PAGE != 0
-                    || prot == Prot::default()
+                    || prot == DmaProt::default()
                 {
                     Err(libc::EINVAL)
                 } else if model.len() >= 12 {

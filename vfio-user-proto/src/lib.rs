@@ -42,14 +42,13 @@
 //! uses 8). The request payload size always comes from `msg_size`, never `argsz`.
 //!
 //! # Dependencies
-//! `vm-memory` (no default features) for [`ByteValued`]; `rustix` for `sendmsg`/`recvmsg`
-//! with `MSG_CMSG_CLOEXEC` and `MSG_DONTWAIT` and `OwnedFd` results without `unsafe` —
-//! `vmm-sys-util`'s `ScmSocket` offers neither flag, so received descriptors would leak
-//! across `exec` and a non-blocking step would need the socket's mode changed; `libc` for
-//! the one `sendmsg` whose iovecs point into guest memory
-//! ([`SendGuard::send_volatile`]: `VolatileSlice`s cannot become `&[u8]`s soundly, so the
-//! call is made on raw iovecs, with its `unsafe` argued there); `serde` and `serde_json`
-//! (optional) for the VERSION JSON.
+//! `vm-memory` (no default features) for [`ByteValued`]; `rustix` (optional, feature
+//! `socket`) for `sendmsg`/`recvmsg` with `MSG_CMSG_CLOEXEC` and `MSG_DONTWAIT` and `OwnedFd`
+//! results without `unsafe` — `vmm-sys-util`'s `ScmSocket` offers neither flag, so received
+//! descriptors would leak across `exec` and a non-blocking step would need the socket's mode
+//! changed; `libc` for errno values and the one `recvmsg` whose iovecs the caller supplies
+//! (`PayloadTail::recv_raw`, for memory that cannot be a `&mut [u8]`, such as guest memory,
+//! with its `unsafe` argued there); `serde` and `serde_json` (optional) for the VERSION JSON.
 //!
 //! [vfio-user]: https://www.qemu.org/docs/master/interop/vfio-user.html
 //! [`ByteValued`]: vm_memory::ByteValued
@@ -79,7 +78,7 @@ pub use array::WireArray;
 pub use codec::{Parts, Payload};
 pub use command::{Command, CommandError};
 #[cfg(feature = "socket")]
-pub use connection::{Connection, Message, Receiver, SendGuard, Sender, VolatileBuf, VolatileBufMut};
+pub use connection::{Connection, Message, PayloadTail, Receiver, SendGuard, Sender};
 pub use error::{Damage, DecodeError, FrameError};
 pub use header::{Header, HeaderFlags, MsgType, HEADER_SIZE};
 pub use migration::MigState;

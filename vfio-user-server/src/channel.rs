@@ -205,8 +205,14 @@ impl Channel {
     /// pipelined commands leave in one `send`; large ones, and the reply to a command with
     /// none received behind it (lock-step), go at once.
     pub(crate) fn queue(&self, msg: &[u8]) -> std::result::Result<(), FrameError> {
+        // Only the request-handling thread queues and flushes, so with nothing batched the
+        // batch is empty: a reply that goes at once (lock-step) takes no batch lock.
+        let direct = msg.len() >= BATCH_LIMIT || !self.more.load(Ordering::Relaxed);
+        if direct && !self.batched.load(Ordering::Relaxed) {
+            return self.sender.send_framed(msg);
+        }
         let mut b = self.batch.lock().unwrap_or_else(|e| e.into_inner());
-        if b.is_empty() && (msg.len() >= BATCH_LIMIT || !self.more.load(Ordering::Relaxed)) {
+        if b.is_empty() && direct {
             return self.sender.send_framed(msg);
         }
         b.extend_from_slice(msg);

@@ -398,7 +398,7 @@ forward_device!(Arc, Box);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vfio_user_dma::{Prot, RegionKind};
+    use vfio_user_dma::{DmaProt, RegionKind};
 
     /// A device that implements nothing: every method has its documented default.
     struct Bare;
@@ -416,7 +416,7 @@ mod tests {
         d.config_write(0x40, &buf).unwrap();
         d.reset(ResetKind::Device).unwrap();
         d.reset(ResetKind::Flr).unwrap();
-        let r = DmaRegion { iova: 0x1000, size: 0x1000, prot: Prot::READ_WRITE, kind: RegionKind::Message };
+        let r = DmaRegion { iova: 0x1000, size: 0x1000, prot: DmaProt::READ_WRITE, kind: RegionKind::Message };
         d.dma_map(&r).unwrap();
         d.dma_unmap(&r);
         d.irq_state_changed(0, 0, VectorState { enabled: true, masked: false });

@@ -14,7 +14,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use vfio_user_dma::{MapRequest, Prot, TRACK_PAGE_SIZE};
+use vfio_user_dma::{DmaProt, MapRequest, TRACK_PAGE_SIZE};
 use vfio_user_proto::connection::Message;
 use vfio_user_proto::request::{decode_request, FeatureRequest, IrqAction, IrqData, Request, Version};
 use vfio_user_proto::version::{server_negotiate, Capabilities, NegotiationError, TwinSocket};
@@ -276,7 +276,7 @@ impl<D: Device> Core<D> {
             iova: map.addr,
             size: map.size,
             file_offset: map.offset,
-            prot: Prot::from_map_flags(map.flags),
+            prot: DmaProt::from_map_flags(map.flags),
             // With an fd, MMAP is the default; FILE_IO asks for pread/pwrite instead.
             file_io: map.flags & DMA_MAP_FLAG_FILE_IO != 0,
             fd,

@@ -16,9 +16,9 @@ use vfio_user_dma::DmaSpace;
 
 /// Description of one DMA mapping, given to [`Device::dma_map`](crate::Device::dma_map)
 /// and [`Device::dma_unmap`](crate::Device::dma_unmap): address, size, permissions
-/// ([`Prot`](vfio_user_dma::Prot)) and how the memory is reached
+/// ([`DmaProt`](vfio_user_dma::DmaProt)) and how the memory is reached
 /// ([`RegionKind`](vfio_user_dma::RegionKind)).
-pub type DmaRegion = vfio_user_dma::RegionInfo;
+pub type DmaRegion = vfio_user_dma::MappingInfo;
 
 /// A cloneable, thread-safe handle with which a device reads and writes the client's
 /// memory: the device side of the server's [`DmaSpace`], whose access methods it

@@ -205,12 +205,6 @@ impl<D: Device> Server<D> {
         self.core.dma.clone()
     }
 
-    /// The server's [`DmaSpace`](vfio_user_dma::DmaSpace): the client's DMA mappings.
-    /// Shorthand for `dma_handle().space().clone()`; see [`DmaHandle::space`].
-    pub fn dma_space(&self) -> Arc<vfio_user_dma::DmaSpace> {
-        self.core.dma.space.clone()
-    }
-
     /// A handle that stops [`run`](Self::run).
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle { stop: self.stop.clone(), channel: self.slot.clone() }

@@ -48,15 +48,22 @@ impl SocketPath {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-impl Drop for SocketPath {
-    fn drop(&mut self) {
+    /// Removes the path now if it still names the socket this process created (what drop
+    /// does), e.g. from a signal-handling thread that exits the process without running
+    /// destructors. Removing again later does nothing.
+    pub fn remove(&self) {
         let ours = std::fs::symlink_metadata(&self.path)
             .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino);
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -101,6 +108,25 @@ mod tests {
         std::fs::write(&p, b"mine now").unwrap();
         drop(owned);
         assert_eq!(std::fs::read(&p).unwrap(), b"mine now");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn removes_its_socket_but_never_a_file_that_replaced_it() {
+        let dir = std::env::temp_dir().join(format!("vfio-user-socket-path-remove-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let (l, own) = SocketPath::bind(&path).unwrap();
+        own.remove();
+        assert!(!path.exists(), "its own socket is removed");
+        drop(own);
+        drop(l);
+        let (_l, own) = SocketPath::bind(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"user data").unwrap();
+        own.remove();
+        drop(own);
+        assert_eq!(std::fs::read(&path).unwrap(), b"user data", "a file put there later is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,7 +16,7 @@ use vfio_user_proto::command::Command;
 use vfio_user_proto::connection::{Connection, Message};
 use vfio_user_proto::wire::*;
 use vfio_user_server::vfio_user_dma::vm_memory::{Bytes, GuestAddress};
-use vfio_user_server::vfio_user_dma::{Prot, RegionKind};
+use vfio_user_server::vfio_user_dma::{DmaProt, RegionKind};
 use vfio_user_server::ServerLimits;
 use vm_memory::ByteValued;
 
@@ -35,7 +35,7 @@ fn memfd_mapping_is_written_by_the_device() {
     let mem = memfd(4 * PAGE);
     h.client.dma_map(0x10_0000, 4 * PAGE, Some(&mem)).unwrap();
     let r = h.dma.region_at(0x10_0000).unwrap();
-    assert_eq!((r.iova, r.size, r.prot, r.kind), (0x10_0000, 4 * PAGE, Prot::READ_WRITE, RegionKind::Mmap));
+    assert_eq!((r.iova, r.size, r.prot, r.kind), (0x10_0000, 4 * PAGE, DmaProt::READ_WRITE, RegionKind::Mmap));
     // Copy API, typed objects, zero-copy and the vm-memory view all reach the memfd.
     h.dma.write(0x10_0ffe, b"abcd").unwrap();
     h.dma.write_obj(0x10_2000, &0x1122_3344_5566_7788u64).unwrap();

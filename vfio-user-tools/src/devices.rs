@@ -45,6 +45,11 @@ pub const REG_STREAM: u64 = 0x1c;
 pub const REG_SEQ: u64 = 0x20;
 /// Bytes of registers.
 const REGS: usize = 0x28;
+/// Subsystem ID of the demo device with MSI-X (the default).
+pub const DEMO_SUBSYSTEM_MSIX: u16 = 0x0001;
+/// Subsystem ID of the demo device with MSI instead of MSI-X (`serve demo --msi`), so that a
+/// guest with both can tell them apart.
+pub const DEMO_SUBSYSTEM_MSI: u16 = 0x0002;
 /// Largest DMA the demo device does per doorbell.
 pub const MAX_DMA_LEN: u32 = 1 << 20;
 
@@ -71,6 +76,19 @@ pub struct DemoDevice {
     sessions: Mutex<Sessions>,
     /// The migration state, as the framework last moved it.
     mig_state: Mutex<MigState>,
+    /// Which message-signalled interrupt the doorbell raises.
+    irq_kind: DemoIrq,
+}
+
+/// The demo device's message-signalled interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoIrq {
+    /// MSI-X, 2 vectors, table and PBA emulated in BAR0 (the default).
+    Msix,
+    /// MSI, 2 vectors with per-vector masking, and no MSI-X: QEMU 11.1's vfio-user-pci
+    /// aborts on `device_del` of any device with MSI-X (see guest/README.md), and unplugs
+    /// this one cleanly.
+    Msi,
 }
 
 impl DemoDevice {
@@ -117,7 +135,11 @@ impl DemoDevice {
             r[REG_ERROR as usize..REG_ERROR as usize + 4].copy_from_slice(&(errno as u32).to_le_bytes());
         }
         // An interrupt without an eventfd is lost, as on hardware: not an error.
-        if let Err(e) = self.irq.trigger_msix(0).and_then(|()| self.irq.trigger_intx()) {
+        let msg = match self.irq_kind {
+            DemoIrq::Msix => self.irq.trigger_msix(0),
+            DemoIrq::Msi => self.irq.trigger_msi(0),
+        };
+        if let Err(e) = msg.and_then(|()| self.irq.trigger_intx()) {
             log::warn!("demo device: raising the interrupt: {e}");
         }
     }
@@ -235,21 +257,16 @@ impl vfio_user_server::Device for DemoDevice {
 /// at 0xc00, BAR2 memory with a sparse mmap area, INTx, PM, PCI Express, a device serial
 /// number.
 pub fn demo_server() -> Result<Server<DemoDevice>, vfio_user_server::Error> {
+    demo_server_with(DemoIrq::Msix)
+}
+
+/// The demo device with the given message-signalled interrupt: [`demo_server`]'s layout,
+/// with MSI instead of MSI-X (and subsystem ID [`DEMO_SUBSYSTEM_MSI`]) for [`DemoIrq::Msi`].
+pub fn demo_server_with(irq_kind: DemoIrq) -> Result<Server<DemoDevice>, vfio_user_server::Error> {
     let memfd = memfd_create("vfio-user-demo-bar2", MemfdFlags::CLOEXEC)?;
     rustix::fs::ftruncate(&memfd, DEMO_BAR2_SIZE)?;
     let bar2 = Arc::new(memfd);
-    let desc = DeviceDescription::builder(DEMO_VENDOR, DEMO_DEVICE)
-        .subsystem(DEMO_VENDOR, 0x0001)
-        .class_code(0xff0000)
-        .revision(1)
-        .bar(0, Bar::memory32(DEMO_BAR0_SIZE))
-        .bar(2, Bar::memory32(DEMO_BAR2_SIZE).mmap(bar2.clone(), 0).sparse(&[(0x1000, 0x1000)]))
-        .intx()
-        .msix(MsixConfig { vectors: 2, table_bar: 0, table_offset: 0x800, pba_bar: 0, pba_offset: 0xc00 })
-        .power_management()
-        .pcie(PcieConfig { flr: true })
-        .serial_number(0x0123_4567_89ab_cdef)
-        .build()?;
+    let desc = demo_description(irq_kind, bar2.clone())?;
     Server::with_handles(desc, ServerLimits::default(), |irq, dma| DemoDevice {
         regs: Mutex::new([0; REGS]),
         irq,
@@ -258,5 +275,49 @@ pub fn demo_server() -> Result<Server<DemoDevice>, vfio_user_server::Error> {
         bar2,
         sessions: Mutex::default(),
         mig_state: Mutex::new(MigState::Running),
+        irq_kind,
     })
+}
+
+/// The demo device's description, its BAR2 backed by `bar2`.
+fn demo_description(irq_kind: DemoIrq, bar2: Arc<OwnedFd>) -> Result<DeviceDescription, vfio_user_server::Error> {
+    let builder = DeviceDescription::builder(DEMO_VENDOR, DEMO_DEVICE)
+        .class_code(0xff0000)
+        .revision(1)
+        .bar(0, Bar::memory32(DEMO_BAR0_SIZE))
+        .bar(2, Bar::memory32(DEMO_BAR2_SIZE).mmap(bar2, 0).sparse(&[(0x1000, 0x1000)]))
+        .intx();
+    let builder = match irq_kind {
+        DemoIrq::Msix => builder.subsystem(DEMO_VENDOR, DEMO_SUBSYSTEM_MSIX).msix(MsixConfig {
+            vectors: 2,
+            table_bar: 0,
+            table_offset: 0x800,
+            pba_bar: 0,
+            pba_offset: 0xc00,
+        }),
+        DemoIrq::Msi => builder.subsystem(DEMO_VENDOR, DEMO_SUBSYSTEM_MSI).msi(2, true),
+    };
+    builder.power_management().pcie(PcieConfig { flr: true }).serial_number(0x0123_4567_89ab_cdef).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--msi` keeps every region of the default layout and trades the MSI-X capability
+    /// (whose PBA overlay QEMU 11.1 cannot tear down on unplug) for MSI.
+    #[test]
+    fn the_msi_variant_has_msi_and_no_msix() {
+        let fd = || Arc::new(memfd_create("t", MemfdFlags::CLOEXEC).unwrap());
+        let dx = demo_description(DemoIrq::Msix, fd()).unwrap();
+        let dm = demo_description(DemoIrq::Msi, fd()).unwrap();
+        assert_eq!((dx.irq_count(1), dx.irq_count(2)), (0, 2));
+        assert_eq!((dm.irq_count(1), dm.irq_count(2)), (2, 0));
+        assert!(dm.msix().is_none());
+        assert!(dx.msix().is_some());
+        assert!(demo_server_with(DemoIrq::Msi).is_ok());
+        for i in 0..6 {
+            assert_eq!(dx.bar(i).map(|b| b.size()), dm.bar(i).map(|b| b.size()), "BAR{i}");
+        }
+    }
 }

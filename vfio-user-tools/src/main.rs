@@ -19,7 +19,6 @@ mod errno;
 mod inspect;
 mod lspci;
 mod migrate;
-mod own_socket;
 mod pci;
 mod serve;
 mod stats;
@@ -72,6 +71,10 @@ enum Cmd {
         /// outputs: `inputs HEX`, `state`; see vfio_user_samples::gpio::control).
         #[arg(long)]
         control: Option<PathBuf>,
+        /// demo only: MSI (2 vectors) instead of MSI-X, so that QEMU 11.1 can unplug the
+        /// device (its vfio-user-pci aborts on device_del of any device with MSI-X).
+        #[arg(long)]
+        msi: bool,
         /// Log more on stderr: -v info, -vv debug, -vvv trace (default: warnings).
         #[arg(short, long, action = clap::ArgAction::Count)]
         verbose: u8,
@@ -199,14 +202,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Demo => demo::run(),
-        Cmd::Serve { sample, socket_path, fd, control, verbose, blk } => {
+        Cmd::Serve { sample, socket_path, fd, control, msi, verbose, blk } => {
             serve::init_logging(verbose);
             let at = match (socket_path, fd) {
                 (Some(p), _) => serve::Where::Path(p),
                 (None, Some(fd)) => serve::Where::Fd(fd),
                 (None, None) => unreachable!("clap requires one"),
             };
-            serve::serve(sample, at, control, &blk)
+            serve::serve(sample, at, control, msi, &blk)
         }
         Cmd::Lspci { socket, verbose, x, json, deadline } => {
             lspci::run(&socket, verbose, pci::DumpLevel::from_count(x), json, Duration::from_secs_f64(deadline))

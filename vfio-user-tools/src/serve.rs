@@ -86,10 +86,13 @@ pub enum Where {
 
 /// Serves `sample` at `at` until SIGTERM / SIGINT (or, for a connected `--fd`, until its
 /// client leaves); the gpio card also serves its control socket at `control`, virtio-blk
-/// takes its options from `blk`.
-pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs) -> Result<(), String> {
+/// takes its options from `blk`; `msi` gives the demo device MSI instead of MSI-X.
+pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, msi: bool, blk: &BlkArgs) -> Result<(), String> {
     if control.is_some() && sample != Sample::Gpio {
         return Err("--control is for the gpio sample only".into());
+    }
+    if msi && sample != Sample::Demo {
+        return Err("--msi is for the demo sample only".into());
     }
     let signals = catch_termination_signals();
     // The socket appears only once the device is made (its fds, threads and all), so that
@@ -114,7 +117,8 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, blk: &BlkArgs)
     };
     match sample {
         Sample::Demo => {
-            let s = devices::demo_server().map_err(|e| e.to_string())?;
+            let irq = if msi { devices::DemoIrq::Msi } else { devices::DemoIrq::Msix };
+            let s = devices::demo_server_with(irq).map_err(|e| e.to_string())?;
             let (endpoint, what, place) = open()?;
             log::info!("demo device {:04x}:{:04x}: {what}", devices::DEMO_VENDOR, devices::DEMO_DEVICE);
             say(what, &place);

@@ -22,7 +22,6 @@ use signal_hook::iterator::Signals;
 use vfio_user_proto::{Capabilities, Command, Connection, FrameError, Message, Receiver, Sender};
 
 use crate::describe::{describe, to_json};
-use crate::own_socket::OwnSocket;
 
 /// Largest message the proxy relays (it does not enforce the peers' limits, only bounds
 /// its own memory).
@@ -182,9 +181,9 @@ pub fn run(listen: &Path, connect: PathBuf, log: Arc<Log>, once: bool) -> io::Re
     // SIGINT / SIGTERM end the proxy; the socket it created goes with it. Caught before
     // the socket exists, so that none arriving once it does is lost.
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
-    let (listener, _socket_file) = vfio_user_server::SocketPath::bind(listen)
+    let (listener, socket) = vfio_user_server::SocketPath::bind(listen)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", listen.display())))?;
-    let socket = Arc::new(OwnSocket::created(listen)?);
+    let socket = Arc::new(socket);
     let (on_signal, signal_log) = (socket.clone(), log.clone());
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {

@@ -104,6 +104,10 @@ fn serve_control_is_for_the_gpio_card_only() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("gpio sample only"));
     assert!(!sock.exists() && !ctl.exists());
+    let o = run(&["serve", "gpio", "--socket-path", sock.to_str().unwrap(), "--msi"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("demo sample only"));
+    assert!(!sock.exists());
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 use rustix::event::{eventfd, EventfdFlags};
 use vfio_user_proto::{Capabilities, Command, Connection, Header, TwinSocket};
 
+mod common;
+
+/// Waits until a socket listens at `path` (the path exists a moment before it listens).
 fn wait_for(path: &Path) {
     let t = Instant::now();
-    while !path.exists() {
-        assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(10));
+    while !common::listening(path) {
+        assert!(t.elapsed() < Duration::from_secs(20), "nothing listened on {}", path.display());
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

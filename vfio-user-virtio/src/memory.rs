@@ -215,7 +215,7 @@ impl GuestMemory for DmaView<'_> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use vfio_user_dma::{DmaTransport, MapRequest, Prot};
+    use vfio_user_dma::{DmaProt, DmaTransport, MapRequest};
     use vm_memory::Bytes;
 
     /// Client memory behind message mappings.
@@ -246,10 +246,10 @@ mod tests {
         rustix::fs::ftruncate(&fd, 0x4000).unwrap();
         rustix::fs::fcntl_add_seals(&fd, rustix::fs::SealFlags::SHRINK).unwrap();
         space
-            .map(MapRequest { iova: 0, size: 0x4000, prot: Prot::READ_WRITE, fd: Some(fd), ..Default::default() })
+            .map(MapRequest { iova: 0, size: 0x4000, prot: DmaProt::READ_WRITE, fd: Some(fd), ..Default::default() })
             .unwrap();
-        space.map(MapRequest { iova: 0x4000, size: 0x4000, prot: Prot::READ_WRITE, ..Default::default() }).unwrap();
-        space.map(MapRequest { iova: 0x8000, size: 0x1000, prot: Prot::READ_ONLY, ..Default::default() }).unwrap();
+        space.map(MapRequest { iova: 0x4000, size: 0x4000, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
+        space.map(MapRequest { iova: 0x8000, size: 0x1000, prot: DmaProt::READ_ONLY, ..Default::default() }).unwrap();
         (space, ram)
     }
 

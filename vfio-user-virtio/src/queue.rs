@@ -155,7 +155,7 @@ fn watch_avail(queue: &Queue, space: &DmaSpace, poll: Duration, keep_going: &imp
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use vfio_user_dma::{MapRequest, Prot};
+    use vfio_user_dma::{DmaProt, MapRequest};
     use virtio_queue::{DescriptorChain, QueueState};
     use vm_memory::GuestMemory;
 
@@ -188,7 +188,7 @@ mod tests {
         let fd = rustix::fs::memfd_create("q", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&fd, 0x10000).unwrap();
         space
-            .map(MapRequest { iova: 0, size: 0x10000, prot: Prot::READ_WRITE, fd: Some(fd), ..Default::default() })
+            .map(MapRequest { iova: 0, size: 0x10000, prot: DmaProt::READ_WRITE, fd: Some(fd), ..Default::default() })
             .unwrap();
         let st = QueueState {
             max_size: 16,

@@ -7,7 +7,7 @@
 use std::sync::MutexGuard;
 use std::time::Duration;
 
-use vfio_user_proto::{FrameError, Header, Message, Receiver, VolatileBuf};
+use vfio_user_proto::{FrameError, Header, Message, Receiver};
 
 use crate::sync::{lock, now_ms};
 
@@ -15,6 +15,7 @@ use super::{frame_reason, ReaderRole, Transport, BACKGROUND_BACKOFF, RECV_TICK, 
 use crate::dma_serve::SendReply;
 use crate::error::DisconnectReason;
 use crate::pending::{Delivery, PendingTable};
+use crate::socket::{RecvExt, SendExt, VolatileBuf};
 use crate::stats::bump;
 use crate::wake::bit;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use rustix::fs::{memfd_create, MemfdFlags};
 use vm_memory::{FileOffset, MmapRegion, VolatileMemory};
 
-use vfio_user_dma::{DmaTransport, Error, MapRequest, Prot, Result};
+use vfio_user_dma::{DmaProt, DmaTransport, Error, MapRequest, Result};
 
 pub const PAGE: u64 = 4096;
 
@@ -59,12 +59,12 @@ impl Mem {
 }
 
 /// A DMA_MAP request for `mem` at file offset `off`.
-pub fn req(mem: &Mem, iova: u64, size: u64, off: u64, prot: Prot) -> MapRequest {
+pub fn req(mem: &Mem, iova: u64, size: u64, off: u64, prot: DmaProt) -> MapRequest {
     MapRequest { iova, size, file_offset: off, prot, fd: Some(mem.fd()), file_io: false }
 }
 
 /// A request without fd (message-based region).
-pub fn msg_req(iova: u64, size: u64, prot: Prot) -> MapRequest {
+pub fn msg_req(iova: u64, size: u64, prot: DmaProt) -> MapRequest {
     MapRequest { iova, size, prot, ..Default::default() }
 }
 

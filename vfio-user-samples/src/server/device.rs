@@ -375,7 +375,7 @@ fn split(pos: u64, len: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
-    use vfio_user_server::vfio_user_dma::{Prot, RegionKind};
+    use vfio_user_server::vfio_user_dma::{DmaProt, RegionKind};
     use vfio_user_server::Server;
 
     use super::*;
@@ -461,7 +461,7 @@ mod tests {
     }
 
     fn region(iova: u64) -> DmaRegion {
-        DmaRegion { iova, size: 0x1000, prot: Prot::READ_WRITE, kind: RegionKind::Mmap }
+        DmaRegion { iova, size: 0x1000, prot: DmaProt::READ_WRITE, kind: RegionKind::Mmap }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,11 +40,15 @@ impl Served {
         } else {
             cmd.stderr(Stdio::null());
         }
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
+        // The path appears at bind(2), a moment before listen(2): a connect in between is
+        // refused. Ready means a listening socket is bound at the path, as the kernel lists
+        // it, so no probe connection (which the server would accept and log) is made.
         let t = Instant::now();
-        while !path.exists() {
-            assert!(t.elapsed() < Duration::from_secs(20), "{} never appeared", path.display());
-            std::thread::sleep(Duration::from_millis(10));
+        while !listening(&path) {
+            assert!(child.try_wait().unwrap().is_none(), "serve exited before listening on {}", path.display());
+            assert!(t.elapsed() < Duration::from_secs(20), "nothing listened on {}", path.display());
+            std::thread::sleep(Duration::from_millis(5));
         }
         Served { child, path }
     }
@@ -67,6 +71,21 @@ impl Served {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Whether a listening UNIX socket is bound at `path`: a line of `/proc/net/unix` with the
+/// listening flag (`__SO_ACCEPTCON`, 0x10000) whose path is `path`.
+pub fn listening(path: &Path) -> bool {
+    const ACCEPTCON: u32 = 0x10000;
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    // "Num RefCount Protocol Flags Type St Inode Path" (the tests' paths have no spaces).
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let flags = f.get(3).and_then(|x| u32::from_str_radix(x, 16).ok()).unwrap_or(0);
+        flags & ACCEPTCON != 0 && f.get(7).is_some_and(|b| Path::new(b) == path)
+    })
 }
 
 impl Drop for Served {

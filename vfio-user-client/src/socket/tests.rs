@@ -1,23 +1,111 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-#![cfg(feature = "socket")]
+//! The client's socket paths over real socket pairs: `recv_timed` (a receive bounded by
+//! `SO_RCVTIMEO`), `send_batch`, `recv_volatile_with` (a payload received straight into
+//! vm-memory guest memory made of several regions), `recv_timed_unless`, and
+//! `send_volatile` (a message sent straight out of guest memory). They moved here from
+//! vfio-user-proto with the paths they test.
 
-//! `Receiver::recv_volatile_with` (a payload received straight into guest memory) and
-//! `Receiver::recv_timed_unless`, over real socket pairs into vm-memory guest memory made of
-//! several regions.
-
-mod common;
-
-use common::{efd_read, raw_send};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use rustix::event::{eventfd, EventfdFlags};
-use vfio_user_proto::{Command, Connection, FrameError, Header, VolatileBufMut};
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions};
+use vfio_user_proto::{Command, Connection, FrameError, Header, HEADER_SIZE};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, Permissions, VolatileSlice};
+
+use super::{RecvExt, SendExt, VolatileBuf, VolatileBufMut};
+use vfio_user_proto::connection::IOV_MAX;
+
+fn efd_read(fd: &OwnedFd) -> u64 {
+    let mut b = [0u8; 8];
+    assert_eq!(rustix::io::read(fd, &mut b).unwrap(), 8);
+    u64::from_ne_bytes(b)
+}
+
+/// Sends raw bytes with fds in one sendmsg (no framing), as a hostile or slow peer would.
+fn raw_send(sock: &UnixStream, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(253))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        assert!(control.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    let n = sendmsg(sock, &[std::io::IoSlice::new(bytes)], &mut control, SendFlags::NOSIGNAL).unwrap();
+    assert_eq!(n, bytes.len());
+}
+
+// ---- recv_timed and send_batch
+
+#[test]
+fn recv_timed_returns_would_block_on_timeout_and_keeps_partial_messages() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let mut rx = Connection::new(b);
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)));
+    let mut h = Header::command(7, Command::RegionWrite, 4);
+    h.msg_size = 20;
+    a.write_all(h.as_slice()).unwrap();
+    a.write_all(&[1, 2]).unwrap();
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)), "half a message is not a message");
+    a.write_all(&[3, 4]).unwrap();
+    let m = loop {
+        // A receive may end at any byte boundary: retry until the message is whole.
+        match rx.receiver.recv_timed() {
+            Err(FrameError::WouldBlock) => continue,
+            r => break r.unwrap(),
+        }
+    };
+    assert_eq!((m.header.msg_id, &m.payload[..]), (7, &[1u8, 2, 3, 4][..]));
+    drop(a);
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::Closed)));
+}
+
+#[test]
+fn recv_timed_does_at_most_one_recvmsg() {
+    // A peer trickling a message byte by byte cannot keep the receiver inside one call.
+    let (mut a, b) = UnixStream::pair().unwrap();
+    let mut rx = Connection::new(b);
+    let h = Header::command(1, Command::DeviceReset, 0);
+    a.write_all(&h.as_slice()[..1]).unwrap();
+    assert!(matches!(rx.receiver.recv_timed(), Err(FrameError::WouldBlock)));
+    a.write_all(&h.as_slice()[1..]).unwrap();
+    let m = loop {
+        match rx.receiver.recv_timed() {
+            Err(FrameError::WouldBlock) => continue,
+            r => break r.unwrap(),
+        }
+    };
+    assert_eq!(m.header.msg_id, 1);
+}
+
+#[test]
+fn send_batch_sends_whole_messages_back_to_back() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let tx = Connection::new(a);
+    let mut rx = Connection::new(b);
+    // 600 messages of 3 iovecs each: more than one sendmsg's worth of iovecs.
+    let bodies: Vec<[u8; 4]> = (0..600u32).map(|i| i.to_ne_bytes()).collect();
+    let msgs: Vec<(Header, Vec<&[u8]>)> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (Header::command(i as u16, Command::RegionWrite, 0), vec![&b[..2], &[][..], &b[2..]]))
+        .collect();
+    let batch: Vec<(Header, &[&[u8]])> = msgs.iter().map(|(h, p)| (*h, &p[..])).collect();
+    let h = std::thread::spawn(move || {
+        for i in 0..600u32 {
+            let m = rx.recv().unwrap();
+            assert_eq!((m.header.msg_id, m.header.msg_size), (i as u16, 20));
+            assert_eq!(m.payload, i.to_ne_bytes());
+        }
+    });
+    tx.sender.lock().send_batch(&batch).unwrap();
+    h.join().unwrap();
+}
+
+// ---- recv_volatile_with and recv_timed_unless
 
 const STALL: Duration = Duration::from_secs(10);
 const PREFIX: [u8; 16] = [0xab; 16];
@@ -37,7 +125,6 @@ fn efd(v: u64) -> OwnedFd {
     e
 }
 
-/// Guest memory of `sizes` regions back to back from address 0 (separate mappings).
 fn memory(sizes: &[usize]) -> GuestMemoryMmap {
     let mut at = 0;
     let ranges: Vec<_> = sizes
@@ -51,7 +138,6 @@ fn memory(sizes: &[usize]) -> GuestMemoryMmap {
     GuestMemoryMmap::<()>::from_ranges(&ranges).unwrap()
 }
 
-/// The whole message: header (command DMA_WRITE), the 16-byte prefix, then `data`.
 fn message(id: u16, data: &[u8]) -> Vec<u8> {
     let mut m = Header::command(id, Command::DmaWrite, 16 + data.len()).as_slice().to_vec();
     m.extend_from_slice(&PREFIX);
@@ -59,7 +145,6 @@ fn message(id: u16, data: &[u8]) -> Vec<u8> {
     m
 }
 
-/// Receives the next message's data into `mem` at `addr`, checking the prefix.
 fn recv_at(
     b: &mut Connection,
     mem: &GuestMemoryMmap,
@@ -76,7 +161,6 @@ fn recv_at(
     })
 }
 
-/// The memory of `[0, len)`, in the first region.
 fn one_slice(mem: &GuestMemoryMmap, len: usize) -> vm_memory::VolatileSlice<'_, ()> {
     mem.get_slices(GuestAddress(0), len, Permissions::Write).unwrap().next().unwrap().unwrap()
 }
@@ -278,4 +362,59 @@ fn recv_timed_unless_leaves_a_diverted_message_and_takes_others() {
     recv_at(&mut b, &mem, 0, data.len()).unwrap().unwrap();
     assert!(read_mem(&mem, 0, data.len()) == data);
     drop(t.join().unwrap());
+}
+
+// ---- send_volatile
+
+fn send_pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[test]
+fn sends_header_parts_and_guest_data_as_one_message() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let conn = Connection::new(a);
+    let mut peer = Connection::new(b);
+    let (mut m1, mut m2) = (send_pattern(3000, 1), send_pattern(5, 2));
+    let (s1, s2) = (VolatileSlice::from(&mut m1[..]), VolatileSlice::from(&mut m2[..]));
+    let h = Header::command(7, Command::DmaRead, 0);
+    conn.sender.lock().send_volatile(h, &[b"prefix"], &[VolatileBuf::new(&s1), VolatileBuf::new(&s2)]).unwrap();
+    let got = peer.recv().unwrap();
+    assert_eq!(got.header.msg_id, 7);
+    assert_eq!(got.header.msg_size as usize, HEADER_SIZE + 6 + 3005);
+    assert_eq!(&got.payload[..6], b"prefix");
+    assert_eq!(&got.payload[6..3006], &m1[..]);
+    assert_eq!(&got.payload[3006..], &m2[..]);
+}
+
+#[test]
+fn a_message_larger_than_the_socket_buffer_is_sent_whole_after_short_writes() {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let conn = Connection::new(a);
+    let mut mem = send_pattern(4 << 20, 3);
+    let expect = mem.clone();
+    let reader = std::thread::spawn(move || {
+        let mut all = vec![0u8; HEADER_SIZE + 8 + (4 << 20)];
+        b.read_exact(&mut all).unwrap();
+        all
+    });
+    let halves = mem.split_at_mut(1 << 20);
+    let (s1, s2) = (VolatileSlice::from(halves.0), VolatileSlice::from(halves.1));
+    let h = Header::command(1, Command::DmaRead, 0);
+    conn.sender.lock().send_volatile(h, &[&[9u8; 8]], &[VolatileBuf::new(&s1), VolatileBuf::new(&s2)]).unwrap();
+    let all = reader.join().unwrap();
+    assert_eq!(&all[HEADER_SIZE..HEADER_SIZE + 8], &[9u8; 8]);
+    assert_eq!(&all[HEADER_SIZE + 8..], &expect[..]);
+}
+
+#[test]
+fn too_many_parts_are_refused_before_sending() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let conn = Connection::new(a);
+    let mut m = [0u8; 1];
+    let s = VolatileSlice::from(&mut m[..]);
+    let bufs = vec![VolatileBuf::new(&s); IOV_MAX];
+    let h = Header::command(1, Command::DmaRead, 0);
+    let e = conn.sender.lock().send_volatile(h, &[], &bufs).unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
 }
