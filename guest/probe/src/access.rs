@@ -48,7 +48,7 @@ impl Width {
 }
 
 /// One BAR, mapped.
-pub struct Bar {
+pub struct MappedBar {
     base: *mut u8,
     map_len: usize,
     /// Where the BAR starts in the mapping (its address modulo the page size).
@@ -75,9 +75,9 @@ pub fn bar_range(resource: &str, bar: u32) -> Result<(u64, u64), String> {
     Ok((start, end - start + 1))
 }
 
-impl Bar {
+impl MappedBar {
     /// Maps BAR `bar` of the sysfs device directory `device`.
-    pub fn open(device: &str, bar: u32) -> Result<Bar, String> {
+    pub fn open(device: &str, bar: u32) -> Result<MappedBar, String> {
         let resource =
             std::fs::read_to_string(format!("{device}/resource")).map_err(|e| format!("{device}/resource: {e}"))?;
         let (addr, len) = bar_range(&resource, bar)?;
@@ -108,7 +108,7 @@ impl Bar {
         if base == libc::MAP_FAILED {
             return Err(format!("mmap {path}: {}", std::io::Error::last_os_error()));
         }
-        Ok(Bar { base: base.cast(), map_len, start: start as usize, len })
+        Ok(MappedBar { base: base.cast(), map_len, start: start as usize, len })
     }
 
     /// The register at `offset`, checked against the BAR's size and `width`'s alignment.
@@ -126,9 +126,9 @@ impl Bar {
     }
 }
 
-impl Drop for Bar {
+impl Drop for MappedBar {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `open`, unmapped once; no Register outlives the Bar.
+        // SAFETY: the mapping made in `open`, unmapped once; no Register outlives the MappedBar.
         unsafe { libc::munmap(self.base.cast(), self.map_len) };
     }
 }
@@ -137,14 +137,14 @@ impl Drop for Bar {
 pub struct Register<'a> {
     ptr: *mut u8,
     width: Width,
-    _bar: &'a Bar,
+    _bar: &'a MappedBar,
 }
 
 impl Register<'_> {
     /// One load of the register's width.
     pub fn read(&self) -> u64 {
         // SAFETY: `ptr` is inside the live mapping and aligned to the width (checked in
-        // `Bar::register`); volatile, because every access is a device access.
+        // `MappedBar::register`); volatile, because every access is a device access.
         unsafe {
             match self.width {
                 Width::W8 => u64::from(self.ptr.read_volatile()),

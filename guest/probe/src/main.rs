@@ -24,7 +24,7 @@ mod access;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use access::{Bar, Width};
+use access::{MappedBar, Width};
 
 /// What to do with the register.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,7 +70,7 @@ fn parse(argv: &[String]) -> Result<Args, String> {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let bar = Bar::open(&args.device, args.bar)?;
+    let bar = MappedBar::open(&args.device, args.bar)?;
     let reg = bar.register(args.offset, args.width)?;
     let (name, count) = match args.op {
         Op::Get => {
