@@ -348,3 +348,49 @@ impl<'a> std::ops::Deref for Parts<'a> {
         &self.parts[..self.n]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dma::DmaUnmapRequest;
+    use crate::version::Version;
+
+    #[test]
+    fn parts_leave_out_empty_pieces_and_end_with_the_terminator() {
+        let p = Payload::empty(Command::DeviceReset);
+        assert!(p.is_empty() && p.parts().is_empty());
+        assert_eq!(p.msg_size(), crate::header::HEADER_SIZE);
+        let v = Version { major: 0, minor: 2, json: b"{}" }.payload();
+        assert_eq!(v.command(), Command::Version);
+        assert_eq!(v.parts().len(), 3);
+        let mut expect = 0u16.to_ne_bytes().to_vec();
+        expect.extend_from_slice(&2u16.to_ne_bytes());
+        expect.extend_from_slice(b"{}\0");
+        assert_eq!(v.to_vec(), expect);
+        assert_eq!(v.len(), expect.len());
+        let mut out = vec![9];
+        v.append_to(&mut out);
+        assert_eq!(out[1..], expect[..]);
+    }
+
+    #[test]
+    fn the_largest_head_fits() {
+        // DMA_UNMAP with its bitmap header: two structs, 40 bytes, nothing after them.
+        let p = DmaUnmapRequest::with_dirty_bitmap(0x1000, 0x8000, 0x1000).unwrap().payload();
+        assert_eq!(p.head().len(), HEAD_MAX);
+        assert_eq!(p.parts().len(), 1);
+    }
+
+    #[test]
+    fn put_with_room_grows_but_never_shrinks() {
+        let mut out = vec![7u8; 64];
+        let room = put_with_room(&mut out, &0x0102_0304u32, 8);
+        assert_eq!((room, out.len()), (4..12, 64));
+        assert_eq!(out[..4], 0x0102_0304u32.to_ne_bytes());
+        assert_eq!(out[4..12], [7; 8]);
+        let room = put_with_room(&mut out, &1u64, 100);
+        assert_eq!((room, out.len()), (8..108, 108));
+        assert_eq!(read_exact::<u64>(&out[..8]), Some(1));
+        assert_eq!(read_exact::<u64>(&out[..9]), None);
+    }
+}
