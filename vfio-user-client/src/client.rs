@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use vfio_user_proto::wire::{self, RegionAccess, WriteMultiEntry, WRITE_MULTI_DATA_MAX};
-use vfio_user_proto::{Command, DecodeLimits, Message, Negotiated, Reply, Request};
-use vm_memory::ByteValued;
+use vfio_user_proto::{Command, DecodeLimits, Message, Negotiated, Parts, Payload, Reply};
 
 use crate::config::Config;
 use crate::dma_serve::{DmaServer, DmaTable};
@@ -164,26 +163,16 @@ impl Client {
         read_lock(&self.link).transport.clone()
     }
 
-    /// Sends `cmd` and returns the successful reply with the transport it came on.
-    /// Sends `req`, encoded by the wire crate, and waits for its reply.
-    pub(crate) fn call_request(
-        &self,
-        req: &Request<'_>,
-        fds: &[BorrowedFd<'_>],
-        timeout: Option<Duration>,
-    ) -> Result<(Arc<Transport>, Message)> {
-        self.call(req.command(), &[&req.to_payload()], fds, timeout)
-    }
-
+    /// Sends the message `p` (encoded by the wire crate) and returns the successful reply
+    /// with the transport it came on.
     pub(crate) fn call(
         &self,
-        cmd: Command,
-        parts: &[&[u8]],
+        p: &Payload<'_>,
         fds: &[BorrowedFd<'_>],
         timeout: Option<Duration>,
     ) -> Result<(Arc<Transport>, Message)> {
         let t = self.transport();
-        let msg = t.request(cmd, parts, fds, timeout.unwrap_or(self.config.timeout))?;
+        let msg = t.request(p.command(), &p.parts(), fds, timeout.unwrap_or(self.config.timeout))?;
         Ok((t, msg))
     }
 
@@ -252,8 +241,9 @@ impl Client {
         let mut done = 0usize;
         while done < data.len() {
             let n = (data.len() - done).min(chunk);
-            let a = RegionAccess { offset: offset + done as u64, region, count: n as u32 };
-            let msg = t.request(Command::RegionRead, &[a.as_slice()], &[], self.config.timeout)?;
+            let a = RegionAccess::new(region, offset + done as u64, n as u32);
+            let p = a.read_request();
+            let msg = t.request(p.command(), &p.parts(), &[], self.config.timeout)?;
             match decode(t, &msg)? {
                 Reply::RegionRead(r, bytes) if r == a => data[done..done + n].copy_from_slice(bytes),
                 Reply::RegionRead(r, _) => {
@@ -277,21 +267,22 @@ impl Client {
         }
         let t = self.transport();
         let chunk = self.chunk(&t);
-        let mut pieces: Vec<(&mut [u8], RegionAccess)> = Vec::new();
+        // Each read with its request, encoded once (the window loop allocates no more than
+        // the two lists of parts it hands to the transport).
+        let mut pieces: Vec<(&mut [u8], RegionAccess, Payload<'static>)> = Vec::new();
         for op in ops.iter_mut() {
             let (region, mut offset) = (op.region, op.offset);
             for part in op.data.chunks_mut(chunk) {
-                let a = RegionAccess { offset, region, count: part.len() as u32 };
+                let a = RegionAccess::new(region, offset, part.len() as u32);
                 offset += part.len() as u64;
-                pieces.push((part, a));
+                pieces.push((part, a, a.read_request()));
             }
         }
         let mut first_err = None;
         // Each window of requests goes out in one system call; then its replies are taken.
         for window in pieces.chunks_mut(PIPELINE_WINDOW) {
-            let reqs: Vec<(Command, [&[u8]; 1])> =
-                window.iter().map(|(_, a)| (Command::RegionRead, [a.as_slice()])).collect();
-            let reqs: Vec<(Command, &[&[u8]])> = reqs.iter().map(|(c, p)| (*c, &p[..])).collect();
+            let parts: Vec<(Command, Parts<'_>)> = window.iter().map(|(_, _, p)| (p.command(), p.parts())).collect();
+            let reqs: Vec<(Command, &[&[u8]])> = parts.iter().map(|(c, p)| (*c, &p[..])).collect();
             let tickets = match t.start_batch(&reqs, self.config.timeout) {
                 Ok(tickets) => tickets,
                 Err(e) => {
@@ -299,7 +290,7 @@ impl Client {
                     break;
                 }
             };
-            for ((buf, a), ticket) in window.iter_mut().zip(tickets) {
+            for ((buf, a, _), ticket) in window.iter_mut().zip(tickets) {
                 let r = ticket.finish().and_then(|msg| match decode(&t, &msg)? {
                     Reply::RegionRead(r, bytes) if r == *a => {
                         buf.copy_from_slice(bytes);
@@ -324,8 +315,9 @@ impl Client {
         let chunk = self.chunk(t);
         let mut off = offset;
         for part in data.chunks(chunk) {
-            let a = RegionAccess { offset: off, region, count: part.len() as u32 };
-            let msg = t.request(Command::RegionWrite, &[a.as_slice(), part], &[], self.config.timeout)?;
+            let a = RegionAccess::new(region, off, part.len() as u32);
+            let p = a.write_request(part);
+            let msg = t.request(p.command(), &p.parts(), &[], self.config.timeout)?;
             match decode(t, &msg)? {
                 Reply::RegionWrite(None) => {}
                 Reply::RegionWrite(Some(r)) if r == a => {}
@@ -350,15 +342,13 @@ impl Client {
             && !data.is_empty()
             && data.len() <= WRITE_MULTI_DATA_MAX
         {
-            let mut e = WriteMultiEntry { offset, region, count: data.len() as u32, data: [0; WRITE_MULTI_DATA_MAX] };
-            e.data[..data.len()].copy_from_slice(data);
-            return t.post_small_write(e);
+            return t.post_small_write(WriteMultiEntry::new(region, offset, data));
         }
         let chunk = self.chunk(t);
         let mut off = offset;
         for part in data.chunks(chunk) {
-            let a = RegionAccess { offset: off, region, count: part.len() as u32 };
-            t.post(Command::RegionWrite, &[a.as_slice(), part])?;
+            let p = RegionAccess::new(region, off, part.len() as u32).write_request(part);
+            t.post(p.command(), &p.parts())?;
             off += part.len() as u64;
         }
         Ok(())
@@ -374,7 +364,7 @@ impl Client {
         if !self.device.resettable() {
             return Err(Error::Unsupported("the device does not support DEVICE_RESET"));
         }
-        let (t, msg) = self.call(Command::DeviceReset, &[], &[], Some(timeout))?;
+        let (t, msg) = self.call(&Payload::empty(Command::DeviceReset), &[], Some(timeout))?;
         match decode(&t, &msg)? {
             Reply::DeviceReset => Ok(()),
             _ => Err(t.violation("DEVICE_RESET reply of another kind".into())),
@@ -390,8 +380,8 @@ impl Client {
 }
 
 pub(crate) fn fetch_device_info(t: &Transport, config: &Config) -> Result<DeviceSummary> {
-    let req = wire::DeviceInfo::query();
-    let msg = t.request(Command::DeviceGetInfo, &[req.as_slice()], &[], config.connect_timeout)?;
+    let p = wire::DeviceInfo::query().payload();
+    let msg = t.request(p.command(), &p.parts(), &[], config.connect_timeout)?;
     let info = match decode(t, &msg)? {
         Reply::DeviceGetInfo(i) => i,
         _ => return Err(t.violation("DEVICE_GET_INFO reply of another kind".into())),

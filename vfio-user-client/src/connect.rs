@@ -10,13 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use vfio_user_proto::request::VersionWire;
 use vfio_user_proto::version::{client_check_reply, PROTOCOL_MAJOR, PROTOCOL_MINOR};
 use vfio_user_proto::{
-    decode_reply, Capabilities, Command, Connection, FrameError, Header, Message, Negotiated, Receiver, Reply,
-    HEADER_SIZE,
+    decode_reply, Capabilities, Command, Connection, FrameError, Header, Message, Negotiated, Receiver, Reply, Version,
 };
-use vm_memory::ByteValued;
 
 use crate::config::{Config, MAX_INFO_ARGSZ};
 use crate::dma_serve::DmaServer;
@@ -31,9 +28,8 @@ const VERSION_REPLY_MAX: usize = 64 * 1024;
 /// reply to the largest read we issue (`max_data_xfer_size`), a capability chain or IO-fds
 /// table (bounded by [`MAX_INFO_ARGSZ`]), or a DMA_WRITE within our `max_data_xfer_size`.
 pub(crate) fn max_msg_size(local: &Capabilities) -> usize {
-    HEADER_SIZE
-        + std::mem::size_of::<vfio_user_proto::wire::RegionInfo>()
-        + (local.max_data_xfer_size as usize).max(MAX_INFO_ARGSZ as usize)
+    let limits = vfio_user_proto::DecodeLimits { max_data_xfer_size: local.max_data_xfer_size, max_msg_fds: 0 };
+    limits.max_reply_size(MAX_INFO_ARGSZ)
 }
 
 /// Connects to the server's socket at `path`, waiting at most `timeout` (a server that
@@ -61,8 +57,9 @@ pub(crate) fn open(sock: UnixStream, config: &Config, dma: Arc<DmaServer>, stats
     rx.set_max_msg_size(VERSION_REPLY_MAX);
     let offered = config.capabilities();
     let json = offered.to_json();
-    let v = VersionWire { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR };
-    sender.send(Header::command(0, Command::Version, 0), &[v.as_slice(), &json], &[]).map_err(Error::Send)?;
+    let json = json.strip_suffix(&[0]).unwrap_or(&json);
+    let p = Version { major: PROTOCOL_MAJOR, minor: PROTOCOL_MINOR, json }.payload();
+    sender.send(Header::command(0, p.command(), 0), &p.parts(), &[]).map_err(Error::Send)?;
     let deadline = Instant::now() + config.connect_timeout;
     let msg = recv_until(&mut rx, &poll_sock, deadline).map_err(|e| match e {
         RecvError::Timeout => Error::Timeout { command: Command::Version, timeout: config.connect_timeout },

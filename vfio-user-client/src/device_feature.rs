@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
+use vfio_user_proto::request::decode_feature;
 use vfio_user_proto::wire::{
-    read_at, DeviceFeature, DmaLoggingControl, DmaLoggingRange, DmaLoggingReport, FeatureMigState, FeatureMigration,
-    MigData, DEVICE_FEATURE_GET, DEVICE_FEATURE_PROBE, DEVICE_FEATURE_SET, FEATURE_DMA_LOGGING_REPORT,
-    FEATURE_DMA_LOGGING_START, FEATURE_DMA_LOGGING_STOP, FEATURE_MIGRATION, FEATURE_MIG_DEVICE_STATE,
+    read_at, read_exact, DeviceFeature, DmaLoggingControl, DmaLoggingRange, DmaLoggingReport, FeatureMigState,
+    FeatureMigration, FeatureOps, MigData,
 };
-use vfio_user_proto::{Command, MigState, Reply};
+use vfio_user_proto::{FeatureRequest, MigState, Reply, WireArray};
 use vm_memory::ByteValued;
 
 use crate::client::Client;
@@ -20,17 +20,15 @@ use crate::error::{Error, Result};
 use crate::transport::decode;
 
 impl Client {
-    /// Sends DEVICE_FEATURE with `flags` and `data`, accepting up to `max_out` bytes of reply
-    /// data; returns the reply data after checking that the flags are echoed.
-    fn feature(&self, flags: u32, data: &[u8], max_out: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        let n = data.len().max(max_out);
-        if u32::try_from(std::mem::size_of::<DeviceFeature>() + n).is_err() {
-            return Err(Error::InvalidInput("feature data too large"));
-        }
-        let head = DeviceFeature { argsz: 0, flags }.with_data(n);
-        let (t, msg) = self.call(Command::DeviceFeature, &[head.as_slice(), data], &[], timeout)?;
+    /// Sends the DEVICE_FEATURE request `req` (encoded by the wire crate), accepting up to
+    /// `max_out` bytes of reply data; returns the reply data after checking that the flags
+    /// are echoed.
+    fn feature(&self, req: &FeatureRequest<'_>, max_out: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        let p = req.payload(max_out).ok_or(Error::InvalidInput("feature data too large"))?;
+        let (flags, sent) = (req.flags(), req.data_len());
+        let (t, msg) = self.call(&p, &[], timeout)?;
         match decode(&t, &msg)? {
-            Reply::DeviceFeature(f, d) if f.flags == flags && d.len() <= max_out.max(data.len()) => Ok(d.to_vec()),
+            Reply::DeviceFeature(f, d) if f.flags == flags && d.len() <= max_out.max(sent) => Ok(d.to_vec()),
             Reply::DeviceFeature(f, d) => Err(t.violation(format!(
                 "DEVICE_FEATURE reply flags {:#x} with {} bytes (asked flags {flags:#x}, at most {max_out} bytes)",
                 f.flags,
@@ -40,16 +38,14 @@ impl Client {
         }
     }
 
+    /// Sends the typed `req`, accepting the reply data its feature defines.
+    fn typed_feature(&self, req: FeatureRequest<'_>, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        self.feature(&req, req.reply_len(), timeout)
+    }
+
     /// PROBE: whether `feature` supports GET and/or SET as asked. An error reply means no.
     pub fn device_feature_probe(&self, feature: u16, get: bool, set: bool) -> Result<bool> {
-        let mut flags = u32::from(feature) | DEVICE_FEATURE_PROBE;
-        if get {
-            flags |= DEVICE_FEATURE_GET;
-        }
-        if set {
-            flags |= DEVICE_FEATURE_SET;
-        }
-        match self.feature(flags, &[], 0, None) {
+        match self.typed_feature(FeatureRequest::Probe { feature, get, set }, None) {
             Ok(_) => Ok(true),
             Err(Error::Server { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -58,27 +54,29 @@ impl Client {
 
     /// GET of any feature: sends `data`, returns up to `max_out` bytes.
     pub fn device_feature_get(&self, feature: u16, data: &[u8], max_out: usize) -> Result<Vec<u8>> {
-        self.feature(u32::from(feature) | DEVICE_FEATURE_GET, data, max_out, None)
+        // Raw data for any feature index goes as `Unknown` (data the wire crate does not
+        // interpret).
+        self.feature(&FeatureRequest::Unknown { feature, ops: FeatureOps::GET, data }, max_out, None)
     }
 
     /// SET of any feature; returns what the server echoed.
     pub fn device_feature_set(&self, feature: u16, data: &[u8]) -> Result<Vec<u8>> {
-        self.feature(u32::from(feature) | DEVICE_FEATURE_SET, data, data.len(), None)
+        self.feature(&FeatureRequest::Unknown { feature, ops: FeatureOps::SET, data }, data.len(), None)
     }
 
     /// The MIGRATION feature's flags (`MIGRATION_STOP_COPY`, `_P2P`, `_PRE_COPY`).
     pub fn migration_flags(&self) -> Result<u64> {
-        let d = self.feature(u32::from(FEATURE_MIGRATION) | DEVICE_FEATURE_GET, &[], 8, None)?;
-        match read_at::<FeatureMigration>(&d, 0) {
-            Some(m) if d.len() == 8 => Ok(m.flags),
+        let d = self.typed_feature(FeatureRequest::MigrationGet, None)?;
+        match read_exact::<FeatureMigration>(&d) {
+            Some(m) => Ok(m.flags),
             _ => Err(self.transport().violation(format!("MIGRATION data of {} bytes", d.len()))),
         }
     }
 
     /// The device's migration state (GET MIG_DEVICE_STATE).
     pub fn migration_state(&self) -> Result<MigState> {
-        let d = self.feature(u32::from(FEATURE_MIG_DEVICE_STATE) | DEVICE_FEATURE_GET, &[], 8, None)?;
-        match read_at::<FeatureMigState>(&d, 0).filter(|_| d.len() == 8) {
+        let d = self.typed_feature(FeatureRequest::MigStateGet, None)?;
+        match read_exact::<FeatureMigState>(&d) {
             Some(s) => MigState::try_from(s.device_state)
                 .map_err(|v| self.transport().violation(format!("device state {v} is not a state"))),
             None => Err(self.transport().violation(format!("MIG_DEVICE_STATE data of {} bytes", d.len()))),
@@ -96,11 +94,9 @@ impl Client {
         if matches!(state, MigState::Error) {
             return Err(Error::InvalidInput("ERROR cannot be requested"));
         }
-        let body = FeatureMigState { device_state: state as u32, data_fd: 0 };
-        let flags = u32::from(FEATURE_MIG_DEVICE_STATE) | DEVICE_FEATURE_SET;
-        let d = self.feature(flags, body.as_slice(), 8, Some(timeout))?;
-        match read_at::<FeatureMigState>(&d, 0) {
-            Some(s) if d.len() == 8 && s.device_state == state as u32 => Ok(()),
+        let d = self.typed_feature(FeatureRequest::MigStateSet(state), Some(timeout))?;
+        match read_exact::<FeatureMigState>(&d) {
+            Some(s) if s.device_state == state as u32 => Ok(()),
             _ => Err(self.transport().violation("MIG_DEVICE_STATE SET reply does not echo the state".into())),
         }
     }
@@ -114,8 +110,8 @@ impl Client {
         let mut done = 0;
         while done < buf.len() {
             let want = (buf.len() - done).min(chunk);
-            let req = MigData::new(want as u32);
-            let msg = t.request(Command::MigDataRead, &[req.as_slice()], &[], self.config.timeout)?;
+            let p = MigData::new(want as u32).read_request();
+            let msg = t.request(p.command(), &p.parts(), &[], self.config.timeout)?;
             let n = match decode(&t, &msg)? {
                 Reply::MigDataRead(m, d) if d.len() <= want && m.argsz == MigData::new(d.len() as u32).argsz => {
                     buf[done..done + d.len()].copy_from_slice(d);
@@ -138,8 +134,8 @@ impl Client {
     pub fn write_migration_data(&self, data: &[u8]) -> Result<()> {
         let t = self.transport();
         for part in data.chunks(self.chunk(&t)) {
-            let req = MigData::new(part.len() as u32);
-            let msg = t.request(Command::MigDataWrite, &[req.as_slice(), part], &[], self.config.timeout)?;
+            let p = MigData::new(part.len() as u32).write_request(part);
+            let msg = t.request(p.command(), &p.parts(), &[], self.config.timeout)?;
             if !matches!(decode(&t, &msg)?, Reply::MigDataWrite) {
                 return Err(t.violation("MIG_DATA_WRITE reply of another kind".into()));
             }
@@ -153,25 +149,25 @@ impl Client {
         if !page_size.is_power_of_two() {
             return Err(Error::InvalidInput("page_size must be a power of two"));
         }
-        let ctl = DmaLoggingControl { page_size, num_ranges: ranges.len() as u32, reserved: 0 };
-        let mut data = ctl.as_slice().to_vec();
+        let control = DmaLoggingControl::new(page_size, ranges.len() as u32);
+        let mut bytes = Vec::new();
         for &(iova, length) in ranges {
             if length == 0 || iova.checked_add(length).is_none() {
                 return Err(Error::InvalidInput("empty or wrapping logging range"));
             }
-            data.extend_from_slice(DmaLoggingRange { iova, length }.as_slice());
+            bytes.extend_from_slice(DmaLoggingRange { iova, length }.as_slice());
         }
-        if data.len() > self.transport().negotiated.peer.max_data_xfer_size as usize {
+        let ranges = WireArray::new(&bytes).ok_or(Error::InvalidInput("logging ranges"))?;
+        let req = FeatureRequest::DmaLoggingStart { control, ranges };
+        if req.data_len() > self.transport().negotiated.peer.max_data_xfer_size as usize {
             return Err(Error::InvalidInput("too many logging ranges for the server's limits"));
         }
-        let flags = u32::from(FEATURE_DMA_LOGGING_START) | DEVICE_FEATURE_SET;
-        let d = self.feature(flags, &data, data.len(), None)?;
-        match read_at::<DmaLoggingControl>(&d, 0) {
-            Some(c)
-                if d.len() == data.len()
-                    && c.page_size.is_power_of_two()
-                    && c.num_ranges == ctl.num_ranges
-                    && d[ctl.as_slice().len()..] == data[ctl.as_slice().len()..] =>
+        let d = self.typed_feature(req, None)?;
+        // The reply echoes the request, with the page size the device chose.
+        let echo = DeviceFeature { argsz: 0, flags: req.flags() };
+        match decode_feature(&echo, &d) {
+            Ok(FeatureRequest::DmaLoggingStart { control: c, ranges: r })
+                if c.num_ranges == control.num_ranges && r.as_bytes() == &bytes[..] =>
             {
                 Ok(c.page_size)
             }
@@ -181,7 +177,7 @@ impl Client {
 
     /// DMA_LOGGING_STOP.
     pub fn stop_dma_logging(&self) -> Result<()> {
-        self.feature(u32::from(FEATURE_DMA_LOGGING_STOP) | DEVICE_FEATURE_SET, &[], 0, None).map(|_| ())
+        self.typed_feature(FeatureRequest::DmaLoggingStop, None).map(|_| ())
     }
 
     /// DMA_LOGGING_REPORT of `[iova, iova + length)`: the dirty bitmap (and it is cleared on
@@ -201,10 +197,9 @@ impl Client {
         while off < length {
             let len = (length - off).min(span);
             let req = DmaLoggingReport { iova: iova + off, length: len, page_size };
-            let reply_len = req.as_slice().len() + req.bitmap_bytes() as usize;
-            let flags = u32::from(FEATURE_DMA_LOGGING_REPORT) | DEVICE_FEATURE_GET;
-            let d = self.feature(flags, req.as_slice(), reply_len, None)?;
-            if d.len() != reply_len || read_at::<DmaLoggingReport>(&d, 0) != Some(req) {
+            let typed = FeatureRequest::DmaLoggingReport(req);
+            let d = self.typed_feature(typed, None)?;
+            if d.len() != typed.reply_len() || read_at::<DmaLoggingReport>(&d, 0) != Some(req) {
                 return Err(t.violation("DMA_LOGGING_REPORT reply does not match the request".into()));
             }
             out.extend(

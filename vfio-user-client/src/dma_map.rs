@@ -8,8 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use vfio_user_proto::wire::{DmaBitmap, DmaMap, DmaUnmap, DmaUnmapRequest};
-use vfio_user_proto::{Command, Reply, Request};
-use vm_memory::ByteValued;
+use vfio_user_proto::Reply;
 
 use crate::client::Client;
 use crate::dma_serve::DmaMapping;
@@ -23,9 +22,9 @@ pub use vfio_user_proto::DmaProt;
 
 fn send_map(t: &Transport, m: &DmaMapping, timeout: std::time::Duration) -> Result<()> {
     let offset = m.fd.as_ref().map_or(0, |(_, o)| *o);
-    let body = DmaMap::new(m.flags, offset, m.iova, m.size);
+    let p = DmaMap::new(DmaProt::from_map_flags(m.flags), offset, m.iova, m.size).request();
     let fd: Vec<BorrowedFd<'_>> = m.fd.iter().map(|(f, _)| f.as_fd()).collect();
-    let msg = t.request(Command::DmaMap, &[body.as_slice()], &fd, timeout)?;
+    let msg = t.request(p.command(), &p.parts(), &fd, timeout)?;
     match decode(t, &msg)? {
         Reply::DmaMap => Ok(()),
         _ => Err(t.violation("DMA_MAP reply of another kind".into())),
@@ -107,7 +106,7 @@ impl Client {
             return Err(Error::InvalidInput("no DMA mapping with this address and size"));
         }
         let typed = DmaUnmapRequest::one(iova, size);
-        let (t, msg) = self.call_request(&Request::DmaUnmap(typed), &[], None)?;
+        let (t, msg) = self.call(&typed.payload(), &[], None)?;
         let req = typed.to_wire().0;
         match decode(&t, &msg)? {
             Reply::DmaUnmap(None, None) => {}
@@ -123,7 +122,7 @@ impl Client {
     pub fn dma_unmap_all(&self) -> Result<()> {
         let _g = lock(&self.dma_ops);
         let typed = DmaUnmapRequest::all();
-        let (t, msg) = self.call_request(&Request::DmaUnmap(typed), &[], None)?;
+        let (t, msg) = self.call(&typed.payload(), &[], None)?;
         let req = typed.to_wire().0;
         match decode(&t, &msg)? {
             Reply::DmaUnmap(None, None) => {}
@@ -154,7 +153,7 @@ impl Client {
         }
         let typed = DmaUnmapRequest::with_dirty_bitmap(iova, size, pgsize)
             .ok_or(Error::InvalidInput("dirty bitmap larger than max_data_xfer_size"))?;
-        let (t, msg) = self.call_request(&Request::DmaUnmap(typed), &[], None)?;
+        let (t, msg) = self.call(&typed.payload(), &[], None)?;
         let (req, bm) = typed.to_wire();
         let bm = bm.unwrap_or_default();
         let bits = match decode(&t, &msg)? {

@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use vfio_user_proto::wire::{DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
+use vfio_user_proto::wire::{put_with_room, DmaAccess, DMA_MAP_FLAG_READ, DMA_MAP_FLAG_WRITE};
 use vfio_user_proto::{decode_request, DecodeLimits, FrameError, Header, Message, Request};
 use vm_memory::bitmap::Bitmap;
 
 use crate::socket::{VolatileBuf, VolatileBufMut};
-use vm_memory::{ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemory, Permissions};
 
 /// The memory the server's DMA_READ / DMA_WRITE requests are served from, addressed by the
 /// DMA address (IOVA) given in DMA_MAP.
@@ -236,7 +236,7 @@ impl DmaServer {
                 Some(Err(errno)) => Err(errno),
                 None => self.dma_read(&a, out),
             },
-            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| put(out, 0, a.as_slice())),
+            Ok(Request::DmaWrite(a, data)) => self.dma_write(&a, data).map(|()| put_with_room(out, &a, 0).end),
             Ok(other) => {
                 log::warn!("server sent {} to the client; refused", other.command());
                 Err(libc::EINVAL)
@@ -276,8 +276,9 @@ impl DmaServer {
         // `count` is bounded by our max_data_xfer_size (decode_request checked it).
         let len = a.count as usize;
         let mut sent = Ok(());
-        let reply = hdr.reply(a.as_slice().len() + len);
-        match mem.read_zero_copy(a.addr, len, &mut |bufs| sent = send(reply, &[a.as_slice()], bufs))? {
+        let reply = hdr.reply(DmaAccess::payload_len(len));
+        let head = a.read_reply(&[]);
+        match mem.read_zero_copy(a.addr, len, &mut |bufs| sent = send(reply, &head.parts(), bufs))? {
             Ok(()) => Some(Ok(sent)),
             Err(errno) => Some(Err(errno)),
         }
@@ -297,11 +298,9 @@ impl DmaServer {
     fn dma_read(&self, a: &DmaAccess, out: &mut Vec<u8>) -> Result<usize, i32> {
         let via_fd = self.check(a.addr, a.count, DMA_MAP_FLAG_READ)?;
         // `count` is bounded by our max_data_xfer_size (decode_request checked it).
-        let len = put(out, 0, a.as_slice()) + a.count as usize;
-        if out.len() < len {
-            out.resize(len, 0);
-        }
-        let buf = &mut out[16..len];
+        let room = put_with_room(out, a, a.count as usize);
+        let len = room.end;
+        let buf = &mut out[room];
         match (&self.memory, via_fd) {
             (Some(mem), _) => mem.read(a.addr, buf)?,
             (None, Some((fd, off))) => pread_all(fd.as_fd(), buf, off)?,
@@ -318,16 +317,6 @@ impl DmaServer {
             (None, None) => Err(libc::EFAULT),
         }
     }
-}
-
-/// Copies `data` to `out` at `at`, growing `out` if needed; returns the end offset.
-fn put(out: &mut Vec<u8>, at: usize, data: &[u8]) -> usize {
-    let end = at + data.len();
-    if out.len() < end {
-        out.resize(end, 0);
-    }
-    out[at..end].copy_from_slice(data);
-    end
 }
 
 fn pread_all(fd: std::os::fd::BorrowedFd<'_>, mut buf: &mut [u8], mut off: u64) -> Result<(), i32> {

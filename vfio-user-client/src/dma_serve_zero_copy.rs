@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use vfio_user_proto::wire::{read_at, DmaAccess, DMA_MAP_FLAG_WRITE};
-use vfio_user_proto::{Command, FrameError, Header, Receiver, HEADER_SIZE};
+use vfio_user_proto::{Command, FrameError, Header, Receiver};
 use vm_memory::ByteValued;
 
 use crate::dma_serve::{DmaServer, SendReply};
@@ -30,7 +30,7 @@ impl DmaServer {
         self.memory.is_some()
             && h.is_command()
             && h.cmd() == Ok(Command::DmaWrite)
-            && h.msg_size as usize >= HEADER_SIZE + std::mem::size_of::<DmaAccess>() + ZERO_COPY_WRITE
+            && h.payload_len().is_some_and(|n| n >= DmaAccess::payload_len(ZERO_COPY_WRITE))
     }
 
     /// Receives the DMA_WRITE that is the next message of `rx` straight into memory and
@@ -50,7 +50,7 @@ impl DmaServer {
         };
         // First a look at the access (declined, nothing consumed).
         let mut seen = None;
-        rx.recv_volatile_with(16, stall, |h, p| {
+        rx.recv_volatile_with(DmaAccess::SIZE, stall, |h, p| {
             seen = Some((*h, read_at::<DmaAccess>(p, 0)?));
             None
         })?;
@@ -60,7 +60,7 @@ impl DmaServer {
         // What decode_request and check would refuse goes the copying way, for its errno.
         let len = a.count as usize;
         let fits = hdr.is_command()
-            && hdr.payload_len() == Some(std::mem::size_of::<DmaAccess>() + len)
+            && hdr.payload_len() == Some(DmaAccess::payload_len(len))
             && a.count <= u64::from(self.limits.max_data_xfer_size)
             && a.addr.checked_add(a.count).is_some();
         if !fits || self.check(a.addr, a.count, DMA_MAP_FLAG_WRITE).is_err() {
@@ -68,7 +68,10 @@ impl DmaServer {
         }
         let mut got = None;
         let r = mem.write_zero_copy(a.addr, len, &mut |bufs| {
-            got = Some(rx.recv_volatile_with(16, stall, |h, p| (*h == hdr && p == a.as_slice()).then_some(bufs)));
+            got =
+                Some(rx.recv_volatile_with(DmaAccess::SIZE, stall, |h, p| {
+                    (*h == hdr && p == a.as_slice()).then_some(bufs)
+                }));
         });
         // Not supported, refused by the memory, or declined: nothing was consumed.
         let fds = match (r, got) {
@@ -84,7 +87,10 @@ impl DmaServer {
         drop(fds);
         if !hdr.no_reply() {
             match refused {
-                false => send(hdr.reply(16), &[a.as_slice()], &[])?,
+                false => {
+                    let p = a.write_reply();
+                    send(hdr.reply(p.len()), &p.parts(), &[])?
+                }
                 true => send(hdr.error_reply(libc::EINVAL), &[], &[])?,
             }
         }

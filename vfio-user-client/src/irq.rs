@@ -10,12 +10,8 @@ use crate::irq_state::*;
 use crate::sync::lock;
 use crate::transport::decode;
 use std::os::fd::BorrowedFd;
-use vfio_user_proto::wire::{
-    self, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_MASK_BITS, IRQ_SET_ACTION_UNMASK, IRQ_SET_DATA_EVENTFD,
-    IRQ_SET_DATA_MASK, IRQ_SET_DATA_NONE,
-};
-use vfio_user_proto::{Command, Reply};
-use vm_memory::ByteValued;
+use vfio_user_proto::wire::{self, IrqSetFlags, IRQ_SET_DATA_EVENTFD, IRQ_SET_DATA_MASK, IRQ_SET_DATA_NONE};
+use vfio_user_proto::Reply;
 
 /// The most vectors an IRQ index can have: for a PCI device INTx 1, MSI 32, MSI-X 2048, ERR
 /// and REQ 1 (the PCI limits, as kernel VFIO reports them); 2048 for any other index. A
@@ -38,8 +34,7 @@ impl Client {
         if let Some(i) = lock(&self.irq_infos).get(&index) {
             return Ok(*i);
         }
-        let req = wire::IrqInfo::query(index);
-        let (t, msg) = self.call(Command::DeviceGetIrqInfo, &[req.as_slice()], &[], None)?;
+        let (t, msg) = self.call(&wire::IrqInfo::query(index).payload(), &[], None)?;
         let info = match decode(&t, &msg)? {
             Reply::DeviceGetIrqInfo(i) if i.index == index => {
                 let max = max_irq_count(self.device.is_pci(), index);
@@ -80,14 +75,12 @@ impl Client {
     /// eventfds or none (de-assign). DATA_BOOL needs its flags: use
     /// [`set_irqs`](Client::set_irqs).
     pub fn set_irqs_raw(&self, index: u32, flags: u32, start: u32, count: u32, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let typed = IrqSetFlags::from_bits_retain(flags);
+        let action = match IrqAction::from_flags(typed) {
+            Some(action) if typed.is_valid() => action,
+            _ => return Err(Error::InvalidInput("SET_IRQS flags need one DATA and one ACTION bit")),
+        };
         let data = flags & IRQ_SET_DATA_MASK;
-        let action = flags & IRQ_SET_ACTION_MASK_BITS;
-        if flags & !(IRQ_SET_DATA_MASK | IRQ_SET_ACTION_MASK_BITS) != 0
-            || data.count_ones() != 1
-            || action.count_ones() != 1
-        {
-            return Err(Error::InvalidInput("SET_IRQS flags need one DATA and one ACTION bit"));
-        }
         // Bound `count` before anything is allocated for it.
         if count > 0 {
             let max = self.irq_info(index)?.count;
@@ -95,11 +88,6 @@ impl Client {
                 return Err(Error::InvalidInput("vectors beyond the IRQ index's count"));
             }
         }
-        let action = match action {
-            IRQ_SET_ACTION_MASK => IrqAction::Mask,
-            IRQ_SET_ACTION_UNMASK => IrqAction::Unmask,
-            _ => IrqAction::Trigger,
-        };
         match data {
             IRQ_SET_DATA_NONE if fds.is_empty() => self.set_irqs(index, action, start, IrqSetData::None { count }),
             IRQ_SET_DATA_EVENTFD if fds.len() == count as usize => {

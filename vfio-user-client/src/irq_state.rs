@@ -10,12 +10,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vfio_user_proto::wire::{
-    IrqSet, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_TRIGGER, IRQ_SET_ACTION_UNMASK, IRQ_SET_DATA_BOOL,
-    IRQ_SET_DATA_EVENTFD, IRQ_SET_DATA_NONE,
-};
-use vfio_user_proto::{Command, Reply};
-use vm_memory::ByteValued;
+use vfio_user_proto::wire::{IrqSet, IRQ_SET_ACTION_MASK, IRQ_SET_ACTION_TRIGGER, IRQ_SET_ACTION_UNMASK};
+use vfio_user_proto::{IrqData, Reply};
 
 use crate::error::{Error, Result};
 use crate::transport::decode;
@@ -61,11 +57,7 @@ impl IrqSetData<'_> {
 }
 
 pub(crate) fn action_flag(a: IrqAction) -> u32 {
-    match a {
-        IrqAction::Mask => IRQ_SET_ACTION_MASK,
-        IrqAction::Unmask => IRQ_SET_ACTION_UNMASK,
-        IrqAction::Trigger => IRQ_SET_ACTION_TRIGGER,
-    }
+    a.flag().bits()
 }
 
 /// What SET_IRQS installed on the server and a reconnect sends again: the eventfds per
@@ -165,21 +157,22 @@ pub(crate) fn send_set_irqs(
     data: &IrqSetData<'_>,
     timeout: Duration,
 ) -> Result<()> {
-    let one = |flags: u32, start: u32, count: usize, extra: &[u8], fds: &[BorrowedFd<'_>]| -> Result<()> {
-        let set = IrqSet::new(flags | action, index, start, count as u32, extra.len());
-        let msg = t.request(Command::DeviceSetIrqs, &[set.as_slice(), extra], fds, timeout)?;
+    let one = |start: u32, count: usize, data: IrqData<'_>, fds: &[BorrowedFd<'_>]| -> Result<()> {
+        let set = IrqSet::new(data.flag().bits() | action, index, start, count as u32, data.bytes().len());
+        let p = set.payload(&data);
+        let msg = t.request(p.command(), &p.parts(), fds, timeout)?;
         match decode(t, &msg)? {
             Reply::DeviceSetIrqs => Ok(()),
             _ => Err(t.violation("DEVICE_SET_IRQS reply of another kind".into())),
         }
     };
     match data {
-        IrqSetData::None { count } => one(IRQ_SET_DATA_NONE, start, *count as usize, &[], &[]),
+        IrqSetData::None { count } => one(start, *count as usize, IrqData::None, &[]),
         IrqSetData::Bool(b) => {
             let bytes: Vec<u8> = b.iter().map(|&x| x as u8).collect();
-            one(IRQ_SET_DATA_BOOL, start, b.len(), &bytes, &[])
+            one(start, b.len(), IrqData::Bool(&bytes), &[])
         }
-        IrqSetData::Eventfds([]) => one(IRQ_SET_DATA_EVENTFD, start, 0, &[], &[]),
+        IrqSetData::Eventfds([]) => one(start, 0, IrqData::Eventfd(0), &[]),
         IrqSetData::Eventfds(fds) => {
             let max = t.negotiated.peer.max_msg_fds as usize;
             if max == 0 && fds.iter().any(|f| f.is_some()) {
@@ -193,7 +186,7 @@ pub(crate) fn send_set_irqs(
                     j += 1;
                 }
                 let run: Vec<BorrowedFd<'_>> = fds[i..j].iter().flatten().copied().collect();
-                one(IRQ_SET_DATA_EVENTFD, start + i as u32, j - i, &[], &run)?;
+                one(start + i as u32, j - i, IrqData::Eventfd(run.len()), &run)?;
                 i = j;
             }
             Ok(())

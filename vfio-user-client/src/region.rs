@@ -15,9 +15,9 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use vfio_user_proto::wire::{self, RegionIoFds, REGION_FLAG_CAPS, REGION_FLAG_MMAP};
-use vfio_user_proto::{parse_region_caps, Command, RegionCap, Reply};
+use vfio_user_proto::{parse_region_caps, RegionCap, Reply};
 use vm_memory::mmap::MmapRegionBuilder;
-use vm_memory::{ByteValued, FileOffset};
+use vm_memory::FileOffset;
 
 /// The `argsz` of the first region-info request: enough for typical capability chains, so
 /// that one round trip usually suffices.
@@ -49,8 +49,8 @@ impl Client {
     pub(crate) fn fetch_region_info(&self, t: &Transport, index: u32) -> Result<Region> {
         let mut argsz = FIRST_REGION_ARGSZ;
         for _ in 0..3 {
-            let req = wire::RegionInfo { argsz, index, ..Default::default() };
-            let mut msg = t.request(Command::DeviceGetRegionInfo, &[req.as_slice()], &[], self.config.timeout)?;
+            let p = wire::RegionInfo::query(index, argsz).request();
+            let mut msg = t.request(p.command(), &p.parts(), &[], self.config.timeout)?;
             let info = match decode(t, &msg)? {
                 Reply::DeviceGetRegionInfo(info, _) => info,
                 _ => return Err(t.violation("DEVICE_GET_REGION_INFO reply of another kind".into())),
@@ -139,8 +139,7 @@ impl Client {
         let region = self.region_info(index)?;
         let mut argsz = RegionIoFds::query(index, FIRST_IO_FDS as usize).argsz;
         for _ in 0..3 {
-            let req = RegionIoFds { argsz, ..RegionIoFds::query(index, 0) };
-            let (t, msg) = self.call(Command::DeviceGetRegionIoFds, &[req.as_slice()], &[], None)?;
+            let (t, msg) = self.call(&RegionIoFds::query_argsz(index, argsz).request(), &[], None)?;
             let (r, entries) = match decode(&t, &msg)? {
                 Reply::DeviceGetRegionIoFds(r, e) => (r, e.to_vec()),
                 _ => return Err(t.violation("DEVICE_GET_REGION_IO_FDS reply of another kind".into())),

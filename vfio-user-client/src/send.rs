@@ -26,9 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vfio_user_proto::header::FLAGS_NO_REPLY;
-use vfio_user_proto::wire::{RegionAccess, WriteMulti, WriteMultiEntry};
-use vfio_user_proto::{Command, FrameError, Header, SendGuard, Sender, HEADER_SIZE};
+use vfio_user_proto::wire::WriteMultiEntry;
+use vfio_user_proto::{FrameError, Header, SendGuard, Sender};
 use vm_memory::ByteValued;
 
 use crate::socket::{SendExt, VolatileBuf};
@@ -97,7 +96,7 @@ impl SendPath {
             started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             watch: Mutex::new(None),
-            multi_fit: ((peer_max_xfer as usize + 16 - 8) / 24).clamp(1, WRITE_MULTI_MAX),
+            multi_fit: WriteMultiEntry::max_per_message(peer_max_xfer).clamp(1, WRITE_MULTI_MAX),
             stats,
         }
     }
@@ -329,28 +328,16 @@ impl SendPath {
 
 /// Appends one message without fds, header first (its `msg_size` set), to `out`.
 fn frame(out: &mut Vec<u8>, h: Header, payload: &[u8]) {
-    let h = Header { msg_size: (HEADER_SIZE + payload.len()) as u32, ..h };
+    let h = h.with_payload_len(payload.len());
     out.extend_from_slice(h.as_slice());
     out.extend_from_slice(payload);
 }
 
 /// One posted REGION_WRITE, or a REGION_WRITE_MULTI of several, with NO_REPLY.
 fn encode_writes(id: u16, run: &[WriteMultiEntry]) -> (Header, Vec<u8>) {
-    let mut body = Vec::with_capacity(std::mem::size_of::<WriteMulti>() + std::mem::size_of_val(run));
-    let mut hdr = if let [e] = run {
-        let a = RegionAccess { offset: e.offset, region: e.region, count: e.count };
-        body.extend_from_slice(a.as_slice());
-        body.extend_from_slice(&e.data[..(e.count as usize).min(e.data.len())]);
-        Header::command(id, Command::RegionWrite, body.len())
-    } else {
-        body.extend_from_slice(WriteMulti { wr_cnt: run.len() as u64 }.as_slice());
-        for e in run {
-            body.extend_from_slice(e.as_slice());
-        }
-        Header::command(id, Command::RegionWriteMulti, body.len())
-    };
-    hdr.flags |= FLAGS_NO_REPLY;
-    (hdr, body)
+    let mut body = Vec::new();
+    let cmd = WriteMultiEntry::append_writes(run, &mut body);
+    (Header::command(id, cmd, body.len()).with_no_reply(), body)
 }
 
 #[cfg(test)]
@@ -359,7 +346,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     use vfio_user_proto::wire::WRITE_MULTI_DATA_MAX;
-    use vfio_user_proto::{decode_request, Connection, DecodeLimits, Request};
+    use vfio_user_proto::{decode_request, Command, Connection, DecodeLimits, Request};
 
     use super::*;
 

@@ -13,7 +13,7 @@ use std::io::IoSlice;
 
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
 use vfio_user_proto::connection::IOV_MAX;
-use vfio_user_proto::{FrameError, Header, Message, Receiver, SendGuard, HEADER_SIZE};
+use vfio_user_proto::{FrameError, Header, Message, Receiver, SendGuard};
 use vm_memory::ByteValued;
 
 // Guest memory is reached through raw iovecs (a `VolatileSlice` cannot soundly become a
@@ -113,8 +113,8 @@ impl SendExt for SendGuard<'_> {
         for (h, parts) in msgs {
             let size = parts
                 .iter()
-                .try_fold(HEADER_SIZE, |acc, p| acc.checked_add(p.len()))
-                .and_then(|t| u32::try_from(t).ok())
+                .try_fold(0usize, |acc, p| acc.checked_add(p.len()))
+                .and_then(vfio_user_proto::header::msg_size)
                 .ok_or_else(invalid)?;
             headers.push(Header { msg_size: size, ..*h });
             remaining = remaining.checked_add(size as usize).ok_or_else(invalid)?;

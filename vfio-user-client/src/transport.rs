@@ -42,7 +42,6 @@ use crate::send::SendPath;
 use crate::stats::{bump, Counters};
 use crate::sync::{lock, now_ms};
 use crate::wake::{bit, WakeBoard};
-use vfio_user_proto::header::FLAGS_NO_REPLY;
 use vfio_user_proto::wire::WriteMultiEntry;
 use vfio_user_proto::{decode_reply, Command, FrameError, Header, Message, Negotiated, Receiver, Reply, Sender};
 
@@ -281,9 +280,7 @@ impl Transport {
     /// Sends a command with NO_REPLY.
     pub(crate) fn post(&self, cmd: Command, parts: &[&[u8]]) -> Result<()> {
         let id = self.posted_id()?;
-        let mut hdr = Header::command(id, cmd, 0);
-        hdr.flags |= FLAGS_NO_REPLY;
-        self.send(hdr, parts, &[])
+        self.send(Header::command(id, cmd, 0).with_no_reply(), parts, &[])
     }
 
     fn posted_id(&self) -> Result<u16> {

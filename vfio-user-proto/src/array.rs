@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use vm_memory::ByteValued;
 
-use crate::wire::read_at;
+use crate::codec::read_at;
 
 /// `len` consecutive `T`s stored in a byte slice (any alignment).
 #[derive(Clone, Copy, PartialEq, Eq)]

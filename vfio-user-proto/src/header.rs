@@ -10,18 +10,36 @@ use crate::command::{Command, CommandError};
 /// Size of [`Header`] on the wire.
 pub const HEADER_SIZE: usize = 16;
 
-/// Mask of the message-type bits in [`Header::flags`].
-pub const FLAGS_TYPE_MASK: u32 = 0xf;
+bitflags::bitflags! {
+    /// The flags of [`Header::flags`]: the message type in the low four bits (a value, not
+    /// bits: 0 command, 1 reply), `NO_REPLY` and `ERROR`. Bits the protocol does not define
+    /// are kept; receivers decide what to do with them.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct HeaderFlags: u32 {
+        /// The message-type field (a 4-bit value).
+        const TYPE = 0xf;
+        /// Message type value 1: a reply (0, no bit, is a command).
+        const REPLY = 1;
+        /// The sender of a command wants no reply, not even an error reply.
+        const NO_REPLY = 1 << 4;
+        /// A reply reports failure; [`Header::error`] may carry an errno.
+        const ERROR = 1 << 5;
+    }
+}
+
+/// Mask of the message-type bits in [`Header::flags`] ([`HeaderFlags::TYPE`]).
+pub const FLAGS_TYPE_MASK: u32 = HeaderFlags::TYPE.bits();
 /// Message type: a command.
 pub const FLAGS_TYPE_COMMAND: u32 = 0;
-/// Message type: a reply.
-pub const FLAGS_TYPE_REPLY: u32 = 1;
-/// The sender of a command wants no reply, not even an error reply.
-pub const FLAGS_NO_REPLY: u32 = 1 << 4;
-/// A reply reports failure; [`Header::error`] may carry an errno.
-pub const FLAGS_ERROR: u32 = 1 << 5;
+/// Message type: a reply ([`HeaderFlags::REPLY`]).
+pub const FLAGS_TYPE_REPLY: u32 = HeaderFlags::REPLY.bits();
+/// The sender of a command wants no reply, not even an error reply
+/// ([`HeaderFlags::NO_REPLY`]).
+pub const FLAGS_NO_REPLY: u32 = HeaderFlags::NO_REPLY.bits();
+/// A reply reports failure ([`HeaderFlags::ERROR`]).
+pub const FLAGS_ERROR: u32 = HeaderFlags::ERROR.bits();
 /// Every flag bit the protocol defines.
-pub const FLAGS_KNOWN: u32 = FLAGS_TYPE_MASK | FLAGS_NO_REPLY | FLAGS_ERROR;
+pub const FLAGS_KNOWN: u32 = HeaderFlags::all().bits();
 
 /// The header of every message.
 #[repr(C)]
@@ -90,11 +108,52 @@ impl Header {
         }
     }
 
+    /// The same header with `msg_size` set for `payload_len` bytes of payload (saturating
+    /// like [`Header::command`]).
+    pub fn with_payload_len(self, payload_len: usize) -> Self {
+        Header { msg_size: msg_size_for(payload_len), ..self }
+    }
+
+    /// Appends room for a header (zeros) to `buf`: for a message whose payload is appended
+    /// after it and whose header is written last ([`Header::put_reply`]).
+    pub fn reserve(buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&[0; HEADER_SIZE]);
+    }
+
+    /// Writes into the room at the start of `msg` (see [`Header::reserve`]) the header of
+    /// the successful reply to `self` whose payload is the rest of `msg`, and returns that
+    /// header. A `msg` shorter than a header is left alone (and gets a reply header without
+    /// payload).
+    pub fn put_reply(&self, msg: &mut [u8]) -> Header {
+        let h = self.reply(msg.len().saturating_sub(HEADER_SIZE));
+        if let Some(room) = msg.get_mut(..HEADER_SIZE) {
+            room.copy_from_slice(h.as_slice());
+        }
+        h
+    }
+
+    /// The payload of a whole message `msg` (what follows its header).
+    pub fn payload_of(msg: &[u8]) -> &[u8] {
+        msg.get(HEADER_SIZE..).unwrap_or(&[])
+    }
+
+    /// The flags, typed (undefined bits kept).
+    pub fn header_flags(&self) -> HeaderFlags {
+        HeaderFlags::from_bits_retain(self.flags)
+    }
+
+    /// The header of a command sent with NO_REPLY (a posted write): no reply, not even an
+    /// error reply, comes back.
+    pub fn with_no_reply(mut self) -> Self {
+        self.flags |= FLAGS_NO_REPLY;
+        self
+    }
+
     /// The message type, or `None` for a type value the protocol does not define.
     pub fn msg_type(&self) -> Option<MsgType> {
-        match self.flags & FLAGS_TYPE_MASK {
-            FLAGS_TYPE_COMMAND => Some(MsgType::Command),
-            FLAGS_TYPE_REPLY => Some(MsgType::Reply),
+        match self.header_flags().intersection(HeaderFlags::TYPE) {
+            t if t.is_empty() => Some(MsgType::Command),
+            HeaderFlags::REPLY => Some(MsgType::Reply),
             _ => None,
         }
     }
@@ -111,12 +170,12 @@ impl Header {
 
     /// Whether the command asks for no reply.
     pub fn no_reply(&self) -> bool {
-        self.flags & FLAGS_NO_REPLY != 0
+        self.header_flags().contains(HeaderFlags::NO_REPLY)
     }
 
     /// Whether the reply reports an error.
     pub fn is_error(&self) -> bool {
-        self.flags & FLAGS_ERROR != 0
+        self.header_flags().contains(HeaderFlags::ERROR)
     }
 
     /// The errno of an error reply. A peer may leave it 0 even when ERROR is set; this
@@ -139,6 +198,12 @@ impl Header {
     pub fn payload_len(&self) -> Option<usize> {
         (self.msg_size as usize).checked_sub(HEADER_SIZE)
     }
+}
+
+/// The `msg_size` of a message with `payload_len` bytes of payload, or `None` when it does
+/// not fit the field.
+pub fn msg_size(payload_len: usize) -> Option<u32> {
+    u32::try_from(payload_len.checked_add(HEADER_SIZE)?).ok()
 }
 
 fn msg_size_for(payload_len: usize) -> u32 {

@@ -7,17 +7,23 @@
 //!
 //! A VMM or a device can depend on this crate alone. Layout:
 //!
-//! * [`header`] — the 16-byte header; [`command`] — command codes (`TryFrom<u16>`, unknown
-//!   codes are errors).
-//! * [`wire`] — every fixed part of every payload as a `#[repr(C)]` [`ByteValued`] struct
-//!   with a compile-time size check.
-//! * [`request`] / [`reply`] — typed messages: [`decode_request`] and [`decode_reply`] turn
-//!   header + bytes + fd count into a validated value or a [`DecodeError`] whose
-//!   [`errno`](DecodeError::errno) goes into the error reply; `encode_payload` does the
-//!   reverse.
-//! * [`region_caps`] — the DEVICE_GET_REGION_INFO capability chain.
-//! * [`version`] — capability JSON (feature `serde`, on by default) and negotiation rules.
-//! * [`migration`] — migration v2 states and the transition rules.
+//! * [`header`] — the 16-byte header and its flags; [`command`] — command codes
+//!   (`TryFrom<u16>`, unknown codes are errors), the list written once.
+//! * One module per command family, each holding the family's `#[repr(C)]` [`ByteValued`]
+//!   wire structs (with compile-time size checks), flag types (bitflags), typed forms,
+//!   constructors that compute `argsz` and sizes, and the decoder and encoder of every
+//!   command and reply of the family: [`version`] (VERSION, and the capabilities and
+//!   negotiation rules), [`dma`] (DMA_MAP / UNMAP / READ / WRITE), [`device`]
+//!   (DEVICE_GET_INFO, GET_REGION_INFO, GET_REGION_IO_FDS, RESET; the capability chain in
+//!   [`region_caps`]), [`irq`] (GET_IRQ_INFO, SET_IRQS), [`region_access`] (REGION_READ /
+//!   WRITE / WRITE_MULTI), [`feature`] (DEVICE_FEATURE, migration data, DMA logging;
+//!   [`migration`] has the states and transitions). [`wire`] gathers their structs and
+//!   constants in one namespace.
+//! * [`request`] / [`reply`] — the typed messages, dispatching to the families:
+//!   [`decode_request`] and [`decode_reply`] turn header + bytes + fd count into a validated
+//!   value or a [`DecodeError`] whose [`errno`](DecodeError::errno) goes into the error
+//!   reply; `payload()` encodes into a [`Payload`], borrowed parts that a sender gathers
+//!   into one `sendmsg` without allocating.
 //! * `connection` (feature `socket`, off by default) — sending and receiving whole messages
 //!   with SCM_RIGHTS descriptors. The wire types above need none of it.
 //!
@@ -50,12 +56,18 @@
 #![deny(missing_docs)]
 
 pub mod array;
+mod codec;
 pub mod command;
 #[cfg(feature = "socket")]
 pub mod connection;
+pub mod device;
+pub mod dma;
 pub mod error;
+pub mod feature;
 pub mod header;
+pub mod irq;
 pub mod migration;
+pub mod region_access;
 pub mod region_caps;
 pub mod reply;
 pub mod request;
@@ -63,11 +75,12 @@ pub mod version;
 pub mod wire;
 
 pub use array::WireArray;
+pub use codec::{Parts, Payload};
 pub use command::{Command, CommandError};
 #[cfg(feature = "socket")]
 pub use connection::{Connection, Message, PayloadTail, Receiver, SendGuard, Sender};
 pub use error::{Damage, DecodeError, FrameError};
-pub use header::{Header, MsgType, HEADER_SIZE};
+pub use header::{Header, HeaderFlags, MsgType, HEADER_SIZE};
 pub use migration::MigState;
 pub use region_caps::{build_region_info, parse_region_caps, RegionCap};
 pub use reply::{decode_reply, IoFdEntries, Reply};

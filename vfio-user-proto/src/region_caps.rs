@@ -6,9 +6,62 @@
 
 use vm_memory::ByteValued;
 
+use crate::array::WireArray;
+use crate::codec::{read_at, wire_struct};
 use crate::command::Command;
+use crate::device::{RegionInfo, REGION_FLAG_CAPS};
 use crate::error::DecodeError;
-use crate::wire::*;
+
+/// Region capability ID: sparse mmap areas.
+pub const REGION_INFO_CAP_SPARSE_MMAP: u16 = 1;
+/// Region capability ID: region type and subtype.
+pub const REGION_INFO_CAP_TYPE: u16 = 2;
+
+/// Header of every region capability (8 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapHeader {
+    /// Capability ID.
+    pub id: u16,
+    /// Capability version.
+    pub version: u16,
+    /// Offset of the next capability from the start of the region info (0 ends the chain).
+    pub next: u32,
+}
+wire_struct!(CapHeader, 8);
+
+/// The fixed part of the SPARSE_MMAP capability after its [`CapHeader`] (8 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SparseMmapCap {
+    /// Number of [`SparseArea`]s that follow.
+    pub nr_areas: u32,
+    /// Reserved.
+    pub reserved: u32,
+}
+wire_struct!(SparseMmapCap, 8);
+
+/// One sparse mmap area (16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SparseArea {
+    /// Offset of the area from the region's `offset`.
+    pub offset: u64,
+    /// Size of the area.
+    pub size: u64,
+}
+wire_struct!(SparseArea, 16);
+
+/// The TYPE capability after its [`CapHeader`] (8 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionTypeCap {
+    /// Region type.
+    pub type_: u32,
+    /// Region subtype.
+    pub subtype: u32,
+}
+wire_struct!(RegionTypeCap, 8);
 
 /// One region capability.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +120,7 @@ pub fn parse_region_caps(payload: &[u8]) -> Result<Vec<RegionCap>, DecodeError> 
                 let len = n.checked_mul(16).ok_or(bad("nr_areas"))?;
                 let end = start.checked_add(len).ok_or(bad("nr_areas"))?;
                 let bytes = body.get(start..end).ok_or(bad("nr_areas"))?;
-                let areas = crate::array::WireArray::<SparseArea>::new(bytes).ok_or(bad("nr_areas"))?;
+                let areas = WireArray::<SparseArea>::new(bytes).ok_or(bad("nr_areas"))?;
                 caps.push(RegionCap::SparseMmap(areas.iter().collect()));
             }
             REGION_INFO_CAP_TYPE => {
@@ -134,6 +187,7 @@ pub fn build_region_info(mut info: RegionInfo, caps: &[RegionCap], req_argsz: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::{REGION_FLAG_MMAP, REGION_FLAG_READ};
 
     fn info() -> RegionInfo {
         RegionInfo {

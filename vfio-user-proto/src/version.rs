@@ -1,7 +1,8 @@
 // Copyright 2026 The vfio-user-rs Authors.
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 
-//! VERSION capabilities and the negotiation rules both sides share.
+//! The VERSION family: the message (its wire struct, typed form, decoders and encoder, the
+//! same both ways), the capabilities it carries and the negotiation rules both sides share.
 //!
 //! Each side's capability object describes what *that side* can receive or supports
 //! (`max_msg_fds`, `max_data_xfer_size`) or offers (`twin_socket`, `write_multiple`). The
@@ -9,6 +10,10 @@
 //! optional capabilities is a subset of the proposed set (a server may not switch on
 //! `twin_socket` unless the client offered it). Numeric limits are independent per
 //! direction: each side obeys the other's.
+
+use crate::codec::{fds_at_most, fixed, no_fds, wire_struct, Payload};
+use crate::command::Command;
+use crate::error::DecodeError;
 
 /// The protocol major version: 0 for every implementation so far.
 pub const PROTOCOL_MAJOR: u16 = 0;
@@ -208,6 +213,77 @@ fn validate(c: &Capabilities) -> Result<(), NegotiationError> {
         return Err(NegotiationError::BadValue("pgsizes"));
     }
     Ok(())
+}
+
+/// The fixed part of VERSION.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VersionWire {
+    /// Major version.
+    pub major: u16,
+    /// Minor version.
+    pub minor: u16,
+}
+wire_struct!(VersionWire, 4);
+
+/// VERSION body (request and reply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version<'a> {
+    /// Major version.
+    pub major: u16,
+    /// Minor version.
+    pub minor: u16,
+    /// The capability JSON without its NUL terminator (may be empty).
+    pub json: &'a [u8],
+}
+
+impl<'a> Version<'a> {
+    /// The VERSION message (request or reply): major, minor, and the JSON with its NUL
+    /// terminator (nothing after major/minor when the JSON is empty).
+    pub fn payload(&self) -> Payload<'a> {
+        let p = Payload::of(Command::Version, &VersionWire { major: self.major, minor: self.minor });
+        if self.json.is_empty() {
+            p
+        } else {
+            p.data(self.json).nul_terminated()
+        }
+    }
+}
+
+/// The VERSION body after its fds were checked.
+fn decode_version(p: &[u8]) -> Result<Version<'_>, DecodeError> {
+    let v: VersionWire = fixed(Command::Version, p)?;
+    let json = version_json(&p[std::mem::size_of::<VersionWire>()..])?;
+    Ok(Version { major: v.major, minor: v.minor, json })
+}
+
+/// VERSION request: no fds.
+pub(crate) fn decode_request(p: &[u8], nfds: usize) -> Result<Version<'_>, DecodeError> {
+    no_fds(Command::Version, nfds)?;
+    decode_version(p)
+}
+
+/// VERSION reply: no fd, or one (the twin socket).
+pub(crate) fn decode_reply(p: &[u8], nfds: usize) -> Result<Version<'_>, DecodeError> {
+    fds_at_most(Command::Version, nfds, 1, "0 or 1")?;
+    decode_version(p)
+}
+
+/// The JSON of a VERSION payload (the bytes after major/minor), without its terminator.
+///
+/// The version data is optional, but when present it is a NUL-terminated, non-empty string:
+/// data without the NUL, a bare NUL or a NUL inside the JSON are refused. (libvfio-user and
+/// QEMU refuse a missing NUL too.) This keeps [`Version`] an exact picture of the wire bytes.
+fn version_json(data: &[u8]) -> Result<&[u8], DecodeError> {
+    if data.is_empty() {
+        return Ok(data);
+    }
+    match data.split_last() {
+        Some((&0, json)) if !json.is_empty() && !json.contains(&0) => Ok(json),
+        Some((&0, [])) => Err(DecodeError::BadJson("empty JSON string".into())),
+        Some((&0, _)) => Err(DecodeError::BadJson("NUL inside the JSON".into())),
+        _ => Err(DecodeError::BadJson("JSON not NUL-terminated".into())),
+    }
 }
 
 #[cfg(feature = "serde")]

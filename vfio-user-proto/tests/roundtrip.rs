@@ -208,6 +208,7 @@ proptest! {
         let unknown = if [1, 2, 6, 7, 8].contains(&feature) { 100 } else { feature };
         let ops = if get { DEVICE_FEATURE_GET } else { DEVICE_FEATURE_SET };
         let f = DeviceFeature { argsz, flags: ops | u32::from(unknown) };
+        let ops = FeatureOps::from_bits_retain(ops);
         rt_req(&Request::DeviceFeature(f, FeatureRequest::Unknown { feature: unknown, ops, data: &data }), 0);
         // Replies carry any data.
         rt_rep(&Reply::DeviceFeature(DeviceFeature { argsz, flags: argsz ^ 0x5a5a }, &data), 0);

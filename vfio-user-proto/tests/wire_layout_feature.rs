@@ -153,7 +153,7 @@ fn feature_dma_logging_report_with_bitmap_in_reply() {
 fn unknown_features_keep_their_data() {
     let wire = Bytes::new(12).u32(0, 12).u32(4, SET | 0x55).raw(8, &[1, 2, 3, 4]);
     let f = DeviceFeature { argsz: 12, flags: SET | 0x55 };
-    let expect = FeatureRequest::Unknown { feature: 0x55, ops: SET, data: &[1, 2, 3, 4] };
+    let expect = FeatureRequest::Unknown { feature: 0x55, ops: FeatureOps::SET, data: &[1, 2, 3, 4] };
     both_ways_req(Command::DeviceFeature, wire.bytes(), 0, &Request::DeviceFeature(f, expect));
 }
 

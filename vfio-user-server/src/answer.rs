@@ -8,7 +8,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use vfio_user_proto::HEADER_SIZE;
+use vfio_user_proto::Header;
 
 use crate::error::Error;
 
@@ -43,7 +43,7 @@ impl ReplyBuf {
     /// An empty reply in `buf` (cleared), with room for the header.
     pub(crate) fn new(mut buf: Vec<u8>) -> Self {
         buf.clear();
-        buf.extend_from_slice(&[0; HEADER_SIZE]);
+        Header::reserve(&mut buf);
         ReplyBuf(buf)
     }
 

@@ -33,7 +33,7 @@ use vfio_user_proto::connection::{Connection, Message, Receiver, Sender};
 use vfio_user_proto::reply::{decode_reply, Reply};
 use vfio_user_proto::request::DecodeLimits;
 use vfio_user_proto::wire::DmaAccess;
-use vfio_user_proto::{FrameError, Header, HEADER_SIZE};
+use vfio_user_proto::{FrameError, Header};
 use vm_memory::ByteValued;
 
 use crate::core::Timeouts;
@@ -430,8 +430,7 @@ impl Channel {
     /// a DMA_READ's data may be received straight into it ([`Answer::Direct`]).
     fn transact(&self, cmd: Command, parts: &[&[u8]], dest: Option<&mut [u8]>) -> Result<Answer> {
         // The msg_size of a successful DMA_READ reply carrying all of `dest`.
-        let direct =
-            dest.as_ref().and_then(|d| u32::try_from(HEADER_SIZE + std::mem::size_of::<DmaAccess>() + d.len()).ok());
+        let direct = dest.as_ref().and_then(|d| vfio_user_proto::header::msg_size(DmaAccess::payload_len(d.len())));
         if let Some((twin, _)) = self.twin.get() {
             let mut t = twin.lock().unwrap_or_else(|e| e.into_inner());
             let id = self.alloc_id();

@@ -19,7 +19,7 @@ use vfio_user_proto::connection::Message;
 use vfio_user_proto::request::{decode_request, FeatureRequest, IrqAction, IrqData, Request, Version};
 use vfio_user_proto::version::{server_negotiate, Capabilities, NegotiationError, TwinSocket};
 use vfio_user_proto::wire::*;
-use vfio_user_proto::{build_region_info, Reply};
+use vfio_user_proto::{build_region_info, Header, Reply};
 use vm_memory::ByteValued;
 
 use crate::answer::{Answer, Next, ReplyFd};
@@ -56,13 +56,12 @@ impl<D: Device> Core<D> {
         let sent = match reply {
             Ok(mut buf) => {
                 let msg = buf.payload();
-                let h = header.reply(msg.len() - vfio_user_proto::HEADER_SIZE);
-                msg[..vfio_user_proto::HEADER_SIZE].copy_from_slice(h.as_slice());
+                let h = header.put_reply(msg);
                 let r = if fds.is_empty() {
                     chan.queue(msg)
                 } else {
                     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(ReplyFd::borrow).collect();
-                    chan.flush().and_then(|()| chan.sender.send(h, &[&msg[vfio_user_proto::HEADER_SIZE..]], &borrowed))
+                    chan.flush().and_then(|()| chan.sender.send(h, &[Header::payload_of(msg)], &borrowed))
                 };
                 self.recycle(buf);
                 r
@@ -193,7 +192,7 @@ impl<D: Device> Core<D> {
         let body = build_region_info(info, &caps, req.argsz);
         // Attach the fd whenever the client gets the whole answer (it retries for the
         // capabilities otherwise).
-        let whole = read_at::<RegionInfo>(&body, 0).is_some_and(|i| i.argsz as usize == body.len());
+        let whole = RegionInfo::reply_is_whole(&body);
         let fd = fd.filter(|_| whole).map(ReplyFd::Shared);
         Ok(self.echo(&body).with_fds(fd))
     }
@@ -387,10 +386,8 @@ impl<D: Device> Core<D> {
                 for w in words {
                     data.extend_from_slice(&w.to_ne_bytes());
                 }
-                if u32::try_from(std::mem::size_of::<DeviceFeature>() + data.len()).is_err() {
-                    return Err(Error::InvalidArgument("report"));
-                }
-                Ok(self.answer(&Reply::DeviceFeature(head.with_data(data.len()), &data)))
+                let head = head.checked_with_data(data.len()).ok_or(Error::InvalidArgument("report"))?;
+                Ok(self.answer(&Reply::DeviceFeature(head, &data)))
             }
             FeatureRequest::MigrationGet => self.migration_get(head),
             FeatureRequest::MigStateGet => self.mig_state_get(head),

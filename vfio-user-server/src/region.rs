@@ -53,7 +53,7 @@ impl RegionFacts {
         if let Some(t) = self.type_cap {
             caps.push(RegionCap::Type(t));
         }
-        (RegionInfo { argsz: 0, flags, index, cap_offset: 0, size: self.size, offset }, caps, fd)
+        (RegionInfo::new(index, flags, self.size, offset), caps, fd)
     }
 }
 

@@ -10,17 +10,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vfio_user_client::{Config, RegionReadOp};
-use vfio_user_proto::wire::PCI_CONFIG_REGION_INDEX;
-use vfio_user_proto::HEADER_SIZE;
+use vfio_user_proto::wire::{RegionAccess, PCI_CONFIG_REGION_INDEX};
 
 use crate::stats::{us, Summary};
 
 /// Requests in flight in the pipelined phases.
 pub const DEPTH: usize = 16;
-/// REGION_READ request: header + `{offset u64, region u32, count u32}`.
-const REQ: usize = HEADER_SIZE + 16;
-/// Its reply: the same plus 4 bytes of data.
-const REP: usize = REQ + 4;
+/// The sizes of a 4-byte REGION_READ request and of its reply (whole messages), which the
+/// raw phases exchange.
+fn msg_sizes() -> (usize, usize) {
+    let a = RegionAccess::new(PCI_CONFIG_REGION_INDEX, 0, 4);
+    (a.read_request().msg_size(), a.read_reply(&[0; 4]).msg_size())
+}
 /// Most samples kept per phase (the rest are counted, not kept).
 const MAX_SAMPLES: usize = 20_000_000;
 
@@ -47,27 +48,29 @@ fn measure(dur: Duration, per_iter: usize, mut op: impl FnMut() -> Result<(), St
     Ok(Phase { lat: Summary::of(&mut samples), ops_per_sec: (iters as f64 * per_iter as f64) / secs })
 }
 
-/// An echo server on a socketpair: answers every `REQ`-byte request with a `REP`-byte reply,
-/// all replies to what one read brought in one write (as the vfio-user server does).
+/// An echo server on a socketpair: answers every request-sized message with a reply-sized
+/// one ([`msg_sizes`]), all replies to what one read brought in one write (as the vfio-user
+/// server does).
 fn raw_pair() -> std::io::Result<(UnixStream, std::thread::JoinHandle<()>)> {
     let (client, mut server) = UnixStream::pair()?;
+    let (req_len, rep_len) = msg_sizes();
     let t = std::thread::spawn(move || {
-        let mut buf = vec![0u8; REQ * DEPTH * 4];
+        let mut buf = vec![0u8; req_len * DEPTH * 4];
         let mut have = 0;
-        let reply = vec![0u8; REP * DEPTH * 4];
+        let reply = vec![0u8; rep_len * DEPTH * 4];
         loop {
             let n = match server.read(&mut buf[have..]) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
             have += n;
-            let whole = have / REQ;
+            let whole = have / req_len;
             if whole > 0 {
-                if server.write_all(&reply[..whole * REP]).is_err() {
+                if server.write_all(&reply[..whole * rep_len]).is_err() {
                     return;
                 }
-                buf.copy_within(whole * REQ..have, 0);
-                have -= whole * REQ;
+                buf.copy_within(whole * req_len..have, 0);
+                have -= whole * req_len;
             }
         }
     });
@@ -132,11 +135,14 @@ pub fn run(socket: &Path, seconds: f64, json: bool) -> Result<(), String> {
     drop(client);
 
     let (mut raw, echo) = raw_pair().map_err(|e| format!("socketpair: {e}"))?;
-    let req = [0u8; REQ * DEPTH];
-    let mut rep = [0u8; REP * DEPTH];
-    eprintln!("bench: [3/4] raw socketpair lock-step ping-pong ({REQ}-byte request, {REP}-byte reply) ...");
+    let (req_len, rep_len) = msg_sizes();
+    let req = vec![0u8; req_len * DEPTH];
+    let mut rep = vec![0u8; rep_len * DEPTH];
+    eprintln!("bench: [3/4] raw socketpair lock-step ping-pong ({req_len}-byte request, {rep_len}-byte reply) ...");
     let raw_lock = measure(phase, 1, || {
-        raw.write_all(&req[..REQ]).and_then(|()| raw.read_exact(&mut rep[..REP])).map_err(|e| format!("raw: {e}"))
+        raw.write_all(&req[..req_len])
+            .and_then(|()| raw.read_exact(&mut rep[..rep_len]))
+            .map_err(|e| format!("raw: {e}"))
     })?;
     eprintln!("bench: [4/4] raw socketpair pipelined, {DEPTH} in flight ...");
     let raw_piped = measure(phase, DEPTH, || {

@@ -14,7 +14,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
-use vfio_user_proto::{FrameError, Header, Receiver, HEADER_SIZE};
+use vfio_user_proto::{FrameError, Header, Receiver};
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{Bytes, VolatileSlice};
 
@@ -114,7 +114,8 @@ pub(super) fn recv_volatile_with<'b>(
         fill_within(rx, stall, &mut progress)?;
     };
     let size = header.msg_size as usize;
-    let Some(rest) = (size - HEADER_SIZE).checked_sub(prefix).filter(|_| size <= rx.max_msg_size()) else {
+    let rest = header.payload_len().and_then(|n| n.checked_sub(prefix));
+    let Some(rest) = rest.filter(|_| size <= rx.max_msg_size()) else {
         return Ok(None);
     };
     // Wait until the prefix has arrived (the size bound was checked by next_header).

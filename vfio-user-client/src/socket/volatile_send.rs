@@ -13,7 +13,7 @@ use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{ByteValued, VolatileSlice};
 
 use vfio_user_proto::connection::IOV_MAX;
-use vfio_user_proto::{FrameError, Header, SendGuard, HEADER_SIZE};
+use vfio_user_proto::{FrameError, Header, SendGuard};
 
 /// Most parts (after the header) one message takes, as vfio-user-proto's `Sender::send`.
 const MAX_SEND_PARTS: usize = 7;
@@ -61,13 +61,10 @@ pub(super) fn send_volatile(
     if parts.len() > MAX_SEND_PARTS || 1 + parts.len() + data.len() > IOV_MAX {
         return Err(einval());
     }
-    let total = parts
-        .iter()
-        .map(|p| p.len())
-        .chain(data.iter().map(|d| d.len))
-        .try_fold(HEADER_SIZE, |acc, n| acc.checked_add(n));
+    let total =
+        parts.iter().map(|p| p.len()).chain(data.iter().map(|d| d.len)).try_fold(0usize, |acc, n| acc.checked_add(n));
     header.msg_size = total
-        .and_then(|t| u32::try_from(t).ok())
+        .and_then(vfio_user_proto::header::msg_size)
         .ok_or_else(|| FrameError::Io(io::Error::from_raw_os_error(libc::E2BIG)))?;
     let hdr = header.as_slice();
     let mut iov: Vec<libc::iovec> = Vec::with_capacity(1 + parts.len() + data.len());

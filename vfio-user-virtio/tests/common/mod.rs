@@ -134,6 +134,9 @@ pub struct DQueue {
     pub avail: u64,
     pub used: u64,
     pub avail_idx: u16,
+    /// While set, `publish` fills ring entries but leaves the available index the device
+    /// reads as it was, until `release_avail`: a device polling its ring sees nothing.
+    pub hold_avail: bool,
     pub used_seen: u16,
     pub next_desc: u16,
     /// Scratch area for this queue's request headers and status bytes.
@@ -281,6 +284,7 @@ impl Vmm {
                 avail: base + 0x4000,
                 used: base + 0x8000,
                 avail_idx: 0,
+                hold_avail: false,
                 used_seen: 0,
                 next_desc: 0,
                 scratch: base + 0xc000,
@@ -325,6 +329,14 @@ impl Vmm {
         let slot = dq.avail + 4 + u64::from(dq.avail_idx % dq.size) * 2;
         self.mem.write_obj(head.to_le(), GuestAddress(slot)).unwrap();
         dq.avail_idx = dq.avail_idx.wrapping_add(1);
+        if !dq.hold_avail {
+            self.release_avail(q);
+        }
+    }
+
+    /// Makes everything published on queue `q` visible to the device (its available index).
+    pub fn release_avail(&self, q: usize) {
+        let dq = &self.queues[q];
         fence(Ordering::SeqCst);
         self.mem.write_obj(dq.avail_idx.to_le(), GuestAddress(dq.avail + 2)).unwrap();
         fence(Ordering::SeqCst);
