@@ -37,7 +37,12 @@ use vfio_user_proto::{FrameError, Header};
 use vm_memory::ByteValued;
 
 use crate::core::Timeouts;
+use crate::dma::WaitCanceller;
 use crate::error::{Error, Result};
+
+/// Most DMA requests abandoned by [`WaitCanceller::begin_cancel`] whose replies have not come; a
+/// client that leaves more unanswered is dropped (each abandoned request keeps its msg_id).
+const MAX_ABANDONED: usize = 256;
 
 /// Queued replies are sent once they reach this many bytes.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -80,6 +85,8 @@ enum ReplyState {
     Arrived(Message),
     /// Its header is next on the socket, the rest is for the caller to receive.
     HandedOff,
+    /// Its caller gave up ([`WaitCanceller::begin_cancel`]): the reply is dropped when it comes.
+    Abandoned,
 }
 
 /// What DMA callers and the request-handling thread share.
@@ -88,6 +95,9 @@ struct Routing {
     /// DMA requests sent on the main socket and not yet collected.
     outstanding: Vec<Outstanding>,
     closed: bool,
+    /// Live [`WaitCanceller::begin_cancel`] calls: while non-zero, device threads' requests on
+    /// the main socket fail with `ECANCELED` instead of waiting for their reply.
+    cancelling: usize,
 }
 
 /// A reply to a DMA request.
@@ -253,9 +263,19 @@ impl Channel {
         let mut r = self.routing();
         let id = m.header.msg_id;
         let dma = matches!(m.header.cmd(), Ok(Command::DmaRead | Command::DmaWrite));
-        let slot = r.outstanding.iter_mut().find(|o| o.id == id && matches!(o.state, ReplyState::Waiting));
+        let slot = r
+            .outstanding
+            .iter()
+            .position(|o| o.id == id && matches!(o.state, ReplyState::Waiting | ReplyState::Abandoned));
         match slot {
-            Some(o) if m.header.is_reply() && dma => o.state = ReplyState::Arrived(m),
+            Some(i) if m.header.is_reply() && dma => {
+                if matches!(r.outstanding[i].state, ReplyState::Abandoned) {
+                    // Its caller was cancelled: the late reply answers nothing.
+                    r.outstanding.swap_remove(i);
+                    return Ok(None);
+                }
+                r.outstanding[i].state = ReplyState::Arrived(m);
+            }
             _ => return Err(FrameError::UnexpectedType { flags: m.header.flags, command: m.header.command }),
         }
         drop(r);
@@ -459,6 +479,9 @@ impl Channel {
         if r.closed {
             return Err(Error::NotConnected);
         }
+        if r.cancelling > 0 && !on_dispatcher {
+            return Err(cancelled());
+        }
         let mut id = self.alloc_id();
         while r.outstanding.iter().any(|o| o.id == id) {
             id = self.alloc_id();
@@ -535,6 +558,16 @@ impl Channel {
                     r.outstanding.swap_remove(pos);
                     return Err(Error::NotConnected);
                 }
+                ReplyState::Waiting if r.cancelling > 0 => {
+                    r.outstanding[pos].state = ReplyState::Abandoned;
+                    let abandoned = r.outstanding.iter().filter(|o| matches!(o.state, ReplyState::Abandoned)).count();
+                    drop(r);
+                    if abandoned > MAX_ABANDONED {
+                        log::warn!("{abandoned} DMA requests left without a reply");
+                        self.close();
+                    }
+                    return Err(cancelled());
+                }
                 ReplyState::Waiting => {
                     let left = deadline.and_then(|d| d.checked_duration_since(Instant::now()));
                     match left {
@@ -559,6 +592,7 @@ impl Channel {
                         _ => Err(Error::NotConnected),
                     };
                 }
+                ReplyState::Abandoned => return Err(cancelled()),
                 ReplyState::HandedOff => {
                     r.outstanding.swap_remove(pos);
                     drop(r);
@@ -637,11 +671,33 @@ fn max_msg_size(local_max_xfer: u32) -> usize {
     DecodeLimits { max_data_xfer_size: local_max_xfer, max_msg_fds: 0 }.max_msg_size()
 }
 
+fn cancelled() -> Error {
+    Error::Io(std::io::Error::from_raw_os_error(libc::ECANCELED))
+}
+
 fn check_error(m: Message) -> Result<Message> {
     if m.header.is_error() {
         Err(Error::Remote(m.header.errno()))
     } else {
         Ok(m)
+    }
+}
+
+/// Until `end_cancel`, DMA requests of threads other than the request-handling one fail
+/// with `ECANCELED` instead of waiting for the client's reply on the main socket (those
+/// waiting now are woken; their replies are dropped when they come), so that the
+/// request-handling thread may wait for those threads (a reset waiting for its queue
+/// workers) without waiting for replies only it would receive. Calls nest. The twin socket
+/// needs none of this: its callers receive their replies themselves.
+impl WaitCanceller for Channel {
+    fn begin_cancel(&self) {
+        self.routing().cancelling += 1;
+        self.cond.notify_all();
+    }
+
+    fn end_cancel(&self) {
+        let mut r = self.routing();
+        r.cancelling = r.cancelling.saturating_sub(1);
     }
 }
 

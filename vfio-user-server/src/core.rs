@@ -108,6 +108,7 @@ impl<D: Device> Core<D> {
                 max_maps: limits.max_dma_maps as usize,
                 ..Default::default()
             })),
+            waits: Default::default(),
         };
         let device = make(irq.clone(), dma.clone());
         Ok(Core {

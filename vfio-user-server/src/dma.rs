@@ -10,7 +10,7 @@
 //! DMA_READ / DMA_WRITE messages to the client, on the twin socket when negotiated,
 //! otherwise on the main socket. The device gets a [`DmaHandle`] and never sees an fd.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vfio_user_dma::DmaSpace;
 
@@ -42,6 +42,46 @@ pub type DmaRegion = vfio_user_dma::MappingInfo;
 #[derive(Clone, Debug)]
 pub struct DmaHandle {
     pub(crate) space: Arc<DmaSpace>,
+    /// The connection's side of [`cancel_waits`](Self::cancel_waits), set while a client
+    /// is connected.
+    pub(crate) waits: WaitSlot,
+}
+
+/// What [`DmaHandle::cancel_waits`] asks of the connection (the channel implements it).
+pub(crate) trait WaitCanceller: Send + Sync + std::fmt::Debug {
+    /// Device threads' DMA requests fail with `ECANCELED` instead of waiting for a reply.
+    fn begin_cancel(&self);
+    /// Ends one `begin_cancel`.
+    fn end_cancel(&self);
+}
+
+/// The current connection's [`WaitCanceller`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WaitSlot(Arc<Mutex<Option<Arc<dyn WaitCanceller>>>>);
+
+impl WaitSlot {
+    pub(crate) fn set(&self, c: Option<Arc<dyn WaitCanceller>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = c;
+    }
+
+    fn get(&self) -> Option<Arc<dyn WaitCanceller>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// While it lives, DMA requests that device threads make through the main socket fail
+/// with `ECANCELED` instead of waiting for the client's reply (see
+/// [`DmaHandle::cancel_waits`]).
+#[derive(Debug)]
+#[must_use = "the cancellation ends when the guard is dropped"]
+pub struct CancelWaits(Option<Arc<dyn WaitCanceller>>);
+
+impl Drop for CancelWaits {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.end_cancel();
+        }
+    }
 }
 
 impl DmaHandle {
@@ -50,6 +90,23 @@ impl DmaHandle {
     /// accesses memory.
     pub fn space(&self) -> &Arc<DmaSpace> {
         &self.space
+    }
+
+    /// Lets a device callback on the request-handling thread wait for the device's own
+    /// threads while they may be waiting for DMA replies that only this thread would
+    /// receive: until the returned guard is dropped, their DMA_READ / DMA_WRITE requests on
+    /// the main socket fail with `ECANCELED` (those waiting now at once; the client's late
+    /// replies are dropped), and accesses to mmapped memory are unaffected. For a reset or
+    /// a migration STOP that must quiesce workers serving requests from memory mapped
+    /// without fd. Requests on the twin socket are not cancelled (their callers receive
+    /// the replies themselves), nor are the calling thread's own. Without a client, it
+    /// does nothing.
+    pub fn cancel_waits(&self) -> CancelWaits {
+        let c = self.waits.get();
+        if let Some(c) = &c {
+            c.begin_cancel();
+        }
+        CancelWaits(c)
     }
 }
 

@@ -112,7 +112,7 @@ pub use description::{
     Bar, BarKind, DescriptionBuilder, DeviceDescription, DeviceRegion, MsiConfig, MsixConfig, PcieConfig,
 };
 pub use device::{errno, Device, DeviceMut, IoEventFd, MigrationSupport, ResetKind};
-pub use dma::{DmaHandle, DmaRegion};
+pub use dma::{CancelWaits, DmaHandle, DmaRegion};
 pub use error::{Error, Result};
 pub use fdlimit::raise_fd_limit;
 pub use irq::{IrqHandle, VectorState};

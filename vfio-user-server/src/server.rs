@@ -223,6 +223,7 @@ impl<D: Device> Server<D> {
         self.slot.set(Some(chan.clone()));
         // Message-based DMA mappings are reached through this connection.
         self.core.dma.space.set_transport(Some(Arc::new(SocketTransport(chan.clone()))));
+        self.core.dma.waits.set(Some(chan.clone()));
         self.chan = Some(chan);
         log::info!("vfio-user client connected");
     }
@@ -234,6 +235,7 @@ impl<D: Device> Server<D> {
             // DmaSpace's clear() in Core::disconnect does not wait for them.
             chan.close();
             self.slot.set(None);
+            self.core.dma.waits.set(None);
             self.core.disconnect();
             log::info!("vfio-user client disconnected; its DMA regions and eventfds were released");
         }

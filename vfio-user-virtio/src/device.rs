@@ -65,6 +65,11 @@ pub trait VirtioDevice: Send + Sync + 'static {
     /// failure is reported to the driver in the request itself; this method must not
     /// panic on anything the driver wrote. Writes through `chain`'s memory must cover
     /// every byte they ask for (see [`DmaView`](crate::DmaView)).
+    ///
+    /// A request whose DMA a reset or migration STOP cut short (memory reached by DMA
+    /// messages, [`DmaView::cancelled`](crate::DmaView::cancelled)) is taken back and may be
+    /// served again from the start: serving a request twice must leave what serving it once
+    /// leaves (block reads and writes do).
     fn handle<M: GuestMemory>(&self, queue: u16, mem: &M, chain: DescriptorChain<&M>) -> u32;
 
     /// The device's own state for live migration (the transport saves its own).

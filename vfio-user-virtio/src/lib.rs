@@ -40,6 +40,6 @@ pub mod transport;
 pub use device::VirtioDevice;
 pub use error::{Error, Result};
 pub use memory::{DmaView, ViewBitmapSlice, ViewSlices, DEFAULT_BOUNCE_LIMIT};
-pub use queue::{serve_queue, serve_queue_polling, QueueOutcome};
+pub use queue::{serve_queue, serve_queue_polling, Pacing, QueueOutcome};
 pub use transport::layout::MAX_QUEUES;
 pub use transport::VirtioPci;

@@ -56,6 +56,8 @@ pub struct DmaView<'s> {
     bounces: RefCell<Vec<Bounce>>,
     bounced: Cell<usize>,
     limit: usize,
+    /// A DMA message failed with `ECANCELED` (see [`DmaView::cancelled`]).
+    cancelled: Cell<bool>,
 }
 
 impl std::fmt::Debug for DmaView<'_> {
@@ -78,7 +80,29 @@ impl<'s> DmaView<'s> {
     /// A view bouncing at most `limit` bytes between flushes; accesses beyond fail with
     /// `InvalidGuestAddress`.
     pub fn with_limit(space: &'s DmaSpace, limit: usize) -> Self {
-        DmaView { space, fast: space.memory(), bounces: RefCell::new(Vec::new()), bounced: Cell::new(0), limit }
+        DmaView {
+            space,
+            fast: space.memory(),
+            bounces: RefCell::new(Vec::new()),
+            bounced: Cell::new(0),
+            limit,
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// Whether an access of this view failed because the server cancelled its wait for the
+    /// client's DMA reply (`ECANCELED`: a reset or migration STOP quiescing the queues,
+    /// see `vfio_user_server::DmaHandle::cancel_waits`): what was served through it is
+    /// incomplete and is to be served again, or dropped.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+
+    /// Notes a failed access's cause.
+    fn failed(&self, e: &vfio_user_dma::Error) {
+        if e.errno() == libc::ECANCELED {
+            self.cancelled.set(true);
+        }
     }
 
     /// Whether `[iova, iova + len)` lies in one zero-copy mapping (no bouncing needed).
@@ -100,7 +124,10 @@ impl<'s> DmaView<'s> {
             // guarantees that no slice handed out by `get_slices` (which borrow `self`) is
             // alive any more, so nothing else accesses the buffer.
             let bytes = unsafe { std::slice::from_raw_parts(b.buf.as_ptr().cast::<u8>(), b.len) };
-            self.space.write(b.iova, bytes)?;
+            if let Err(e) = self.space.write(b.iova, bytes) {
+                self.failed(&e);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -138,7 +165,10 @@ impl<'s> DmaView<'s> {
         if access.allow(Permissions::Read) {
             // SAFETY: `buf` holds at least `len` bytes and is exclusively ours here.
             let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-            self.space.read(iova, bytes).map_err(|_| invalid(iova))?;
+            self.space.read(iova, bytes).map_err(|e| {
+                self.failed(&e);
+                invalid(iova)
+            })?;
         }
         self.bounced.set(total);
         self.bounces.borrow_mut().push(Bounce { iova, len, buf, write_back: access.has_write() });

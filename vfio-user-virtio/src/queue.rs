@@ -14,6 +14,21 @@ use virtio_queue::{Queue, QueueT};
 use crate::device::VirtioDevice;
 use crate::memory::DmaView;
 
+/// How [`serve_queue_polling`] paces its notifications and its polling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// How long to watch the available index for more requests after a batch, before
+    /// re-arming notifications (zero: not at all).
+    pub poll: Duration,
+    /// Completions are signalled (when the driver asks to be notified) once this long has
+    /// passed since the device began serving the first of them, without waiting for the
+    /// end of the batch: a batch of cheap requests costs one or two interrupts, while a
+    /// driver waiting on long requests (1 MiB copies) learns of each one as it is done and
+    /// can submit more while the device serves the rest, instead of the two taking turns.
+    /// `Duration::MAX`: once per batch.
+    pub signal_after: Duration,
+}
+
 /// What one [`serve_queue`] call did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueOutcome {
@@ -23,6 +38,11 @@ pub struct QueueOutcome {
     pub notify: bool,
     /// The used ring could not be written: the device needs a reset.
     pub broken: bool,
+    /// Serving stopped because a DMA wait was cancelled (a reset or migration STOP, see
+    /// [`DmaView::cancelled`]): the request being served was taken back (the queue's
+    /// indexes rewound to before it, not put in the used ring), to be served again when
+    /// the queue runs next.
+    pub cancelled: bool,
 }
 
 /// Serves every available request of `queue` (index `q` of `device`) until there are no
@@ -40,15 +60,17 @@ pub fn serve_queue<D: VirtioDevice>(
     keep_going: impl Fn() -> bool,
 ) -> QueueOutcome {
     let mut notify = false;
-    let mut out = serve_queue_polling(device, q, queue, space, keep_going, Duration::ZERO, || notify = true);
+    let pacing = Pacing { poll: Duration::ZERO, signal_after: Duration::MAX };
+    let mut out = serve_queue_polling(device, q, queue, space, keep_going, pacing, || notify = true);
     out.notify = notify;
     out
 }
 
-/// [`serve_queue`], for a queue worker: after each batch of requests it calls `signal` at
-/// once if the driver asked to be notified (one interrupt per batch, as `used_event`
-/// allows), then, before re-arming notifications, watches the available index for up to
-/// `poll` for more requests (only when the available ring is in a zero-copy mapping:
+/// [`serve_queue`], for a queue worker: it calls `signal` if the driver asked to be notified
+/// at the end of each batch of requests, and within a batch once `pacing.signal_after` has
+/// passed since it began serving the first completion not yet signalled; then, before
+/// re-arming notifications, it watches the available index for up to `pacing.poll` for
+/// more requests (only when the available ring is in a zero-copy mapping:
 /// watching a bounced ring would cost messages), so that a driver which adds requests
 /// again soon need not notify the device. The outcome's `notify` says `signal` was called.
 pub fn serve_queue_polling<D: VirtioDevice>(
@@ -57,7 +79,7 @@ pub fn serve_queue_polling<D: VirtioDevice>(
     queue: &mut Queue,
     space: &DmaSpace,
     keep_going: impl Fn() -> bool,
-    poll: Duration,
+    pacing: Pacing,
     mut signal: impl FnMut(),
 ) -> QueueOutcome {
     let mut out = QueueOutcome::default();
@@ -76,16 +98,45 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         }
         let mut popped = false;
         let mut completed = 0u64;
+        // Completions not yet signalled, and when serving the first of them began.
+        let mut unsignalled = 0u64;
+        let mut since = Instant::now();
+        let mut cancelled = false;
         while keep_going() {
+            if unsignalled == 0 {
+                since = Instant::now();
+            }
             let mut view = DmaView::new(space);
+            let (avail, used) = (queue.next_avail(), queue.next_used());
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             popped = true;
             let head = chain.head_index();
             let len = device.handle(q, &view, chain);
             // The request's bounced writes land before the used ring says it is done.
             flush(&mut view);
-            match queue.add_used(&view, head, len) {
-                Ok(()) => completed += 1,
+            // A reset or STOP cut a DMA wait short: the request may be half served (checked
+            // before the used ring, which may be mmapped, says anything), or its used
+            // element half written (a used ring reached by message). Take it back whole;
+            // it is served again (its effects repeated) if the queue runs again.
+            let added = if view.cancelled() { None } else { Some(queue.add_used(&view, head, len)) };
+            if matches!(added, Some(Ok(()))) {
+                flush(&mut view);
+            }
+            let Some(added) = added.filter(|_| !view.cancelled()) else {
+                queue.set_next_avail(avail);
+                queue.set_next_used(used);
+                cancelled = true;
+                break;
+            };
+            match added {
+                Ok(()) => {
+                    completed += 1;
+                    unsignalled += 1;
+                    if since.elapsed() >= pacing.signal_after {
+                        unsignalled = 0;
+                        notify_if_asked(queue, space, &mut out, &mut signal);
+                    }
+                }
                 // A head index beyond the queue names no descriptor: nothing to return.
                 Err(virtio_queue::Error::InvalidDescriptorIndex) => {}
                 Err(e) => {
@@ -95,22 +146,22 @@ pub fn serve_queue_polling<D: VirtioDevice>(
                     return out;
                 }
             }
-            flush(&mut view);
         }
         out.completed += completed;
-        if completed > 0 {
-            let mut view = DmaView::new(space);
-            if queue.needs_notification(&view).unwrap_or(true) {
-                out.notify = true;
-                signal();
-            }
-            flush(&mut view);
+        if unsignalled > 0 {
+            notify_if_asked(queue, space, &mut out, &mut signal);
+        }
+        if cancelled {
+            // Not re-armed: whoever cancelled stops or resets the queue, and kicks it if it
+            // runs again.
+            out.cancelled = true;
+            return out;
         }
         // A pass that popped nothing while the available index says there is more met a
         // broken ring (e.g. an index that ran ahead by more than the queue size): re-arm
         // and wait for the next kick.
         let go_on = popped && keep_going();
-        if go_on && watch_avail(queue, space, poll, &keep_going) {
+        if go_on && watch_avail(queue, space, pacing.poll, &keep_going) {
             continue;
         }
         // Re-arm notifications, then look again: the driver may have added buffers
@@ -123,6 +174,19 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         }
     }
     out
+}
+
+/// Calls `signal` if the driver asks to be notified of the used buffers added since the
+/// last time this was asked.
+fn notify_if_asked(queue: &mut Queue, space: &DmaSpace, out: &mut QueueOutcome, signal: &mut impl FnMut()) {
+    let mut view = DmaView::new(space);
+    if queue.needs_notification(&view).unwrap_or(true) {
+        out.notify = true;
+        signal();
+    }
+    if let Err(e) = view.flush() {
+        log::warn!("virtio queue: writing back to client memory: {e}");
+    }
 }
 
 /// Whether the available index moves past what `queue` has taken within `poll` (false at
@@ -236,8 +300,8 @@ mod tests {
             }
             space.write_obj(0x1002, &2u16).unwrap();
             let mut signals = 0;
-            let poll = Duration::from_micros(10);
-            let out = serve_queue_polling(&dev, 0, &mut queue, &space, || true, poll, || signals += 1);
+            let pacing = Pacing { poll: Duration::from_micros(10), signal_after: Duration::MAX };
+            let out = serve_queue_polling(&dev, 0, &mut queue, &space, || true, pacing, || signals += 1);
             assert_eq!((out.completed, out.notify, signals), (2, true, 1));
             // The driver may notify again: no NO_NOTIFY flag left, avail_event at index 2.
             assert_eq!(space.read_obj::<u16>(0x2000).unwrap(), 0, "used flags");
@@ -245,6 +309,96 @@ mod tests {
                 assert_eq!(space.read_obj::<u16>(0x2004 + 8 * 16).unwrap(), 2, "avail_event");
             }
         }
+    }
+
+    #[test]
+    fn long_requests_are_signalled_one_by_one() {
+        // Without EVENT_IDX the driver asks for every completion: with `signal_after` zero,
+        // each request is signalled as soon as it is in the used ring.
+        let (space, mut queue) = setup(false);
+        let dev = Counter::default();
+        for i in 0..3u64 {
+            space.write_obj(0x1004 + 2 * i, &(i as u16)).unwrap();
+        }
+        space.write_obj(0x1002, &3u16).unwrap();
+        let mut seen = Vec::new();
+        let pacing = Pacing { poll: Duration::ZERO, signal_after: Duration::ZERO };
+        let out = serve_queue_polling(
+            &dev,
+            0,
+            &mut queue,
+            &space,
+            || true,
+            pacing,
+            || seen.push(space.read_obj::<u16>(0x2002).unwrap()),
+        );
+        assert_eq!(out.completed, 3);
+        assert_eq!(seen, [1, 2, 3], "one signal per request, after its used element");
+    }
+
+    /// Reads the first byte of each chain's first buffer.
+    #[derive(Default)]
+    struct Reader;
+
+    impl VirtioDevice for Reader {
+        fn device_type(&self) -> u16 {
+            0xff
+        }
+        fn num_queues(&self) -> u16 {
+            1
+        }
+        fn features(&self) -> u64 {
+            0
+        }
+        fn config_size(&self) -> usize {
+            0
+        }
+        fn read_config(&self, _: usize, _: &mut [u8]) {}
+        fn handle<M: GuestMemory>(&self, _: u16, mem: &M, mut chain: DescriptorChain<&M>) -> u32 {
+            let d = chain.next().unwrap();
+            let _ = vm_memory::Bytes::read_obj::<u8>(mem, d.addr());
+            0
+        }
+    }
+
+    /// Client memory by message whose waits are cancelled until `ok` is set.
+    struct Cancelling(std::sync::atomic::AtomicBool);
+
+    impl vfio_user_dma::DmaTransport for Cancelling {
+        fn max_data_xfer_size(&self) -> usize {
+            4096
+        }
+        fn dma_read(&self, _: u64, buf: &mut [u8]) -> vfio_user_dma::Result<()> {
+            if !self.0.load(Ordering::SeqCst) {
+                return Err(vfio_user_dma::Error::from_errno(libc::ECANCELED));
+            }
+            buf.fill(7);
+            Ok(())
+        }
+        fn dma_write(&self, _: u64, _: &[u8]) -> vfio_user_dma::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_cancelled_request_is_taken_back_and_served_again() {
+        let (space, mut queue) = setup(false);
+        let t = std::sync::Arc::new(Cancelling(false.into()));
+        space.set_transport(Some(t.clone()));
+        space.map(MapRequest { iova: 0x10000, size: 0x1000, prot: DmaProt::READ_WRITE, ..Default::default() }).unwrap();
+        // Descriptor 0: one byte in the message mapping; head 0 available.
+        space.write_obj(0, &0x10000u64).unwrap();
+        space.write_obj(8, &1u32).unwrap();
+        space.write_obj(0x1004, &0u16).unwrap();
+        space.write_obj(0x1002, &1u16).unwrap();
+        let out = serve_queue(&Reader, 0, &mut queue, &space, || true);
+        assert!(out.cancelled && out.completed == 0 && !out.notify, "{out:?}");
+        assert_eq!((queue.next_avail(), queue.next_used()), (0, 0), "indexes rewound");
+        assert_eq!(space.read_obj::<u16>(0x2002).unwrap(), 0, "nothing in the used ring");
+        t.0.store(true, Ordering::SeqCst);
+        let out = serve_queue(&Reader, 0, &mut queue, &space, || true);
+        assert_eq!((out.completed, out.cancelled), (1, false));
+        assert_eq!(space.read_obj::<u16>(0x2002).unwrap(), 1, "served again");
     }
 
     #[test]

@@ -24,12 +24,14 @@
 //! Lock order: a queue's lock before the common configuration's; the socket thread never
 //! holds the latter while it takes a queue's.
 //!
-//! Known limit: reset, DRIVER_OK and migration STOP take each queue's lock on the socket
-//! thread, so they wait for the request a worker is serving. A request on memory mapped
-//! without fd, with no twin socket, waits for DMA_READ / DMA_WRITE replies that this same
-//! thread routes: such a reset or STOP waits until the client goes away. Clients that share
-//! their memory as fds (QEMU, Cloud Hypervisor) or negotiate the twin socket are not
-//! affected.
+//! Reset and migration STOP take each queue's lock on the socket thread, so they wait for
+//! the request a worker is serving. A request on memory mapped without fd, with no twin
+//! socket, may be waiting for a DMA_READ / DMA_WRITE reply that only this same thread
+//! would receive: reset and STOP cancel such waits
+//! ([`DmaHandle::cancel_waits`](vfio_user_server::DmaHandle::cancel_waits)), and the
+//! worker takes the request back (queue indexes rewound, nothing put in the used ring);
+//! it is served again, from the start, when the queue runs again (after STOP → RUNNING,
+//! or on a migration's destination). Requests on mmapped memory complete before STOP.
 
 pub mod common;
 pub mod layout;
@@ -123,8 +125,12 @@ impl<D: VirtioDevice> Inner<D> {
         }
     }
 
-    /// Stops every queue and waits for the requests in flight.
+    /// Waits for the requests in flight (the caller has stopped the queues). A worker
+    /// waiting for a DMA reply that this thread would have to receive (memory mapped
+    /// without fd, no twin socket) has its wait cancelled and its request taken back, to
+    /// be served again if the queue runs again.
     fn quiesce(&self) {
+        let _cancel = self.dma.cancel_waits();
         for q in 0..self.queues.len() as u16 {
             drop(self.lock_queue(q));
         }
@@ -132,9 +138,11 @@ impl<D: VirtioDevice> Inner<D> {
 
     fn reset(&self) {
         self.live.store(false, Ordering::Release);
+        let cancel = self.dma.cancel_waits();
         for q in 0..self.queues.len() as u16 {
             *self.lock_queue(q) = None;
         }
+        drop(cancel);
         self.lock_common().reset();
         self.isr.store(0, Ordering::Release);
         self.device.reset();

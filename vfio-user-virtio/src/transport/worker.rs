@@ -15,13 +15,17 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use super::Inner;
 use crate::device::VirtioDevice;
-use crate::queue::serve_queue_polling;
+use crate::queue::{serve_queue_polling, Pacing};
 
 /// How long a worker watches its available ring for more requests after a batch before it
 /// re-arms notifications and sleeps: a driver that adds requests meanwhile (a completion
 /// answered by a new submission) costs no notification, i.e. no REGION_WRITE through the
 /// socket thread and no wake-up of this one. The worker yields the CPU between looks.
 const POLL: Duration = Duration::from_micros(100);
+
+/// Completions are signalled within a batch once this long has passed since the worker
+/// began serving the first one not yet signalled ([`Pacing::signal_after`]).
+const SIGNAL_AFTER: Duration = Duration::from_micros(100);
 
 /// Signals an eventfd (a full counter means a wake-up is pending anyway).
 pub(crate) fn kick(fd: &OwnedFd) {
@@ -71,7 +75,7 @@ pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
         queue,
         inner.dma.space(),
         || inner.running(),
-        POLL,
+        Pacing { poll: POLL, signal_after: SIGNAL_AFTER },
         || inner.interrupt(q),
     );
     inner.stats[usize::from(q)].fetch_add(out.completed, Ordering::Relaxed);

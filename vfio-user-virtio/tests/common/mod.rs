@@ -168,12 +168,21 @@ impl Vmm {
     /// Connects to `sock`, shares guest RAM as `sharing` says, wires MSI-X vectors
     /// `0..=queues` to eventfds.
     pub fn connect(sock: &Path, sharing: Sharing, kick: Kick) -> Vmm {
+        Self::connect_with(sock, sharing, kick, |mem| Config::default().guest_memory(mem))
+    }
+
+    /// [`connect`](Self::connect) with the client configuration `config` makes from the
+    /// guest memory (it serves the server's DMA messages from what it is given).
+    pub fn connect_with(
+        sock: &Path,
+        sharing: Sharing,
+        kick: Kick,
+        config: impl FnOnce(Arc<GuestMemoryMmap>) -> Config,
+    ) -> Vmm {
         let seal = sharing != Sharing::UnsealedFd;
         let (ram_fd, mem) = guest_ram(RAM, seal);
-        let mut config = Config::default();
-        if matches!(sharing, Sharing::Message | Sharing::Mixed) {
-            config = config.guest_memory(mem.clone());
-        }
+        let config =
+            if matches!(sharing, Sharing::Message | Sharing::Mixed) { config(mem.clone()) } else { Config::default() };
         let client = Client::connect(sock, config).unwrap();
         match sharing {
             Sharing::SealedFd | Sharing::UnsealedFd => {
