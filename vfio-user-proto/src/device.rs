@@ -147,6 +147,22 @@ pub struct IoFdEntry {
 }
 wire_struct!(IoFdEntry, 40);
 
+impl IoFdEntry {
+    /// An ioeventfd entry: accesses of `size` bytes at `offset` signal the reply's fd number
+    /// `fd_index`; with `datamatch`, only writes of that value do.
+    pub fn ioeventfd(offset: u64, size: u64, fd_index: u32, datamatch: Option<u64>) -> Self {
+        IoFdEntry {
+            offset,
+            size,
+            fd_index,
+            type_: IO_FD_TYPE_IOEVENTFD,
+            flags: if datamatch.is_some() { IOEVENTFD_FLAG_DATAMATCH } else { 0 },
+            padding: 0,
+            datamatch: datamatch.unwrap_or(0),
+        }
+    }
+}
+
 /// One sub-region as libvfio-user lays it out (48 bytes, with shadow-memory fields).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -216,15 +216,7 @@ impl<D: Device> Core<D> {
                     fds.len() - 1
                 }
             };
-            entries.push(IoFdEntry {
-                offset: e.offset,
-                size: e.size,
-                fd_index: idx as u32,
-                type_: IO_FD_TYPE_IOEVENTFD,
-                flags: if e.datamatch.is_some() { IOEVENTFD_FLAG_DATAMATCH } else { 0 },
-                padding: 0,
-                datamatch: e.datamatch.unwrap_or(0),
-            });
+            entries.push(IoFdEntry::ioeventfd(e.offset, e.size, idx as u32, e.datamatch));
         }
         let head = RegionIoFds::reply(req.index, entries.len());
         if req.argsz < head.argsz {
