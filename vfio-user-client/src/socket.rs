@@ -11,8 +11,6 @@
 
 use std::io::IoSlice;
 
-use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
-use vfio_user_proto::connection::IOV_MAX;
 use vfio_user_proto::{FrameError, Header, Message, Receiver, SendGuard};
 use vm_memory::ByteValued;
 
@@ -124,20 +122,7 @@ impl SendExt for SendGuard<'_> {
             iov_store.push(IoSlice::new(h.as_slice()));
             iov_store.extend(parts.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
         }
-        let mut iov = &mut iov_store[..];
-        while remaining > 0 {
-            let n_iov = iov.len().min(IOV_MAX);
-            match sendmsg(self.as_fd(), &iov[..n_iov], &mut SendAncillaryBuffer::default(), SendFlags::NOSIGNAL) {
-                Ok(n) => {
-                    remaining -= n.min(remaining);
-                    IoSlice::advance_slices(&mut iov, n);
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => self.wait_writable()?,
-                Err(e) => return Err(FrameError::Io(e.into())),
-            }
-        }
-        Ok(())
+        self.send_iov(&mut iov_store, remaining, &[])
     }
 
     fn send_volatile(&self, header: Header, parts: &[&[u8]], data: &[VolatileBuf<'_>]) -> Result<(), FrameError> {

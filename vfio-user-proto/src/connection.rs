@@ -39,7 +39,7 @@ mod wait;
 
 pub use direct::PayloadTail;
 pub use receiver::Receiver;
-pub use sender::{SendGuard, Sender};
+pub use sender::{SendGuard, Sender, MAX_SEND_PARTS};
 
 /// The most file descriptors one message may carry before the connection is considered
 /// broken (Linux's per-`sendmsg` maximum). The negotiated `max_msg_fds` is enforced by the

@@ -12,11 +12,8 @@ use std::os::fd::AsRawFd;
 use vm_memory::bitmap::BitmapSlice;
 use vm_memory::{ByteValued, VolatileSlice};
 
-use vfio_user_proto::connection::IOV_MAX;
+use vfio_user_proto::connection::{IOV_MAX, MAX_SEND_PARTS};
 use vfio_user_proto::{FrameError, Header, SendGuard};
-
-/// Most parts (after the header) one message takes, as vfio-user-proto's `Sender::send`.
-const MAX_SEND_PARTS: usize = 7;
 
 /// The bytes of a [`VolatileSlice`], borrowed for as long as the slice, to be sent straight
 /// out of guest memory (a DMA_READ reply, [`GuestMemoryAccess::read_zero_copy`]). The memory

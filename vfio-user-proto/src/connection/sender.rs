@@ -17,12 +17,12 @@ use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags}
 use vm_memory::ByteValued;
 
 use super::wait::wait_for;
-use super::MAX_FDS_PER_MESSAGE;
+use super::{IOV_MAX, MAX_FDS_PER_MESSAGE};
 use crate::error::FrameError;
 use crate::header::{Header, HEADER_SIZE};
 
 /// Most parts (after the header) one [`Sender::send`] takes.
-const MAX_SEND_PARTS: usize = 7;
+pub const MAX_SEND_PARTS: usize = 7;
 /// Messages without descriptors up to this size are sent from one buffer with `send(2)`.
 const SMALL_MESSAGE: usize = 256;
 
@@ -166,16 +166,26 @@ impl SendGuard<'_> {
         for (slot, p) in iov_store[1..].iter_mut().zip(parts) {
             *slot = IoSlice::new(p);
         }
-        let mut iov = &mut iov_store[..=parts.len()];
+        self.send_iov(&mut iov_store[..=parts.len()], header.msg_size as usize, fds)
+    }
+
+    /// Writes the `len` bytes of `iov` (already framed: one or more whole messages) with as
+    /// few `sendmsg` calls as the socket allows, at most [`IOV_MAX`] buffers each, `fds`
+    /// attached to the first. Blocks until all is written, within the send timeout.
+    pub fn send_iov(&self, mut iov: &mut [IoSlice<'_>], len: usize, fds: &[BorrowedFd<'_>]) -> Result<(), FrameError> {
+        if fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(FrameError::Io(io::Error::from_raw_os_error(libc::EINVAL)));
+        }
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
         let mut first = true;
-        let mut remaining = header.msg_size as usize;
+        let mut remaining = len;
         while remaining > 0 {
             let mut control = SendAncillaryBuffer::new(&mut space);
             if first && !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
                 return Err(FrameError::Io(io::Error::from_raw_os_error(libc::EINVAL)));
             }
-            match sendmsg(self.sock.as_fd(), iov, &mut control, SendFlags::NOSIGNAL) {
+            let n_iov = iov.len().min(IOV_MAX);
+            match sendmsg(self.sock.as_fd(), &iov[..n_iov], &mut control, SendFlags::NOSIGNAL) {
                 Ok(n) => {
                     first = false;
                     remaining -= n.min(remaining);
