@@ -8,11 +8,9 @@
 mod common;
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+use std::path::Path;
 
 use common::*;
-use vfio_user_server::{Endpoint, Listener, ShutdownHandle};
 use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
 use vfio_user_virtio::VirtioPci;
 use vm_memory::{Bytes, GuestAddress};
@@ -22,29 +20,10 @@ const DATA: u64 = 9 << 20;
 /// Image size in sectors (8 MiB).
 const SECTORS: u64 = 16384;
 
-struct Served {
-    sock: PathBuf,
-    stop: ShutdownHandle,
-    thread: Option<JoinHandle<vfio_user_server::Result<()>>>,
-}
-
 impl Served {
     fn start(dir: &Path, image: &Path, cfg: BlkConfig) -> Served {
-        let sock = dir.join("blk.sock");
-        let mut server = VirtioPci::server(VirtioBlk::open(image, cfg).unwrap()).unwrap();
-        server.set_endpoint(Endpoint::Listener(Listener::bind(&sock).unwrap()));
-        let stop = server.shutdown_handle();
-        let thread = Some(std::thread::spawn(move || server.run()));
-        Served { sock, stop, thread }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
+        let server = VirtioPci::server(VirtioBlk::open(image, cfg).unwrap()).unwrap();
+        Served::serve(dir.join("blk.sock"), server)
     }
 }
 

@@ -13,12 +13,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
 use vfio_user_client::{Config, GuestMemoryAccess, MigState};
-use vfio_user_server::{Endpoint, Listener, ShutdownHandle, Timeouts};
+use vfio_user_server::Timeouts;
 use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
 use vfio_user_virtio::{VirtioDevice, VirtioPci};
 use virtio_queue::DescriptorChain;
@@ -146,31 +145,12 @@ impl GuestMemoryAccess for Trap {
     }
 }
 
-struct Served {
-    sock: PathBuf,
-    stop: ShutdownHandle,
-    thread: Option<JoinHandle<vfio_user_server::Result<()>>>,
-}
-
 impl Served {
     fn start(dir: &Path, image: &Path, handled: Arc<AtomicU64>) -> Served {
-        let sock = dir.join("blk.sock");
         let blk = VirtioBlk::open(image, BlkConfig::default()).unwrap();
         let mut server = VirtioPci::server(Counted { blk, handled }).unwrap();
         server.set_timeouts(Timeouts { dma_reply: Duration::from_secs(600), ..Timeouts::default() });
-        server.set_endpoint(Endpoint::Listener(Listener::bind(&sock).unwrap()));
-        let stop = server.shutdown_handle();
-        let thread = Some(std::thread::spawn(move || server.run()));
-        Served { sock, stop, thread }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.stop.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
+        Served::serve(dir.join("blk.sock"), server)
     }
 }
 

@@ -461,3 +461,34 @@ impl Vmm {
 pub fn pattern(i: u64) -> u8 {
     ((i / 512) as u8) ^ (i as u8)
 }
+
+/// A server run on a thread of the test, listening at `sock`; shut down and joined on drop
+/// (the server's own result must be `Ok`).
+pub struct Served {
+    pub sock: PathBuf,
+    stop: vfio_user_server::ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<vfio_user_server::Result<()>>>,
+}
+
+impl Served {
+    /// Binds `sock` for `server` and runs it on a thread.
+    pub fn serve<D: vfio_user_server::Device + 'static>(
+        sock: PathBuf,
+        mut server: vfio_user_server::Server<D>,
+    ) -> Served {
+        let listener = vfio_user_server::Listener::bind(&sock).unwrap();
+        server.set_endpoint(vfio_user_server::Endpoint::Listener(listener));
+        let stop = server.shutdown_handle();
+        let thread = Some(std::thread::spawn(move || server.run()));
+        Served { sock, stop, thread }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
