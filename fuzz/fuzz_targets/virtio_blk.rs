@@ -7,13 +7,16 @@
 //! memfd (sealed against shrinking), a FILE_IO memfd, message DMA through a fake transport, or half mmapped and half
 //! by message; bit 2: read-only disk; bit 3: EVENT_IDX; bits 4-6: queue size 2..64), the
 //! descriptor table, available and used ring addresses (u32 each), a u16 length and that
-//! many bytes of initial memory, then up to 32 steps: `op % 4` 0 or 3 = a notification
-//! (`serve_queue`), 1 = the guest writes bytes (u16 offset, u8 length, bytes), 2 = the
-//! guest sets the available index (u16).
+//! many bytes of initial memory, then up to 32 steps: `op % 4` 0 = a notification
+//! (`serve_queue`), 3 = a notification served as a queue worker does, with interrupt
+//! moderation (`serve_queue_polling`, one `Moderation` across steps, no polling), 1 = the
+//! guest writes bytes (u16 offset, u8 length, bytes), 2 = the guest sets the available
+//! index (u16).
 //!
 //! Checks: nothing panics; the used index in memory is the queue's after every
 //! notification that completed requests, and moved by exactly the requests completed; the
-//! image keeps its size, and its contents when read-only.
+//! outcome's `notify` says whether the driver was signalled; the image keeps its size, and
+//! its contents when read-only.
 
 #![no_main]
 
@@ -26,9 +29,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{memfd, Input};
 use libfuzzer_sys::fuzz_target;
-use vfio_user_dma::{DmaSpace, DmaTransport, MapRequest, DmaProt, Result};
+use vfio_user_dma::{DmaProt, DmaSpace, DmaTransport, MapRequest, Result};
 use vfio_user_virtio::blk::{BlkConfig, VirtioBlk};
-use vfio_user_virtio::serve_queue;
+use vfio_user_virtio::{serve_queue, serve_queue_polling, Moderation, Pacing};
 use virtio_queue::{Queue, QueueState, QueueT};
 
 const MEM: u64 = 0x1_0000;
@@ -110,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let Ok(mut queue) = Queue::try_from(st) else { return };
     let before = image_bytes(&disk);
+    let mut moderation = Moderation::default();
     for _ in 0..32 {
         if input.is_empty() {
             break;
@@ -124,9 +128,32 @@ fuzz_target!(|data: &[u8]| {
                 let idx = input.u16();
                 let _ = space.write(u64::from(avail) + 2, &idx.to_le_bytes());
             }
-            _ => {
+            op => {
                 let used_before = queue.next_used();
-                let out = std::hint::black_box(serve_queue(&blk, 0, &mut queue, &space, || true));
+                let out = if op == 3 {
+                    let pacing = Pacing {
+                        poll: std::time::Duration::ZERO,
+                        signal_after: std::time::Duration::MAX,
+                        quiet: std::time::Duration::ZERO,
+                        moderate: Some(std::time::Duration::MAX),
+                    };
+                    let mut signals = 0;
+                    let out = serve_queue_polling(
+                        &blk,
+                        0,
+                        &mut queue,
+                        &space,
+                        || true,
+                        pacing,
+                        &mut moderation,
+                        || signals += 1,
+                    );
+                    assert_eq!(out.notify, signals > 0);
+                    out
+                } else {
+                    serve_queue(&blk, 0, &mut queue, &space, || true)
+                };
+                let out = std::hint::black_box(out);
                 assert_eq!(queue.next_used().wrapping_sub(used_before), out.completed as u16);
                 if out.completed > 0 && !out.broken {
                     let mut idx = [0u8; 2];

@@ -67,6 +67,10 @@ pub struct BlkArgs {
     /// virtio-blk: the serial number the driver reads (GET_ID, at most 20 bytes).
     #[arg(long, default_value = "vfio-user-blk")]
     pub serial: String,
+    /// virtio-blk: signal every completion at once, without interrupt moderation (which
+    /// holds completions back while the driver goes on adding requests).
+    #[arg(long)]
+    pub no_interrupt_moderation: bool,
 }
 
 /// The name `serve` takes for `sample`.
@@ -151,6 +155,7 @@ pub fn serve(sample: Sample, at: Where, control: Option<PathBuf>, msi: bool, blk
                 queue_size: blk.queue_size,
                 read_only: blk.read_only,
                 serial: blk.serial.clone(),
+                interrupt_moderation: !blk.no_interrupt_moderation,
             };
             let dev = VirtioBlk::open(image, cfg).map_err(|e| format!("{}: {e}", image.display()))?;
             let sectors = dev.capacity();

@@ -35,6 +35,14 @@ pub trait VirtioDevice: Send + Sync + 'static {
         256
     }
 
+    /// Whether its queue workers moderate interrupts ([`Moderation`](crate::Moderation)):
+    /// hold completions back while a driver below its learned queue depth goes on adding
+    /// requests, so that it takes several in one interrupt. Worth it where requests complete
+    /// fast and the driver keeps many outstanding (block devices); default: off.
+    fn interrupt_moderation(&self) -> bool {
+        false
+    }
+
     /// The device-specific feature bits it offers. The transport adds `VIRTIO_F_VERSION_1`,
     /// `VIRTIO_RING_F_INDIRECT_DESC` and `VIRTIO_RING_F_EVENT_IDX`.
     fn features(&self) -> u64;

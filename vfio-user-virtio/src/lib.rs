@@ -34,12 +34,14 @@ pub mod blk;
 mod device;
 mod error;
 mod memory;
+mod moderation;
 mod queue;
 pub mod transport;
 
 pub use device::VirtioDevice;
 pub use error::{Error, Result};
 pub use memory::{DmaView, ViewBitmapSlice, ViewSlices, DEFAULT_BOUNCE_LIMIT};
+pub use moderation::Moderation;
 pub use queue::{serve_queue, serve_queue_polling, Pacing, QueueOutcome};
 pub use transport::layout::MAX_QUEUES;
 pub use transport::VirtioPci;

@@ -13,6 +13,7 @@ use virtio_queue::{Queue, QueueT};
 
 use crate::device::VirtioDevice;
 use crate::memory::DmaView;
+use crate::moderation::{self, Moderation};
 
 /// How [`serve_queue_polling`] paces its notifications and its polling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +28,16 @@ pub struct Pacing {
     /// can submit more while the device serves the rest, instead of the two taking turns.
     /// `Duration::MAX`: once per batch.
     pub signal_after: Duration,
+    /// With `moderate`: held completions are signalled when the driver has added nothing
+    /// for this long (at most `poll`).
+    pub quiet: Duration,
+    /// Interrupt moderation ([`Moderation`]), for a driver that negotiated
+    /// `VIRTIO_RING_F_EVENT_IDX` and whose available ring is in a zero-copy mapping:
+    /// `Some(hold)` holds a completion back, while the driver is below its learned depth and
+    /// goes on adding requests, for up to `hold` since serving it began; held completions
+    /// are signalled when the driver reaches its depth or adds nothing for `quiet`, or with a
+    /// request that took `signal_after` or more to serve. `None`: off.
+    pub moderate: Option<Duration>,
 }
 
 /// What one [`serve_queue`] call did.
@@ -60,8 +71,9 @@ pub fn serve_queue<D: VirtioDevice>(
     keep_going: impl Fn() -> bool,
 ) -> QueueOutcome {
     let mut notify = false;
-    let pacing = Pacing { poll: Duration::ZERO, signal_after: Duration::MAX };
-    let mut out = serve_queue_polling(device, q, queue, space, keep_going, pacing, || notify = true);
+    let pacing = Pacing { poll: Duration::ZERO, signal_after: Duration::MAX, quiet: Duration::ZERO, moderate: None };
+    let mut moderation = Moderation::default();
+    let mut out = serve_queue_polling(device, q, queue, space, keep_going, pacing, &mut moderation, || notify = true);
     out.notify = notify;
     out
 }
@@ -72,7 +84,11 @@ pub fn serve_queue<D: VirtioDevice>(
 /// re-arming notifications, it watches the available index for up to `pacing.poll` for
 /// more requests (only when the available ring is in a zero-copy mapping:
 /// watching a bounced ring would cost messages), so that a driver which adds requests
-/// again soon need not notify the device. The outcome's `notify` says `signal` was called.
+/// again soon need not notify the device. With `pacing.moderate`, completions are held
+/// back as [`Moderation`] (the worker's, kept across calls) says, and signalled at the
+/// latest when the driver adds nothing for `pacing.poll`, before this returns. The outcome's
+/// `notify` says `signal` was called.
+#[allow(clippy::too_many_arguments)]
 pub fn serve_queue_polling<D: VirtioDevice>(
     device: &D,
     q: u16,
@@ -80,6 +96,7 @@ pub fn serve_queue_polling<D: VirtioDevice>(
     space: &DmaSpace,
     keep_going: impl Fn() -> bool,
     pacing: Pacing,
+    moderation: &mut Moderation,
     mut signal: impl FnMut(),
 ) -> QueueOutcome {
     let mut out = QueueOutcome::default();
@@ -88,6 +105,14 @@ pub fn serve_queue_polling<D: VirtioDevice>(
             log::warn!("virtio queue {q}: writing back to client memory: {e}");
         }
     };
+    // Moderation reads `used_event` after each completion: only where that is a memory load.
+    let moderate = queue.event_idx_enabled()
+        && moderation::used_event_addr(queue).is_some_and(|a| DmaView::new(space).is_direct(a.0, 2));
+    let hold = pacing.moderate.filter(|_| moderate).unwrap_or(pacing.signal_after);
+    let moderate = moderate && pacing.moderate.is_some();
+    // Completions not yet signalled, and when serving the first of them began.
+    let mut unsignalled = 0u64;
+    let mut since = Instant::now();
     // A fresh view for each request and ring update: a DMA_UNMAP, which waits for the views
     // of the memory it removes, never waits for more than one request.
     loop {
@@ -98,9 +123,6 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         }
         let mut popped = false;
         let mut completed = 0u64;
-        // Completions not yet signalled, and when serving the first of them began.
-        let mut unsignalled = 0u64;
-        let mut since = Instant::now();
         let mut cancelled = false;
         while keep_going() {
             if unsignalled == 0 {
@@ -111,6 +133,7 @@ pub fn serve_queue_polling<D: VirtioDevice>(
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             popped = true;
             let head = chain.head_index();
+            let started = Instant::now();
             let len = device.handle(q, &view, chain);
             // The request's bounced writes land before the used ring says it is done.
             flush(&mut view);
@@ -132,7 +155,12 @@ pub fn serve_queue_polling<D: VirtioDevice>(
                 Ok(()) => {
                     completed += 1;
                     unsignalled += 1;
-                    if since.elapsed() >= pacing.signal_after {
+                    // A request that took `signal_after` to serve is signalled at once, held
+                    // back or not: its interrupt costs little beside it, and its driver may
+                    // be waiting for it.
+                    let long = started.elapsed() >= pacing.signal_after;
+                    let at_depth = moderate && (long || moderation.completed(moderation::outstanding(queue, &view)));
+                    if at_depth || since.elapsed() >= hold {
                         unsignalled = 0;
                         notify_if_asked(queue, space, &mut out, &mut signal);
                     }
@@ -148,7 +176,9 @@ pub fn serve_queue_polling<D: VirtioDevice>(
             }
         }
         out.completed += completed;
-        if unsignalled > 0 {
+        // Moderated completions wait for the driver to go quiet (below) or for the next ones.
+        if unsignalled > 0 && (!moderate || cancelled || !keep_going()) {
+            unsignalled = 0;
             notify_if_asked(queue, space, &mut out, &mut signal);
         }
         if cancelled {
@@ -161,8 +191,31 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         // broken ring (e.g. an index that ran ahead by more than the queue size): re-arm
         // and wait for the next kick.
         let go_on = popped && keep_going();
-        if go_on && watch_avail(queue, space, pacing.poll, &keep_going) {
-            continue;
+        // Completions held back (moderation) are signalled when they are due, or when the
+        // driver adds nothing for `poll` (it is waiting for them: a lower depth).
+        if go_on {
+            let mut watched = Duration::ZERO;
+            if unsignalled > 0 {
+                // Held completions: signalled when they are due, or when the driver adds
+                // nothing for `quiet` (it waits for them below its learned depth: one lower).
+                let rest = hold.saturating_sub(since.elapsed());
+                watched = pacing.quiet.min(rest).min(pacing.poll);
+                if watch_avail(queue, space, watched, &keep_going) {
+                    continue;
+                }
+                if rest > watched {
+                    moderation.quiet(moderation::outstanding(queue, &DmaView::new(space)));
+                }
+                unsignalled = 0;
+                notify_if_asked(queue, space, &mut out, &mut signal);
+            }
+            if watch_avail(queue, space, pacing.poll.saturating_sub(watched), &keep_going) {
+                continue;
+            }
+        }
+        if unsignalled > 0 {
+            unsignalled = 0;
+            notify_if_asked(queue, space, &mut out, &mut signal);
         }
         // Re-arm notifications, then look again: the driver may have added buffers
         // before it saw them armed.
@@ -248,9 +301,19 @@ mod tests {
     }
 
     fn setup(event_idx: bool) -> (DmaSpace, Queue) {
+        setup_with(event_idx, false)
+    }
+
+    /// `sealed`: the memory is a sealed memfd, mmapped (zero-copy, like QEMU's guest RAM);
+    /// otherwise it is reached with pread/pwrite.
+    fn setup_with(event_idx: bool, sealed: bool) -> (DmaSpace, Queue) {
+        use rustix::fs::{MemfdFlags, SealFlags};
         let space = DmaSpace::default();
-        let fd = rustix::fs::memfd_create("q", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let fd = rustix::fs::memfd_create("q", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
         rustix::fs::ftruncate(&fd, 0x10000).unwrap();
+        if sealed {
+            rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK).unwrap();
+        }
         space
             .map(MapRequest { iova: 0, size: 0x10000, prot: DmaProt::READ_WRITE, fd: Some(fd), ..Default::default() })
             .unwrap();
@@ -300,8 +363,22 @@ mod tests {
             }
             space.write_obj(0x1002, &2u16).unwrap();
             let mut signals = 0;
-            let pacing = Pacing { poll: Duration::from_micros(10), signal_after: Duration::MAX };
-            let out = serve_queue_polling(&dev, 0, &mut queue, &space, || true, pacing, || signals += 1);
+            let pacing = Pacing {
+                poll: Duration::from_micros(10),
+                signal_after: Duration::MAX,
+                quiet: Duration::ZERO,
+                moderate: None,
+            };
+            let out = serve_queue_polling(
+                &dev,
+                0,
+                &mut queue,
+                &space,
+                || true,
+                pacing,
+                &mut Moderation::default(),
+                || signals += 1,
+            );
             assert_eq!((out.completed, out.notify, signals), (2, true, 1));
             // The driver may notify again: no NO_NOTIFY flag left, avail_event at index 2.
             assert_eq!(space.read_obj::<u16>(0x2000).unwrap(), 0, "used flags");
@@ -309,6 +386,118 @@ mod tests {
                 assert_eq!(space.read_obj::<u16>(0x2004 + 8 * 16).unwrap(), 2, "avail_event");
             }
         }
+    }
+
+    /// Serves one available chain (head 0) with moderation, the driver having consumed
+    /// nothing (`used_event` 0), while a driver adds a second chain (head 1) during the
+    /// worker's first watch; returns the used index at each signal.
+    fn moderated(moderation: &mut Moderation, signal_after: Duration) -> Vec<u16> {
+        let (space, mut queue) = setup_with(true, true);
+        let dev = Counter::default();
+        space.write_obj(0x1004, &0u16).unwrap();
+        space.write_obj(0x1004 + 2, &1u16).unwrap();
+        space.write_obj(0x1002, &1u16).unwrap();
+        let calls = std::cell::Cell::new(0);
+        // keep_going is asked before each request, once after the batch, then on each look
+        // of the watch: the third call is the watch's first look.
+        let keep_going = || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 3 {
+                space.write_obj(0x1002, &2u16).unwrap();
+            }
+            true
+        };
+        let mut seen = Vec::new();
+        let pacing = Pacing {
+            poll: Duration::from_millis(20),
+            signal_after,
+            quiet: Duration::from_millis(20),
+            moderate: Some(Duration::from_secs(60)),
+        };
+        let out = serve_queue_polling(&dev, 0, &mut queue, &space, keep_going, pacing, moderation, || {
+            seen.push(space.read_obj::<u16>(0x2002).unwrap())
+        });
+        assert_eq!(out.completed, 2);
+        seen
+    }
+
+    #[test]
+    fn below_its_depth_a_driver_takes_two_completions_in_one_interrupt() {
+        // A driver known to keep 4 outstanding: the first completion is held while it adds
+        // the second request, and both are signalled once it goes quiet.
+        let mut m = Moderation::default();
+        assert!(m.completed(Some(4)));
+        assert_eq!(moderated(&mut m, Duration::MAX), [2]);
+        assert_eq!(m.depth(), 3, "quiet with 2 outstanding: one lower");
+        // The same without moderation: the first completion is signalled at once, and the
+        // driver (used_event 0) wants no interrupt for the second.
+        let (space, mut queue) = setup_with(true, true);
+        space.write_obj(0x1004, &0u16).unwrap();
+        space.write_obj(0x1002, &1u16).unwrap();
+        let mut seen = Vec::new();
+        let pacing =
+            Pacing { poll: Duration::ZERO, signal_after: Duration::MAX, quiet: Duration::ZERO, moderate: None };
+        serve_queue_polling(
+            &Counter::default(),
+            0,
+            &mut queue,
+            &space,
+            || true,
+            pacing,
+            &mut m,
+            || seen.push(space.read_obj::<u16>(0x2002).unwrap()),
+        );
+        assert_eq!(seen, [1]);
+    }
+
+    #[test]
+    fn at_its_depth_a_driver_is_signalled_at_once() {
+        let mut m = Moderation::default();
+        assert!(m.completed(Some(1)));
+        assert_eq!(moderated(&mut m, Duration::MAX), [1], "signalled before the second request came");
+        assert_eq!(m.depth(), 2, "the driver went deeper");
+    }
+
+    #[test]
+    fn a_long_request_is_signalled_at_once_below_the_depth() {
+        // Every request is "long" with `signal_after` zero: the first is signalled as soon as
+        // it is done, though the driver is below its depth.
+        let mut m = Moderation::default();
+        assert!(m.completed(Some(4)));
+        assert_eq!(moderated(&mut m, Duration::ZERO), [1]);
+        assert_eq!(m.depth(), 4, "nothing held, so no quiet");
+    }
+
+    #[test]
+    fn a_ring_not_mapped_zero_copy_is_not_moderated() {
+        // Rings reached with pread (an unsealed memfd; by message it would be the same):
+        // reading used_event after every completion would cost a read each. The batch is
+        // signalled at its end and the moderation is not touched (held completions would
+        // have lowered its depth when the driver went quiet).
+        let (space, mut queue) = setup(true);
+        space.write_obj(0x1004, &0u16).unwrap();
+        space.write_obj(0x1002, &1u16).unwrap();
+        let mut m = Moderation::default();
+        m.completed(Some(4));
+        let mut seen = Vec::new();
+        let pacing = Pacing {
+            poll: Duration::from_millis(1),
+            signal_after: Duration::MAX,
+            quiet: Duration::from_millis(1),
+            moderate: Some(Duration::from_secs(60)),
+        };
+        let out = serve_queue_polling(
+            &Counter::default(),
+            0,
+            &mut queue,
+            &space,
+            || true,
+            pacing,
+            &mut m,
+            || seen.push(space.read_obj::<u16>(0x2002).unwrap()),
+        );
+        assert_eq!((out.completed, seen), (1, vec![1]));
+        assert_eq!(m.depth(), 4);
     }
 
     #[test]
@@ -322,7 +511,8 @@ mod tests {
         }
         space.write_obj(0x1002, &3u16).unwrap();
         let mut seen = Vec::new();
-        let pacing = Pacing { poll: Duration::ZERO, signal_after: Duration::ZERO };
+        let pacing =
+            Pacing { poll: Duration::ZERO, signal_after: Duration::ZERO, quiet: Duration::ZERO, moderate: None };
         let out = serve_queue_polling(
             &dev,
             0,
@@ -330,6 +520,7 @@ mod tests {
             &space,
             || true,
             pacing,
+            &mut Moderation::default(),
             || seen.push(space.read_obj::<u16>(0x2002).unwrap()),
         );
         assert_eq!(out.completed, 3);

@@ -15,6 +15,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use super::Inner;
 use crate::device::VirtioDevice;
+use crate::moderation::Moderation;
 use crate::queue::{serve_queue_polling, Pacing};
 
 /// How long a worker watches its available ring for more requests after a batch before it
@@ -23,9 +24,17 @@ use crate::queue::{serve_queue_polling, Pacing};
 /// socket thread and no wake-up of this one. The worker yields the CPU between looks.
 const POLL: Duration = Duration::from_micros(100);
 
+/// With interrupt moderation: held completions are signalled when the driver has added
+/// nothing for this long ([`Pacing::quiet`]).
+const QUIET: Duration = Duration::from_micros(100);
+
 /// Completions are signalled within a batch once this long has passed since the worker
 /// began serving the first one not yet signalled ([`Pacing::signal_after`]).
 const SIGNAL_AFTER: Duration = Duration::from_micros(100);
+
+/// With interrupt moderation ([`VirtioDevice::interrupt_moderation`]), the longest a
+/// completion is held back while the driver goes on adding requests ([`Pacing::moderate`]).
+const HOLD: Duration = Duration::from_millis(2);
 
 /// Signals an eventfd (a full counter means a wake-up is pending anyway).
 pub(crate) fn kick(fd: &OwnedFd) {
@@ -41,6 +50,7 @@ fn drain(fd: &OwnedFd) {
 /// The body of queue `q`'s thread: serve kicks until the transport stops.
 pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
     let kick_fd = Arc::clone(&inner.kicks[usize::from(q)]);
+    let mut moderation = Moderation::default();
     loop {
         let mut fds = [PollFd::new(&*kick_fd, PollFlags::IN), PollFd::new(&inner.stop, PollFlags::IN)];
         match poll(&mut fds, None) {
@@ -56,14 +66,14 @@ pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
         }
         if !fds[0].revents().is_empty() {
             drain(&kick_fd);
-            process(&inner, q);
+            process(&inner, q, &mut moderation);
         }
     }
 }
 
 /// Serves every available request of queue `q`, signalling the driver after each batch if
 /// it wants it.
-pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
+pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16, moderation: &mut Moderation) {
     if !inner.running() {
         return;
     }
@@ -75,7 +85,13 @@ pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16) {
         queue,
         inner.dma.space(),
         || inner.running(),
-        Pacing { poll: POLL, signal_after: SIGNAL_AFTER },
+        Pacing {
+            poll: POLL,
+            signal_after: SIGNAL_AFTER,
+            quiet: QUIET,
+            moderate: inner.device.interrupt_moderation().then_some(HOLD),
+        },
+        moderation,
         || inner.interrupt(q),
     );
     inner.stats[usize::from(q)].fetch_add(out.completed, Ordering::Relaxed);
