@@ -300,6 +300,18 @@ mod tests {
         }
     }
 
+    /// Serves `queue` on a [`Counter`] with `pacing` (queue index 0).
+    fn serve_counting(
+        queue: &mut Queue,
+        space: &DmaSpace,
+        keep_going: impl Fn() -> bool,
+        pacing: Pacing,
+        moderation: &mut Moderation,
+        signal: impl FnMut(),
+    ) -> QueueOutcome {
+        serve_queue_polling(&Counter::default(), 0, queue, space, keep_going, pacing, moderation, signal)
+    }
+
     fn setup(event_idx: bool) -> (DmaSpace, Queue) {
         setup_with(event_idx, false)
     }
@@ -357,7 +369,6 @@ mod tests {
     fn notifications_are_re_armed_and_each_batch_signalled_once() {
         for event_idx in [false, true] {
             let (space, mut queue) = setup(event_idx);
-            let dev = Counter::default();
             for i in 0..2u64 {
                 space.write_obj(0x1004 + 2 * i, &(i as u16)).unwrap();
             }
@@ -369,16 +380,7 @@ mod tests {
                 quiet: Duration::ZERO,
                 moderate: None,
             };
-            let out = serve_queue_polling(
-                &dev,
-                0,
-                &mut queue,
-                &space,
-                || true,
-                pacing,
-                &mut Moderation::default(),
-                || signals += 1,
-            );
+            let out = serve_counting(&mut queue, &space, || true, pacing, &mut Moderation::default(), || signals += 1);
             assert_eq!((out.completed, out.notify, signals), (2, true, 1));
             // The driver may notify again: no NO_NOTIFY flag left, avail_event at index 2.
             assert_eq!(space.read_obj::<u16>(0x2000).unwrap(), 0, "used flags");
@@ -393,7 +395,6 @@ mod tests {
     /// worker's first watch; returns the used index at each signal.
     fn moderated(moderation: &mut Moderation, signal_after: Duration) -> Vec<u16> {
         let (space, mut queue) = setup_with(true, true);
-        let dev = Counter::default();
         space.write_obj(0x1004, &0u16).unwrap();
         space.write_obj(0x1004 + 2, &1u16).unwrap();
         space.write_obj(0x1002, &1u16).unwrap();
@@ -414,7 +415,7 @@ mod tests {
             quiet: Duration::from_millis(20),
             moderate: Some(Duration::from_secs(60)),
         };
-        let out = serve_queue_polling(&dev, 0, &mut queue, &space, keep_going, pacing, moderation, || {
+        let out = serve_counting(&mut queue, &space, keep_going, pacing, moderation, || {
             seen.push(space.read_obj::<u16>(0x2002).unwrap())
         });
         assert_eq!(out.completed, 2);
@@ -422,82 +423,48 @@ mod tests {
     }
 
     #[test]
-    fn below_its_depth_a_driver_takes_two_completions_in_one_interrupt() {
-        // A driver known to keep 4 outstanding: the first completion is held while it adds
-        // the second request, and both are signalled once it goes quiet.
-        let mut m = Moderation::default();
-        assert!(m.completed(Some(4)));
-        assert_eq!(moderated(&mut m, Duration::MAX), [2]);
-        assert_eq!(m.depth(), 3, "quiet with 2 outstanding: one lower");
-        // The same without moderation: the first completion is signalled at once, and the
-        // driver (used_event 0) wants no interrupt for the second.
-        let (space, mut queue) = setup_with(true, true);
-        space.write_obj(0x1004, &0u16).unwrap();
-        space.write_obj(0x1002, &1u16).unwrap();
-        let mut seen = Vec::new();
-        let pacing =
-            Pacing { poll: Duration::ZERO, signal_after: Duration::MAX, quiet: Duration::ZERO, moderate: None };
-        serve_queue_polling(
-            &Counter::default(),
-            0,
-            &mut queue,
-            &space,
-            || true,
-            pacing,
-            &mut m,
-            || seen.push(space.read_obj::<u16>(0x2002).unwrap()),
-        );
-        assert_eq!(seen, [1]);
+    fn moderated_completions_are_signalled_at_the_depth_when_quiet_or_when_long() {
+        // (depth the driver is known to keep, signal_after, the used index at each signal,
+        // the depth after, what happens)
+        let cases = [
+            (4, Duration::MAX, 2, 3, "below its depth: the first completion held while the driver adds the second, both signalled when it goes quiet, which lowers the depth by one"),
+            (1, Duration::MAX, 1, 2, "at its depth: signalled before the second request came, then the driver went deeper"),
+            (4, Duration::ZERO, 1, 4, "a long request (every one, with signal_after zero): signalled at once though below the depth; nothing held, so no quiet"),
+        ];
+        for (depth, signal_after, seen, after, what) in cases {
+            let mut m = Moderation::default();
+            assert!(m.completed(Some(depth)));
+            assert_eq!(moderated(&mut m, signal_after), [seen], "{what}");
+            assert_eq!(m.depth(), after, "{what}");
+        }
     }
 
     #[test]
-    fn at_its_depth_a_driver_is_signalled_at_once() {
-        let mut m = Moderation::default();
-        assert!(m.completed(Some(1)));
-        assert_eq!(moderated(&mut m, Duration::MAX), [1], "signalled before the second request came");
-        assert_eq!(m.depth(), 2, "the driver went deeper");
-    }
-
-    #[test]
-    fn a_long_request_is_signalled_at_once_below_the_depth() {
-        // Every request is "long" with `signal_after` zero: the first is signalled as soon as
-        // it is done, though the driver is below its depth.
-        let mut m = Moderation::default();
-        assert!(m.completed(Some(4)));
-        assert_eq!(moderated(&mut m, Duration::ZERO), [1]);
-        assert_eq!(m.depth(), 4, "nothing held, so no quiet");
-    }
-
-    #[test]
-    fn a_ring_not_mapped_zero_copy_is_not_moderated() {
-        // Rings reached with pread (an unsealed memfd; by message it would be the same):
-        // reading used_event after every completion would cost a read each. The batch is
-        // signalled at its end and the moderation is not touched (held completions would
-        // have lowered its depth when the driver went quiet).
-        let (space, mut queue) = setup(true);
-        space.write_obj(0x1004, &0u16).unwrap();
-        space.write_obj(0x1002, &1u16).unwrap();
-        let mut m = Moderation::default();
-        m.completed(Some(4));
-        let mut seen = Vec::new();
-        let pacing = Pacing {
+    fn one_request_is_signalled_at_once_where_there_is_no_moderation() {
+        // One request, the driver known to keep 4 outstanding: the batch is signalled at its
+        // end and the moderation is not consulted (held, the completion would have lowered
+        // its depth when the driver went quiet).
+        let off = Pacing { poll: Duration::ZERO, signal_after: Duration::MAX, quiet: Duration::ZERO, moderate: None };
+        let on = Pacing {
             poll: Duration::from_millis(1),
             signal_after: Duration::MAX,
             quiet: Duration::from_millis(1),
             moderate: Some(Duration::from_secs(60)),
         };
-        let out = serve_queue_polling(
-            &Counter::default(),
-            0,
-            &mut queue,
-            &space,
-            || true,
-            pacing,
-            &mut m,
-            || seen.push(space.read_obj::<u16>(0x2002).unwrap()),
-        );
-        assert_eq!((out.completed, seen), (1, vec![1]));
-        assert_eq!(m.depth(), 4);
+        // Moderation off; moderation on but the rings reached with pread (an unsealed memfd;
+        // by message it would be the same), where reading used_event after every completion
+        // would cost a read each.
+        for (sealed, pacing) in [(true, off), (false, on)] {
+            let (space, mut queue) = setup_with(true, sealed);
+            space.write_obj(0x1004, &0u16).unwrap();
+            space.write_obj(0x1002, &1u16).unwrap();
+            let mut m = Moderation::default();
+            m.completed(Some(4));
+            let mut seen = Vec::new();
+            let signal = || seen.push(space.read_obj::<u16>(0x2002).unwrap());
+            let out = serve_counting(&mut queue, &space, || true, pacing, &mut m, signal);
+            assert_eq!((out.completed, seen, m.depth()), (1, vec![1], 4), "sealed {sealed}");
+        }
     }
 
     #[test]
@@ -505,7 +472,6 @@ mod tests {
         // Without EVENT_IDX the driver asks for every completion: with `signal_after` zero,
         // each request is signalled as soon as it is in the used ring.
         let (space, mut queue) = setup(false);
-        let dev = Counter::default();
         for i in 0..3u64 {
             space.write_obj(0x1004 + 2 * i, &(i as u16)).unwrap();
         }
@@ -513,9 +479,7 @@ mod tests {
         let mut seen = Vec::new();
         let pacing =
             Pacing { poll: Duration::ZERO, signal_after: Duration::ZERO, quiet: Duration::ZERO, moderate: None };
-        let out = serve_queue_polling(
-            &dev,
-            0,
+        let out = serve_counting(
             &mut queue,
             &space,
             || true,
