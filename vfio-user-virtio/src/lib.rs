@@ -9,6 +9,8 @@
 //!   configuration changes, a worker thread per queue fed by ioeventfds or REGION_WRITEs,
 //!   migration of the transport state.
 //! * [`blk::VirtioBlk`]: a virtio-blk device backed by a raw image file.
+//! * [`moderation`]: when a queue worker holds completions back so that a busy driver takes
+//!   several in one interrupt.
 //! * [`DmaView`]: a vm-memory `GuestMemory` over every kind of DMA mapping (zero-copy for
 //!   mmapped memory, bounced for the rest), on which `virtio-queue` runs.
 //!
@@ -34,7 +36,7 @@ pub mod blk;
 mod device;
 mod error;
 mod memory;
-mod moderation;
+pub mod moderation;
 mod queue;
 pub mod transport;
 

@@ -32,7 +32,7 @@ pub const PROBE_AFTER: u16 = 8;
 /// The most signals at one depth between probes (after probes that failed).
 pub const PROBE_MAX: u16 = 64;
 
-/// What a queue worker has learned of its driver (see the module documentation). One per
+/// What a queue worker has learned of its driver (see [the module](crate::moderation)). One per
 /// queue, kept across batches; a default one learns from scratch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Moderation {
@@ -91,7 +91,7 @@ impl Moderation {
 }
 
 /// The address of the available ring's `used_event` (virtio 1.x, 2.7.6: flags, idx,
-/// ring[size], used_event), if it has one.
+/// `ring[size]`, used_event), if it has one.
 pub fn used_event_addr(queue: &Queue) -> Option<GuestAddress> {
     let offset = 4 + 2 * u64::from(queue.size());
     queue.avail_ring().checked_add(offset).map(GuestAddress)

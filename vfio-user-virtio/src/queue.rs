@@ -86,7 +86,7 @@ pub fn serve_queue<D: VirtioDevice>(
 /// watching a bounced ring would cost messages), so that a driver which adds requests
 /// again soon need not notify the device. With `pacing.moderate`, completions are held
 /// back as [`Moderation`] (the worker's, kept across calls) says, and signalled at the
-/// latest when the driver adds nothing for `pacing.poll`, before this returns. The outcome's
+/// latest when the driver adds nothing for `pacing.quiet`, before this returns. The outcome's
 /// `notify` says `signal` was called.
 #[allow(clippy::too_many_arguments)]
 pub fn serve_queue_polling<D: VirtioDevice>(
@@ -106,10 +106,13 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         }
     };
     // Moderation reads `used_event` after each completion: only where that is a memory load.
-    let moderate = queue.event_idx_enabled()
-        && moderation::used_event_addr(queue).is_some_and(|a| DmaView::new(space).is_direct(a.0, 2));
-    let hold = pacing.moderate.filter(|_| moderate).unwrap_or(pacing.signal_after);
-    let moderate = moderate && pacing.moderate.is_some();
+    let moderated = pacing.moderate.filter(|_| {
+        queue.event_idx_enabled()
+            && moderation::used_event_addr(queue).is_some_and(|a| DmaView::new(space).is_direct(a.0, 2))
+    });
+    let moderate = moderated.is_some();
+    // How long a completion may wait for its signal.
+    let hold = moderated.unwrap_or(pacing.signal_after);
     // Completions not yet signalled, and when serving the first of them began.
     let mut unsignalled = 0u64;
     let mut since = Instant::now();
@@ -125,15 +128,15 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         let mut completed = 0u64;
         let mut cancelled = false;
         while keep_going() {
+            let started = Instant::now();
             if unsignalled == 0 {
-                since = Instant::now();
+                since = started;
             }
             let mut view = DmaView::new(space);
             let (avail, used) = (queue.next_avail(), queue.next_used());
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             popped = true;
             let head = chain.head_index();
-            let started = Instant::now();
             let len = device.handle(q, &view, chain);
             // The request's bounced writes land before the used ring says it is done.
             flush(&mut view);
@@ -191,8 +194,6 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         // broken ring (e.g. an index that ran ahead by more than the queue size): re-arm
         // and wait for the next kick.
         let go_on = popped && keep_going();
-        // Completions held back (moderation) are signalled when they are due, or when the
-        // driver adds nothing for `poll` (it is waiting for them: a lower depth).
         if go_on {
             let mut watched = Duration::ZERO;
             if unsignalled > 0 {
@@ -399,8 +400,9 @@ mod tests {
         space.write_obj(0x1004 + 2, &1u16).unwrap();
         space.write_obj(0x1002, &1u16).unwrap();
         let calls = std::cell::Cell::new(0);
-        // keep_going is asked before each request, once after the batch, then on each look
-        // of the watch: the third call is the watch's first look.
+        // keep_going is asked before each request (twice for the first batch: one request,
+        // then none), once after the batch, then before and during the watch: the second
+        // request arrives on the third call, after the first batch, before the watch.
         let keep_going = || {
             calls.set(calls.get() + 1);
             if calls.get() == 3 {
