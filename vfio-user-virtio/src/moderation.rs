@@ -20,9 +20,16 @@
 //! at one depth of at least 2 the next is held for one more request (a probe); a probe that
 //! ends quiet doubles the wait before the next one, up to [`PROBE_MAX`] signals. A driver
 //! with one request at a time is signalled at once, always. How long a completion may be
-//! held, and how long "quiet" is, are the worker's [`Pacing`](crate::Pacing).
+//! held is the worker's [`Pacing`](crate::Pacing).
+//!
+//! "Quiet" is measured against the driver's own pace: it has added nothing for twice its
+//! mean gap between requests, at least [`Pacing::quiet`](crate::Pacing::quiet) and at most
+//! [`QUIET_MAX`]. A driver bound by its CPU adds requests as fast as that CPU lets it; a guest
+//! under TCG takes some 200 µs per request, and a fixed 100 µs took its ordinary gaps for
+//! waits, lowering the depth and signalling early, in one boot more than in another.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
@@ -44,12 +51,60 @@ pub struct Moderation {
     probe_every: u16,
     /// `depth` was raised by a probe that the driver has not reached yet.
     probing: bool,
+    /// What it decided so far.
+    counts: ModerationCounts,
+    /// The mean time between the driver's requests (an average over the last few), in ns.
+    gap_ns: u64,
+    /// When the last request was taken.
+    last_arrival: Option<Instant>,
+}
+
+/// The longest gap between requests that counts as such in the mean (longer: idle).
+const GAP_MAX: Duration = Duration::from_millis(2);
+/// The longest a driver that is adding requests may be silent before it is quiet.
+pub const QUIET_MAX: Duration = Duration::from_millis(1);
+
+/// What a [`Moderation`] decided, counted since it was made (a worker logs them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModerationCounts {
+    /// Completions held back (below the depth).
+    pub held: u64,
+    /// Completions at the depth (to be signalled at once).
+    pub at_depth: u64,
+    /// The depths of those, summed (over `at_depth`: the mean depth signalled at).
+    pub depth_sum: u64,
+    /// Probes begun (the depth raised by one without the driver reaching it yet).
+    pub probes: u64,
+    /// Probes that ended quiet (the driver did not reach the probed depth).
+    pub failed_probes: u64,
+    /// Times the driver went quiet with completions held.
+    pub quiet: u64,
 }
 
 impl Moderation {
     /// The depth learned so far.
     pub fn depth(&self) -> u16 {
         self.depth
+    }
+
+    /// What it decided so far.
+    pub fn counts(&self) -> ModerationCounts {
+        self.counts
+    }
+
+    /// A request was taken from the available ring `now`.
+    pub fn arrived(&mut self, now: Instant) {
+        if let Some(last) = self.last_arrival {
+            let dt = u64::try_from(now.saturating_duration_since(last).min(GAP_MAX).as_nanos()).unwrap_or(u64::MAX);
+            self.gap_ns = self.gap_ns - self.gap_ns / 8 + dt / 8;
+        }
+        self.last_arrival = Some(now);
+    }
+
+    /// How long the driver may add nothing before it is quiet: twice its mean gap between
+    /// requests, at least `least`, at most [`QUIET_MAX`].
+    pub fn quiet_after(&self, least: Duration) -> Duration {
+        least.max(Duration::from_nanos(self.gap_ns.saturating_mul(2))).min(QUIET_MAX.max(least))
     }
 
     /// A completion was just put in the used ring: whether to signal it now, given the
@@ -61,8 +116,11 @@ impl Moderation {
             self.hits = 0;
         }
         if n < self.depth {
+            self.counts.held += 1;
             return false;
         }
+        self.counts.at_depth += 1;
+        self.counts.depth_sum += u64::from(n);
         if self.probing {
             // The driver went as deep as the probe: probe again soon.
             self.probing = false;
@@ -73,6 +131,7 @@ impl Moderation {
             self.hits = 0;
             self.depth = self.depth.saturating_add(1);
             self.probing = true;
+            self.counts.probes += 1;
         }
         true
     }
@@ -81,7 +140,9 @@ impl Moderation {
     /// (None: unknown): the depth goes down by one (not below that).
     pub fn quiet(&mut self, outstanding: Option<u16>) {
         let Some(n) = outstanding else { return };
+        self.counts.quiet += 1;
         if self.probing {
+            self.counts.failed_probes += 1;
             self.probing = false;
             self.probe_every = self.probe_every.max(PROBE_AFTER).saturating_mul(2).min(PROBE_MAX);
         }
@@ -146,6 +207,36 @@ mod tests {
             m.quiet(Some(1));
         }
         assert_eq!(m.depth(), 1);
+    }
+
+    #[test]
+    fn quiet_follows_the_drivers_pace() {
+        let mut m = Moderation::default();
+        let least = Duration::from_micros(100);
+        assert_eq!(m.quiet_after(least), least, "no pace known yet");
+        // A request every 300 µs: quiet after twice that.
+        let t0 = Instant::now();
+        for i in 0..100u32 {
+            m.arrived(t0 + Duration::from_micros(300) * i);
+        }
+        let q = m.quiet_after(least);
+        assert!(q > Duration::from_micros(590) && q <= Duration::from_micros(600), "{q:?}");
+        // A fast driver: `least`.
+        let t1 = t0 + Duration::from_millis(30);
+        for i in 0..100u32 {
+            m.arrived(t1 + Duration::from_micros(10) * i);
+        }
+        assert_eq!(m.quiet_after(least), least);
+        // An idle gap counts as GAP_MAX, and quiet is never longer than QUIET_MAX...
+        for i in 0..100u64 {
+            m.arrived(t1 + Duration::from_secs(1 + i));
+        }
+        assert_eq!(m.quiet_after(least), QUIET_MAX);
+        // ...unless `least` is.
+        assert_eq!(m.quiet_after(Duration::from_millis(5)), Duration::from_millis(5));
+        // Time that runs backwards (it cannot, with Instant) would count as no gap.
+        m.arrived(t0);
+        assert!(m.quiet_after(least) <= QUIET_MAX);
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub struct Pacing {
     /// `Duration::MAX`: once per batch.
     pub signal_after: Duration,
     /// With `moderate`: held completions are signalled when the driver has added nothing
-    /// for this long (at most `poll`).
+    /// for this long, or for twice its mean gap between requests if that is longer (up to
+    /// [`QUIET_MAX`](crate::moderation::QUIET_MAX)): [`Moderation::quiet_after`].
     pub quiet: Duration,
     /// Interrupt moderation ([`Moderation`]), for a driver that negotiated
     /// `VIRTIO_RING_F_EVENT_IDX` and whose available ring is in a zero-copy mapping:
@@ -86,7 +87,7 @@ pub fn serve_queue<D: VirtioDevice>(
 /// watching a bounced ring would cost messages), so that a driver which adds requests
 /// again soon need not notify the device. With `pacing.moderate`, completions are held
 /// back as [`Moderation`] (the worker's, kept across calls) says, and signalled at the
-/// latest when the driver adds nothing for `pacing.quiet`, before this returns. The outcome's
+/// latest when the driver goes quiet (adds nothing for [`Moderation::quiet_after`]), before this returns. The outcome's
 /// `notify` says `signal` was called.
 #[allow(clippy::too_many_arguments)]
 pub fn serve_queue_polling<D: VirtioDevice>(
@@ -137,6 +138,9 @@ pub fn serve_queue_polling<D: VirtioDevice>(
             let Some(chain) = queue.pop_descriptor_chain(&view) else { break };
             popped = true;
             let head = chain.head_index();
+            if moderate {
+                moderation.arrived(started);
+            }
             let len = device.handle(q, &view, chain);
             // The request's bounced writes land before the used ring says it is done.
             flush(&mut view);
@@ -197,10 +201,10 @@ pub fn serve_queue_polling<D: VirtioDevice>(
         if go_on {
             let mut watched = Duration::ZERO;
             if unsignalled > 0 {
-                // Held completions: signalled when they are due, or when the driver adds
-                // nothing for `quiet` (it waits for them below its learned depth: one lower).
+                // Held completions: signalled when they are due, or when the driver goes
+                // quiet, by its own pace (it waits for them below its learned depth: one lower).
                 let rest = hold.saturating_sub(since.elapsed());
-                watched = pacing.quiet.min(rest).min(pacing.poll);
+                watched = moderation.quiet_after(pacing.quiet).min(rest);
                 if watch_avail(queue, space, watched, &keep_going) {
                     continue;
                 }

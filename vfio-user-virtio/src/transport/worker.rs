@@ -9,13 +9,13 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
 
 use super::Inner;
 use crate::device::VirtioDevice;
-use crate::moderation::Moderation;
+use crate::moderation::{Moderation, ModerationCounts};
 use crate::queue::{serve_queue_polling, Pacing};
 
 /// How long a worker watches its available ring for more requests after a batch before it
@@ -25,7 +25,8 @@ use crate::queue::{serve_queue_polling, Pacing};
 const POLL: Duration = Duration::from_micros(100);
 
 /// With interrupt moderation: held completions are signalled when the driver has added
-/// nothing for this long ([`Pacing::quiet`]).
+/// nothing for this long at least, or twice its mean gap between requests if longer
+/// ([`Pacing::quiet`]).
 const QUIET: Duration = Duration::from_micros(100);
 
 /// Completions are signalled within a batch once this long has passed since the worker
@@ -35,6 +36,57 @@ const SIGNAL_AFTER: Duration = Duration::from_micros(100);
 /// With interrupt moderation ([`VirtioDevice::interrupt_moderation`]), the longest a
 /// completion is held back while the driver goes on adding requests ([`Pacing::moderate`]).
 const HOLD: Duration = Duration::from_millis(2);
+
+/// How often a busy worker logs what it did (at debug level); it also logs when it is
+/// woken after `IDLE` without a kick.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(1);
+
+/// What a worker did since it last logged.
+struct Activity {
+    since: Instant,
+    last: Instant,
+    wakeups: u64,
+    completed: u64,
+    signals: u64,
+    counts: ModerationCounts,
+}
+
+impl Activity {
+    fn new(counts: ModerationCounts) -> Self {
+        let now = Instant::now();
+        Activity { since: now, last: now, wakeups: 0, completed: 0, signals: 0, counts }
+    }
+
+    /// Logs and starts again once `LOG_EVERY` has passed, or after `IDLE` without a
+    /// wake-up (called before the new one is counted), if requests were served.
+    fn maybe_log(&mut self, q: u16, moderation: &Moderation) {
+        if (self.since.elapsed() < LOG_EVERY && self.last.elapsed() < IDLE) || !log::log_enabled!(log::Level::Debug) {
+            self.last = Instant::now();
+            return;
+        }
+        let now = moderation.counts();
+        if self.completed > 0 {
+            let c = &self.counts;
+            log::debug!(
+                "virtio queue {q}: {} requests, {} wake-ups, {} interrupts in {:.1} s; moderation at depth {}: \
+                 {} at depth (mean {:.2}), {} held, {} quiet, {} probes ({} failed)",
+                self.completed,
+                self.wakeups,
+                self.signals,
+                self.last.duration_since(self.since).as_secs_f64(),
+                moderation.depth(),
+                now.at_depth - c.at_depth,
+                (now.depth_sum - c.depth_sum) as f64 / (now.at_depth - c.at_depth).max(1) as f64,
+                now.held - c.held,
+                now.quiet - c.quiet,
+                now.probes - c.probes,
+                now.failed_probes - c.failed_probes,
+            );
+        }
+        *self = Activity::new(now);
+    }
+}
 
 /// Signals an eventfd (a full counter means a wake-up is pending anyway).
 pub(crate) fn kick(fd: &OwnedFd) {
@@ -51,6 +103,7 @@ fn drain(fd: &OwnedFd) {
 pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
     let kick_fd = Arc::clone(&inner.kicks[usize::from(q)]);
     let mut moderation = Moderation::default();
+    let mut activity = Activity::new(moderation.counts());
     loop {
         let mut fds = [PollFd::new(&*kick_fd, PollFlags::IN), PollFd::new(&inner.stop, PollFlags::IN)];
         match poll(&mut fds, None) {
@@ -66,19 +119,24 @@ pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
         }
         if !fds[0].revents().is_empty() {
             drain(&kick_fd);
-            process(&inner, q, &mut moderation);
+            activity.maybe_log(q, &moderation);
+            let (completed, signals) = process(&inner, q, &mut moderation);
+            activity.wakeups += 1;
+            activity.completed += completed;
+            activity.signals += signals;
         }
     }
 }
 
 /// Serves every available request of queue `q`, signalling the driver after each batch if
-/// it wants it.
-pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16, moderation: &mut Moderation) {
+/// it wants it; returns the requests completed and the interrupts sent.
+pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16, moderation: &mut Moderation) -> (u64, u64) {
     if !inner.running() {
-        return;
+        return (0, 0);
     }
     let mut slot = inner.lock_queue(q);
-    let Some(queue) = slot.as_mut() else { return };
+    let Some(queue) = slot.as_mut() else { return (0, 0) };
+    let mut signals = 0;
     let out = serve_queue_polling(
         &inner.device,
         q,
@@ -92,10 +150,14 @@ pub(crate) fn process<D: VirtioDevice>(inner: &Inner<D>, q: u16, moderation: &mu
             moderate: inner.device.interrupt_moderation().then_some(HOLD),
         },
         moderation,
-        || inner.interrupt(q),
+        || {
+            signals += 1;
+            inner.interrupt(q)
+        },
     );
     inner.stats[usize::from(q)].fetch_add(out.completed, Ordering::Relaxed);
     if out.broken {
         inner.needs_reset();
     }
+    (out.completed, signals)
 }
