@@ -8,7 +8,7 @@
 # "VFU-BENCH-COST backend job round interrupts I/Os cpu-usr% cpu-sys% mean-latency-us" line:
 # the disk's interrupts in the guest (all its MSI-X vectors) and the I/Os fio completed, fio's
 # CPU use and its mean completion latency. vfu.bench_jobs (e.g. randread:4k:16,read:1M:4)
-# picks the jobs.
+# picks the jobs. Before each run the host writes the image's dirty pages back (ask sync).
 load virtio_blk
 disks=$(sed -n 's/.*vfu\.bench_disks=\([0-9]*\).*/\1/p' /proc/cmdline)
 until_true 100 sh -c "ls /sys/block | grep -c '^vd' | grep -qx ${disks:-3}" || fail "${disks:-3} virtio disks: $(ls /sys/block)"
@@ -46,6 +46,8 @@ for job in ${jobs:-randread:4k:16 randwrite:4k:16 read:1M:4 write:1M:4}; do
     while [ "$r" -lt "${rounds:-3}" ]; do
         for disk in "$@"; do
             name=${disk%%:*}; dev=/dev/${disk#*:}
+            # The image's dirty pages on the host written back: no run pays for another's.
+            ask sync
             i0=$(irqs "${disk#*:}")
             out=$(fio --name="$rw" --filename="$dev" --ioengine=libaio --direct=1 --rw="$rw" --bs="$bs" \
                 --iodepth="$qd" --size=192M --time_based --runtime="${secs:-10}" --ramp_time=1 \
