@@ -37,9 +37,10 @@ const SIGNAL_AFTER: Duration = Duration::from_micros(100);
 /// completion is held back while the driver goes on adding requests ([`Pacing::moderate`]).
 const HOLD: Duration = Duration::from_millis(2);
 
-/// How often a busy worker logs what it did (at debug level); it also logs when it is
-/// woken after `IDLE` without a kick.
+/// How often a busy worker logs what it did (at debug level).
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// A worker woken after this long without a kick logs what it did before (a busy spell);
+/// it also logs when it stops.
 const IDLE: Duration = Duration::from_secs(1);
 
 /// What a worker did since it last logged.
@@ -59,9 +60,11 @@ impl Activity {
     }
 
     /// Logs and starts again once `LOG_EVERY` has passed, or after `IDLE` without a
-    /// wake-up (called before the new one is counted), if requests were served.
-    fn maybe_log(&mut self, q: u16, moderation: &Moderation) {
-        if (self.since.elapsed() < LOG_EVERY && self.last.elapsed() < IDLE) || !log::log_enabled!(log::Level::Debug) {
+    /// wake-up (called before the new one is counted), or when `stopping`, if requests
+    /// were served.
+    fn maybe_log(&mut self, q: u16, moderation: &Moderation, stopping: bool) {
+        let due = stopping || self.since.elapsed() >= LOG_EVERY || self.last.elapsed() >= IDLE;
+        if !due || !log::log_enabled!(log::Level::Debug) {
             self.last = Instant::now();
             return;
         }
@@ -115,11 +118,12 @@ pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
             }
         }
         if !fds[1].revents().is_empty() {
+            activity.maybe_log(q, &moderation, true);
             return;
         }
         if !fds[0].revents().is_empty() {
             drain(&kick_fd);
-            activity.maybe_log(q, &moderation);
+            activity.maybe_log(q, &moderation, false);
             let (completed, signals) = process(&inner, q, &mut moderation);
             activity.wakeups += 1;
             activity.completed += completed;
