@@ -36,7 +36,7 @@ pub struct Pacing {
     /// `VIRTIO_RING_F_EVENT_IDX` and whose available ring is in a zero-copy mapping:
     /// `Some(hold)` holds a completion back, while the driver is below its learned depth and
     /// goes on adding requests, for up to `hold` since serving it began; held completions
-    /// are signalled when the driver reaches its depth or adds nothing for `quiet`, or with a
+    /// are signalled when the driver reaches its depth or goes quiet (see `quiet`), or with a
     /// request that took `signal_after` or more to serve. `None`: off.
     pub moderate: Option<Duration>,
 }

@@ -54,23 +54,27 @@ struct Activity {
 }
 
 impl Activity {
-    fn new(counts: ModerationCounts) -> Self {
-        let now = Instant::now();
-        Activity { since: now, last: now, wakeups: 0, completed: 0, signals: 0, counts }
+    fn new(counts: ModerationCounts, at: Instant) -> Self {
+        Activity { since: at, last: at, wakeups: 0, completed: 0, signals: 0, counts }
     }
 
     /// Logs and starts again once `LOG_EVERY` has passed, or after `IDLE` without a
     /// wake-up (called before the new one is counted), or when `stopping`, if requests
-    /// were served.
+    /// were served. Without debug logging it does nothing (no clock read on the worker's
+    /// path).
     fn maybe_log(&mut self, q: u16, moderation: &Moderation, stopping: bool) {
-        let due = stopping || self.since.elapsed() >= LOG_EVERY || self.last.elapsed() >= IDLE;
-        if !due || !log::log_enabled!(log::Level::Debug) {
-            self.last = Instant::now();
+        if !log::log_enabled!(log::Level::Debug) {
             return;
         }
-        let now = moderation.counts();
+        let now = Instant::now();
+        let due = stopping || now.duration_since(self.since) >= LOG_EVERY || now.duration_since(self.last) >= IDLE;
+        if !due {
+            self.last = now;
+            return;
+        }
+        let counts = moderation.counts();
         if self.completed > 0 {
-            let c = &self.counts;
+            let (n, c) = (&counts, &self.counts);
             log::debug!(
                 "virtio queue {q}: {} requests, {} wake-ups, {} interrupts in {:.1} s; moderation at depth {}: \
                  {} at depth (mean {:.2}), {} held, {} quiet, {} probes ({} failed)",
@@ -79,15 +83,15 @@ impl Activity {
                 self.signals,
                 self.last.duration_since(self.since).as_secs_f64(),
                 moderation.depth(),
-                now.at_depth - c.at_depth,
-                (now.depth_sum - c.depth_sum) as f64 / (now.at_depth - c.at_depth).max(1) as f64,
-                now.held - c.held,
-                now.quiet - c.quiet,
-                now.probes - c.probes,
-                now.failed_probes - c.failed_probes,
+                n.at_depth - c.at_depth,
+                (n.depth_sum - c.depth_sum) as f64 / (n.at_depth - c.at_depth).max(1) as f64,
+                n.held - c.held,
+                n.quiet - c.quiet,
+                n.probes - c.probes,
+                n.failed_probes - c.failed_probes,
             );
         }
-        *self = Activity::new(now);
+        *self = Activity::new(counts, now);
     }
 }
 
@@ -106,7 +110,7 @@ fn drain(fd: &OwnedFd) {
 pub(crate) fn run<D: VirtioDevice>(inner: Arc<Inner<D>>, q: u16) {
     let kick_fd = Arc::clone(&inner.kicks[usize::from(q)]);
     let mut moderation = Moderation::default();
-    let mut activity = Activity::new(moderation.counts());
+    let mut activity = Activity::new(moderation.counts(), Instant::now());
     loop {
         let mut fds = [PollFd::new(&*kick_fd, PollFlags::IN), PollFd::new(&inner.stop, PollFlags::IN)];
         match poll(&mut fds, None) {
